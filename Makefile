@@ -1,0 +1,29 @@
+# Two entry points: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test venv test-venv clean
+
+$(BIN)/ruralcov: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+venv: $(BIN)/ruralcov
+
+demo: venv
+	$(BIN)/ruralcov demo
+
+$(VENV)/.test-deps: $(BIN)/ruralcov
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+test-venv: $(VENV)/.test-deps
+
+test: test-venv
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) out

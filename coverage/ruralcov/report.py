@@ -1,0 +1,2 @@
+"""placeholder"""
+def write_run(*a, **k): raise NotImplementedError

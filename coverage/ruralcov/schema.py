@@ -46,6 +46,8 @@ VILLAGE_COLUMNS: tuple[str, ...] = (
     "fibre_nearby",
     "fibre_route_id",
     "fibre_route_distance_m",
+    "nearest_asset_id",
+    "nearest_asset_m",
     "tests",
     "devices",
     "download_median_mbps",

@@ -1,0 +1,120 @@
+"""Shares and gaps per area (province, city, county, township) over the whole register.
+
+Shares are divided by every administrative village of the register in the area, never by the
+villages that joined. The gap to target is computed in exact integer arithmetic from the target
+as a fraction (0.98 -> 49/50), so floating-point error never adds or removes a village.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ruralcov.schema import SUMMARY_COLUMNS
+
+
+def target_fraction(share: float) -> Fraction:
+    """The target as an exact fraction of its decimal text: 0.98 -> 49/50, not 0.97999..."""
+    return Fraction(str(share))
+
+
+def gap_villages(villages: Any, fibre_villages: Any, target: Fraction) -> Any:
+    """``max(0, ceil(target * villages) - fibre_villages)``, exactly, element-wise.
+
+    Examples
+    --------
+    >>> gap_villages(100, 97, Fraction(49, 50)), gap_villages(50, 49, Fraction(49, 50))
+    (1, 0)
+    >>> gap_villages(np.array([1, 101]), np.array([0, 98]), Fraction(49, 50))
+    array([1, 1])
+    """
+    num, den = target.numerator, target.denominator
+    needed = -(-np.asarray(villages, dtype=np.int64) * num // den)
+    gap = np.maximum(0, needed - np.asarray(fibre_villages, dtype=np.int64))
+    return gap if np.ndim(gap) else int(gap)
+
+
+def _share(part: pd.Series, whole: pd.Series) -> pd.Series:
+    return (part / whole.where(whole > 0)).astype(float)
+
+
+def summarise(
+    villages: pd.DataFrame,
+    *,
+    level: str,
+    fibre_target: float,
+    names: pd.Series | None = None,
+) -> pd.DataFrame:
+    """One row per area of ``level`` with :data:`SUMMARY_COLUMNS`.
+
+    ``villages`` has the village columns (kind, fibre, has_geometry, speed_class and
+    ``<level>_code``). Every area with any register entry appears, even with no
+    administrative village (its shares are then empty).
+    """
+    key = f"{level}_code"
+    frame = villages.loc[villages[key].notna()]
+    is_village = frame["kind"] == "village"
+    is_community = frame["kind"] == "community"
+    meets = frame["speed_class"] == "meets"
+    parts = pd.DataFrame(
+        {
+            "code": frame[key],
+            "villages": is_village,
+            "villages_with_geometry": is_village & frame["has_geometry"].astype(bool),
+            "fibre_villages": is_village & frame["fibre"].astype(bool),
+            "speed_meets": is_village & meets,
+            "speed_below": is_village & (frame["speed_class"] == "below"),
+            "speed_insufficient": is_village & (frame["speed_class"] == "insufficient_data"),
+            "communities": is_community,
+            "communities_speed_meets": is_community & meets,
+        }
+    )
+    out = parts.groupby("code", sort=True).sum().astype(np.int64).reset_index()
+    out.insert(0, "level", level)
+    name_map = names if names is not None else pd.Series(dtype=object)
+    out.insert(2, "name", out["code"].map(name_map).astype(object))
+    out["fibre_share"] = _share(out["fibre_villages"], out["villages"])
+    out["fibre_target"] = float(fibre_target)
+    out["fibre_gap_villages"] = gap_villages(
+        out["villages"].to_numpy(), out["fibre_villages"].to_numpy(), target_fraction(fibre_target)
+    )
+    out["speed_share"] = _share(out["speed_meets"], out["villages"])
+    out["communities_speed_share"] = _share(out["communities_speed_meets"], out["communities"])
+    return out.loc[:, list(SUMMARY_COLUMNS)]
+
+
+def headline(villages: pd.DataFrame, *, fibre_target: float) -> dict[str, Any]:
+    """The overall figures over the whole register, as plain Python values."""
+    kind = villages["kind"]
+    is_village = kind == "village"
+    is_community = kind == "community"
+    fibre = int((is_village & villages["fibre"].astype(bool)).sum())
+    n = int(is_village.sum())
+    n_comm = int(is_community.sum())
+    cls = villages["speed_class"]
+    comm_meets = int((is_community & (cls == "meets")).sum())
+    gap = gap_villages(n, fibre, target_fraction(fibre_target))
+    return {
+        "register_units": len(villages),
+        "villages": n,
+        "communities": n_comm,
+        "other_units": int((kind == "other").sum()),
+        "villages_with_geometry": int((is_village & villages["has_geometry"]).sum()),
+        "fibre_villages": fibre,
+        "fibre_share": fibre / n if n else None,
+        "fibre_target": float(fibre_target),
+        "fibre_gap_villages": gap,
+        "fibre_target_met": gap == 0,
+        "fibre_nearby_villages": int((is_village & villages["fibre_nearby"]).sum()),
+        "speed_meets": int((is_village & (cls == "meets")).sum()),
+        "speed_below": int((is_village & (cls == "below")).sum()),
+        "speed_insufficient": int((is_village & (cls == "insufficient_data")).sum()),
+        "speed_share": int((is_village & (cls == "meets")).sum()) / n if n else None,
+        "communities_speed_meets": comm_meets,
+        "communities_speed_share": comm_meets / n_comm if n_comm else None,
+        "meets_targets_villages": int((is_village & villages["meets_targets"]).sum()),
+        "tests_used": int(villages["tests"].sum()),
+    }

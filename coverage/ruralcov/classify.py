@@ -1,0 +1,277 @@
+"""Per-village statistics and the rules that turn them into classes.
+
+Speed statistics are exact: medians are computed from the sorted values of each village, and
+the 95 % interval of the median is distribution-free, from order statistics: with ``n`` tests the
+interval is ``[x_(l), x_(n-l+1)]`` where ``l`` is the largest rank with
+``P(Binomial(n, 1/2) < l) <= 0.025``, so that it covers the true median with at least 95 %
+probability whatever the distribution of speeds. With 5 tests or fewer no such interval exists
+and the bounds are left empty.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy.stats import binom
+
+from ruralcov.schema import SPEED_CLASSES
+
+
+def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray, NDArray]:
+    """1-based ranks ``(l, u)`` of the order statistics bounding the median; 0 where none exist.
+
+    Examples
+    --------
+    >>> median_ci_ranks([5, 6, 10, 100])
+    (array([ 0,  1,  2, 40]), array([ 0,  6,  9, 61]))
+    """
+    n = np.asarray(n, dtype=np.int64)
+    alpha = (1.0 - confidence) / 2.0
+    # ppf gives the smallest k with P(B <= k) >= alpha, so P(B <= k - 1) < alpha:
+    # taking l = k leaves at most alpha below x_(l). Above, u = n - l + 1 by symmetry.
+    lo = np.where(n > 0, binom.ppf(alpha, np.maximum(n, 1), 0.5), 0).astype(np.int64)
+    ok = (lo >= 1) & (binom.cdf(lo - 1, np.maximum(n, 1), 0.5) <= alpha)
+    lo = np.where(ok, lo, 0)
+    hi = np.where(ok, n - lo + 1, 0)
+    return lo, hi
+
+
+def _sorted_groups(
+    groups: NDArray[np.intp], values: NDArray[np.float64], n_groups: int
+) -> tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.intp]]:
+    """Values sorted within groups (NaN and group -1 left out), with group starts and counts."""
+    keep = (groups >= 0) & ~np.isnan(values)
+    g, v = groups[keep], values[keep]
+    order = np.lexsort((v, g))
+    counts = np.bincount(g, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return v[order], starts, counts
+
+
+def _pick(sorted_values: NDArray, starts: NDArray, ranks: NDArray) -> NDArray[np.float64]:
+    """Value of 1-based ``ranks`` within each group; NaN where the rank is 0."""
+    out = np.full(len(starts), np.nan)
+    ok = ranks > 0
+    out[ok] = sorted_values[starts[ok] + ranks[ok] - 1]
+    return out
+
+
+def group_median(
+    groups: ArrayLike, values: ArrayLike, n_groups: int
+) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+    """Exact median of ``values`` per group (mean of the two middle values for even counts).
+
+    Returns the medians and the number of non-missing values per group.
+    """
+    v, starts, counts = _sorted_groups(np.asarray(groups), np.asarray(values, float), n_groups)
+    low = np.where(counts > 0, (counts + 1) // 2, 0)
+    high = np.where(counts > 0, counts // 2 + 1, 0)
+    high = np.where(counts % 2 == 1, low, high)
+    return (_pick(v, starts, low) + _pick(v, starts, high)) / 2.0, counts
+
+
+def speed_statistics(
+    village: ArrayLike,
+    download: ArrayLike,
+    *,
+    n_villages: int,
+    target_mbps: ArrayLike,
+    upload: ArrayLike | None = None,
+    latency: ArrayLike | None = None,
+    device: ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Per-village speed statistics from individual tests.
+
+    Parameters
+    ----------
+    village
+        Position of each test's village (-1: none; such tests are ignored).
+    download, upload, latency
+        Per-test values; NaN values are left out of that measure only.
+    n_villages
+        Number of villages; the result has one row per village position.
+    target_mbps
+        The download target of each village (rural or urban), for the share at target.
+    device
+        Per-test device identifier; ``devices`` is the number of distinct ones (NaN if absent).
+    """
+    village = np.asarray(village, dtype=np.intp)
+    download = np.asarray(download, dtype=float)
+    target = np.asarray(target_mbps, dtype=float)
+    v, starts, tests = _sorted_groups(village, download, n_villages)
+    lo, hi = median_ci_ranks(tests)
+    median, _ = group_median(village, download, n_villages)
+    inside = (village >= 0) & ~np.isnan(download)
+    at_target = np.bincount(
+        village[inside],
+        weights=(download[inside] >= target[village[inside]]).astype(float),
+        minlength=n_villages,
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(tests > 0, at_target / np.maximum(tests, 1), np.nan)
+    out = pd.DataFrame(
+        {
+            "tests": tests.astype(np.int64),
+            "devices": np.nan,
+            "download_median_mbps": median,
+            "download_ci_low_mbps": _pick(v, starts, lo),
+            "download_ci_high_mbps": _pick(v, starts, hi),
+            "upload_median_mbps": np.nan,
+            "latency_median_ms": np.nan,
+            "share_tests_at_target": share,
+        }
+    )
+    if upload is not None:
+        out["upload_median_mbps"] = group_median(village, upload, n_villages)[0]
+    if latency is not None:
+        out["latency_median_ms"] = group_median(village, latency, n_villages)[0]
+    if device is not None:
+        codes, _ = pd.factorize(pd.Series(np.asarray(device, dtype=object)), use_na_sentinel=True)
+        known = inside & (codes >= 0)
+        pairs = pd.DataFrame({"v": village[known], "d": codes[known]}).drop_duplicates()
+        out["devices"] = np.bincount(pairs["v"].to_numpy(), minlength=n_villages).astype(float)
+    out["devices"] = out["devices"].astype("Int64") if device is not None else pd.NA
+    return out
+
+
+def speed_class(
+    tests: ArrayLike,
+    devices: ArrayLike,
+    median_mbps: ArrayLike,
+    target_mbps: ArrayLike,
+    *,
+    min_tests: int,
+    min_devices: int,
+) -> NDArray[np.object_]:
+    """``meets`` / ``below`` / ``insufficient_data`` for each village.
+
+    Evidence is enough with at least ``min_tests`` tests and ``min_devices`` distinct devices;
+    where devices are unknown (no device column) only the test count is checked.
+
+    Examples
+    --------
+    >>> speed_class([10, 10, 2], [5, 5, 2], [20.0, 8.0, 50.0], [12, 12, 12],
+    ...             min_tests=5, min_devices=3).tolist()
+    ['meets', 'below', 'insufficient_data']
+    """
+    tests = np.asarray(tests, dtype=float)
+    dev = pd.array(devices, dtype="Float64").to_numpy(dtype=float, na_value=np.nan)
+    median = np.asarray(median_mbps, dtype=float)
+    enough = (tests >= min_tests) & (np.isnan(dev) | (dev >= min_devices)) & ~np.isnan(median)
+    meets = median >= np.asarray(target_mbps, dtype=float)
+    classes = np.where(enough, np.where(meets, SPEED_CLASSES[0], SPEED_CLASSES[1]), SPEED_CLASSES[2])
+    return classes.astype(object)
+
+
+TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "是", "有", "已通", "通"})
+FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", "未通", ""})
+
+
+def parse_yes_no(values: pd.Series) -> pd.Series:
+    """Booleans from yes/no-like text (English and Chinese); unrecognised values become NA."""
+    text = values.astype("string").str.strip().str.lower()
+    out = pd.Series(pd.NA, index=values.index, dtype="boolean")
+    out[text.isin(TRUE_WORDS).fillna(False)] = True
+    out[text.isin(FALSE_WORDS).fillna(False) | text.isna()] = False
+    return out
+
+
+def fibre_evidence(
+    villages: ArrayLike,
+    *,
+    register_fibre: ArrayLike,
+    points: ArrayLike,
+    point_ids: ArrayLike,
+    point_max_distance: ArrayLike,
+    routes: ArrayLike,
+    route_ids: ArrayLike,
+    route_nearby: ArrayLike,
+) -> pd.DataFrame:
+    """The fibre rule, in order: register table; access point inside; access point near.
+
+    Parameters
+    ----------
+    villages
+        Village polygons in a metric CRS (missing ones match nothing).
+    register_fibre
+        Per village: True when a fibre register table says it has fibre.
+    points, point_ids, point_max_distance
+        Operational access points (metric CRS), their ids, and the distance in metres within
+        which each counts (from its source's ``max_distance_m``).
+    routes, route_ids, route_nearby
+        Operational routes, their ids and each one's ``nearby_m``.
+
+    Returns one row per village with ``fibre, fibre_basis, fibre_asset_id, fibre_distance_m,
+    fibre_nearby, fibre_route_id, fibre_route_distance_m, nearest_asset_id, nearest_asset_m``.
+    The nearest access point is reported whatever its distance (planners' evidence); the
+    ``fibre_*`` asset columns are filled only when it counted.
+    """
+    from ruralcov.join import nearest
+
+    polys = np.asarray(villages, dtype=object)
+    n = len(polys)
+    register = np.asarray(register_fibre, dtype=bool)
+    pts = np.asarray(points, dtype=object)
+    pids = np.asarray(point_ids, dtype=object)
+    pmax = np.asarray(point_max_distance, dtype=float)
+    # Ties between equally near assets go to the lowest id, independent of file order.
+    id_rank = pd.Series(pids).rank(method="dense").to_numpy() if len(pids) else np.array([])
+    near_pos, near_d = nearest(polys, pts, priority=id_rank)
+    nearest_id = nearest_or_none(pids, near_pos)
+    # Counting assets: those within their own source's distance. Distances differ by source,
+    # so search per distinct limit and keep the nearest qualifying one.
+    count_pos = np.full(n, -1, dtype=np.intp)
+    count_d = np.full(n, np.inf)
+    for limit in np.unique(pmax):
+        sel = np.flatnonzero(pmax == limit)
+        pos, d = nearest(polys, pts[sel], max_distance=limit, priority=id_rank[sel])
+        better = (pos >= 0) & (d < count_d)
+        count_pos[better] = sel[pos[better]]
+        count_d[better] = d[better]
+    has_ap = count_pos >= 0
+    basis = np.where(
+        register, "register",
+        np.where(has_ap & (count_d == 0), "access_point_inside",
+                 np.where(has_ap, "access_point_near", "none")),
+    ).astype(object)
+    fibre = register | has_ap
+    from_ap = ~register & has_ap
+    r_ids = np.asarray(route_ids, dtype=object)
+    r_near = np.asarray(route_nearby, dtype=float)
+    r_rank = pd.Series(r_ids).rank(method="dense").to_numpy() if len(r_ids) else np.array([])
+    route_pos = np.full(n, -1, dtype=np.intp)
+    route_d = np.full(n, np.inf)
+    for limit in np.unique(r_near):
+        sel = np.flatnonzero(r_near == limit)
+        pos, d = nearest(polys, np.asarray(routes, dtype=object)[sel], max_distance=limit,
+                         priority=r_rank[sel])
+        better = (pos >= 0) & (d < route_d)
+        route_pos[better] = sel[pos[better]]
+        route_d[better] = d[better]
+    has_route = route_pos >= 0
+    return pd.DataFrame(
+        {
+            "fibre": fibre,
+            "fibre_basis": basis,
+            "fibre_asset_id": pd.Series(
+                np.where(from_ap, nearest_or_none(pids, count_pos), None), dtype=object
+            ),
+            "fibre_distance_m": np.where(from_ap, count_d, np.nan),
+            "fibre_nearby": ~fibre & has_route,
+            "fibre_route_id": pd.Series(
+                np.where(has_route, nearest_or_none(r_ids, route_pos), None), dtype=object
+            ),
+            "fibre_route_distance_m": np.where(has_route, route_d, np.nan),
+            "nearest_asset_id": pd.Series(nearest_id, dtype=object),
+            "nearest_asset_m": near_d,
+        }
+    )
+
+
+def nearest_or_none(ids: NDArray[np.object_], pos: NDArray[np.intp]) -> NDArray[np.object_]:
+    """``ids[pos]`` with None where ``pos`` is -1."""
+    out = np.full(len(pos), None, dtype=object)
+    ok = pos >= 0
+    out[ok] = ids[pos[ok]]
+    return out

@@ -1,0 +1,386 @@
+"""Each configured input read, checked row by row, and put into the standard columns.
+
+A loader returns a :class:`Loaded`: the frame (EPSG:4326), the issues found, and the input's
+record for the manifest. Rows are only dropped with a recorded reason, so for every input
+``rows_read == rows_used + sum(dropped)``. Register rows are never dropped for a geometry
+problem: the village stays in the denominator with ``has_geometry = false``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from ruralcov import io
+from ruralcov.classify import parse_yes_no
+from ruralcov.config import BoundariesConfig, Config, FibreConfig, SpeedConfig
+from ruralcov.errors import SchemaError
+from ruralcov.schema import LEVELS, apply_register, cn_nbs_code_problems, normalise_codes
+from ruralcov.validate import concat_issues, dropped_counts, issue, no_issues, row_issues
+
+POLYGONAL = ("Polygon", "MultiPolygon")
+LINEAR = ("LineString", "MultiLineString")
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """What was read from one input file, for the manifest: rows read = used + dropped."""
+
+    layer: str  # "villages", "boundaries", "fibre[0]", "speed", "names.county", ...
+    path: Path
+    sha256: str
+    rows_read: int
+    rows_used: int
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows
+
+
+@dataclass(frozen=True)
+class Loaded:
+    frame: gpd.GeoDataFrame
+    issues: pd.DataFrame
+    record: InputRecord
+
+
+def _record(
+    layer: str, path: Path, rows: int, issues: pd.DataFrame, extra: dict[str, int] | None = None
+) -> InputRecord:
+    dropped = dropped_counts(issues, layer)
+    for reason, n in (extra or {}).items():
+        if n:
+            dropped[reason] = dropped.get(reason, 0) + n
+    return InputRecord(
+        layer=layer,
+        path=path,
+        sha256=io.sha256_file(path),
+        rows_read=rows,
+        rows_used=rows - sum(dropped.values()),
+        dropped=dropped,
+    )
+
+
+def _flag_duplicates(codes: pd.Series, *, layer: str, what: str) -> tuple[pd.Series, pd.DataFrame]:
+    """Rows to keep (first of each code, code present) and the issues for the others."""
+    missing = codes.isna() | (codes.astype("string").str.len() == 0)
+    dup = codes.duplicated(keep="first") & ~missing
+    issues = concat_issues(
+        [
+            row_issues(missing, layer=layer, reason="missing_code", dropped=True,
+                       message=f"{what} has no code; the row cannot be matched and is left out"),
+            row_issues(dup, layer=layer, reason="duplicate_code", dropped=True, codes=codes,
+                       message=f"{what} code appears more than once; the first row is used"),
+        ]
+    )
+    return ~(missing | dup), issues
+
+
+def clean_polygons(
+    geoms: gpd.GeoSeries, *, layer: str, codes: pd.Series, drop: bool
+) -> tuple[gpd.GeoSeries, pd.DataFrame]:
+    """Repair invalid polygons (make_valid, polygon parts kept) and blank non-polygons.
+
+    Blanked rows get an issue marked ``dropped`` when ``drop`` (a boundaries file), otherwise
+    not (a register row stays, without geometry).
+    """
+    values = np.asarray(geoms.values, dtype=object)
+    missing = shapely.is_missing(values) | shapely.is_empty(values)
+    kinds = pd.Series(shapely.get_type_id(values), index=geoms.index)
+    polygonal = kinds.isin([3, 6]).to_numpy()  # Polygon, MultiPolygon
+    wrong = ~missing & ~polygonal
+    invalid = ~missing & polygonal & ~shapely.is_valid(values)
+    if invalid.any():
+        fixed = shapely.make_valid(values[invalid])
+        # make_valid may return a collection; keep its polygonal part only.
+        parts = [
+            shapely.union_all(
+                [p for p in shapely.get_parts(g) if shapely.get_type_id(p) in (3, 6)]
+            )
+            if shapely.get_type_id(g) == 7 else g
+            for g in fixed
+        ]
+        values[invalid] = parts
+    values[wrong] = None
+    issues = concat_issues(
+        [
+            row_issues(pd.Series(missing), layer=layer, reason="missing_geometry", codes=codes,
+                       dropped=drop, message="no geometry"),
+            row_issues(pd.Series(wrong), layer=layer, reason="not_a_polygon", codes=codes,
+                       dropped=drop, message="geometry is not a Polygon or MultiPolygon"),
+            row_issues(pd.Series(invalid), layer=layer, reason="invalid_geometry_repaired",
+                       codes=codes, message="invalid polygon repaired with make_valid"),
+        ]
+    )
+    return gpd.GeoSeries(values, index=geoms.index, crs=geoms.crs), issues
+
+
+def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputRecord]]:
+    """The register with standard columns and geometry (from itself or a boundaries file).
+
+    Returns the register, the boundaries (when configured) and the records of level-name tables.
+    """
+    v = config.villages
+    layer = "villages"
+    frame, read_issues = io.read_layer(
+        v.path, layer=v.layer, crs=v.crs, encoding=v.encoding, lon=v.lon, lat=v.lat, wkt=v.wkt,
+        geometry="none" if config.boundaries else "optional", name=layer,
+    )
+    std = apply_register(
+        frame, preset=v.register, code=v.code, name=v.name, levels=v.levels, kind=v.kind,
+        layer=f"villages ({v.path.name})",
+    )
+    # The register row each village came from, so auditors can find it in their own file.
+    std["source_row"] = np.arange(1, len(std) + 1)
+    keep, dup_issues = _flag_duplicates(std["village_code"], layer=layer, what="register entry")
+    issues = [read_issues, dup_issues]
+    if v.register == "cn-nbs":
+        bad = cn_nbs_code_problems(std["village_code"]) & keep
+        issues.append(
+            row_issues(bad, layer=layer, reason="bad_code", codes=std["village_code"],
+                       message="code is not the 12 digits of the cn-nbs register; "
+                               "its township/county/city/province codes may be wrong")
+        )
+    geometry = gpd.GeoSeries(frame.geometry.values, index=frame.index, crs="EPSG:4326")
+    if config.boundaries is None:
+        geometry, geo_issues = clean_polygons(
+            geometry, layer=layer, codes=std["village_code"], drop=False
+        )
+        issues.append(geo_issues)
+    all_issues = concat_issues(issues)
+    register = Loaded(
+        frame=gpd.GeoDataFrame(std[keep], geometry=geometry[keep], crs="EPSG:4326"),
+        issues=all_issues,
+        record=_record(layer, v.path, len(frame), all_issues),
+    )
+    boundaries = None
+    if config.boundaries is not None:
+        boundaries = load_boundaries(config.boundaries, register.frame["village_code"])
+        geo = boundaries.frame.set_index("village_code").geometry
+        merged = register.frame["village_code"].map(geo)
+        register = Loaded(
+            frame=register.frame.set_geometry(gpd.GeoSeries(merged.values, index=merged.index,
+                                                            crs="EPSG:4326")),
+            issues=register.issues,
+            record=register.record,
+        )
+    names = []
+    out = register.frame
+    for level in LEVELS:
+        if f"{level}_code" not in out.columns:
+            continue
+        out[f"{level}_name"] = None
+        path = v.names.get(level)
+        if path is None:
+            continue
+        table = io.read_table(path, encoding=v.encoding, name=f"names.{level}")
+        missing = [c for c in ("code", "name") if c not in table.columns]
+        if missing:
+            raise SchemaError(
+                f"names.{level}: {path} needs columns 'code' and 'name'; missing {missing}"
+            )
+        lookup = table.assign(code=normalise_codes(table["code"])).drop_duplicates("code")
+        out[f"{level}_name"] = out[f"{level}_code"].map(lookup.set_index("code")["name"])
+        names.append(_record(f"names.{level}", path, len(table), no_issues()))
+    return register, boundaries, names
+
+
+def load_boundaries(b: BoundariesConfig, register_codes: pd.Series) -> Loaded:
+    """Village polygons from a separate file, matched to the register by code."""
+    layer = "boundaries"
+    frame, read_issues = io.read_layer(
+        b.path, layer=b.layer, crs=b.crs, encoding=b.encoding, wkt=b.wkt, columns=[b.code],
+        name=layer,
+    )
+    codes = normalise_codes(frame[b.code])
+    keep, dup_issues = _flag_duplicates(codes, layer=layer, what="boundary")
+    unknown = keep & ~codes.isin(set(register_codes))
+    geometry, geo_issues = clean_polygons(frame.geometry, layer=layer, codes=codes, drop=True)
+    issues = concat_issues(
+        [
+            read_issues.assign(dropped=False),
+            dup_issues,
+            row_issues(unknown, layer=layer, reason="unknown_code", codes=codes, dropped=True,
+                       message="boundary code is not in the village register; left out"),
+            geo_issues,
+        ]
+    )
+    usable = keep & ~unknown & geometry.notna()
+    out = gpd.GeoDataFrame({"village_code": codes[usable]}, geometry=geometry[usable],
+                           crs="EPSG:4326")
+    return Loaded(frame=out, issues=issues, record=_record(layer, b.path, len(frame), issues))
+
+
+def _status_mask(frame: pd.DataFrame, f: FibreConfig, layer: str) -> pd.Series:
+    """True for rows whose status is operational (all rows when no status column is set)."""
+    if not f.status:
+        return pd.Series(True, index=frame.index)
+    if f.status not in frame.columns:
+        raise SchemaError(
+            f"{layer}: status column {f.status!r} not found in {f.path}; the file has "
+            f"{list(frame.columns)[:20]}. Set status = \"\" if every asset is operational."
+        )
+    allowed = {s.strip().lower() for s in f.operational}
+    return frame[f.status].astype("string").str.strip().str.lower().isin(allowed).fillna(False)
+
+
+def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[Loaded, str]:
+    """One fibre source as standard rows.
+
+    Returns the frame and its role: ``table`` rows have ``village_code, has_fibre``; ``points``
+    and ``routes`` rows have ``asset_id, status, operational`` and a geometry. An ``ofds``
+    source is split by geometry type: nodes are access points, spans are routes (the role is
+    ``ofds`` and the frame carries both, with a ``role`` column).
+    """
+    layer = f"fibre[{index}]"
+    if f.kind == "table":
+        table = io.read_table(f.path, encoding=f.encoding, name=layer)
+        cols = [f.code] + ([f.value] if f.value else [])
+        missing = [c for c in cols if c not in table.columns]
+        if missing:
+            raise SchemaError(f"{layer}: column(s) {missing} not found in {f.path}; "
+                              f"the file has {list(table.columns)[:20]}")
+        codes = normalise_codes(table[f.code])
+        operational = _status_mask(table, f, layer)
+        value = parse_yes_no(table[f.value]) if f.value else pd.Series(True, index=table.index,
+                                                                      dtype="boolean")
+        bad = value.isna()
+        unknown = ~codes.isin(set(register_codes)) & codes.notna()
+        issues = concat_issues(
+            [
+                row_issues(codes.isna(), layer=layer, reason="missing_code", dropped=True,
+                           message="fibre register row has no village code"),
+                row_issues(unknown, layer=layer, reason="unknown_code", codes=codes, dropped=True,
+                           message="village code is not in the register; left out"),
+                row_issues(bad & ~unknown & codes.notna(), layer=layer, reason="bad_value",
+                           codes=codes, dropped=True,
+                           message=f"{f.value!r} is not a yes/no value; left out"),
+            ]
+        )
+        used = codes.notna() & ~unknown & ~bad
+        not_op = int((used & ~operational).sum())
+        out = pd.DataFrame(
+            {"village_code": codes[used & operational],
+             "has_fibre": value[used & operational].astype(bool)}
+        )
+        record = _record(layer, f.path, len(table), issues, {"not_operational": not_op})
+        return Loaded(frame=gpd.GeoDataFrame(out), issues=issues, record=record), "table"
+
+    frame, read_issues = io.read_layer(
+        f.path, layer=f.layer, crs=f.crs, encoding=f.encoding, lon=f.lon, lat=f.lat, wkt=f.wkt,
+        name=layer,
+    )
+    id_col = f.id if f.id in frame.columns else None
+    if id_col is None and f.kind != "ofds":
+        raise SchemaError(f"{layer}: id column {f.id!r} not found in {f.path}; the file has "
+                          f"{list(frame.columns)[:20]}")
+    ids = (frame[id_col].astype("string") if id_col else
+           pd.Series([f"{layer}:{i + 1}" for i in range(len(frame))], index=frame.index))
+    operational = _status_mask(frame, f, layer)
+    types = frame.geometry.geom_type
+    if f.kind == "access_points":
+        role = pd.Series(np.where(types == "Point", "points", None), index=frame.index)
+    elif f.kind == "routes":
+        role = pd.Series(np.where(types.isin(LINEAR), "routes", None), index=frame.index)
+    else:  # ofds: nodes and spans in one file
+        role = pd.Series(
+            np.where(types == "Point", "points", np.where(types.isin(LINEAR), "routes", None)),
+            index=frame.index,
+        )
+    missing = frame.geometry.isna() | frame.geometry.is_empty
+    wrong = role.isna() & ~missing
+    expected = {"access_points": "Point", "routes": "LineString"}.get(f.kind, "Point/LineString")
+    issues = concat_issues(
+        [
+            read_issues.assign(dropped=False),
+            row_issues(missing, layer=layer, reason="missing_geometry", codes=ids, dropped=True,
+                       message="fibre asset has no geometry; left out"),
+            row_issues(wrong, layer=layer, reason="wrong_geometry_type", codes=ids, dropped=True,
+                       message=f"geometry is not a {expected}; left out"),
+        ]
+    )
+    usable = ~missing & ~wrong
+    not_op = int((usable & ~operational).sum())
+    out = gpd.GeoDataFrame(
+        {
+            "asset_id": ids[usable].astype(object),
+            "status": (frame[f.status][usable].astype(object) if f.status else "operational"),
+            "operational": operational[usable].astype(bool),
+            "role": role[usable],
+            "source": layer,
+            "max_distance_m": float(f.max_distance_m),
+            "nearby_m": float(f.nearby_m),
+        },
+        geometry=frame.geometry[usable],
+        crs="EPSG:4326",
+    )
+    record = _record(layer, f.path, len(frame), issues, {"not_operational": not_op})
+    return Loaded(frame=out, issues=issues, record=record), f.kind
+
+
+def load_speed_tests(s: SpeedConfig) -> Loaded:
+    """Speed tests with numeric measures; unusable rows dropped with a reason.
+
+    The frame keeps the source row number in ``row`` so the join can report points outside
+    every village against the right row.
+    """
+    layer = "speed"
+    frame, read_issues = io.read_layer(
+        s.path, layer=s.layer, crs=s.crs, encoding=s.encoding, lon=s.lon, lat=s.lat, name=layer,
+    )
+    if s.download not in frame.columns:
+        raise SchemaError(f"speed: download column {s.download!r} not found in {s.path}; "
+                          f"the file has {list(frame.columns)[:20]}. Set download = \"...\" in [speed]")
+    download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
+    no_geom = frame.geometry.isna() | frame.geometry.is_empty
+    bad = download.isna() & ~no_geom
+    negative = (download < 0) & ~no_geom
+    issues = [
+        read_issues.assign(dropped=read_issues["row"].notna()),
+        row_issues(no_geom & ~read_issues_mask(read_issues, len(frame)), layer=layer,
+                   reason="missing_geometry", dropped=True, message="speed test has no location"),
+        row_issues(bad, layer=layer, reason="bad_download", dropped=True,
+                   message=f"{s.download!r} is missing or not a number"),
+        row_issues(negative, layer=layer, reason="negative_speed", dropped=True,
+                   message=f"{s.download!r} is negative"),
+    ]
+    out = pd.DataFrame({"row": np.arange(1, len(frame) + 1), "download_mbps": download})
+    for key, col in (("upload", s.upload), ("latency", s.latency)):
+        name = "upload_mbps" if key == "upload" else "latency_ms"
+        if col and col in frame.columns:
+            values = pd.to_numeric(frame[col], errors="coerce").astype(float)
+            neg = values < 0
+            issues.append(row_issues(neg & ~no_geom & ~bad & ~negative, layer=layer,
+                                     reason=f"negative_{key}",
+                                     message=f"{col!r} is negative; this value is ignored"))
+            out[name] = values.where(~neg)
+        else:
+            out[name] = np.nan
+            if col:
+                issues.append(issue(layer=layer, reason="column_absent", severity="info",
+                                    message=f"no {key} column {col!r} in {s.path.name}; "
+                                            f"{name} medians are left empty"))
+    if s.device and s.device in frame.columns:
+        out["device_id"] = frame[s.device].astype(object)
+    else:
+        out["device_id"] = None
+        if s.device:
+            issues.append(issue(layer=layer, reason="column_absent", severity="info",
+                                message=f"no device column {s.device!r} in {s.path.name}; "
+                                        "devices are unknown and min_devices is not applied"))
+    usable = ~(no_geom | bad | negative)
+    all_issues = concat_issues(issues)
+    gdf = gpd.GeoDataFrame(out[usable], geometry=frame.geometry[usable], crs="EPSG:4326")
+    gdf.attrs["has_device"] = bool(s.device and s.device in frame.columns)
+    return Loaded(frame=gdf, issues=all_issues, record=_record(layer, s.path, len(frame),
+                                                               all_issues))
+
+
+def read_issues_mask(read_issues: pd.DataFrame, n: int) -> pd.Series:
+    """True for rows the reader already reported (so they are not reported twice)."""
+    mask = np.zeros(n, dtype=bool)
+    rows = read_issues["row"].dropna().to_numpy(dtype=np.int64)
+    mask[rows[(rows >= 1) & (rows <= n)] - 1] = True
+    return pd.Series(mask)

@@ -169,8 +169,11 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         min_tests=speed.min_tests if speed else 1, min_devices=speed.min_devices if speed else 0,
     )
     villages["meets_targets"] = villages["fibre"] & (villages["speed_class"] == "meets")
+    for col in VILLAGE_COLUMNS:  # levels the register lacks stay as empty columns
+        if col not in villages.columns:
+            villages[col] = None
     extra = [c for c in villages.columns if c not in VILLAGE_COLUMNS and c != "geometry"]
-    ordered = [c for c in VILLAGE_COLUMNS if c in villages.columns] + extra
+    ordered = [*VILLAGE_COLUMNS, *extra]
     villages = gpd.GeoDataFrame(villages[ordered], geometry=villages.geometry, crs="EPSG:4326")
 
     tell("aggregate")

@@ -171,5 +171,8 @@ def cn_nbs_code_problems(codes: pd.Series) -> pd.Series:
 
 
 def present_levels(villages: pd.DataFrame) -> list[str]:
-    """Levels, largest first, for which the villages table has a code column."""
-    return [lv for lv in LEVELS if f"{lv}_code" in villages.columns]
+    """Levels, largest first, for which the villages table has any code."""
+    return [
+        lv for lv in LEVELS
+        if f"{lv}_code" in villages.columns and villages[f"{lv}_code"].notna().any()
+    ]

@@ -1,0 +1,81 @@
+"""Configuration: defaults, profiles, overrides and errors that name the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ruralcov.config import config_from_dict, config_to_dict, dump_config, load_config
+from ruralcov.errors import ConfigError
+
+
+def test_defaults_and_profile(tmp_path):
+    c = config_from_dict({"villages": {"path": "v.gpkg"}}, base=tmp_path)
+    assert c.villages.path == (tmp_path / "v.gpkg").resolve()
+    assert (c.targets.fibre_share, c.targets.village_download_mbps,
+            c.targets.community_download_mbps) == (0.98, 12.0, 100.0)
+    assert c.maps.enabled and c.speed is None and c.fibre == ()
+
+
+def test_targets_override_single_values(tmp_path):
+    c = config_from_dict({"villages": {"path": "v"}, "targets": {"fibre_share": 0.9}},
+                         base=tmp_path)
+    assert c.targets.fibre_share == 0.9 and c.targets.village_download_mbps == 12
+
+
+def test_single_fibre_table_or_list(tmp_path):
+    one = config_from_dict({"villages": {"path": "v"}, "fibre": {"path": "f.gpkg"}}, base=tmp_path)
+    many = config_from_dict(
+        {"villages": {"path": "v"}, "fibre": [{"path": "a.gpkg"}, {"path": "b.csv", "kind": "table"}]},
+        base=tmp_path,
+    )
+    assert len(one.fibre) == 1 and len(many.fibre) == 2 and many.fibre[1].kind == "table"
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ({"villages": {"path": "v", "colour": "red"}}, ["colour", "[villages]"]),
+        ({"villages": {"path": "v"}, "extra": {}}, ["extra"]),
+        ({"villages": {}}, ["[villages] path"]),
+        ({"villages": {"path": "v"}, "run": {"profile": "nope"}}, ["profile", "shanxi-2020"]),
+        ({"villages": {"path": "v"}, "fibre": {"path": "f", "kind": "cables"}}, ["cables"]),
+        ({"villages": {"path": "v"}, "targets": {"fibre_share": 98}}, ["fibre_share"]),
+        ({"villages": {"path": "v"}, "speed": {"path": "s", "min_tests": "five"}}, ["min_tests"]),
+        ({"villages": {"path": "v", "register": "xx"}}, ["register", "cn-nbs"]),
+    ],
+)
+def test_errors_name_the_problem(tmp_path, raw, words):
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict(raw, base=tmp_path)
+    for word in words:
+        assert word in str(exc.value)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[villages\npath = ", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_dump_and_reload_round_trip(tmp_path):
+    raw = {
+        "run": {"name": "x", "provenance": "test"},
+        "villages": {"path": "in/v.csv", "register": "generic", "levels": {"county": "c"},
+                     "names": {"county": "in/c.csv"}},
+        "fibre": [{"path": "in/f.gpkg", "operational": ["ok"]}],
+        "speed": {"path": "in/s.parquet", "device": "dev"},
+        "targets": {"fibre_share": 0.95},
+    }
+    c = config_from_dict(raw, base=tmp_path)
+    out = tmp_path / "config.toml"
+    dump_config(c, out)
+    text = out.read_text(encoding="utf-8")
+    assert 'path = "in/v.csv"' in text  # relative: the run folder stays movable
+    again = load_config(out)
+    assert config_to_dict(again) == config_to_dict(c)
+    assert isinstance(again.villages.names["county"], Path)

@@ -8,7 +8,7 @@ silently ignored: a typo in a key would otherwise change a published number.
 from __future__ import annotations
 
 import dataclasses
-import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +16,6 @@ from typing import Any
 
 from ruralcov.errors import ConfigError
 from ruralcov.schema import LEVELS, REGISTERS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: Targets presets. ``shanxi-2020``: Shanxi's rural broadband plan (98 % of administrative
 #: villages on fibre, 12 Mbps in villages, 100 Mbps in towns).

@@ -1,0 +1,758 @@
+"""Reading every input format into GeoDataFrames in EPSG:4326, with a table of findings.
+
+:func:`read_layer` is the one door for spatial inputs (GeoPackage, Shapefile, zipped Shapefile,
+GeoJSON, FlatGeobuf, GeoParquet, plain Parquet or CSV with lon/lat or WKT columns, a folder of
+Parquet parts); :func:`read_table` for plain tables (CSV, Parquet, xlsx). Both fail with one
+actionable :mod:`ruralcov.errors` message for whole-file problems (missing file, unknown
+format, wrong encoding, missing columns, no CRS) and report row-level problems (missing or
+unparseable coordinates) as issues without dropping the row: the caller decides.
+
+Rows keep their source order and a RangeIndex, so row ``i`` of a frame is source data row
+``i + 1`` in every issue.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyogrio
+import pyproj
+import shapely
+
+from ruralcov.crs import parse_crs, to_wgs84
+from ruralcov.errors import ConfigError, CRSError, InputError, RuralcovError, SchemaError
+from ruralcov.validate import concat_issues, issue, no_issues, row_issues
+
+__all__ = ["SUPPORTED_FORMATS", "read_layer", "read_table", "sha256_file"]
+
+#: Shown in every "cannot read" message.
+SUPPORTED_FORMATS = (
+    "GeoPackage (.gpkg), Shapefile (.shp, or zipped .zip), GeoJSON (.geojson/.json), "
+    "FlatGeobuf (.fgb), GeoParquet or Parquet (.parquet/.geoparquet, or a folder of .parquet "
+    "parts), CSV (.csv/.txt) with lon/lat or WKT columns"
+)
+_TABLE_FORMATS = "CSV (.csv/.txt), Parquet (.parquet or a folder of parts), Excel (.xlsx)"
+
+_VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb")
+_PARQUET_SUFFIXES = (".parquet", ".geoparquet")
+_CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+_EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+_GEOMETRY_MODES = ("required", "optional", "none")
+
+# Auto-detected geometry columns, matched case-insensitively, in order of preference.
+_LON_NAMES = ("lon", "lng", "long", "longitude", "x")
+_LAT_NAMES = ("lat", "latitude", "y")
+_WKT_NAMES = ("wkt", "geometry", "geom", "the_geom")
+
+_GB_HINT = (
+    'files saved by Excel or WPS on Chinese Windows are usually GB18030: set encoding = "gb18030"'
+)
+
+
+def sha256_file(path: Path | str) -> str:
+    """SHA-256 of a file, or of a folder of Parquet parts, for the run manifest.
+
+    A folder hashes the sorted part names with each part's hash, so renaming, adding or
+    changing any part changes the result.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"file {path} not found")
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for part in _parquet_parts(path, "input"):
+            digest.update(f"{part.name}\0{sha256_file(part)}\n".encode())
+        return digest.hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_layer(
+    path: Path | str,
+    *,
+    layer: str | None = None,
+    crs: str | None = None,
+    encoding: str = "utf-8",
+    lon: str | None = None,
+    lat: str | None = None,
+    wkt: str | None = None,
+    columns: Sequence[str] | None = None,
+    geometry: str = "required",
+    name: str = "input",
+) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Read a spatial input into a GeoDataFrame in EPSG:4326 and a frame of issues.
+
+    Parameters
+    ----------
+    path
+        A file (format from its extension) or a folder of ``*.parquet`` parts.
+    layer
+        Layer of a multi-layer file (GeoPackage); required when the file has several.
+    crs
+        CRS of the coordinates when the file declares none (CSV, plain Parquet, a Shapefile
+        without ``.prj``): anything :func:`ruralcov.crs.parse_crs` accepts. A CRS stored in the
+        file wins, because it travels with the data; the one exception is ``"gcj02"`` /
+        ``"bd09"`` on a file that declares longitude/latitude, since such files declare WGS84
+        while holding offset coordinates.
+    encoding
+        Text encoding of CSV files (``"utf-8"``, with or without BOM, or ``"gb18030"``), and
+        of Shapefile attributes when not UTF-8.
+    lon, lat, wkt
+        Geometry columns of a CSV or plain Parquet; auto-detected when not given. Ignored for
+        formats that carry their own geometry.
+    columns
+        Attribute columns needed; only these (plus geometry) are read and returned.
+    geometry
+        ``"required"``: a file without geometry is an error; ``"optional"``: it gives all-None
+        geometry; ``"none"``: geometry is never read.
+    name
+        Layer name used in messages and issues (``"villages"``, ``"fibre[0]"``).
+
+    Returns
+    -------
+    frame, issues
+        ``frame`` has a RangeIndex in source row order, a ``geometry`` column and CRS
+        EPSG:4326. ``issues`` has one row per missing, unparseable or out-of-range geometry.
+
+    Raises
+    ------
+    InputError, SchemaError, CRSError
+        For a missing or unreadable file, missing columns, or an unknown/implausible CRS.
+    """
+    if geometry not in _GEOMETRY_MODES:
+        raise ValueError(f"`geometry` was {geometry!r} but is expected to be in {_GEOMETRY_MODES}")
+    path = _existing(path, name)
+    section = name.split("[", 1)[0]
+    wanted = list(dict.fromkeys(columns)) if columns is not None else None
+
+    frame, native, file_crs = _read_any(
+        path,
+        layer=layer,
+        encoding=encoding,
+        name=name,
+        columns=wanted,
+        lon=lon,
+        lat=lat,
+        wkt=wkt,
+        geometry=geometry,
+        section=section,
+    )
+    issues = [no_issues()]
+    geoms: np.ndarray
+    if native is not None:
+        geoms = native
+        issues.append(_null_issues(geoms, name))
+    elif geometry == "none":
+        geoms = np.full(len(frame), None, dtype=object)
+    else:
+        geoms, found, geom_issues = _tabular_geometry(
+            frame,
+            path,
+            lon=lon,
+            lat=lat,
+            wkt=wkt,
+            geometry=geometry,
+            name=name,
+            section=section,
+        )
+        issues.append(geom_issues)
+        if wanted is not None:
+            frame = frame.loc[:, wanted]
+        elif found == ["geometry"]:
+            frame = frame.drop(columns=found)
+
+    out = gpd.GeoDataFrame(frame.reset_index(drop=True), geometry=gpd.GeoSeries(geoms), crs=None)
+    if geometry != "none" and out.geometry.notna().any():
+        out, crs_issues = _to_wgs84(out, file_crs, crs, path=path, name=name, section=section)
+        issues.append(crs_issues)
+    else:
+        out = out.set_crs("EPSG:4326", allow_override=True)
+    return out, concat_issues(issues)
+
+
+def read_table(
+    path: Path | str,
+    *,
+    encoding: str = "utf-8",
+    columns: Sequence[str] | None = None,
+    name: str = "input",
+) -> pd.DataFrame:
+    """Read a non-spatial table: CSV (all columns as strings), Parquet or Excel (.xlsx).
+
+    Codes such as ``140105001001`` and ``0351`` stay strings: a leading zero or twelve digits
+    must never pass through a float. Errors follow :func:`read_layer`.
+    """
+    path = _existing(path, name)
+    wanted = list(dict.fromkeys(columns)) if columns is not None else None
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in _PARQUET_SUFFIXES:
+        files = _parquet_parts(path, name) if path.is_dir() else [path]
+        available = _parquet_columns(files[0], name)
+        _check_columns(wanted, available, path, name)
+        return _read_plain_parquet(files, wanted, name)
+    if suffix in _CSV_SUFFIXES:
+        return _read_csv(path, encoding=encoding, columns=wanted, name=name)
+    if suffix in _EXCEL_SUFFIXES:
+        try:
+            frame = pd.read_excel(path, sheet_name=0, dtype=str, engine="openpyxl")
+        except Exception as exc:
+            raise InputError(f"{name}: cannot read {path} as Excel: {exc}") from exc
+        frame.columns = [_clean_name(c) for c in frame.columns]
+        _check_columns(wanted, list(frame.columns), path, name)
+        return frame.loc[:, wanted] if wanted is not None else frame
+    if suffix in _VECTOR_SUFFIXES or suffix == ".zip":
+        frame, _ = read_layer(path, encoding=encoding, columns=wanted, geometry="none", name=name)
+        return pd.DataFrame(frame.drop(columns="geometry"))
+    raise InputError(
+        f"{name}: cannot read {path}: unsupported format {suffix or '(no extension)'!r}; "
+        f"supported tables: {_TABLE_FORMATS}"
+    )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _existing(path: Path | str, name: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{name}: file {path} not found")
+    return path
+
+
+def _read_any(
+    path: Path,
+    *,
+    layer: str | None,
+    encoding: str,
+    name: str,
+    columns: list[str] | None,
+    lon: str | None,
+    lat: str | None,
+    wkt: str | None,
+    geometry: str,
+    section: str,
+) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
+    """The attribute frame, native geometries (None for tabular formats) and the file's CRS."""
+    suffix = path.suffix.lower()
+    # Explicit geometry columns must exist in tabular files; listed with the other columns so
+    # that one message names everything missing.
+    geo_cols = [c for c in (lon, lat, wkt) if c] if geometry != "none" else []
+    if path.is_dir() or suffix in _PARQUET_SUFFIXES:
+        files = _parquet_parts(path, name) if path.is_dir() else [path]
+        geo = _geo_metadata(files[0], name)
+        available = _parquet_columns(files[0], name)
+        if geo is not None:
+            geom_names = list(geo.get("columns", {}))
+            attrs = [c for c in available if c not in geom_names]
+            _check_columns(columns, attrs, path, name)
+            if geometry == "none":
+                return _read_plain_parquet(files, columns or attrs, name), None, None
+            return _read_geoparquet(files, columns, geo["primary_column"], name)
+        _check_columns(_union(columns, geo_cols), available, path, name)
+        needed = _needed(columns, available, lon, lat, wkt, geometry)
+        return _read_plain_parquet(files, needed, name), None, None
+    if suffix in _CSV_SUFFIXES:
+        header = _csv_header(path, encoding, name)
+        _check_columns(_union(columns, geo_cols), header, path, name)
+        needed = _needed(columns, header, lon, lat, wkt, geometry)
+        return _read_csv(path, encoding=encoding, columns=needed, name=name), None, None
+    if suffix in _VECTOR_SUFFIXES or suffix == ".zip":
+        return _read_vector(
+            path,
+            layer=layer,
+            encoding=encoding,
+            name=name,
+            columns=columns,
+            lon=lon,
+            lat=lat,
+            wkt=wkt,
+            geometry=geometry,
+        )
+    raise InputError(
+        f"{name}: cannot read {path}: unsupported format {suffix or '(no extension)'!r}; "
+        f"supported formats: {SUPPORTED_FORMATS}"
+    )
+
+
+def _union(a: list[str] | None, b: list[str]) -> list[str] | None:
+    if a is None:
+        return b or None
+    return list(dict.fromkeys([*a, *b]))
+
+
+def _needed(
+    columns: list[str] | None,
+    available: list[str],
+    lon: str | None,
+    lat: str | None,
+    wkt: str | None,
+    geometry: str,
+) -> list[str] | None:
+    """Columns to read: the requested ones plus the geometry source columns."""
+    if columns is None:
+        return None
+    extra: list[str] = []
+    if geometry != "none":
+        found = _geometry_columns(available, lon, lat, wkt)
+        extra = found[1] if found else []
+    return list(dict.fromkeys([*columns, *extra]))
+
+
+def _check_columns(wanted: list[str] | None, available: list[str], path: Path, name: str) -> None:
+    if not wanted:
+        return
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise SchemaError(
+            f"{name}: {path} lacks column(s) {missing}; available columns are {list(available)}. "
+            f"Rename the column in the file or set the column name in the configuration"
+        )
+
+
+def _clean_name(col: object) -> str:
+    # Excel/WPS exports put a BOM or stray spaces into headers; config names never have them.
+    return str(col).replace("\ufeff", "").strip()
+
+
+def _codec(encoding: str) -> str:
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError as exc:
+        raise ConfigError(f'unknown encoding {encoding!r}; use "utf-8" or "gb18030"') from exc
+    # utf-8-sig strips a BOM when present and reads plain UTF-8 unchanged.
+    return "utf-8-sig" if info.name in ("utf-8", "utf-8-sig") else info.name
+
+
+def _check_not_utf8(path: Path, codec: str, name: str) -> None:
+    """Refuse UTF-8 text read as GB18030/GBK, which decodes without error into mojibake."""
+    if codec.startswith("utf"):
+        return
+    with path.open("rb") as fh:
+        sample = fh.read(1 << 16)
+    if sample.isascii():
+        return
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return
+    raise InputError(
+        f'{name}: {path} looks like UTF-8 text but encoding = "{codec}" was given; '
+        f'set encoding = "utf-8" (Chinese names would otherwise be garbled)'
+    )
+
+
+def _encoding_error(path: Path, encoding: str, name: str, exc: Exception) -> InputError:
+    return InputError(
+        f"{name}: {path} is not valid {encoding} text ({exc}); {_GB_HINT} in the "
+        f"[{name.split('[', 1)[0]}] section"
+    )
+
+
+def _sniff_sep(line: str, suffix: str) -> str:
+    if suffix == ".tsv":
+        return "\t"
+    counts = {sep: line.count(sep) for sep in (",", "\t", ";", "|")}
+    best = max(counts, key=lambda s: counts[s])
+    return best if counts[best] else ","
+
+
+def _first_line(path: Path, codec: str, name: str, encoding: str) -> str:
+    try:
+        with path.open("r", encoding=codec, newline="") as fh:
+            return fh.readline()
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(path, encoding, name, exc) from exc
+
+
+def _csv_header(path: Path, encoding: str, name: str) -> list[str]:
+    codec = _codec(encoding)
+    _check_not_utf8(path, codec, name)
+    line = _first_line(path, codec, name, encoding)
+    sep = _sniff_sep(line, path.suffix.lower())
+    try:
+        head = pd.read_csv(path, sep=sep, nrows=0, encoding=codec, dtype=str)
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(path, encoding, name, exc) from exc
+    except Exception as exc:
+        raise InputError(f"{name}: cannot read {path} as CSV: {exc}") from exc
+    return [_clean_name(c) for c in head.columns]
+
+
+def _read_csv(path: Path, *, encoding: str, columns: list[str] | None, name: str) -> pd.DataFrame:
+    """All columns as strings; only empty cells are missing ("NA" may be a real name)."""
+    codec = _codec(encoding)
+    _check_not_utf8(path, codec, name)
+    sep = _sniff_sep(_first_line(path, codec, name, encoding), path.suffix.lower())
+    header = _csv_header(path, encoding, name)
+    _check_columns(columns, header, path, name)
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            encoding=codec,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            usecols=None if columns is None else [header.index(c) for c in columns],
+        )
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(path, encoding, name, exc) from exc
+    except Exception as exc:
+        raise InputError(f"{name}: cannot read {path} as CSV: {exc}") from exc
+    frame.columns = [_clean_name(c) for c in frame.columns]
+    return frame.reset_index(drop=True)
+
+
+def _parquet_parts(path: Path, name: str) -> list[Path]:
+    parts = sorted(p for p in path.iterdir() if p.suffix.lower() == ".parquet" and p.is_file())
+    if not parts:
+        raise InputError(
+            f"{name}: folder {path} holds no .parquet files; a folder input must contain the "
+            f"parts of one Parquet dataset"
+        )
+    return parts
+
+
+def _parquet_schema(path: Path, name: str) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except Exception as exc:
+        raise InputError(
+            f"{name}: cannot read {path} as Parquet ({exc}); supported formats: {SUPPORTED_FORMATS}"
+        ) from exc
+
+
+def _parquet_columns(path: Path, name: str) -> list[str]:
+    return list(_parquet_schema(path, name).names)
+
+
+def _geo_metadata(path: Path, name: str) -> dict | None:
+    meta = _parquet_schema(path, name).metadata or {}
+    if b"geo" not in meta:
+        return None
+    try:
+        return json.loads(meta[b"geo"])
+    except ValueError as exc:
+        raise InputError(f"{name}: {path} has unreadable GeoParquet metadata") from exc
+
+
+def _read_plain_parquet(files: list[Path], columns: list[str] | None, name: str) -> pd.DataFrame:
+    try:
+        tables = [pq.read_table(f, columns=columns) for f in files]
+        table = pa.concat_tables(tables, promote_options="default")
+    except Exception as exc:
+        raise InputError(f"{name}: cannot read Parquet {files[0].parent}: {exc}") from exc
+    return table.to_pandas().reset_index(drop=True)
+
+
+def _read_geoparquet(
+    files: list[Path], columns: list[str] | None, primary: str, name: str
+) -> tuple[pd.DataFrame, np.ndarray, pyproj.CRS | None]:
+    read_cols = None if columns is None else [*columns, primary]
+    try:
+        parts = [gpd.read_parquet(f, columns=read_cols) for f in files]
+    except Exception as exc:
+        raise InputError(f"{name}: cannot read GeoParquet {files[0]}: {exc}") from exc
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    geo = gpd.GeoDataFrame(frame, geometry=primary)
+    file_crs = parts[0].crs
+    geoms = np.array(geo.geometry.values, dtype=object)
+    attrs = pd.DataFrame(geo.drop(columns=primary)).reset_index(drop=True)
+    if columns is not None:
+        attrs = attrs.loc[:, columns]
+    return attrs, geoms, file_crs
+
+
+def _vector_source(path: Path, layer: str | None, name: str) -> str:
+    """The GDAL path to open; a zip is searched for the one vector dataset it holds."""
+    if path.suffix.lower() != ".zip":
+        return str(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [
+                m
+                for m in zf.namelist()
+                if Path(m).suffix.lower() in _VECTOR_SUFFIXES and not Path(m).name.startswith(".")
+            ]
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{name}: {path} is not a readable zip archive") from exc
+    if layer is not None and len(members) > 1:
+        members = [m for m in members if Path(m).stem == layer] or members
+    if len(members) != 1:
+        found = members or "nothing readable"
+        raise InputError(
+            f"{name}: {path} must hold exactly one dataset (a .shp with its .dbf/.shx/.prj, or "
+            f"one of {SUPPORTED_FORMATS}); found {found}"
+        )
+    return f"/vsizip/{path.resolve().as_posix()}/{members[0]}"
+
+
+def _read_vector(
+    path: Path,
+    *,
+    layer: str | None,
+    encoding: str,
+    name: str,
+    columns: list[str] | None,
+    lon: str | None,
+    lat: str | None,
+    wkt: str | None,
+    geometry: str,
+) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
+    source = _vector_source(path, layer, name)
+    zipped = path.suffix.lower() == ".zip"
+    try:
+        layers = [str(row[0]) for row in pyogrio.list_layers(source)]
+    except Exception as exc:
+        raise InputError(
+            f"{name}: cannot read {path} ({exc}); supported formats: {SUPPORTED_FORMATS}"
+        ) from exc
+    if zipped or layer is None:
+        if not zipped and len(layers) > 1:
+            raise InputError(
+                f'{name}: {path} has {len(layers)} layers {layers}; set layer = "..." in '
+                f"the [{name.split('[', 1)[0]}] section to choose one"
+            )
+        layer = layers[0] if layers else None
+    elif layer not in layers:
+        raise InputError(f"{name}: {path} has no layer {layer!r}; its layers are {layers}")
+    try:
+        info = pyogrio.read_info(source, layer=layer)
+    except Exception as exc:
+        raise InputError(f"{name}: cannot read {path}: {exc}") from exc
+    fields = [str(f) for f in info["fields"]]
+    has_geometry = info.get("geometry_type") is not None
+    geo_cols = [c for c in (lon, lat, wkt) if c] if not has_geometry and geometry != "none" else []
+    _check_columns(_union(columns, geo_cols), fields, path, name)
+    read_cols = _needed(columns, fields, lon, lat, wkt, geometry) if not has_geometry else columns
+    # Shapefiles without a .cpg are often GBK; GDAL cannot know, so the setting is passed on.
+    enc = (
+        None
+        if _codec(encoding) == "utf-8-sig" or path.suffix.lower() not in (".shp", ".zip")
+        else encoding
+    )
+    try:
+        frame = pyogrio.read_dataframe(
+            source,
+            layer=layer,
+            columns=read_cols,
+            encoding=enc,
+            read_geometry=has_geometry and geometry != "none",
+        )
+    except Exception as exc:
+        raise InputError(f"{name}: cannot read {path}: {exc}") from exc
+    if not isinstance(frame, gpd.GeoDataFrame):
+        return pd.DataFrame(frame).reset_index(drop=True), None, None
+    geoms = np.array(frame.geometry.values, dtype=object)
+    attrs = pd.DataFrame(frame.drop(columns=frame.geometry.name)).reset_index(drop=True)
+    return attrs, geoms, frame.crs
+
+
+# --- geometry ------------------------------------------------------------------------------
+
+
+def _geometry_columns(
+    available: list[str], lon: str | None, lat: str | None, wkt: str | None
+) -> tuple[str, list[str]] | None:
+    """``("points", [lon, lat])``, ``("wkt", [col])`` or None when nothing is found."""
+    if lon and lat:
+        return "points", [lon, lat]
+    if wkt:
+        return "wkt", [wkt]
+    lower = {c.lower(): c for c in reversed(available)}
+    lon_col = next((lower[n] for n in _LON_NAMES if n in lower), None)
+    lat_col = next((lower[n] for n in _LAT_NAMES if n in lower), None)
+    if lon and lat_col:
+        return "points", [lon, lat_col]
+    if lat and lon_col:
+        return "points", [lon_col, lat]
+    if lon_col and lat_col and not (lon or lat):
+        return "points", [lon_col, lat_col]
+    wkt_col = next((lower[n] for n in _WKT_NAMES if n in lower), None)
+    if wkt_col and not (lon or lat):
+        return "wkt", [wkt_col]
+    return None
+
+
+def _tabular_geometry(
+    frame: pd.DataFrame,
+    path: Path,
+    *,
+    lon: str | None,
+    lat: str | None,
+    wkt: str | None,
+    geometry: str,
+    name: str,
+    section: str,
+) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+    """Geometries built from lon/lat or WKT columns, vectorised, with per-row findings."""
+    n = len(frame)
+    found = _geometry_columns(list(frame.columns), lon, lat, wkt)
+    if found is None:
+        if geometry == "optional":
+            return np.full(n, None, dtype=object), [], no_issues()
+        raise SchemaError(
+            f"{name}: {path} has no geometry columns; its columns are {list(frame.columns)}. "
+            f'Set lon = "..." and lat = "..." (point coordinates) or wkt = "..." (WKT '
+            f"geometry) in the [{section}] section"
+        )
+    kind, cols = found
+    geoms = np.full(n, None, dtype=object)
+    if kind == "points":
+        raw_x, raw_y = frame[cols[0]], frame[cols[1]]
+        x, y = _floats(raw_x), _floats(raw_y)
+        missing = (raw_x.isna() | raw_y.isna()).to_numpy()
+        ok = np.isfinite(x) & np.isfinite(y)
+        bad = ~ok & ~missing
+        geoms[ok] = shapely.points(x[ok], y[ok])
+        what = f"{cols[0]}/{cols[1]}"
+    else:
+        raw = frame[cols[0]]
+        values = raw.to_numpy(dtype=object, na_value=None)
+        missing = raw.isna().to_numpy().copy()
+        present = np.flatnonzero(~missing)
+        if len(present) and isinstance(values[present[0]], bytes | bytearray):
+            # A binary column is WKB, as in GeoParquet written without its metadata.
+            geoms[present] = shapely.from_wkb(values[present], on_invalid="ignore")
+        elif len(present):
+            text = raw.iloc[present].astype(str).str.strip().to_numpy(dtype=object)
+            # Whitespace-only cells count as empty, like blank cells.
+            blank = text == ""
+            missing[present[blank]] = True
+            keep = present[~blank]
+            geoms[keep] = shapely.from_wkt(text[~blank].astype(str), on_invalid="ignore")
+        bad = ~missing & pd.isna(geoms)
+        what = cols[0]
+    empty = ~pd.isna(geoms) & shapely.is_empty(geoms)
+    geoms[empty] = None
+    issues = concat_issues(
+        [
+            row_issues(
+                missing | empty,
+                layer=name,
+                reason="missing_geometry",
+                message=f"no coordinates in {what}",
+            ),
+            row_issues(
+                bad,
+                layer=name,
+                reason="bad_geometry",
+                message=f"cannot read a geometry from {what}",
+            ),
+        ]
+    )
+    return geoms, cols, issues
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    """Numbers from a column; unparseable text becomes NaN (reported by the caller)."""
+    try:
+        # The direct cast is several times faster on millions of clean rows.
+        return values.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        coerced = pd.to_numeric(values, errors="coerce")
+        return coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _null_issues(geoms: np.ndarray, name: str) -> pd.DataFrame:
+    missing = pd.isna(geoms)
+    empty = ~missing & shapely.is_empty(geoms)
+    geoms[empty] = None
+    return row_issues(
+        missing | empty, layer=name, reason="missing_geometry", message="the row has no geometry"
+    )
+
+
+def _to_wgs84(
+    frame: gpd.GeoDataFrame,
+    file_crs: pyproj.CRS | None,
+    setting: str | None,
+    *,
+    path: Path,
+    name: str,
+    section: str,
+) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Convert to EPSG:4326 with the file's CRS (or the setting) and check plausibility."""
+    given = parse_crs(setting)
+    found = [no_issues()]
+    if file_crs is None:
+        if given is None:
+            raise CRSError(
+                f'{name}: {path} has no CRS; set crs = "EPSG:4326" in the [{section}] section '
+                f"if the coordinates are longitude/latitude"
+            )
+        source: pyproj.CRS | str = given
+    elif isinstance(given, str) and file_crs.is_geographic:
+        # AMap/Baidu exports declare WGS84 but hold offset coordinates.
+        source = given
+    else:
+        source = file_crs
+        if given is not None and given != file_crs:
+            found.append(
+                issue(
+                    layer=name,
+                    reason="crs_setting_ignored",
+                    severity="info",
+                    message=f"{path} declares its CRS ({file_crs.name}); crs = {setting!r} was not "
+                    f"used",
+                )
+            )
+    label = source if isinstance(source, str) else (source.to_string() or source.name)
+    try:
+        out = to_wgs84(frame, source)
+    except RuralcovError:
+        raise
+    except Exception as exc:
+        raise CRSError(f"{name}: cannot convert {path} from {label} to EPSG:4326: {exc}") from exc
+
+    geoms = np.asarray(out.geometry.values, dtype=object)
+    present = ~pd.isna(geoms)
+    bounds = shapely.bounds(geoms)
+    with np.errstate(invalid="ignore"):
+        outside = present & ~(
+            np.isfinite(bounds).all(axis=1)
+            & (bounds[:, 0] >= -180)
+            & (bounds[:, 2] <= 180)
+            & (bounds[:, 1] >= -90)
+            & (bounds[:, 3] <= 90)
+        )
+    n_out, n_present = int(outside.sum()), int(present.sum())
+    if n_out and n_out * 2 > n_present:
+        swapped = present & (np.abs(bounds[:, 1]) <= 180) & (np.abs(bounds[:, 0]) <= 90)
+        hint = (
+            "longitude and latitude look swapped: exchange the lon and lat settings"
+            if swapped[outside].all()
+            else "the coordinates are probably projected (metres) but declared as "
+            f'{label}: set crs to the projected CRS, e.g. "EPSG:4549" (CGCS2000 / '
+            f"3-degree Gauss-Kruger CM 120E), or check that lon and lat are not swapped"
+        )
+        raise CRSError(
+            f"{name}: {n_out} of {n_present} geometries in {path} fall outside longitude "
+            f"-180..180 / latitude -90..90 after converting from {label}; {hint}"
+        )
+    if n_out:
+        geoms = geoms.copy()
+        geoms[outside] = None
+        out = out.set_geometry(gpd.GeoSeries(geoms, index=out.index, crs=out.crs))
+        found.append(
+            row_issues(
+                outside,
+                layer=name,
+                reason="coordinates_out_of_range",
+                message=f"coordinates outside longitude -180..180 / latitude -90..90 in {label}",
+            )
+        )
+    return out, concat_issues(found)

@@ -60,13 +60,22 @@ def test_county_totals_equal_sum_of_townships(seed):
     township = summarise(v, level="township", fibre_target=0.98)
     township["county"] = township["code"].map(lambda c: f"C{int(c[1:]) // 4}")
     sums = township.groupby("county")[
-        ["villages", "fibre_villages", "speed_meets", "speed_below", "speed_insufficient",
-         "communities", "villages_with_geometry"]
+        [
+            "villages",
+            "fibre_villages",
+            "speed_meets",
+            "speed_below",
+            "speed_insufficient",
+            "communities",
+            "villages_with_geometry",
+        ]
     ].sum()
     pd.testing.assert_frame_equal(county[sums.columns], sums, check_names=False)
     # Every administrative village has exactly one speed class.
-    assert (county["speed_meets"] + county["speed_below"] + county["speed_insufficient"]
-            == county["villages"]).all()
+    assert (
+        county["speed_meets"] + county["speed_below"] + county["speed_insufficient"]
+        == county["villages"]
+    ).all()
 
 
 def test_summary_hand_made():
@@ -76,8 +85,14 @@ def test_summary_hand_made():
             "county_code": ["A"] * 6,
             "has_geometry": [True, True, True, False, True, True],
             "fibre": [True, True, False, False, True, True],
-            "speed_class": ["meets", "below", "insufficient_data", "insufficient_data",
-                            "meets", "meets"],
+            "speed_class": [
+                "meets",
+                "below",
+                "insufficient_data",
+                "insufficient_data",
+                "meets",
+                "meets",
+            ],
         }
     )
     row = summarise(v, level="county", fibre_target=0.98, names=pd.Series({"A": "甲县"})).iloc[0]
@@ -96,5 +111,6 @@ def test_headline_counts_only_administrative_villages():
     is_v = v["kind"] == "village"
     assert h["villages"] == is_v.sum()
     assert h["fibre_villages"] == (is_v & v["fibre"]).sum()
-    assert h["fibre_gap_villages"] == gap_villages(h["villages"], h["fibre_villages"],
-                                                   Fraction(49, 50))
+    assert h["fibre_gap_villages"] == gap_villages(
+        h["villages"], h["fibre_villages"], Fraction(49, 50)
+    )

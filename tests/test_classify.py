@@ -59,8 +59,12 @@ def test_speed_statistics_hand_made():
     device = np.array(["a", "b", "c"] * 3 + ["a", "x", "x", "z"], dtype=object)
     upload = np.where(village == 0, 2.0, 9.0)
     stats = speed_statistics(
-        village, download, n_villages=3, target_mbps=np.array([5.0, 100.0, 12.0]),
-        upload=upload, device=device,
+        village,
+        download,
+        n_villages=3,
+        target_mbps=np.array([5.0, 100.0, 12.0]),
+        upload=upload,
+        device=device,
     )
     assert stats["tests"].tolist() == [10, 2, 0]
     assert stats["devices"].tolist() == [3, 1, 0]
@@ -95,10 +99,12 @@ def test_raising_speeds_never_lowers_class(speeds, bump):
     device = np.array([f"d{i}" for i in range(len(speeds))], dtype=object)
 
     def cls(values):
-        s = speed_statistics(village, np.array(values), n_villages=1, target_mbps=[12.0],
-                             device=device)
-        return speed_class(s["tests"], s["devices"], s["download_median_mbps"], [12.0],
-                           min_tests=5, min_devices=3)[0]
+        s = speed_statistics(
+            village, np.array(values), n_villages=1, target_mbps=[12.0], device=device
+        )
+        return speed_class(
+            s["tests"], s["devices"], s["download_median_mbps"], [12.0], min_tests=5, min_devices=3
+        )[0]
 
     assert rank[cls([v + bump for v in speeds])] >= rank[cls(speeds)]
 
@@ -125,7 +131,11 @@ def test_fibre_evidence_order_and_evidence():
     )
     assert ev["fibre"].tolist() == [True, False, True, False, True]
     assert ev["fibre_basis"].tolist() == [
-        "register", "none", "access_point_inside", "none", "access_point_near"
+        "register",
+        "none",
+        "access_point_inside",
+        "none",
+        "access_point_near",
     ]
     assert ev["fibre_asset_id"].tolist() == [None, None, "AP-2", None, "AP-4near"]
     assert ev.loc[4, "fibre_distance_m"] == pytest.approx(400.0)

@@ -7,9 +7,9 @@ import tomllib
 import pytest
 import tomli_w
 from click.testing import CliRunner
-from worlds import write_north_world
 
 from ruralcov.cli import cli
+from worlds import write_north_world
 
 
 @pytest.fixture

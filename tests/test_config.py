@@ -13,21 +13,28 @@ from ruralcov.errors import ConfigError
 def test_defaults_and_profile(tmp_path):
     c = config_from_dict({"villages": {"path": "v.gpkg"}}, base=tmp_path)
     assert c.villages.path == (tmp_path / "v.gpkg").resolve()
-    assert (c.targets.fibre_share, c.targets.village_download_mbps,
-            c.targets.community_download_mbps) == (0.98, 12.0, 100.0)
+    assert (
+        c.targets.fibre_share,
+        c.targets.village_download_mbps,
+        c.targets.community_download_mbps,
+    ) == (0.98, 12.0, 100.0)
     assert c.maps.enabled and c.speed is None and c.fibre == ()
 
 
 def test_targets_override_single_values(tmp_path):
-    c = config_from_dict({"villages": {"path": "v"}, "targets": {"fibre_share": 0.9}},
-                         base=tmp_path)
+    c = config_from_dict(
+        {"villages": {"path": "v"}, "targets": {"fibre_share": 0.9}}, base=tmp_path
+    )
     assert c.targets.fibre_share == 0.9 and c.targets.village_download_mbps == 12
 
 
 def test_single_fibre_table_or_list(tmp_path):
     one = config_from_dict({"villages": {"path": "v"}, "fibre": {"path": "f.gpkg"}}, base=tmp_path)
     many = config_from_dict(
-        {"villages": {"path": "v"}, "fibre": [{"path": "a.gpkg"}, {"path": "b.csv", "kind": "table"}]},
+        {
+            "villages": {"path": "v"},
+            "fibre": [{"path": "a.gpkg"}, {"path": "b.csv", "kind": "table"}],
+        },
         base=tmp_path,
     )
     assert len(one.fibre) == 1 and len(many.fibre) == 2 and many.fibre[1].kind == "table"
@@ -65,8 +72,12 @@ def test_missing_and_broken_files(tmp_path):
 def test_dump_and_reload_round_trip(tmp_path):
     raw = {
         "run": {"name": "x", "provenance": "test"},
-        "villages": {"path": "in/v.csv", "register": "generic", "levels": {"county": "c"},
-                     "names": {"county": "in/c.csv"}},
+        "villages": {
+            "path": "in/v.csv",
+            "register": "generic",
+            "levels": {"county": "c"},
+            "names": {"county": "in/c.csv"},
+        },
         "fibre": [{"path": "in/f.gpkg", "operational": ["ok"]}],
         "speed": {"path": "in/s.parquet", "device": "dev"},
         "targets": {"fibre_share": 0.95},

@@ -86,9 +86,11 @@ def test_assign_equals_brute_force_shapely(world):
 @given(
     # Quarter-unit coordinates: exact in floating point, and often exactly on an edge.
     st.lists(
-        st.tuples(st.integers(-200, 200).map(lambda v: v / 4),
-                  st.integers(-200, 200).map(lambda v: v / 4)),
-        min_size=1, max_size=30,
+        st.tuples(
+            st.integers(-200, 200).map(lambda v: v / 4), st.integers(-200, 200).map(lambda v: v / 4)
+        ),
+        min_size=1,
+        max_size=30,
     ),
     st.sampled_from([0.0, 0.5, 1.0, 3.0, 20.0]),
 )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from worlds import EXPECTED, expected_frame, write_north_world
 
 from ruralcov import analyse, load_config
 from ruralcov.schema import SUMMARY_COLUMNS, VILLAGE_COLUMNS
+from worlds import EXPECTED, expected_frame, write_north_world
 
 
 @pytest.fixture(scope="module")

@@ -96,8 +96,16 @@ def write_north_world(folder: Path) -> Path:
     def tests(code: str, speeds: list[float], devices: list[str]) -> None:
         c = polys[code].centroid
         for k, (s, d) in enumerate(zip(speeds, devices, strict=True)):
-            rows.append({"lon": c.x + 0.0001 * k, "lat": c.y, "down": s, "up": s / 4,
-                         "ping": 20.0, "device": d})
+            rows.append(
+                {
+                    "lon": c.x + 0.0001 * k,
+                    "lat": c.y,
+                    "down": s,
+                    "up": s / 4,
+                    "ping": 20.0,
+                    "device": d,
+                }
+            )
 
     tests("V1", [10, 15, 20, 25, 30, 35], ["a", "b", "c", "a", "b", "c"])
     tests("V2", [30] * 6, ["a", "b"] * 3)
@@ -105,11 +113,27 @@ def write_north_world(folder: Path) -> Path:
     tests("V4", [10, 11, 12, 13, 14], ["p", "q", "r", "s", "t"])
     tests("C1", [60, 70, 80, 90, 150], ["p", "q", "r", "s", "t"])
     # On the edge shared by V1 and V2: goes to V1 (lowest code); its 20 Mbps keeps V1's median.
-    rows.append({"lon": X0 + STEP, "lat": Y0 + STEP / 2, "down": 20.0, "up": 5.0, "ping": 20.0,
-                 "device": "a"})
+    rows.append(
+        {
+            "lon": X0 + STEP,
+            "lat": Y0 + STEP / 2,
+            "down": 20.0,
+            "up": 5.0,
+            "ping": 20.0,
+            "device": "a",
+        }
+    )
     # Bad rows: negative speed, missing coordinates, a point outside every village.
-    rows.append({"lon": X0 + STEP / 2, "lat": Y0 + STEP / 2, "down": -1.0, "up": 1, "ping": 1,
-                 "device": "z"})
+    rows.append(
+        {
+            "lon": X0 + STEP / 2,
+            "lat": Y0 + STEP / 2,
+            "down": -1.0,
+            "up": 1,
+            "ping": 1,
+            "device": "z",
+        }
+    )
     rows.append({"lon": None, "lat": None, "down": 50.0, "up": 1, "ping": 1, "device": "z"})
     rows.append({"lon": X0 - 1, "lat": Y0, "down": 50.0, "up": 1, "ping": 1, "device": "z"})
     pd.DataFrame(rows).to_csv(folder / "tests.csv", index=False)
@@ -117,21 +141,45 @@ def write_north_world(folder: Path) -> Path:
     config = {
         "run": {"name": "north", "provenance": "Hand-made test world."},
         "villages": {
-            "path": "register.csv", "code": "code", "name": "name", "register": "generic",
-            "levels": {"township": "township", "county": "county"}, "kind": "kind",
+            "path": "register.csv",
+            "code": "code",
+            "name": "name",
+            "register": "generic",
+            "levels": {"township": "township", "county": "county"},
+            "kind": "kind",
             "encoding": "utf-8",
         },
         "boundaries": {"path": "polygons.gpkg", "layer": "villages", "code": "vcode"},
         "fibre": [
-            {"path": "access_points.gpkg", "layer": "nodes", "kind": "access_points",
-             "id": "asset_id", "status": "status", "max_distance_m": 350.0},
+            {
+                "path": "access_points.gpkg",
+                "layer": "nodes",
+                "kind": "access_points",
+                "id": "asset_id",
+                "status": "status",
+                "max_distance_m": 350.0,
+            },
             {"path": "routes.geojson", "kind": "routes", "id": "route_id", "nearby_m": 1000.0},
-            {"path": "operator.csv", "kind": "table", "code": "village_code",
-             "value": "has_fibre", "status": ""},
+            {
+                "path": "operator.csv",
+                "kind": "table",
+                "code": "village_code",
+                "value": "has_fibre",
+                "status": "",
+            },
         ],
-        "speed": {"path": "tests.csv", "lon": "lon", "lat": "lat", "download": "down",
-                  "upload": "up", "latency": "ping", "device": "device", "crs": "EPSG:4326",
-                  "min_tests": 5, "min_devices": 3},
+        "speed": {
+            "path": "tests.csv",
+            "lon": "lon",
+            "lat": "lat",
+            "download": "down",
+            "upload": "up",
+            "latency": "ping",
+            "device": "device",
+            "crs": "EPSG:4326",
+            "min_tests": 5,
+            "min_devices": 3,
+        },
     }
     path = folder / "north.toml"
     path.write_text(tomli_w.dumps(config), encoding="utf-8")
@@ -139,8 +187,15 @@ def write_north_world(folder: Path) -> Path:
 
 
 def expected_frame() -> pd.DataFrame:
-    cols = ["fibre", "fibre_basis", "fibre_nearby", "tests", "devices",
-            "download_median_mbps", "speed_class"]
+    cols = [
+        "fibre",
+        "fibre_basis",
+        "fibre_nearby",
+        "tests",
+        "devices",
+        "download_median_mbps",
+        "speed_class",
+    ]
     frame = pd.DataFrame.from_dict(EXPECTED, orient="index", columns=cols)
     frame["download_median_mbps"] = frame["download_median_mbps"].astype(float)
     return frame.replace({np.nan: None})

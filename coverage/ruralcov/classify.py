@@ -160,7 +160,9 @@ def speed_class(
     median = np.asarray(median_mbps, dtype=float)
     enough = (tests >= min_tests) & (np.isnan(dev) | (dev >= min_devices)) & ~np.isnan(median)
     meets = median >= np.asarray(target_mbps, dtype=float)
-    classes = np.where(enough, np.where(meets, SPEED_CLASSES[0], SPEED_CLASSES[1]), SPEED_CLASSES[2])
+    classes = np.where(
+        enough, np.where(meets, SPEED_CLASSES[0], SPEED_CLASSES[1]), SPEED_CLASSES[2]
+    )
     return classes.astype(object)
 
 
@@ -231,9 +233,13 @@ def fibre_evidence(
         count_d[better] = d[better]
     has_ap = count_pos >= 0
     basis = np.where(
-        register, "register",
-        np.where(has_ap & (count_d == 0), "access_point_inside",
-                 np.where(has_ap, "access_point_near", "none")),
+        register,
+        "register",
+        np.where(
+            has_ap & (count_d == 0),
+            "access_point_inside",
+            np.where(has_ap, "access_point_near", "none"),
+        ),
     ).astype(object)
     fibre = register | has_ap
     from_ap = ~register & has_ap
@@ -244,8 +250,9 @@ def fibre_evidence(
     route_d = np.full(n, np.inf)
     for limit in np.unique(r_near):
         sel = np.flatnonzero(r_near == limit)
-        pos, d = nearest(polys, np.asarray(routes, dtype=object)[sel], max_distance=limit,
-                         priority=r_rank[sel])
+        pos, d = nearest(
+            polys, np.asarray(routes, dtype=object)[sel], max_distance=limit, priority=r_rank[sel]
+        )
         better = (pos >= 0) & (d < route_d)
         route_pos[better] = sel[pos[better]]
         route_d[better] = d[better]

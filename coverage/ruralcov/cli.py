@@ -40,8 +40,13 @@ def _progress(quiet: bool) -> Iterator[Callable[[str], None]]:
     """A progress bar over the analysis steps (hidden with -q or when stderr is not a tty)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(STEPS), disable=quiet or None, unit="step", file=sys.stderr,
-               bar_format="{desc:<14} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
+    bar = tqdm(
+        total=len(STEPS),
+        disable=quiet or None,
+        unit="step",
+        file=sys.stderr,
+        bar_format="{desc:<14} {bar} {n_fmt}/{total_fmt} [{elapsed}]",
+    )
     done = {"n": 0}
 
     def tell(step: str) -> None:
@@ -82,13 +87,23 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
       ruralcov demo                 # the embedded Shanxi demo into out/demo
       ruralcov run shanxi.toml      # your own data
     """
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     ctx.obj = {"quiet": quiet}
 
 
-def _run(ctx: click.Context, config: Any, out: Path, *, maps: bool | None,
-         extra_inputs: Path | None = None) -> CoverageResult:
+def _run(
+    ctx: click.Context,
+    config: Any,
+    out: Path,
+    *,
+    maps: bool | None,
+    extra_inputs: Path | None = None,
+) -> CoverageResult:
     from ruralcov.report import write_run
 
     with _progress(ctx.obj["quiet"]) as tell:
@@ -137,8 +152,9 @@ def validate(ctx: click.Context, config_path: Path) -> None:
             result = analyse(config, progress=tell)
     for rec in result.inputs:
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(rec.dropped.items())) or "none"
-        click.echo(f"{rec.layer}: {rec.rows_read} rows read, {rec.rows_used} used, "
-                   f"dropped: {dropped}")
+        click.echo(
+            f"{rec.layer}: {rec.rows_read} rows read, {rec.rows_used} used, dropped: {dropped}"
+        )
     counts = result.issues.groupby(["severity", "layer", "reason"]).size()
     for (severity, layer, reason), n in counts.items():
         click.echo(f"{severity:<8} {layer:<12} {reason:<28} {n}")
@@ -146,8 +162,13 @@ def validate(ctx: click.Context, config_path: Path) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"),
-              show_default=True, help="Run folder.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("out/demo"),
+    show_default=True,
+    help="Run folder.",
+)
 @click.option("--seed", type=int, default=2020, show_default=True, help="Generator seed.")
 @click.option("--no-maps", is_flag=True, help="Skip map rendering.")
 @click.pass_context

@@ -81,7 +81,8 @@ class FibreConfig:
     #: ``table`` kind: the column with the village code, and optionally a yes/no column.
     code: str = "village_code"
     value: str | None = None
-    status: str | None = "status"
+    #: Default: "status" for assets, none ("") for tables; "" means every row is operational.
+    status: str | None = None
     operational: tuple[str, ...] = ("operational", "in_service")
     max_distance_m: float = 0.0
     nearby_m: float = 1000.0
@@ -212,9 +213,13 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
         raise ConfigError(f"unknown section(s) {unknown}; allowed sections are {sorted(_SECTIONS)}")
     run = _build(RunConfig, "run", raw.get("run", {}), base)
     if run.profile not in PROFILES:
-        raise ConfigError(f"[run] profile {run.profile!r} is not known; use one of {list(PROFILES)}")
+        raise ConfigError(
+            f"[run] profile {run.profile!r} is not known; use one of {list(PROFILES)}"
+        )
     if run.engine not in ENGINES:
-        raise ConfigError(f"[run] engine {run.engine!r} is not supported; use one of {list(ENGINES)}")
+        raise ConfigError(
+            f"[run] engine {run.engine!r} is not supported; use one of {list(ENGINES)}"
+        )
     villages = _build(VillagesConfig, "villages", raw.get("villages", {}), base)
     if villages.path is None:
         raise ConfigError("[villages] path is required: the village register or village polygons")
@@ -234,11 +239,19 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
     if isinstance(fibre_raw, Mapping):
         fibre_raw = [fibre_raw]
     fibre = tuple(_build(FibreConfig, "fibre", f, base) for f in fibre_raw)
+    fibre = tuple(
+        f
+        if f.status is not None
+        else dataclasses.replace(f, status="" if f.kind == "table" else "status")
+        for f in fibre
+    )
     for f in fibre:
         if f.path is None:
             raise ConfigError("[fibre] path is required for every fibre source")
         if f.kind not in FIBRE_KINDS:
-            raise ConfigError(f"[fibre] kind {f.kind!r} is not known; use one of {list(FIBRE_KINDS)}")
+            raise ConfigError(
+                f"[fibre] kind {f.kind!r} is not known; use one of {list(FIBRE_KINDS)}"
+            )
         if f.max_distance_m < 0 or f.nearby_m < 0:
             raise ConfigError("[fibre] max_distance_m and nearby_m must be zero or positive metres")
     speed = None
@@ -255,7 +268,9 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
     targets_raw = {**PROFILES[run.profile], **dict(raw.get("targets", {}))}
     targets = _build(TargetsConfig, "targets", targets_raw, base)
     if not 0 <= targets.fibre_share <= 1:
-        raise ConfigError(f"[targets] fibre_share must be between 0 and 1, got {targets.fibre_share}")
+        raise ConfigError(
+            f"[targets] fibre_share must be between 0 and 1, got {targets.fibre_share}"
+        )
     maps = _build(MapsConfig, "maps", raw.get("maps", {}), base)
     return Config(
         run=run,

@@ -69,10 +69,21 @@ def _flag_duplicates(codes: pd.Series, *, layer: str, what: str) -> tuple[pd.Ser
     dup = codes.duplicated(keep="first") & ~missing
     issues = concat_issues(
         [
-            row_issues(missing, layer=layer, reason="missing_code", dropped=True,
-                       message=f"{what} has no code; the row cannot be matched and is left out"),
-            row_issues(dup, layer=layer, reason="duplicate_code", dropped=True, codes=codes,
-                       message=f"{what} code appears more than once; the first row is used"),
+            row_issues(
+                missing,
+                layer=layer,
+                reason="missing_code",
+                dropped=True,
+                message=f"{what} has no code; the row cannot be matched and is left out",
+            ),
+            row_issues(
+                dup,
+                layer=layer,
+                reason="duplicate_code",
+                dropped=True,
+                codes=codes,
+                message=f"{what} code appears more than once; the first row is used",
+            ),
         ]
     )
     return ~(missing | dup), issues
@@ -96,22 +107,38 @@ def clean_polygons(
         fixed = shapely.make_valid(values[invalid])
         # make_valid may return a collection; keep its polygonal part only.
         parts = [
-            shapely.union_all(
-                [p for p in shapely.get_parts(g) if shapely.get_type_id(p) in (3, 6)]
-            )
-            if shapely.get_type_id(g) == 7 else g
+            shapely.union_all([p for p in shapely.get_parts(g) if shapely.get_type_id(p) in (3, 6)])
+            if shapely.get_type_id(g) == 7
+            else g
             for g in fixed
         ]
         values[invalid] = parts
     values[wrong] = None
     issues = concat_issues(
         [
-            row_issues(pd.Series(missing), layer=layer, reason="missing_geometry", codes=codes,
-                       dropped=drop, message="no geometry"),
-            row_issues(pd.Series(wrong), layer=layer, reason="not_a_polygon", codes=codes,
-                       dropped=drop, message="geometry is not a Polygon or MultiPolygon"),
-            row_issues(pd.Series(invalid), layer=layer, reason="invalid_geometry_repaired",
-                       codes=codes, message="invalid polygon repaired with make_valid"),
+            row_issues(
+                pd.Series(missing),
+                layer=layer,
+                reason="missing_geometry",
+                codes=codes,
+                dropped=drop,
+                message="no geometry",
+            ),
+            row_issues(
+                pd.Series(wrong),
+                layer=layer,
+                reason="not_a_polygon",
+                codes=codes,
+                dropped=drop,
+                message="geometry is not a Polygon or MultiPolygon",
+            ),
+            row_issues(
+                pd.Series(invalid),
+                layer=layer,
+                reason="invalid_geometry_repaired",
+                codes=codes,
+                message="invalid polygon repaired with make_valid",
+            ),
         ]
     )
     return gpd.GeoSeries(values, index=geoms.index, crs=geoms.crs), issues
@@ -125,11 +152,23 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
     v = config.villages
     layer = "villages"
     frame, read_issues = io.read_layer(
-        v.path, layer=v.layer, crs=v.crs, encoding=v.encoding, lon=v.lon, lat=v.lat, wkt=v.wkt,
-        geometry="none" if config.boundaries else "optional", name=layer,
+        v.path,
+        layer=v.layer,
+        crs=v.crs,
+        encoding=v.encoding,
+        lon=v.lon,
+        lat=v.lat,
+        wkt=v.wkt,
+        geometry="none" if config.boundaries else "optional",
+        name=layer,
     )
     std = apply_register(
-        frame, preset=v.register, code=v.code, name=v.name, levels=v.levels, kind=v.kind,
+        frame,
+        preset=v.register,
+        code=v.code,
+        name=v.name,
+        levels=v.levels,
+        kind=v.kind,
         layer=f"villages ({v.path.name})",
     )
     # The register row each village came from, so auditors can find it in their own file.
@@ -139,9 +178,14 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
     if v.register == "cn-nbs":
         bad = cn_nbs_code_problems(std["village_code"]) & keep
         issues.append(
-            row_issues(bad, layer=layer, reason="bad_code", codes=std["village_code"],
-                       message="code is not the 12 digits of the cn-nbs register; "
-                               "its township/county/city/province codes may be wrong")
+            row_issues(
+                bad,
+                layer=layer,
+                reason="bad_code",
+                codes=std["village_code"],
+                message="code is not the 12 digits of the cn-nbs register; "
+                "its township/county/city/province codes may be wrong",
+            )
         )
     geometry = gpd.GeoSeries(frame.geometry.values, index=frame.index, crs="EPSG:4326")
     if config.boundaries is None:
@@ -161,8 +205,9 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
         geo = boundaries.frame.set_index("village_code").geometry
         merged = register.frame["village_code"].map(geo)
         register = Loaded(
-            frame=register.frame.set_geometry(gpd.GeoSeries(merged.values, index=merged.index,
-                                                            crs="EPSG:4326")),
+            frame=register.frame.set_geometry(
+                gpd.GeoSeries(merged.values, index=merged.index, crs="EPSG:4326")
+            ),
             issues=register.issues,
             record=register.record,
         )
@@ -191,7 +236,12 @@ def load_boundaries(b: BoundariesConfig, register_codes: pd.Series) -> Loaded:
     """Village polygons from a separate file, matched to the register by code."""
     layer = "boundaries"
     frame, read_issues = io.read_layer(
-        b.path, layer=b.layer, crs=b.crs, encoding=b.encoding, wkt=b.wkt, columns=[b.code],
+        b.path,
+        layer=b.layer,
+        crs=b.crs,
+        encoding=b.encoding,
+        wkt=b.wkt,
+        columns=[b.code],
         name=layer,
     )
     codes = normalise_codes(frame[b.code])
@@ -202,14 +252,21 @@ def load_boundaries(b: BoundariesConfig, register_codes: pd.Series) -> Loaded:
         [
             read_issues.assign(dropped=False),
             dup_issues,
-            row_issues(unknown, layer=layer, reason="unknown_code", codes=codes, dropped=True,
-                       message="boundary code is not in the village register; left out"),
+            row_issues(
+                unknown,
+                layer=layer,
+                reason="unknown_code",
+                codes=codes,
+                dropped=True,
+                message="boundary code is not in the village register; left out",
+            ),
             geo_issues,
         ]
     )
     usable = keep & ~unknown & geometry.notna()
-    out = gpd.GeoDataFrame({"village_code": codes[usable]}, geometry=geometry[usable],
-                           crs="EPSG:4326")
+    out = gpd.GeoDataFrame(
+        {"village_code": codes[usable]}, geometry=geometry[usable], crs="EPSG:4326"
+    )
     return Loaded(frame=out, issues=issues, record=_record(layer, b.path, len(frame), issues))
 
 
@@ -220,7 +277,7 @@ def _status_mask(frame: pd.DataFrame, f: FibreConfig, layer: str) -> pd.Series:
     if f.status not in frame.columns:
         raise SchemaError(
             f"{layer}: status column {f.status!r} not found in {f.path}; the file has "
-            f"{list(frame.columns)[:20]}. Set status = \"\" if every asset is operational."
+            f'{list(frame.columns)[:20]}. Set status = "" if every asset is operational.'
         )
     allowed = {s.strip().lower() for s in f.operational}
     return frame[f.status].astype("string").str.strip().str.lower().isin(allowed).fillna(False)
@@ -240,44 +297,78 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
         cols = [f.code] + ([f.value] if f.value else [])
         missing = [c for c in cols if c not in table.columns]
         if missing:
-            raise SchemaError(f"{layer}: column(s) {missing} not found in {f.path}; "
-                              f"the file has {list(table.columns)[:20]}")
+            raise SchemaError(
+                f"{layer}: column(s) {missing} not found in {f.path}; "
+                f"the file has {list(table.columns)[:20]}"
+            )
         codes = normalise_codes(table[f.code])
         operational = _status_mask(table, f, layer)
-        value = parse_yes_no(table[f.value]) if f.value else pd.Series(True, index=table.index,
-                                                                      dtype="boolean")
+        value = (
+            parse_yes_no(table[f.value])
+            if f.value
+            else pd.Series(True, index=table.index, dtype="boolean")
+        )
         bad = value.isna()
         unknown = ~codes.isin(set(register_codes)) & codes.notna()
         issues = concat_issues(
             [
-                row_issues(codes.isna(), layer=layer, reason="missing_code", dropped=True,
-                           message="fibre register row has no village code"),
-                row_issues(unknown, layer=layer, reason="unknown_code", codes=codes, dropped=True,
-                           message="village code is not in the register; left out"),
-                row_issues(bad & ~unknown & codes.notna(), layer=layer, reason="bad_value",
-                           codes=codes, dropped=True,
-                           message=f"{f.value!r} is not a yes/no value; left out"),
+                row_issues(
+                    codes.isna(),
+                    layer=layer,
+                    reason="missing_code",
+                    dropped=True,
+                    message="fibre register row has no village code",
+                ),
+                row_issues(
+                    unknown,
+                    layer=layer,
+                    reason="unknown_code",
+                    codes=codes,
+                    dropped=True,
+                    message="village code is not in the register; left out",
+                ),
+                row_issues(
+                    bad & ~unknown & codes.notna(),
+                    layer=layer,
+                    reason="bad_value",
+                    codes=codes,
+                    dropped=True,
+                    message=f"{f.value!r} is not a yes/no value; left out",
+                ),
             ]
         )
         used = codes.notna() & ~unknown & ~bad
         not_op = int((used & ~operational).sum())
         out = pd.DataFrame(
-            {"village_code": codes[used & operational],
-             "has_fibre": value[used & operational].astype(bool)}
+            {
+                "village_code": codes[used & operational],
+                "has_fibre": value[used & operational].astype(bool),
+            }
         )
         record = _record(layer, f.path, len(table), issues, {"not_operational": not_op})
         return Loaded(frame=gpd.GeoDataFrame(out), issues=issues, record=record), "table"
 
     frame, read_issues = io.read_layer(
-        f.path, layer=f.layer, crs=f.crs, encoding=f.encoding, lon=f.lon, lat=f.lat, wkt=f.wkt,
+        f.path,
+        layer=f.layer,
+        crs=f.crs,
+        encoding=f.encoding,
+        lon=f.lon,
+        lat=f.lat,
+        wkt=f.wkt,
         name=layer,
     )
     id_col = f.id if f.id in frame.columns else None
     if id_col is None and f.kind != "ofds":
-        raise SchemaError(f"{layer}: id column {f.id!r} not found in {f.path}; the file has "
-                          f"{list(frame.columns)[:20]}")
-    ids = (frame[id_col].astype("string") if id_col else
-           pd.Series([f"{layer}:{i + 1}" for i in range(len(frame))], index=frame.index))
+        raise SchemaError(
+            f"{layer}: id column {f.id!r} not found in {f.path}; the file has "
+            f"{list(frame.columns)[:20]}"
+        )
+    ids = (
+        frame[id_col].astype("string")
+        if id_col
+        else pd.Series([f"{layer}:{i + 1}" for i in range(len(frame))], index=frame.index)
+    )
     operational = _status_mask(frame, f, layer)
     types = frame.geometry.geom_type
     if f.kind == "access_points":
@@ -295,10 +386,22 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
     issues = concat_issues(
         [
             read_issues.assign(dropped=False),
-            row_issues(missing, layer=layer, reason="missing_geometry", codes=ids, dropped=True,
-                       message="fibre asset has no geometry; left out"),
-            row_issues(wrong, layer=layer, reason="wrong_geometry_type", codes=ids, dropped=True,
-                       message=f"geometry is not a {expected}; left out"),
+            row_issues(
+                missing,
+                layer=layer,
+                reason="missing_geometry",
+                codes=ids,
+                dropped=True,
+                message="fibre asset has no geometry; left out",
+            ),
+            row_issues(
+                wrong,
+                layer=layer,
+                reason="wrong_geometry_type",
+                codes=ids,
+                dropped=True,
+                message=f"geometry is not a {expected}; left out",
+            ),
         ]
     )
     usable = ~missing & ~wrong
@@ -328,23 +431,46 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
     """
     layer = "speed"
     frame, read_issues = io.read_layer(
-        s.path, layer=s.layer, crs=s.crs, encoding=s.encoding, lon=s.lon, lat=s.lat, name=layer,
+        s.path,
+        layer=s.layer,
+        crs=s.crs,
+        encoding=s.encoding,
+        lon=s.lon,
+        lat=s.lat,
+        name=layer,
     )
     if s.download not in frame.columns:
-        raise SchemaError(f"speed: download column {s.download!r} not found in {s.path}; "
-                          f"the file has {list(frame.columns)[:20]}. Set download = \"...\" in [speed]")
+        raise SchemaError(
+            f"speed: download column {s.download!r} not found in {s.path}; "
+            f'the file has {list(frame.columns)[:20]}. Set download = "..." in [speed]'
+        )
     download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
     no_geom = frame.geometry.isna() | frame.geometry.is_empty
     bad = download.isna() & ~no_geom
     negative = (download < 0) & ~no_geom
     issues = [
         read_issues.assign(dropped=read_issues["row"].notna()),
-        row_issues(no_geom & ~read_issues_mask(read_issues, len(frame)), layer=layer,
-                   reason="missing_geometry", dropped=True, message="speed test has no location"),
-        row_issues(bad, layer=layer, reason="bad_download", dropped=True,
-                   message=f"{s.download!r} is missing or not a number"),
-        row_issues(negative, layer=layer, reason="negative_speed", dropped=True,
-                   message=f"{s.download!r} is negative"),
+        row_issues(
+            no_geom & ~read_issues_mask(read_issues, len(frame)),
+            layer=layer,
+            reason="missing_geometry",
+            dropped=True,
+            message="speed test has no location",
+        ),
+        row_issues(
+            bad,
+            layer=layer,
+            reason="bad_download",
+            dropped=True,
+            message=f"{s.download!r} is missing or not a number",
+        ),
+        row_issues(
+            negative,
+            layer=layer,
+            reason="negative_speed",
+            dropped=True,
+            message=f"{s.download!r} is negative",
+        ),
     ]
     out = pd.DataFrame({"row": np.arange(1, len(frame) + 1), "download_mbps": download})
     for key, col in (("upload", s.upload), ("latency", s.latency)):
@@ -352,30 +478,48 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
         if col and col in frame.columns:
             values = pd.to_numeric(frame[col], errors="coerce").astype(float)
             neg = values < 0
-            issues.append(row_issues(neg & ~no_geom & ~bad & ~negative, layer=layer,
-                                     reason=f"negative_{key}",
-                                     message=f"{col!r} is negative; this value is ignored"))
+            issues.append(
+                row_issues(
+                    neg & ~no_geom & ~bad & ~negative,
+                    layer=layer,
+                    reason=f"negative_{key}",
+                    message=f"{col!r} is negative; this value is ignored",
+                )
+            )
             out[name] = values.where(~neg)
         else:
             out[name] = np.nan
             if col:
-                issues.append(issue(layer=layer, reason="column_absent", severity="info",
-                                    message=f"no {key} column {col!r} in {s.path.name}; "
-                                            f"{name} medians are left empty"))
+                issues.append(
+                    issue(
+                        layer=layer,
+                        reason="column_absent",
+                        severity="info",
+                        message=f"no {key} column {col!r} in {s.path.name}; "
+                        f"{name} medians are left empty",
+                    )
+                )
     if s.device and s.device in frame.columns:
         out["device_id"] = frame[s.device].astype(object)
     else:
         out["device_id"] = None
         if s.device:
-            issues.append(issue(layer=layer, reason="column_absent", severity="info",
-                                message=f"no device column {s.device!r} in {s.path.name}; "
-                                        "devices are unknown and min_devices is not applied"))
+            issues.append(
+                issue(
+                    layer=layer,
+                    reason="column_absent",
+                    severity="info",
+                    message=f"no device column {s.device!r} in {s.path.name}; "
+                    "devices are unknown and min_devices is not applied",
+                )
+            )
     usable = ~(no_geom | bad | negative)
     all_issues = concat_issues(issues)
     gdf = gpd.GeoDataFrame(out[usable], geometry=frame.geometry[usable], crs="EPSG:4326")
     gdf.attrs["has_device"] = bool(s.device and s.device in frame.columns)
-    return Loaded(frame=gdf, issues=all_issues, record=_record(layer, s.path, len(frame),
-                                                               all_issues))
+    return Loaded(
+        frame=gdf, issues=all_issues, record=_record(layer, s.path, len(frame), all_issues)
+    )
 
 
 def read_issues_mask(read_issues: pd.DataFrame, n: int) -> pd.Series:

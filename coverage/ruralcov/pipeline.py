@@ -52,8 +52,14 @@ class CoverageResult:
 
 def _empty_assets() -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(
-        {"asset_id": [], "status": [], "operational": [], "source": [],
-         "max_distance_m": [], "nearby_m": []},
+        {
+            "asset_id": [],
+            "status": [],
+            "operational": [],
+            "source": [],
+            "max_distance_m": [],
+            "nearby_m": [],
+        },
         geometry=gpd.GeoSeries([], crs="EPSG:4326"),
     )
 
@@ -77,10 +83,16 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
     has_geometry = villages.geometry.notna() & ~villages.geometry.is_empty
     villages["has_geometry"] = has_geometry.to_numpy()
     issues.append(
-        row_issues(~has_geometry, layer="villages", reason="no_geometry", severity="info",
-                   codes=codes, rows=villages["source_row"].to_numpy(),
-                   message="village has no polygon; it stays in the denominator without "
-                           "fibre or speed evidence from the map")
+        row_issues(
+            ~has_geometry,
+            layer="villages",
+            reason="no_geometry",
+            severity="info",
+            codes=codes,
+            rows=villages["source_row"].to_numpy(),
+            message="village has no polygon; it stays in the denominator without "
+            "fibre or speed evidence from the map",
+        )
     )
     bounds = villages.geometry[has_geometry].total_bounds if has_geometry.any() else None
     metric = crs.metric_crs(tuple(bounds) if bounds is not None else (-1, -1, 1, 1))
@@ -118,8 +130,9 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
 
     tell("speed tests")
     kind = villages["kind"]
-    target = np.where(kind == "community", targets.community_download_mbps,
-                      targets.village_download_mbps).astype(float)
+    target = np.where(
+        kind == "community", targets.community_download_mbps, targets.village_download_mbps
+    ).astype(float)
     if config.speed is not None:
         tests = load_speed_tests(config.speed)
         village_of_test = join.assign_points(
@@ -127,19 +140,30 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         )
         outside = village_of_test < 0
         tests_issues = concat_issues(
-            [tests.issues,
-             row_issues(outside, layer="speed", reason="outside_villages", dropped=True,
-                        rows=tests.frame["row"].to_numpy(),
-                        message="speed test lies outside every village polygon")]
+            [
+                tests.issues,
+                row_issues(
+                    outside,
+                    layer="speed",
+                    reason="outside_villages",
+                    dropped=True,
+                    rows=tests.frame["row"].to_numpy(),
+                    message="speed test lies outside every village polygon",
+                ),
+            ]
         )
         issues.append(tests_issues)
         records.append(
             InputRecord(
-                layer="speed", path=tests.record.path, sha256=tests.record.sha256,
+                layer="speed",
+                path=tests.record.path,
+                sha256=tests.record.sha256,
                 rows_read=tests.record.rows_read,
                 rows_used=tests.record.rows_used - int(outside.sum()),
-                dropped={**tests.record.dropped,
-                         **({"outside_villages": int(outside.sum())} if outside.any() else {})},
+                dropped={
+                    **tests.record.dropped,
+                    **({"outside_villages": int(outside.sum())} if outside.any() else {}),
+                },
             )
         )
         t = tests.frame
@@ -165,8 +189,12 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
     villages["download_target_mbps"] = target
     speed = config.speed
     villages["speed_class"] = classify.speed_class(
-        villages["tests"], villages["devices"], villages["download_median_mbps"], target,
-        min_tests=speed.min_tests if speed else 1, min_devices=speed.min_devices if speed else 0,
+        villages["tests"],
+        villages["devices"],
+        villages["download_median_mbps"],
+        target,
+        min_tests=speed.min_tests if speed else 1,
+        min_devices=speed.min_devices if speed else 0,
     )
     villages["meets_targets"] = villages["fibre"] & (villages["speed_class"] == "meets")
     for col in VILLAGE_COLUMNS:  # levels the register lacks stay as empty columns
@@ -180,8 +208,11 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
     summaries = {}
     for level in present_levels(villages):
         names = villages.dropna(subset=[f"{level}_code"]).drop_duplicates(f"{level}_code")
-        name_map = names.set_index(f"{level}_code")[f"{level}_name"] if (
-            f"{level}_name" in villages.columns) else None
+        name_map = (
+            names.set_index(f"{level}_code")[f"{level}_name"]
+            if (f"{level}_name" in villages.columns)
+            else None
+        )
         summaries[level] = aggregate.summarise(
             villages, level=level, fibre_target=targets.fibre_share, names=name_map
         )

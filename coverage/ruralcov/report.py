@@ -1,2 +1,905 @@
-"""placeholder"""
-def write_run(*a, **k): raise NotImplementedError
+"""Writing a :class:`~ruralcov.pipeline.CoverageResult` as a run folder.
+
+This module owns the run folder of DESIGN.md ("Run folder"): the GeoParquet village table, the
+CSV tables, ``report.xlsx``, ``report.html``, ``manifest.json`` and ``config.toml`` (the maps are
+delegated to :mod:`ruralcov.maps`). A run folder is written atomically: everything goes into a
+temporary sibling folder that replaces ``<out>`` only once it is complete, so a failed run
+never leaves a partial folder behind.
+
+Choices made for the people who open these files (Excel and WPS on Windows, often with a Chinese
+locale, and auditors who compare numbers one village at a time):
+
+- CSV files are UTF-8 with a byte-order mark (``utf-8-sig``) so that Excel and WPS detect the
+  encoding (not cp936); separators are commas, decimal points are dots, lines end in CRLF
+  (RFC 4180), missing values are empty cells.
+- Booleans are written ``TRUE``/``FALSE``: Excel and WPS show their own booleans that way and
+  turn these cells into real booleans (filterable), and pandas, R and csvkit read them back as
+  booleans.
+- Floats are rounded in the CSV and HTML tables only: speeds (``*_mbps``) to 0.01 Mbps,
+  latencies (``*_ms``) to 0.1 ms, shares and targets to 4 decimals, distances (``*_m``) to
+  0.1 m. ``villages.parquet`` and ``report.xlsx`` keep full precision (the workbook shows the
+  rounded value through a number format).
+- Codes (``code``, ``*_code``) are text everywhere. In ``report.xlsx`` they are text cells, so a
+  12-digit village code never becomes ``1.40105E+11``. A CSV cannot carry that type: Excel
+  shows long numeric-looking codes in scientific notation when it opens a CSV directly, which
+  is why the workbook is the file to open in Excel; the CSV is for tools and for import with
+  "text" columns.
+- Strings are never interpreted as formulas or links in the workbook (a name starting with
+  ``=`` stays a name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import html
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from fractions import Fraction
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ruralcov.config import config_to_dict, dump_config
+from ruralcov.errors import ConfigError, RuralcovError
+from ruralcov.pipeline import CoverageResult
+from ruralcov.schema import LEVELS, SUMMARY_COLUMNS, VILLAGE_COLUMNS
+from ruralcov.validate import ISSUE_FIELDS
+
+__all__ = [
+    "GAP_TABLES",
+    "build_manifest",
+    "headline_figures",
+    "html_table",
+    "page",
+    "render_report_html",
+    "result_tables",
+    "sha256_file",
+    "write_run",
+    "write_tables",
+    "write_xlsx",
+]
+
+#: Keys of ``CoverageResult.gaps`` and the CSV each is written to.
+GAP_TABLES: dict[str, str] = {
+    "no_fibre": "gaps_no_fibre",
+    "below_speed": "gaps_below_speed",
+    "insufficient_data": "gaps_insufficient_data",
+}
+
+_VERSIONED = ("numpy", "pandas", "geopandas", "shapely", "pyproj", "pyogrio", "pyarrow")
+_XLSX_MAX_ROWS = 1_048_576  # Excel's hard limit, header included
+_TRUE, _FALSE = "TRUE", "FALSE"
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _decimals(column: str) -> int | None:
+    """Decimals a float column is rounded to in the CSV and HTML tables (None: leave as is)."""
+    if column.endswith("_mbps"):
+        return 2
+    if column.endswith("_ms"):
+        return 1
+    if "share" in column or column.endswith("_target"):
+        return 4
+    if column.endswith("_m"):
+        return 1
+    return None
+
+
+def _is_code(column: str) -> bool:
+    return column == "code" or column.endswith("_code")
+
+
+def _is_bool(series: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return True
+    if series.dtype == object:
+        values = series.dropna()
+        return len(values) > 0 and all(isinstance(v, bool | np.bool_) for v in values)
+    return False
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """Codes as text; integers stored as floats lose their ``.0``."""
+
+    def conv(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+            return None
+        if isinstance(v, float | np.floating) and float(v).is_integer():
+            return str(int(v))
+        return str(v)
+
+    return pd.Series([conv(v) for v in series], index=series.index, name=series.name, dtype=object)
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy without geometry columns (a GeoDataFrame becomes a DataFrame)."""
+    geo = [c for c in frame.columns if str(frame[c].dtype) == "geometry"]
+    return pd.DataFrame(frame.drop(columns=geo))
+
+
+def _ordered(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Known columns in schema order first, then any extra columns in their own order."""
+    known = [c for c in columns if c in frame.columns]
+    extra = [c for c in frame.columns if c not in columns]
+    return frame.loc[:, known + extra]
+
+
+def result_tables(result: CoverageResult) -> dict[str, pd.DataFrame]:
+    """Every table of the run folder by name (``villages``, ``summary_<level>``, ``gaps_*``,
+    ``issues``), unrounded and without geometry, in the order they are written.
+
+    Examples
+    --------
+    >>> list(result_tables(result))  # doctest: +SKIP
+    ['villages', 'summary_province', ..., 'gaps_no_fibre', ..., 'issues']
+    """
+    tables: dict[str, pd.DataFrame] = {}
+    tables["villages"] = _ordered(_plain(result.villages), VILLAGE_COLUMNS).reset_index(drop=True)
+    levels = [lv for lv in LEVELS if lv in result.summaries]
+    levels += [lv for lv in result.summaries if lv not in LEVELS]
+    for level in levels:
+        tables[f"summary_{level}"] = _ordered(
+            _plain(result.summaries[level]), SUMMARY_COLUMNS
+        ).reset_index(drop=True)
+    for key, name in GAP_TABLES.items():
+        gap = result.gaps.get(key)
+        if gap is None:
+            gap = tables["villages"].iloc[0:0]
+        tables[name] = _ordered(_plain(gap), VILLAGE_COLUMNS).reset_index(drop=True)
+    tables["issues"] = _ordered(_plain(result.issues), ISSUE_FIELDS).reset_index(drop=True)
+    return tables
+
+
+def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for col in out.columns:
+        series = out[col]
+        if _is_code(col):
+            out[col] = _as_text(series)
+        elif _is_bool(series):
+            out[col] = pd.Series(
+                [None if pd.isna(v) else (_TRUE if v else _FALSE) for v in series],
+                index=series.index,
+                dtype=object,
+            )
+        elif pd.api.types.is_float_dtype(series.dtype):
+            decimals = _decimals(col)
+            if decimals is not None:
+                out[col] = series.round(decimals)
+    return out
+
+
+def write_tables(result: CoverageResult, folder: Path | str) -> list[Path]:
+    """Write every table of :func:`result_tables` as ``<folder>/<name>.csv``; return the paths.
+
+    ``folder`` is the tables folder itself (``<out>/tables`` in a run folder). Files are UTF-8
+    with BOM, booleans ``TRUE``/``FALSE``, floats rounded as described in the module docstring.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in result_tables(result).items():
+        path = folder / f"{name}.csv"
+        _for_csv(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+        written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------------- workbook
+
+
+def _sheet_name(name: str, used: set[str]) -> str:
+    name = re.sub(r"[\[\]:*?/\\]", "_", name)[:31] or "sheet"
+    base, i = name, 2
+    while name.lower() in used:
+        suffix = f"~{i}"
+        name, i = base[: 31 - len(suffix)] + suffix, i + 1
+    used.add(name.lower())
+    return name
+
+
+def _display_width(value: Any) -> int:
+    text = str(value)
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _cell_values(series: pd.Series) -> list[Any]:
+    """Python values xlsxwriter writes with the right cell type; None for missing."""
+    if _is_code(str(series.name)):
+        return list(_as_text(series))
+    out: list[Any] = []
+    for v in series.astype(object):
+        if v is None or v is pd.NA or v is pd.NaT:
+            out.append(None)
+        elif isinstance(v, bool | np.bool_):
+            out.append(bool(v))
+        elif isinstance(v, int | np.integer):
+            out.append(int(v))
+        elif isinstance(v, float | np.floating):
+            out.append(None if not math.isfinite(v) else float(v))
+        else:
+            out.append(str(v))
+    return out
+
+
+def _writer(ws: Any, values: list[Any]) -> Any:
+    """The xlsxwriter method for a column's values (skips the type dispatch of ``write``)."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds == {str}:
+        return ws.write_string
+    if kinds and kinds <= {int, float}:
+        return ws.write_number
+    if kinds == {bool}:
+        return ws.write_boolean
+    return ws.write
+
+
+def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
+    """Write ``report.xlsx``: an ``about`` sheet, then every table of :func:`result_tables`.
+
+    Each table sheet has a frozen header row, an autofilter and column widths fitted to the
+    content. Codes are text cells; floats keep full precision with a display format. A table
+    longer than Excel's row limit is cut there, and the ``about`` sheet says so.
+    """
+    import xlsxwriter
+
+    path = Path(path)
+    tables = result_tables(result)
+    workbook = xlsxwriter.Workbook(
+        str(path),
+        {
+            "constant_memory": True,  # rows are streamed: the national register fits in memory
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
+    try:
+        header = workbook.add_format({"bold": True, "bg_color": "#F3F3F3", "bottom": 1})
+        text = workbook.add_format({"num_format": "@"})
+        formats = {
+            2: workbook.add_format({"num_format": "0.00"}),
+            1: workbook.add_format({"num_format": "0.0"}),
+            4: workbook.add_format({"num_format": "0.00%"}),
+        }
+        used: set[str] = set()
+        about = workbook.add_worksheet(_sheet_name("about", used))
+        notes = _about_rows(result)
+        cut: list[str] = []
+        sheets = [(name, frame) for name, frame in tables.items()]
+        worksheets = [(workbook.add_worksheet(_sheet_name(n, used)), n, f) for n, f in sheets]
+        for ws, name, frame in worksheets:
+            n_rows = min(len(frame), _XLSX_MAX_ROWS - 1)
+            if n_rows < len(frame):
+                cut.append(
+                    f"{name}: only the first {n_rows:,} of {len(frame):,} rows fit in "
+                    f"Excel; the full table is tables/{name}.csv"
+                )
+            columns = list(frame.columns)
+            values = [_cell_values(frame[c].iloc[:n_rows]) for c in columns]
+            col_formats = []
+            for j, col in enumerate(columns):
+                fmt = None
+                if _is_code(col):
+                    fmt = text
+                elif pd.api.types.is_float_dtype(frame[col].dtype):
+                    decimals = _decimals(col)
+                    fmt = formats.get(decimals) if decimals is not None else None
+                col_formats.append(fmt)
+                sample = [v for v in values[j][:500] if v is not None]
+                width = max([_display_width(col)] + [_display_width(v) for v in sample])
+                ws.set_column(j, j, min(max(width + 2, 8), 60), fmt)
+            ws.write_row(0, 0, columns, header)
+            writers = [_writer(ws, vals) for vals in values]
+            cells = list(zip(writers, values, col_formats, strict=True))
+            for i in range(n_rows):  # row by row: constant_memory streams rows in order
+                for j, (write, vals, fmt) in enumerate(cells):
+                    v = vals[i]
+                    if v is not None:
+                        write(i + 1, j, v, fmt)
+            ws.freeze_panes(1, 0)
+            ws.autofilter(0, 0, max(n_rows, 1), max(len(columns) - 1, 0))
+        about.set_column(0, 0, 28)
+        about.set_column(1, 1, 100)
+        for i, (key, value) in enumerate([*notes, *(("note", c) for c in cut)]):
+            about.write_string(i, 0, key, header if i == 0 else None)
+            about.write(i, 1, value, header if i == 0 else None)
+    finally:
+        workbook.close()
+    return path
+
+
+def _about_rows(result: CoverageResult) -> list[tuple[str, Any]]:
+    figures = headline_figures(result)
+    rows: list[tuple[str, Any]] = [
+        ("item", "value"),
+        ("run", result.config.run.name),
+        ("provenance", result.config.run.provenance or "(not given)"),
+        ("profile", result.config.run.profile),
+    ]
+    for key, value in figures.items():
+        rows.append((key, _json_value(value)))
+    return rows
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _exact_gap(target: float, villages: int, fibre: int) -> int:
+    frac = Fraction(repr(float(target)))
+    return max(0, -(-frac.numerator * villages // frac.denominator) - fibre)
+
+
+def headline_figures(result: CoverageResult) -> dict[str, Any]:
+    """The headline numbers shown in the report, over the whole register.
+
+    Derived from ``result.villages`` by the DESIGN definitions, then overridden by any key the
+    pipeline put in ``result.headline`` (its numbers are the published ones). Keys:
+    ``register_units, villages, villages_with_geometry, fibre_villages, fibre_share,
+    fibre_target, fibre_gap_villages, speed_meets, speed_below, speed_insufficient,
+    speed_share, communities, communities_speed_meets, communities_speed_share`` and the
+    targets ``village_download_mbps``, ``community_download_mbps``.
+    """
+    v = result.villages
+    targets = result.config.targets
+    adm = v[v["kind"] == "village"]
+    com = v[v["kind"] == "community"]
+    n, n_com = len(adm), len(com)
+    fibre = int(adm["fibre"].fillna(False).astype(bool).sum())
+    meets = int((adm["speed_class"] == "meets").sum())
+    com_meets = int((com["speed_class"] == "meets").sum())
+    figures: dict[str, Any] = {
+        "register_units": len(v),
+        "villages": n,
+        "villages_with_geometry": int(adm["has_geometry"].fillna(False).astype(bool).sum()),
+        "fibre_villages": fibre,
+        "fibre_share": fibre / n if n else None,
+        "fibre_target": targets.fibre_share,
+        "fibre_gap_villages": _exact_gap(targets.fibre_share, n, fibre),
+        "speed_meets": meets,
+        "speed_below": int((adm["speed_class"] == "below").sum()),
+        "speed_insufficient": int((adm["speed_class"] == "insufficient_data").sum()),
+        "speed_share": meets / n if n else None,
+        "communities": n_com,
+        "communities_speed_meets": com_meets,
+        "communities_speed_share": com_meets / n_com if n_com else None,
+        "village_download_mbps": targets.village_download_mbps,
+        "community_download_mbps": targets.community_download_mbps,
+    }
+    figures.update({k: _json_value(val) for k, val in result.headline.items()})
+    return figures
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _css() -> str:
+    return (resources.files("ruralcov") / "templates" / "report.css").read_text(encoding="utf-8")
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _fmt_int(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{int(value):,}"
+
+
+def _fmt_pct(value: Any, decimals: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * float(value):.{decimals}f} %"
+
+
+def _fmt_cell(column: str, value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return _TRUE if value else _FALSE
+    if isinstance(value, float | np.floating):
+        if "share" in column or column.endswith("_target"):
+            return _fmt_pct(value)
+        decimals = _decimals(column)
+        return f"{value:.{decimals}f}" if decimals is not None else f"{value:g}"
+    if isinstance(value, int | np.integer) and not _is_code(column):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def html_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
+    """A frame as an escaped HTML table (numbers right-aligned)."""
+    columns = [c for c in (columns or list(frame.columns)) if c in frame.columns]
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = []
+    for row in frame.loc[:, columns].itertuples(index=False, name=None):
+        cells = []
+        for col, value in zip(columns, row, strict=True):
+            numeric = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+                value, bool | np.bool_
+            )
+            cls = ' class="num"' if numeric and not _is_code(col) else ""
+            cells.append(f"<td{cls}>{_e(_fmt_cell(col, value))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + ("\n</tbody>\n</table>")
+    )
+
+
+def page(title: str, body: str) -> str:
+    """A complete, self-contained HTML page (inline CSS, no external references)."""
+    return (
+        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)}</title>\n<style>\n{_css()}</style>\n</head>\n<body>\n"
+        f"{body}\n</body>\n</html>\n"
+    )
+
+
+def _summary_level(result: CoverageResult) -> str | None:
+    """County if present, else the finest level present below it, else the coarsest."""
+    for level in ("county", "township", "city", "province"):
+        if level in result.summaries:
+            return level
+    return next(iter(result.summaries), None)
+
+
+def _sorted_by_gap(summary: pd.DataFrame) -> pd.DataFrame:
+    keys = [c for c in ("fibre_gap_villages", "fibre_share", "code") if c in summary.columns]
+    ascending = [k != "fibre_gap_villages" for k in keys]
+    return summary.sort_values(keys, ascending=ascending, kind="stable", na_position="last")
+
+
+def _issue_counts(issues: pd.DataFrame) -> pd.DataFrame:
+    if issues.empty:
+        return pd.DataFrame(columns=["layer", "reason", "severity", "findings", "rows_dropped"])
+    frame = issues.assign(
+        dropped=issues["dropped"].fillna(False).astype(bool) if "dropped" in issues else False
+    )
+    grouped = frame.groupby(["layer", "reason", "severity"], dropna=False, sort=True)
+    counts = grouped.agg(findings=("reason", "size"), rows_dropped=("dropped", "sum"))
+    return counts.reset_index().astype({"findings": "int64", "rows_dropped": "int64"})
+
+
+def render_report_html(result: CoverageResult, *, created: str | None = None) -> str:
+    """``report.html``: headline numbers, provenance, the county table sorted by gap, issue
+    counts, inputs and links into the run folder. Self-contained; every value is escaped."""
+    cfg = result.config
+    f = headline_figures(result)
+    target = f.get("fibre_target")
+    share = f.get("fibre_share")
+    on_target = share is not None and target is not None and share >= target
+    parts = [f"<h1>ruralcov report — {_e(cfg.run.name)}</h1>"]
+    meta = f"profile {_e(cfg.run.profile)}"
+    if created:
+        meta += f" · created {_e(created)}"
+    parts.append(f'<p class="meta">{meta}</p>')
+    provenance = cfg.run.provenance.strip() or "No provenance was given for these inputs."
+    parts.append(
+        f'<div class="provenance"><strong>Data provenance.</strong> {_e(provenance)}</div>'
+    )
+
+    def card(value: str, label: str, cls: str = "") -> str:
+        cls_attr = f' class="value {cls}"' if cls else ' class="value"'
+        return (
+            f'<div class="card"><div{cls_attr}>{_e(value)}</div>'
+            f'<div class="label">{_e(label)}</div></div>'
+        )
+
+    n = f.get("villages")
+    without_geom = None if n is None else n - (f.get("villages_with_geometry") or 0)
+    cards = [
+        card(_fmt_int(f.get("register_units")), "entries in the village register"),
+        card(
+            _fmt_int(n),
+            f"administrative villages (denominator; {_fmt_int(without_geom)} without geometry)",
+        ),
+        card(_fmt_int(f.get("fibre_villages")), "administrative villages with fibre"),
+        card(
+            _fmt_pct(share),
+            f"fibre share vs target {_fmt_pct(target, 0)}",
+            "good" if on_target else "bad",
+        ),
+        card(
+            _fmt_int(f.get("fibre_gap_villages")),
+            "villages short of the fibre target (gap)",
+            "good" if not f.get("fibre_gap_villages") else "bad",
+        ),
+    ]
+    speed_target = f.get("village_download_mbps")
+    speed_cards = [
+        card(
+            _fmt_int(f.get("speed_meets")),
+            f"villages meeting {speed_target:g} Mbps"
+            if speed_target is not None
+            else "villages meeting the speed target",
+            "good",
+        ),
+        card(_fmt_int(f.get("speed_below")), "villages below the speed target", "bad"),
+        card(_fmt_int(f.get("speed_insufficient")), "villages with too few speed tests"),
+        card(
+            f"{_fmt_int(f.get('communities_speed_meets'))} of {_fmt_int(f.get('communities'))}",
+            "communities at the urban target"
+            + (
+                f" ({f['community_download_mbps']:g} Mbps)"
+                if f.get("community_download_mbps") is not None
+                else ""
+            ),
+        ),
+    ]
+    parts.append("<h2>Headline</h2>")
+    parts.append('<div class="cards">' + "".join(cards) + "</div>")
+    parts.append("<h2>Speed</h2>")
+    parts.append('<div class="cards">' + "".join(speed_cards) + "</div>")
+    parts.append(
+        "<p>Shares are divided by every administrative village of the register, including "
+        "villages without geometry or speed tests. The gap is "
+        "max(0, ceil(target × villages) − fibre villages), computed exactly.</p>"
+    )
+
+    level = _summary_level(result)
+    if level is not None:
+        summary = _sorted_by_gap(result.summaries[level])
+        parts.append(f"<h2>By {_e(level)}, largest fibre gap first</h2>")
+        parts.append(
+            html_table(
+                summary,
+                [
+                    "code",
+                    "name",
+                    "villages",
+                    "villages_with_geometry",
+                    "fibre_villages",
+                    "fibre_share",
+                    "fibre_gap_villages",
+                    "speed_meets",
+                    "speed_below",
+                    "speed_insufficient",
+                    "communities",
+                    "communities_speed_meets",
+                ],
+            )
+        )
+        parts.append(
+            f'<p>All levels: see the <a href="tables/summary_{_e(level)}.csv">'
+            "summary tables</a> and the workbook.</p>"
+        )
+
+    parts.append("<h2>Input findings</h2>")
+    counts = _issue_counts(result.issues)
+    if counts.empty:
+        parts.append("<p>No findings about the inputs.</p>")
+    else:
+        parts.append(html_table(counts))
+        parts.append(
+            '<p>Every finding, row by row: <a href="tables/issues.csv">tables/issues.csv</a>.</p>'
+        )
+    if result.inputs:
+        rows = pd.DataFrame(
+            [
+                {
+                    "layer": rec.layer,
+                    "file": Path(rec.path).name,
+                    "rows_read": rec.rows_read,
+                    "rows_used": rec.rows_used,
+                    "rows_dropped": sum(rec.dropped.values()),
+                }
+                for rec in result.inputs
+            ]
+        )
+        parts.append("<h2>Inputs</h2>")
+        parts.append(html_table(rows))
+
+    links = [
+        ("maps/index.html", "maps"),
+        ("report.xlsx", "workbook with every table (open this one in Excel or WPS)"),
+        ("tables/villages.csv", "every village of the register"),
+        *(
+            (f"tables/{name}.csv", f"villages behind the gap: {key.replace('_', ' ')}")
+            for key, name in GAP_TABLES.items()
+        ),
+        ("tables/issues.csv", "input findings"),
+        ("villages.parquet", "villages with geometry (GeoParquet)"),
+        ("manifest.json", "inputs, parameters, versions and file hashes"),
+        ("config.toml", "configuration to reproduce this run"),
+    ]
+    parts.append("<h2>Files</h2>\n<ul>")
+    parts.extend(
+        f'<li><a href="{_e(href)}">{_e(href)}</a> — {_e(text)}</li>' for href, text in links
+    )
+    parts.append("</ul>")
+    return page(f"ruralcov report — {cfg.run.name}", "\n".join(parts))
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _json_value(value: Any) -> Any:
+    """Plain JSON-ready values: numpy scalars unwrapped, NaN and NA as None."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _relative_or_absolute(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
+            out[name] = None
+    return out
+
+
+def build_manifest(
+    result: CoverageResult,
+    out: Path | str,
+    outputs: Mapping[str, str],
+    *,
+    created: str | None = None,
+) -> dict[str, Any]:
+    """The manifest of a run folder at ``out`` as a dict.
+
+    ``outputs`` maps each written file's path relative to the run folder to its sha256.
+    Input paths inside ``out`` are written relative to it (the folder stays movable), others
+    absolute. Raises ``AssertionError`` if an input's rows do not balance
+    (read = used + dropped): that is a bug in a reader, not a user error.
+    """
+    from ruralcov import __version__
+
+    out = Path(out)
+    inputs = []
+    for rec in result.inputs:
+        dropped = {str(k): int(v) for k, v in rec.dropped.items()}
+        if rec.rows_read != rec.rows_used + sum(dropped.values()):
+            raise AssertionError(
+                f"input {rec.layer} ({rec.path}): rows read {rec.rows_read} != rows used "
+                f"{rec.rows_used} + rows dropped {sum(dropped.values())} {dropped}; "
+                "this is a bug in ruralcov, please report it"
+            )
+        inputs.append(
+            {
+                "layer": rec.layer,
+                "path": _relative_or_absolute(Path(rec.path), out),
+                "sha256": rec.sha256,
+                "rows_read": int(rec.rows_read),
+                "rows_used": int(rec.rows_used),
+                "rows_dropped": sum(dropped.values()),
+                "dropped": dropped,
+            }
+        )
+    config = result.config
+    return {
+        "ruralcov_version": __version__,
+        "created": created or datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_name": config.run.name,
+        "profile": config.run.profile,
+        "provenance": config.run.provenance,
+        "targets": dataclasses.asdict(config.targets),
+        "parameters": _json_value(config_to_dict(config, relative_to=out)),
+        "metric_crs": result.metric_crs,
+        "inputs": inputs,
+        "outputs": dict(sorted(outputs.items())),
+        "versions": _versions(),
+        "headline": _json_value(dict(result.headline)),
+    }
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+#: Top-level entries of a run folder that ``write_run`` writes (and so never keeps).
+_OWN_ENTRIES = frozenset(
+    {
+        "villages.parquet",
+        "tables",
+        "report.xlsx",
+        "maps",
+        "report.html",
+        "manifest.json",
+        "config.toml",
+    }
+)
+
+
+def _entries_to_keep(result: CoverageResult, out: Path, extra: Path | None) -> list[Path]:
+    """Entries of an existing ``out`` that the new run must carry over.
+
+    That is ``extra`` when it lies inside ``out``, and the top-level folder holding any input
+    this result was computed from (``ruralcov run out/demo/config.toml`` reads
+    ``out/demo/inputs``; replacing the folder must not delete them).
+    """
+    if not out.is_dir():
+        return []
+    candidates = [Path(rec.path) for rec in result.inputs]
+    keep: list[Path] = []
+    if extra is not None and _inside(extra, out):
+        keep.append(extra)
+    for path in candidates:
+        if _inside(path, out) and path.resolve() != out.resolve():
+            top = out / path.resolve().relative_to(out).parts[0]
+            if top.name in _OWN_ENTRIES:
+                raise ConfigError(
+                    f"input {str(path)!r} lies inside the run folder's own {top.name!r}, "
+                    "which this run overwrites; move the input out of the run folder"
+                )
+            if top.exists() and not any(_inside(top, k) for k in keep):
+                keep.append(top)
+    return keep
+
+
+def _is_run_folder_or_empty(out: Path, keep: list[Path]) -> bool:
+    if (out / "manifest.json").is_file():
+        return True
+    kept = {k.resolve() for k in keep}
+    return all(p.resolve() in kept for p in out.iterdir())
+
+
+def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, created: str) -> None:
+    """Write every file of the run folder into ``tmp`` (which will become ``out``)."""
+    from ruralcov import maps as _maps  # maps builds on this module's HTML helpers
+
+    result.villages.to_parquet(tmp / "villages.parquet", index=False)
+    write_tables(result, tmp / "tables")
+    write_xlsx(result, tmp / "report.xlsx")
+    maps_dir = tmp / "maps"
+    if maps:
+        _maps.write_maps(result, maps_dir)
+    else:
+        _maps.write_skipped_index(maps_dir)
+    (tmp / "report.html").write_text(
+        render_report_html(result, created=created), encoding="utf-8", newline="\n"
+    )
+    dump_config(result.config, tmp / "config.toml")
+    outputs = {
+        p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+    }
+    manifest = build_manifest(result, out, outputs, created=created)
+    (tmp / "manifest.json").write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
+
+
+def write_run(
+    result: CoverageResult,
+    out: Path | str,
+    *,
+    maps: bool | None = None,
+    extra_inputs: Path | None = None,
+) -> Path:
+    """Write ``result`` as the run folder ``out`` (layout in DESIGN.md) and return its path.
+
+    Parameters
+    ----------
+    result
+        What :func:`ruralcov.analyse` returned.
+    out
+        The run folder. An existing run folder (one with a ``manifest.json``) is replaced, but
+        only once the new one is complete; a non-empty folder that is not a run folder is
+        refused rather than deleted.
+    maps
+        Draw the maps; ``None`` follows ``result.config.maps.enabled``. When false,
+        ``maps/index.html`` only says that maps were skipped.
+    extra_inputs
+        A folder of inputs written for this run (the demo writes ``<out>/inputs``). Inside
+        ``out`` it is moved into the new folder at the same place; elsewhere it is copied to
+        ``<out>/inputs``. It is not listed under ``outputs`` in the manifest. Inputs the result
+        was computed from that lie inside an existing ``out`` (``ruralcov run
+        out/demo/config.toml``) are carried over the same way, even without this argument.
+
+    Nothing is left behind on failure: files are written into a temporary sibling folder
+    ``<out>.tmp-<random>`` that is removed if anything goes wrong.
+
+    Examples
+    --------
+    >>> write_run(analyse(load_config("run.toml")), "out/run")  # doctest: +SKIP
+    PosixPath('/…/out/run')
+    """
+    out = Path(out).expanduser().resolve()
+    if maps is None:
+        maps = result.config.maps.enabled
+    extra = Path(extra_inputs).expanduser().resolve() if extra_inputs is not None else None
+    if extra is not None and not extra.is_dir():
+        raise ConfigError(f"extra inputs folder {str(extra)!r} does not exist")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"run folder {str(out)!r} is a file; choose another --out folder")
+    keep = _entries_to_keep(result, out, extra)
+    if out.exists() and not _is_run_folder_or_empty(out, keep):
+        raise ConfigError(
+            f"{str(out)!r} exists and is not a ruralcov run folder (no manifest.json); "
+            "ruralcov will not delete it. Choose another --out folder or empty this one."
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    moved: list[tuple[Path, Path]] = []  # (original place, place inside tmp)
+    old: Path | None = None
+    swapped = False
+    try:
+        _write_contents(result, tmp, out, bool(maps), created)
+        for entry in keep:
+            target = tmp / entry.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(entry, target)
+            moved.append((entry, target))
+        if extra is not None and not _inside(extra, out):
+            shutil.copytree(extra, tmp / "inputs")
+        try:
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
+                os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            swapped = True
+        except OSError as exc:
+            if old is not None and (old / out.name).exists() and not out.exists():
+                os.replace(old / out.name, out)
+            raise RuralcovError(
+                f"cannot replace the run folder {str(out)!r}: {exc}. Close files opened from "
+                "it (for example report.xlsx in Excel or WPS) and run again."
+            ) from exc
+    except BaseException:
+        for original, inside_tmp in reversed(moved):
+            if inside_tmp.exists() and not original.exists():
+                original.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(inside_tmp, original)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if old is not None:
+            if swapped:
+                shutil.rmtree(old, ignore_errors=True)
+            elif not (old / out.name).exists():
+                old.rmdir()  # the previous run is back in place; never delete it
+    return out

@@ -134,9 +134,7 @@ def apply_register(
     levels = dict(levels or {})
     unknown = sorted(set(levels) - set(LEVELS))
     if unknown:
-        raise SchemaError(
-            f"{layer}: levels {unknown} are not known; levels are {list(LEVELS)}"
-        )
+        raise SchemaError(f"{layer}: levels {unknown} are not known; levels are {list(LEVELS)}")
     needed = [code, name] + (list(levels.values()) if preset == "generic" else [])
     if preset == "generic" and kind:
         needed.append(kind)
@@ -173,6 +171,7 @@ def cn_nbs_code_problems(codes: pd.Series) -> pd.Series:
 def present_levels(villages: pd.DataFrame) -> list[str]:
     """Levels, largest first, for which the villages table has any code."""
     return [
-        lv for lv in LEVELS
+        lv
+        for lv in LEVELS
         if f"{lv}_code" in villages.columns and villages[f"{lv}_code"].notna().any()
     ]

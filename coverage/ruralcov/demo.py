@@ -1,0 +1,704 @@
+"""The seeded synthetic world for the demo: real Shanxi register, synthetic everything else.
+
+This module owns :func:`build_demo_inputs`, which writes a complete set of demo inputs into a
+folder and returns the matching configuration. What is real and what is invented:
+
+- **real**: the Shanxi village register (NBS 2023 codes and names, 21,895 village-level units)
+  and the 117 county outlines, both shipped in :mod:`ruralcov.demo_data` (see its README);
+- **synthetic** (seeded, deterministic): village and township polygons (townships partition
+  their county outline, villages partition their township; Voronoi cells of random seeds
+  relaxed twice with Lloyd's algorithm), fibre access points and routes, an operator's claimed
+  fibre list and speed tests.
+
+The synthetic world is built so that every branch of the analysis has something to show: about
+a quarter to a third of counties fall short of the 98 % fibre target (preferring counties with
+large villages, i.e. the mountains), some villages have fibre only through an access point just
+outside their polygon, some have only planned or under-construction assets, some have a route
+passing by but no access point, some have too few speed tests, and a handful of speed-test rows
+are bad (negative speed, missing or out-of-province coordinates).
+
+All geometry work happens in UTM 49N (EPSG:32649, metres), which covers Shanxi; files are
+written in EPSG:4326.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyogrio
+import pyproj
+import shapely
+
+from ruralcov.schema import cn_nbs_kind
+
+__all__ = ["build_demo_inputs", "DEMO_PROVENANCE"]
+
+METRIC_CRS = "EPSG:32649"
+WGS84 = "EPSG:4326"
+
+#: Shown in the report and the map legend (``[run] provenance``).
+DEMO_PROVENANCE = (
+    "Real: Shanxi village register (NBS 2023) and county outlines. "
+    "Synthetic: village geometry, fibre and speed tests (seeded generator, seed {seed})."
+)
+
+_REGISTER_FILES = {
+    "villages.csv": "shanxi_villages.csv",
+    "townships.csv": "shanxi_townships.csv",
+    "counties.csv": "shanxi_counties.csv",
+    "cities.csv": "shanxi_cities.csv",
+    "province.csv": "shanxi_province.csv",
+    "county_outlines.geojson": "shanxi_counties.geojson",
+}
+
+#: The demo's fibre join distances (``max_distance_m`` and ``nearby_m`` in its configuration).
+_MAX_DISTANCE_M = 500.0
+_NEARBY_M = 1000.0
+_OPERATORS = np.array(["中国电信", "中国联通", "中国移动"])
+_LLOYD_ITERATIONS = 2
+#: Metres per degree of longitude and latitude at 37.5° N, the middle of Shanxi: the cells are
+#: cut in this scaled lon/lat plane (within 5 % of true metres across the province).
+_PLANE_SCALE = np.array([111_320.0 * math.cos(math.radians(37.5)), 110_950.0])
+# GeoPackages store a "last change" timestamp; pin it so that a seed gives identical bytes.
+_GPKG_DATE = "2020-12-31T00:00:00.000Z"
+
+
+def build_demo_inputs(
+    inputs_dir: Path, *, seed: int = 2020, tests_per_village: float = 16.0
+) -> dict:
+    """Write the demo inputs into inputs_dir and return the raw configuration dict (TOML-shaped)
+    whose relative paths are relative to inputs_dir.
+
+    Parameters
+    ----------
+    inputs_dir
+        Folder to write into (created if missing). Existing demo files are overwritten.
+    seed
+        Seed of :func:`numpy.random.default_rng`; the same seed writes identical files.
+    tests_per_village
+        Mean number of speed tests per village with a polygon (overdispersed counts).
+
+    Returns
+    -------
+    dict
+        The demo configuration in the shape of a parsed TOML file; load it with
+        ``ruralcov.config.config_from_dict(raw, base=inputs_dir)``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from ruralcov.config import config_from_dict
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> raw = build_demo_inputs(folder, tests_per_village=2)  # doctest: +SKIP
+    >>> config_from_dict(raw, base=folder).run.name  # doctest: +SKIP
+    'shanxi-demo'
+    """
+    if tests_per_village <= 0:
+        raise ValueError(f"tests_per_village must be positive, got {tests_per_village!r}")
+    inputs_dir = Path(inputs_dir)
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    data = importlib.resources.files("ruralcov.demo_data")
+    for dest, src in _REGISTER_FILES.items():
+        (inputs_dir / dest).write_bytes(data.joinpath(src).read_bytes())
+
+    register = pd.read_csv(inputs_dir / "villages.csv", dtype=str, encoding="utf-8")
+    townships = pd.read_csv(inputs_dir / "townships.csv", dtype=str, encoding="utf-8")
+    outlines = gpd.read_file(inputs_dir / "county_outlines.geojson").to_crs(WGS84)
+
+    world = _build_geometry(register, townships, outlines, rng)
+    with _pinned_gpkg_date():
+        _write_polygons(world.townships, inputs_dir / "township_polygons.gpkg", "townships")
+        _write_polygons(world.villages, inputs_dir / "village_polygons.gpkg", "villages")
+        fibre = _build_fibre(world, rng)
+        _write_points(fibre.access_points, inputs_dir / "fibre_access_points.gpkg")
+        _write_routes(fibre.routes, inputs_dir / "fibre_routes.gpkg")
+    fibre.table.to_csv(inputs_dir / "fibre_register.csv", index=False, encoding="utf-8")
+    tests = _build_speedtests(world, fibre.is_fibre, rng, tests_per_village)
+    pq.write_table(
+        pa.Table.from_pandas(tests, preserve_index=False), inputs_dir / "speedtests.parquet"
+    )
+    return _demo_config(seed)
+
+
+def _demo_config(seed: int) -> dict[str, Any]:
+    return {
+        "run": {
+            "name": "shanxi-demo",
+            "profile": "shanxi-2020",
+            "provenance": DEMO_PROVENANCE.format(seed=seed),
+        },
+        "villages": {
+            "path": "villages.csv",
+            "code": "code",
+            "name": "name",
+            "register": "cn-nbs",
+            "encoding": "utf-8",
+            "names": {
+                "township": "townships.csv",
+                "county": "counties.csv",
+                "city": "cities.csv",
+                "province": "province.csv",
+            },
+        },
+        "boundaries": {"path": "village_polygons.gpkg", "layer": "villages", "code": "code"},
+        "fibre": [
+            {
+                "path": "fibre_register.csv",
+                "kind": "table",
+                "code": "village_code",
+                "value": "has_fibre",
+            },
+            {
+                "path": "fibre_access_points.gpkg",
+                "layer": "access_points",
+                "kind": "access_points",
+                "id": "asset_id",
+                "status": "status",
+                "operational": ["operational", "in_service"],
+                "max_distance_m": _MAX_DISTANCE_M,
+                "nearby_m": _NEARBY_M,
+            },
+            {
+                "path": "fibre_routes.gpkg",
+                "layer": "routes",
+                "kind": "routes",
+                "id": "route_id",
+                "status": "status",
+                "nearby_m": _NEARBY_M,
+            },
+        ],
+        "speed": {
+            "path": "speedtests.parquet",
+            "kind": "tests",
+            "lon": "lon",
+            "lat": "lat",
+            "download": "download_mbps",
+            "upload": "upload_mbps",
+            "latency": "latency_ms",
+            "device": "device_id",
+            "min_tests": 5,
+            "min_devices": 3,
+            "crs": WGS84,
+        },
+        "maps": {"enabled": True},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry: townships partition their county, villages partition their township.
+
+
+class _World:
+    """The register with synthetic polygons, in EPSG:4326 and in UTM 49N."""
+
+    def __init__(self, villages: pd.DataFrame, townships: pd.DataFrame) -> None:
+        #: One row per register village: code, name, township, county, kind, geometry_wgs84
+        #: and geometry (UTM 49N); both None when the county has no outline.
+        self.villages = villages
+        #: One row per township cell: code, county, plane (cut geometry), geometry_wgs84.
+        self.townships = townships
+
+
+def _build_geometry(
+    register: pd.DataFrame,
+    townships: pd.DataFrame,
+    outlines: gpd.GeoDataFrame,
+    rng: np.random.Generator,
+) -> _World:
+    # The cells are cut in a plane that is a pure scaling of lon/lat (see _PLANE_SCALE): straight
+    # edges there are straight edges in EPSG:4326, so the cells written in EPSG:4326 partition
+    # exactly. Cut in UTM, a long edge of one cell would bow by up to a metre against the
+    # neighbour's edge when written as lon/lat, and points would fall into two villages.
+    plane = shapely.transform(outlines.geometry.to_numpy(), lambda c: c * _PLANE_SCALE)
+    outline_by_county = dict(zip(outlines["code"], plane, strict=True))
+    village_codes = register.groupby("streetCode", sort=True)["code"].apply(list).to_dict()
+    township_rows: list[tuple[str, str, Any]] = []
+    village_geom: dict[str, Any] = {}
+    for county, group in townships.sort_values("code").groupby("areaCode", sort=True):
+        outline = outline_by_county.get(county)
+        if outline is None:
+            continue  # development zone without an outline: register only
+        codes = group["code"].tolist()
+        cells = _partition(outline, len(codes), rng)
+        for tcode, cell in zip(codes, cells, strict=True):
+            township_rows.append((tcode, county, cell))
+            vcodes = village_codes.get(tcode, [])
+            if vcodes:
+                vcells = _partition(cell, len(vcodes), rng)
+                village_geom.update(zip(vcodes, vcells, strict=True))
+
+    to_metric = _transformer(WGS84, METRIC_CRS)
+    tdf = pd.DataFrame(township_rows, columns=["code", "county", "plane"])
+    tdf["geometry_wgs84"] = _plane_to_wgs84(tdf["plane"].to_numpy())
+    vdf = pd.DataFrame(
+        {
+            "code": register["code"].to_numpy(),
+            "name": register["name"].to_numpy(),
+            "township": register["streetCode"].to_numpy(),
+            "county": register["areaCode"].to_numpy(),
+            "kind": cn_nbs_kind(register["name"]).to_numpy(),
+        }
+    )
+    plane_geoms = np.array([village_geom.get(c) for c in vdf["code"]], dtype=object)
+    has = pd.notna(plane_geoms)
+    wgs = np.full(len(vdf), None, dtype=object)
+    wgs[has] = _plane_to_wgs84(plane_geoms[has])
+    metric = np.full(len(vdf), None, dtype=object)
+    metric[has] = _project(wgs[has], to_metric)
+    vdf["geometry_wgs84"] = wgs
+    vdf["geometry"] = metric  # UTM 49N, for distances (fibre evidence)
+    return _World(vdf, tdf)
+
+
+def _partition(region: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` cells partitioning ``region``: Voronoi cells of random seeds, clipped and relaxed."""
+    if n == 1:
+        return np.array([region], dtype=object)
+    shapely.prepare(region)
+    seeds = _sample_in(np.array([region]), np.array([n]), rng)
+    cells = np.empty(0, dtype=object)
+    for iteration in range(_LLOYD_ITERATIONS + 1):
+        diagram = shapely.voronoi_polygons(
+            shapely.multipoints(seeds), extend_to=region, ordered=True
+        )
+        cells = shapely.intersection(shapely.get_parts(diagram), region)
+        if iteration == _LLOYD_ITERATIONS:
+            break
+        # Lloyd step: move each seed to its cell's centroid, or onto the cell when the
+        # centroid of a concave cell falls outside the region.
+        centroids = shapely.get_coordinates(shapely.centroid(cells))
+        inside = shapely.contains_xy(region, centroids[:, 0], centroids[:, 1])
+        if not inside.all():
+            centroids[~inside] = shapely.get_coordinates(shapely.point_on_surface(cells[~inside]))
+        seeds = centroids
+    return _polygonal(cells)
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Keep only the polygonal part of each geometry, made valid (Polygon or MultiPolygon)."""
+    geoms = np.asarray(geoms, dtype=object).copy()
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        geoms[bad] = shapely.make_valid(geoms[bad])
+    types = shapely.get_type_id(geoms)
+    for i in np.flatnonzero((types != 3) & (types != 6)):
+        parts = [
+            p for p in shapely.get_parts(geoms[i]) if p.geom_type in ("Polygon", "MultiPolygon")
+        ]
+        polys = [q for p in parts for q in shapely.get_parts(p)]
+        geoms[i] = polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+    return geoms
+
+
+def _sample_in(geoms: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Uniform random points inside each geometry (``counts[i]`` points in ``geoms[i]``).
+
+    Rejection sampling from each bounding box, vectorised over all points; returns an
+    ``(sum(counts), 2)`` array in the order of ``geoms``.
+    """
+    shapely.prepare(geoms)
+    idx = np.repeat(np.arange(len(geoms)), counts)
+    bounds = shapely.bounds(geoms)[idx]
+    xy = np.empty((len(idx), 2))
+    todo = np.arange(len(idx))
+    for _ in range(60):
+        if todo.size == 0:
+            break
+        b = bounds[todo]
+        x = b[:, 0] + rng.random(todo.size) * (b[:, 2] - b[:, 0])
+        y = b[:, 1] + rng.random(todo.size) * (b[:, 3] - b[:, 1])
+        ok = shapely.contains_xy(geoms[idx[todo]], x, y)
+        xy[todo[ok], 0] = x[ok]
+        xy[todo[ok], 1] = y[ok]
+        todo = todo[~ok]
+    if todo.size:  # slivers that rejection sampling keeps missing
+        xy[todo] = shapely.get_coordinates(shapely.point_on_surface(geoms[idx[todo]]))
+    return xy
+
+
+def _transformer(src: str, dst: str) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+
+def _plane_to_wgs84(geoms: np.ndarray) -> np.ndarray:
+    return _polygonal(
+        shapely.transform(np.asarray(geoms, dtype=object), lambda c: c / _PLANE_SCALE)
+    )
+
+
+def _project(geoms: np.ndarray, transformer: pyproj.Transformer) -> np.ndarray:
+    return shapely.transform(
+        np.asarray(geoms, dtype=object),
+        lambda c: np.column_stack(transformer.transform(c[:, 0], c[:, 1])),
+    )
+
+
+@contextmanager
+def _pinned_gpkg_date() -> Iterator[None]:
+    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": _GPKG_DATE})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
+
+
+def _write_polygons(frame: pd.DataFrame, path: Path, layer: str) -> None:
+    has = frame["geometry_wgs84"].notna().to_numpy()
+    gdf = gpd.GeoDataFrame(
+        {"code": frame.loc[has, "code"].to_numpy()},
+        geometry=frame.loc[has, "geometry_wgs84"].to_numpy(),
+        crs=WGS84,
+    )
+    _write_gpkg(gdf, path, layer)
+
+
+def _write_gpkg(gdf: gpd.GeoDataFrame, path: Path, layer: str) -> None:
+    if path.exists():
+        os.remove(path)
+    pyogrio.write_dataframe(gdf, path, layer=layer, driver="GPKG")
+
+
+# --------------------------------------------------------------------------------------------
+# Fibre: access points, routes and an operator's claimed list.
+
+
+class _Fibre:
+    def __init__(
+        self,
+        access_points: pd.DataFrame,
+        routes: pd.DataFrame,
+        table: pd.DataFrame,
+        is_fibre: np.ndarray,
+    ) -> None:
+        self.access_points = access_points
+        self.routes = routes
+        self.table = table
+        #: Per register village (aligned to ``_World.villages``): fibre as the analysis should
+        #: find it (claimed in the table, or an operational access point within 500 m).
+        self.is_fibre = is_fibre
+
+
+def _build_fibre(world: _World, rng: np.random.Generator) -> _Fibre:
+    v = world.villages
+    n = len(v)
+    has_geom = v["geometry"].notna().to_numpy()
+    kind = v["kind"].to_numpy()
+    county = v["county"].to_numpy()
+    geoms = v["geometry"].to_numpy()
+
+    # 1. Which villages get fibre. Per county a fibre rate; about 30 % of counties (weighted
+    #    towards large villages, i.e. mountain counties) fall short of the 98 % target.
+    planned_fibre = np.zeros(n, dtype=bool)
+    counties = np.unique(county[has_geom])
+    admin_n = np.array([np.sum((county == c) & (kind == "village")) for c in counties])
+    area = np.array([shapely.area(geoms[has_geom & (county == c)]).sum() for c in counties])
+    rural = admin_n >= 20
+    weight = np.where(rural, area / np.maximum(admin_n, 1), 0.0)
+    n_below = int(round(rng.uniform(0.26, 0.32) * len(counties)))
+    below = set(rng.choice(counties, size=n_below, replace=False, p=weight / weight.sum()))
+    for c, n_admin in zip(counties, admin_n, strict=True):
+        members = np.flatnonzero((county == c) & has_geom)
+        admin = members[kind[members] == "village"]
+        need = -(-98 * n_admin // 100)  # villages needed for 98 %, exact integer arithmetic
+        if c in below:
+            k = min(int(n_admin * rng.uniform(0.85, 0.965)), need - 1)
+        else:
+            k = max(need, int(round(n_admin * rng.uniform(0.98, 1.0))))
+        k = int(np.clip(k, 0, n_admin))
+        planned_fibre[rng.choice(admin, size=k, replace=False)] = True
+        other = members[kind[members] != "village"]
+        p_other = np.where(kind[other] == "community", 0.995, 0.9)
+        planned_fibre[other] = rng.random(other.size) < p_other
+
+    # 2. Evidence. Fibre villages: an operational access point inside (most) or just outside
+    #    (within 100–450 m of the polygon). Non-fibre villages: a planned asset, a route
+    #    passing by, or nothing.
+    fib = np.flatnonzero(planned_fibre)
+    outside = fib[rng.random(fib.size) < 0.07]
+    inside = np.setdiff1d(fib, outside)
+    non = np.flatnonzero(has_geom & ~planned_fibre)
+    r = rng.random(non.size)
+    non_planned = non[r < 0.3]
+    non_nearby = non[(r >= 0.3) & (r < 0.65)]
+
+    tree = shapely.STRtree(geoms[non])
+    ap_xy = np.full((n, 2), np.nan)
+    ap_xy[inside] = _deep_points(geoms[inside], rng)
+    ap_xy[outside] = _points_outside(geoms[outside], rng)
+    # An access point must not, by accident, give fibre to a village meant to have none.
+    for _ in range(3):
+        hits = _hits(tree, ap_xy[fib])
+        if not hits.any():
+            break
+        moved = fib[hits]
+        ap_xy[moved] = _deep_points(geoms[moved], rng)
+    placed = fib
+
+    statuses = np.where(rng.random(placed.size) < 0.85, "operational", "in_service")
+    asset_type = np.where(rng.random(placed.size) < 0.7, "terminal_box", "splitter")
+    county_operator = {c: _OPERATORS[rng.choice(3, p=[0.45, 0.35, 0.2])] for c in counties}
+    operator = np.array([county_operator[c] for c in county[placed]], dtype=object)
+    second = rng.random(placed.size) < 0.1
+    operator[second] = _OPERATORS[rng.integers(0, 3, second.sum())]
+
+    # One OLT per township, at the access point of its first fibre village.
+    township = v["township"].to_numpy()
+    first_in_township = placed[~pd.Series(township[placed]).duplicated().to_numpy()]
+    olt_of_township = dict(zip(township[first_in_township], first_in_township, strict=True))
+    asset_type[np.isin(placed, first_in_township)] = "OLT"
+
+    planned_xy = _sample_in(geoms[non_planned], np.ones(non_planned.size, dtype=int), rng)
+    planned_status = np.where(rng.random(non_planned.size) < 0.55, "planned", "under_construction")
+    planned_type = np.where(rng.random(non_planned.size) < 0.7, "terminal_box", "splitter")
+
+    ap = pd.DataFrame(
+        {
+            "x": np.concatenate([ap_xy[placed, 0], planned_xy[:, 0]]),
+            "y": np.concatenate([ap_xy[placed, 1], planned_xy[:, 1]]),
+            "asset_type": np.concatenate([asset_type, planned_type]),
+            "status": np.concatenate([statuses, planned_status]),
+            "operator": np.concatenate(
+                [operator, [county_operator[c] for c in county[non_planned]]]
+            ),
+            "village": np.concatenate([placed, non_planned]),
+        }
+    )
+    ap = ap.sort_values("village", kind="stable").reset_index(drop=True)
+    ap.insert(0, "asset_id", [f"AP-{i:06d}" for i in range(1, len(ap) + 1)])
+
+    # 3. Routes: a feeder from the township OLT to each access point and a trunk from each
+    #    township OLT to the county's first OLT; a short operational route from the nearest
+    #    access point into some non-fibre villages (fibre nearby, no access point); planned
+    #    routes to some planned access points. Operational routes that would pass within
+    #    1 km of the other non-fibre villages are left out (the operator's route data is
+    #    incomplete), so that "fibre nearby" stays a property of some gaps, not of all.
+    county_olt: dict[str, int] = {}
+    for t, i in sorted(olt_of_township.items()):
+        county_olt.setdefault(t[:6], i)
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    route_status: list[np.ndarray] = []
+    feeders = np.array([i for i in placed if olt_of_township[township[i]] != i], dtype=int)
+    origin = np.array([olt_of_township[township[i]] for i in feeders], dtype=int)
+    starts.append(ap_xy[origin])
+    ends.append(ap_xy[feeders])
+    route_status.append(np.full(feeders.size, "operational"))
+    trunk_from = np.array(sorted(olt_of_township.values()), dtype=int)
+    trunk_to = np.array([county_olt[township[i][:6]] for i in trunk_from], dtype=int)
+    keep = trunk_from != trunk_to
+    starts.append(ap_xy[trunk_to[keep]])
+    ends.append(ap_xy[trunk_from[keep]])
+    route_status.append(np.full(int(keep.sum()), "operational"))
+    ap_tree = shapely.STRtree(shapely.points(ap_xy[placed]))
+    nearby_end = _sample_in(geoms[non_nearby], np.ones(non_nearby.size, dtype=int), rng)
+    with_route = rng.random(non_planned.size) < 0.5
+    for end, status in ((nearby_end, "operational"), (planned_xy[with_route], "planned")):
+        nearest = ap_tree.query_nearest(shapely.points(end), all_matches=False)
+        start = np.full_like(end, np.nan)
+        start[nearest[0]] = ap_xy[placed[nearest[1]]]
+        starts.append(start)
+        ends.append(end)
+        route_status.append(np.full(len(end), status))
+    a = np.concatenate(starts)
+    b = np.concatenate(ends)
+    status = np.concatenate(route_status)
+    # A bend half way, up to 15 % of the length to the side, so routes are not ruler-straight.
+    mid = (a + b) / 2
+    normal = np.column_stack([-(b - a)[:, 1], (b - a)[:, 0]])
+    mid += normal * rng.uniform(-0.15, 0.15, size=(len(a), 1))
+    lines = shapely.linestrings(np.stack([a, mid, b], axis=1))
+    quiet = np.setdiff1d(non, non_nearby)
+    near_quiet = shapely.STRtree(geoms[quiet]).query(
+        lines, predicate="dwithin", distance=_NEARBY_M + 10.0
+    )[0]
+    drop = np.zeros(len(lines), dtype=bool)
+    drop[near_quiet] = True
+    keep = ~(drop & (status == "operational")) & ~np.isnan(a).any(axis=1)
+    routes = pd.DataFrame(
+        {
+            "route_id": [f"RT-{i:06d}" for i in range(1, int(keep.sum()) + 1)],
+            "status": status[keep],
+            "geometry": lines[keep],
+        }
+    )
+
+    # 4. What the analysis should find: an operational access point within 500 m.
+    operational = ap["status"].isin(["operational", "in_service"]).to_numpy()
+    ap_points = shapely.points(ap.loc[operational, ["x", "y"]].to_numpy())
+    vtree = shapely.STRtree(geoms[has_geom])
+    pairs = vtree.query(ap_points, predicate="dwithin", distance=_MAX_DISTANCE_M)
+    by_ap = np.zeros(n, dtype=bool)
+    by_ap[np.flatnonzero(has_geom)[pairs[1]]] = True
+
+    # 5. The operator's claimed list for two rural counties: mostly right, with planned
+    #    villages claimed as done, a few fibre villages missing, and one code that is not in
+    #    the register (a typo).
+    rural_counties = counties[admin_n >= 100]
+    claimed = sorted(rng.choice(rural_counties, size=2, replace=False))
+    rows = np.flatnonzero(np.isin(county, claimed) & (kind == "village"))
+    has_fibre = by_ap[rows].copy()
+    planned_claim = np.isin(rows, non_planned) & (rng.random(rows.size) < 0.5)
+    missing = has_fibre & (rng.random(rows.size) < 0.02)
+    has_fibre[planned_claim] = True
+    has_fibre[missing] = False
+    codes = v["code"].to_numpy()[rows].tolist()
+    values = np.where(has_fibre, "yes", "no").tolist()
+    typo = codes[len(codes) // 2][:9] + "999"
+    codes.append(typo)
+    values.append("yes")
+    table = pd.DataFrame({"village_code": codes, "has_fibre": values})
+    is_fibre = by_ap.copy()
+    is_fibre[rows[has_fibre]] = True
+
+    return _Fibre(ap, routes, table, is_fibre)
+
+
+def _hits(tree: shapely.STRtree, xy: np.ndarray) -> np.ndarray:
+    """Which points lie within the fibre distance of a village meant to have no fibre."""
+    hits = np.zeros(len(xy), dtype=bool)
+    pairs = tree.query(shapely.points(xy), predicate="dwithin", distance=_MAX_DISTANCE_M + 1.0)
+    hits[pairs[0]] = True
+    return hits
+
+
+def _deep_points(geoms: np.ndarray, rng: np.random.Generator, candidates: int = 6) -> np.ndarray:
+    """One point per polygon, the deepest of a few random candidates (away from neighbours)."""
+    xy = _sample_in(geoms, np.full(len(geoms), candidates), rng).reshape(len(geoms), candidates, 2)
+    depth = shapely.distance(
+        shapely.boundary(np.repeat(geoms, candidates)).reshape(len(geoms), candidates),
+        shapely.points(xy),
+    )
+    best = np.argmax(depth, axis=1)
+    return xy[np.arange(len(geoms)), best]
+
+
+def _points_outside(geoms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One point per polygon at 100–450 m outside its boundary."""
+    dist = rng.uniform(100.0, 450.0, len(geoms))
+    rings = shapely.boundary(shapely.buffer(geoms, dist, quad_segs=4))
+    rings = np.array(
+        [shapely.get_geometry(r, 0) if shapely.get_num_geometries(r) > 1 else r for r in rings]
+    )
+    return shapely.get_coordinates(
+        shapely.line_interpolate_point(rings, rng.random(len(geoms)), normalized=True)
+    )
+
+
+def _write_points(ap: pd.DataFrame, path: Path) -> None:
+    to_wgs = _transformer(METRIC_CRS, WGS84)
+    lon, lat = to_wgs.transform(ap["x"].to_numpy(), ap["y"].to_numpy())
+    gdf = gpd.GeoDataFrame(
+        ap[["asset_id", "asset_type", "status", "operator"]].astype(str),
+        geometry=shapely.points(np.column_stack([lon, lat])),
+        crs=WGS84,
+    )
+    _write_gpkg(gdf, path, "access_points")
+
+
+def _write_routes(routes: pd.DataFrame, path: Path) -> None:
+    lines = _project(routes["geometry"].to_numpy(), _transformer(METRIC_CRS, WGS84))
+    gdf = gpd.GeoDataFrame(routes[["route_id", "status"]].astype(str), geometry=lines, crs=WGS84)
+    _write_gpkg(gdf, path, "routes")
+
+
+# --------------------------------------------------------------------------------------------
+# Speed tests.
+
+
+def _build_speedtests(
+    world: _World, is_fibre: np.ndarray, rng: np.random.Generator, tests_per_village: float
+) -> pd.DataFrame:
+    v = world.villages
+    has_geom = np.flatnonzero(v["geometry"].notna().to_numpy())
+    m = has_geom.size
+    # Overdispersed counts: negative binomial with shape 5 (variance = mean + mean² / 5); with
+    # the device shares below, about 6–7 % of villages have too little evidence at 16 tests.
+    shape = 5.0
+    n_tests = rng.negative_binomial(shape, shape / (shape + tests_per_village), m)
+    share = rng.uniform(0.4, 0.8, m)
+    n_dev = np.clip(np.rint(n_tests * share), 1, None).astype(int)
+    lone = rng.random(m) < 0.02  # one household's line tested again and again
+    n_dev[lone] = rng.integers(1, 3, lone.sum())
+    n_dev = np.minimum(n_dev, np.maximum(n_tests, 1))
+
+    fibre = is_fibre[has_geom]
+    community = v["kind"].to_numpy()[has_geom] == "community"
+    median = np.where(
+        fibre,
+        np.exp(rng.uniform(math.log(50), math.log(150), m)),
+        rng.uniform(3.0, 15.0, m),
+    )
+    fast = fibre & community
+    median[fast] = np.exp(rng.normal(math.log(170), 0.35, fast.sum()))
+    slow_fibre = fibre & ~community & (rng.random(m) < 0.02)  # congested splitters, old modems
+    median[slow_fibre] = rng.uniform(7.0, 14.0, slow_fibre.sum())
+    up_ratio = np.where(fibre, rng.uniform(0.25, 0.6, m), rng.uniform(0.08, 0.2, m))
+    latency = np.where(fibre, rng.uniform(8.0, 20.0, m), rng.uniform(25.0, 60.0, m))
+
+    vi = np.repeat(np.arange(m), n_tests)
+    total = vi.size
+    xy = _sample_in(v["geometry_wgs84"].to_numpy()[has_geom], n_tests, rng)
+    sigma = np.where(fibre[vi], 0.45, 0.35)
+    download = median[vi] * np.exp(rng.normal(0.0, 1.0, total) * sigma)
+    upload = download * up_ratio[vi] * np.exp(rng.normal(0.0, 0.2, total))
+    lat_ms = latency[vi] * np.exp(rng.normal(0.0, 0.4, total))
+
+    # Devices: the first tests of a village use distinct devices, the rest reuse them.
+    first = np.concatenate([[0], np.cumsum(n_tests)[:-1]])
+    rank = np.arange(total) - first[vi]
+    local = np.where(rank < n_dev[vi], rank, rng.integers(0, 1 << 30, total) % n_dev[vi])
+    dev_base = np.concatenate([[0], np.cumsum(n_dev)[:-1]])
+    device_number = rng.permutation(int(n_dev.sum()))[dev_base[vi] + local]
+    device = np.char.add("dev-", np.char.zfill(device_number.astype(str), 7))
+
+    start = np.datetime64("2020-01-01T00:00:00", "s")
+    seconds = rng.integers(0, 366 * 86400, total)
+    frame = pd.DataFrame(
+        {
+            "lon": xy[:, 0],
+            "lat": xy[:, 1],
+            "download_mbps": np.round(download, 2),
+            "upload_mbps": np.round(upload, 2),
+            "latency_ms": np.round(lat_ms, 1),
+            "device_id": device.astype(object),
+            "test_time": start + seconds.astype("timedelta64[s]"),
+        }
+    )
+    frame = pd.concat([frame, _bad_tests(frame, rng)], ignore_index=True)
+    frame = frame.sort_values(["test_time", "device_id"], kind="stable").reset_index(drop=True)
+    frame["test_time"] = frame["test_time"].astype("datetime64[ms]").dt.tz_localize("UTC")
+    return frame
+
+
+def _bad_tests(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """About 0.1 % extra rows the analysis must report: negative speed, no coordinates,
+    or a place outside every village (neighbouring provinces and (0, 0))."""
+    n_bad = max(9, round(0.001 * len(frame)))
+    bad = frame.iloc[rng.choice(len(frame), n_bad, replace=False)].copy().reset_index(drop=True)
+    third = n_bad // 3
+    bad.loc[: third - 1, "download_mbps"] = -bad.loc[: third - 1, "download_mbps"]
+    bad.loc[third : 2 * third - 1, ["lon", "lat"]] = np.nan
+    rest = np.arange(2 * third, n_bad)
+    # Hebei (east), Henan (south-east) and Shaanxi (west) of Shanxi, and null island.
+    boxes = np.array(
+        [[115.3, 37.0, 116.5, 39.5], [113.8, 34.2, 115.0, 34.8], [108.0, 35.0, 109.5, 37.0]]
+    )
+    box = boxes[rng.integers(0, len(boxes), rest.size)]
+    bad.loc[rest, "lon"] = box[:, 0] + rng.random(rest.size) * (box[:, 2] - box[:, 0])
+    bad.loc[rest, "lat"] = box[:, 1] + rng.random(rest.size) * (box[:, 3] - box[:, 1])
+    bad.loc[rest[:2], ["lon", "lat"]] = 0.0
+    return bad

@@ -1,0 +1,344 @@
+"""The run folder written from the small world (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import geopandas as gpd
+import openpyxl
+import pandas as pd
+import pytest
+
+from ruralcov import report
+from ruralcov.config import load_config
+from ruralcov.errors import ConfigError
+from ruralcov.pipeline import CoverageResult, InputRecord
+from ruralcov.report import (
+    build_manifest,
+    render_report_html,
+    write_run,
+    write_tables,
+)
+from ruralcov.schema import SUMMARY_COLUMNS, VILLAGE_COLUMNS
+from ruralcov.validate import ISSUE_FIELDS
+
+DESIGN_FILES = [
+    "villages.parquet",
+    "tables/villages.csv",
+    "tables/summary_province.csv",
+    "tables/summary_city.csv",
+    "tables/summary_county.csv",
+    "tables/summary_township.csv",
+    "tables/gaps_no_fibre.csv",
+    "tables/gaps_below_speed.csv",
+    "tables/gaps_insufficient_data.csv",
+    "tables/issues.csv",
+    "report.xlsx",
+    "maps/index.html",
+    "report.html",
+    "manifest.json",
+    "config.toml",
+]
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def run(small_result: CoverageResult, tmp_path: Path) -> Path:
+    return write_run(small_result, tmp_path / "out")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+
+
+def test_every_design_file_exists(run: Path) -> None:
+    for name in DESIGN_FILES:
+        assert (run / name).is_file(), name
+    assert (run / "maps" / "province.html").is_file()
+    # nothing else is left next to the run folder
+    assert sorted(p.name for p in run.parent.iterdir()) == ["out"]
+
+
+def test_villages_csv(run: Path, small_result: CoverageResult) -> None:
+    raw = (run / "tables" / "villages.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    table = _read_csv(run / "tables" / "villages.csv")
+    assert len(table) == len(small_result.villages) == 9
+    assert list(table.columns)[: len(VILLAGE_COLUMNS)] == list(VILLAGE_COLUMNS)
+    assert "geometry" not in table.columns
+    row = table.set_index("village_code").loc["140105002002"]
+    assert row["village_name"] == "南庄村委会"
+    assert row["fibre"] == "TRUE" and row["fibre_nearby"] == "FALSE"
+    assert row["county_code"] == "140105"
+    # rounded in the CSV: 12.0 * 0.8123456 = 9.7481472 -> 9.75 Mbps; share 1/3 -> 0.3333
+    assert row["download_ci_low_mbps"] == "9.75"
+    west = table.set_index("village_code").loc["140105001002"]
+    assert west["share_tests_at_target"] == "0.3333"
+    # a village without geometry is a row like any other, with empty speed figures
+    hexi = table.set_index("village_code").loc["140106001001"]
+    assert hexi["has_geometry"] == "FALSE" and hexi["download_median_mbps"] == ""
+
+
+def test_parquet_keeps_full_precision(run: Path, small_result: CoverageResult) -> None:
+    back = gpd.read_parquet(run / "villages.parquet")
+    assert len(back) == 9 and back.crs.to_epsg() == 4326
+    assert back["geometry"].isna().sum() == 1
+    code = back["village_code"] == "140105002002"
+    assert back.loc[code, "download_ci_low_mbps"].item() == 12.0 * 0.8123456
+
+
+def test_summary_and_gap_tables(run: Path) -> None:
+    for level in ("province", "city", "county", "township"):
+        table = _read_csv(run / "tables" / f"summary_{level}.csv")
+        assert list(table.columns) == list(SUMMARY_COLUMNS)
+    county = _read_csv(run / "tables" / "summary_county.csv").set_index("code")
+    assert county.loc["140105", ["villages", "fibre_villages", "fibre_gap_villages"]].tolist() == [
+        "4",
+        "3",
+        "1",
+    ]
+    assert county.loc["140106", "fibre_share"] == "0.3333"
+    gaps = {
+        name: _read_csv(run / "tables" / f"gaps_{name}.csv")["village_code"].tolist()
+        for name in ("no_fibre", "below_speed", "insufficient_data")
+    }
+    assert gaps == {
+        "no_fibre": ["140105002001", "140106001001", "140106002002"],
+        "below_speed": ["140105001002", "140106002002"],
+        "insufficient_data": ["140105002001", "140106001001"],
+    }
+    issues = _read_csv(run / "tables" / "issues.csv")
+    assert list(issues.columns) == list(ISSUE_FIELDS) and len(issues) == 5
+
+
+def test_xlsx_codes_stay_text(run: Path) -> None:
+    book = openpyxl.load_workbook(run / "report.xlsx", read_only=True)
+    assert {"villages", "summary_county", "gaps_insufficient_data", "issues"} <= set(
+        book.sheetnames
+    )
+    assert all(len(name) <= 31 for name in book.sheetnames)
+    rows = list(book["villages"].iter_rows(values_only=True))
+    header = list(rows[0])
+    assert header[: len(VILLAGE_COLUMNS)] == list(VILLAGE_COLUMNS)
+    first = dict(zip(header, rows[1], strict=True))
+    assert first["village_code"] == "140105001001"
+    assert first["province_code"] == "14"
+    assert first["fibre"] is True
+    assert first["tests"] == 10
+    county = list(book["summary_county"].iter_rows(values_only=True))
+    assert county[1][1] == "140105"
+    book.close()
+    # header frozen and filterable
+    sheet = openpyxl.load_workbook(run / "report.xlsx")["villages"]
+    assert sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref is not None and sheet.auto_filter.ref.startswith("A1:")
+
+
+def test_manifest_balances_and_hashes_match(run: Path, small_result: CoverageResult) -> None:
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["run_name"] == "small-world"
+    assert manifest["targets"] == {
+        "fibre_share": 0.98,
+        "village_download_mbps": 12.0,
+        "community_download_mbps": 100.0,
+    }
+    assert manifest["metric_crs"] == "EPSG:32649"
+    assert set(manifest["versions"]) >= {"python", "pandas", "geopandas", "shapely", "pyarrow"}
+    assert manifest["headline"]["fibre_gap_villages"] == 3
+    assert [i["layer"] for i in manifest["inputs"]] == ["villages", "fibre[0]", "fibre[1]", "speed"]
+    for entry in manifest["inputs"]:
+        assert entry["rows_read"] == entry["rows_used"] + sum(entry["dropped"].values())
+    written = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()} - {
+        "manifest.json"
+    }
+    assert set(manifest["outputs"]) == written
+    for rel, digest in manifest["outputs"].items():
+        assert hashlib.sha256((run / rel).read_bytes()).hexdigest() == digest, rel
+
+
+def test_manifest_refuses_unbalanced_counts(small_result: CoverageResult, tmp_path: Path) -> None:
+    bad = InputRecord("speed", tmp_path / "x.csv", "0" * 64, 10, 8, {"negative_speed": 1})
+    result = dataclasses.replace(small_result, inputs=(bad,))
+    with pytest.raises(AssertionError, match="rows read 10"):
+        build_manifest(result, tmp_path, {})
+
+
+def test_config_round_trips(run: Path, small_result: CoverageResult) -> None:
+    back = load_config(run / "config.toml")
+    expected = dataclasses.replace(
+        small_result.config,
+        run=dataclasses.replace(small_result.config.run, out=None),
+        base=(run).resolve(),
+    )
+    assert back == expected
+
+
+def test_report_html(run: Path) -> None:
+    text = (run / "report.html").read_text(encoding="utf-8")
+    assert '<meta charset="utf-8">' in text
+    assert "hand-made (synthetic)" in text  # the provenance, shown as given
+    for figure in ("57.14 %", "98 %", ">9<", ">7<", ">4<", ">3<", "1 of 1"):
+        assert figure in text, figure
+    # the county table is sorted by gap: 迎泽区 (gap 2) before 小店区 (gap 1)
+    assert text.index("迎泽区") < text.index("小店区")
+    assert 'href="maps/index.html"' in text and 'href="tables/villages.csv"' in text
+
+
+def test_no_page_loads_anything_from_the_network(run: Path) -> None:
+    pages = list(run.rglob("*.html"))
+    assert len(pages) == 3
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        refs = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", text, flags=re.I)
+        assert not [r for r in refs if r.lower().startswith(("http:", "https:", "//"))], page
+        assert "<script" not in text.lower() and "@import" not in text
+
+
+def test_user_text_is_escaped(small_result: CoverageResult, tmp_path: Path) -> None:
+    villages = small_result.villages.copy()
+    villages.loc[villages["village_code"] == "140105002001", "village_name"] = XSS
+    summaries = dict(small_result.summaries)
+    county = summaries["county"].copy()
+    county.loc[county["code"] == "140105", "name"] = XSS
+    summaries["county"] = county
+    config = dataclasses.replace(
+        small_result.config,
+        run=dataclasses.replace(small_result.config.run, provenance=f"synthetic {XSS}"),
+    )
+    result = dataclasses.replace(
+        small_result, villages=villages, summaries=summaries, config=config
+    )
+    html = render_report_html(result)
+    assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    out = write_run(result, tmp_path / "out")
+    for page in out.rglob("*.html"):
+        assert XSS not in page.read_text(encoding="utf-8"), page
+    assert XSS in _read_csv(out / "tables" / "villages.csv")["village_name"].tolist()
+
+
+def test_failure_leaves_nothing(
+    small_result: CoverageResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "write_xlsx", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_run(small_result, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_keeps_the_previous_run(
+    small_result: CoverageResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = write_run(small_result, tmp_path / "out")
+    before = (out / "manifest.json").read_bytes()
+    monkeypatch.setattr(report, "render_report_html", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        write_run(small_result, out)
+    assert (out / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_rewrite_replaces_and_keeps_extra_inputs(
+    small_result: CoverageResult, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    inputs = out / "inputs"
+    inputs.mkdir(parents=True)
+    (inputs / "villages.csv").write_text("code,name\n", encoding="utf-8")
+    write_run(small_result, out, extra_inputs=inputs)
+    assert (out / "inputs" / "villages.csv").read_text(encoding="utf-8") == "code,name\n"
+    (out / "stale.txt").write_text("from an older run", encoding="utf-8")
+    write_run(small_result, out, extra_inputs=out / "inputs")  # run again over it
+    assert (out / "inputs" / "villages.csv").is_file()
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert not any(k.startswith("inputs/") for k in manifest["outputs"])
+
+
+def test_input_paths_inside_the_run_are_relative(
+    small_result: CoverageResult, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    rec = small_result.inputs[0]
+    moved = dataclasses.replace(rec, path=out / "inputs" / "villages.csv")
+    result = dataclasses.replace(small_result, inputs=(moved, *small_result.inputs[1:]))
+    manifest = build_manifest(result, out, {"report.html": "0" * 64})
+    assert manifest["inputs"][0]["path"] == "inputs/villages.csv"
+    assert Path(manifest["inputs"][1]["path"]).is_absolute()
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_run(
+    small_result: CoverageResult, tmp_path: Path
+) -> None:
+    out = tmp_path / "documents"
+    out.mkdir()
+    (out / "thesis.docx").write_bytes(b"precious")
+    with pytest.raises(ConfigError, match="not a ruralcov run folder"):
+        write_run(small_result, out)
+    assert (out / "thesis.docx").read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["documents"]
+
+
+def test_maps_skipped(small_result: CoverageResult, tmp_path: Path) -> None:
+    out = write_run(small_result, tmp_path / "out", maps=False)
+    assert sorted(p.name for p in (out / "maps").iterdir()) == ["index.html"]
+    assert "skipped" in (out / "maps" / "index.html").read_text(encoding="utf-8")
+
+
+def test_write_tables_alone(small_result: CoverageResult, tmp_path: Path) -> None:
+    paths = write_tables(small_result, tmp_path / "tables")
+    assert sorted(p.name for p in paths) == sorted(
+        Path(n).name for n in DESIGN_FILES if n.startswith("tables/")
+    )
+
+
+def _result_reading_from(result: CoverageResult, inputs: Path) -> CoverageResult:
+    """The small result as if its villages had been read from ``inputs/villages.csv``."""
+    moved = dataclasses.replace(result.inputs[0], path=inputs / "villages.csv")
+    return dataclasses.replace(result, inputs=(moved, *result.inputs[1:]))
+
+
+def test_rerun_from_the_run_folder_keeps_its_inputs(
+    small_result: CoverageResult, tmp_path: Path
+) -> None:
+    # `ruralcov demo` then `ruralcov run out/config.toml` into the same folder
+    out = tmp_path / "out"
+    (out / "inputs").mkdir(parents=True)
+    (out / "inputs" / "villages.csv").write_text("code,name\n", encoding="utf-8")
+    write_run(small_result, out, extra_inputs=out / "inputs")
+    rerun = _result_reading_from(small_result, out / "inputs")
+    write_run(rerun, out)
+    assert (out / "inputs" / "villages.csv").is_file()
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["inputs"][0]["path"] == "inputs/villages.csv"
+
+
+def test_failed_rerun_puts_the_inputs_back(
+    small_result: CoverageResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    (out / "inputs").mkdir(parents=True)
+    (out / "inputs" / "villages.csv").write_text("code,name\n", encoding="utf-8")
+    write_run(small_result, out, extra_inputs=out / "inputs")
+    real_replace = report.os.replace
+
+    def refuse_swap(src: Path, dst: Path) -> None:
+        if Path(src) == out:  # renaming the old run away fails, as with a file open on Windows
+            raise PermissionError("file in use")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(report.os, "replace", refuse_swap)
+    with pytest.raises(report.RuralcovError, match="Close files opened from it"):
+        write_run(small_result, out, extra_inputs=out / "inputs")
+    monkeypatch.undo()
+    assert (out / "inputs" / "villages.csv").read_text(encoding="utf-8") == "code,name\n"
+    assert (out / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -97,3 +97,38 @@ def test_result_does_not_depend_on_file_order(tmp_path):
     shuffled = analyse(load_config(path)).villages.set_index("village_code")
     assert shuffled.loc["V1", "tests"] == 7
     assert shuffled.loc["V1", "download_median_mbps"] == 20
+
+
+def test_ofds_nodes_and_spans(tmp_path):
+    """An Open Fibre Data Standard GeoJSON: nodes count as access points, spans as routes."""
+    import geopandas as gpd
+    import tomli_w
+    import tomllib
+    from shapely import LineString
+    from worlds import square
+
+    path = write_north_world(tmp_path)
+    v5, v3 = square(1, 1), square(2, 0)
+    below_v3 = v3.bounds[1] - 0.002  # about 220 m south of V3
+    features = gpd.GeoDataFrame(
+        {
+            "id": ["node-1", "node-2", "span-1"],
+            "featureType": ["node", "node", "span"],
+            "status": ["operational", "planned", "operational"],
+        },
+        geometry=[
+            v5.centroid,
+            v3.centroid,
+            LineString([(v3.bounds[0] + 0.005, below_v3), (v3.bounds[2], below_v3)]),
+        ],
+        crs="EPSG:4326",
+    )
+    features.to_file(tmp_path / "network.geojson", driver="GeoJSON")
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    raw["fibre"] = [{"path": "network.geojson", "kind": "ofds", "id": "id"}]
+    path.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    v = analyse(load_config(path)).villages.set_index("village_code")
+    assert v.loc["V5", "fibre_basis"] == "access_point_inside"
+    assert v.loc["V5", "fibre_asset_id"] == "node-1"
+    assert not v.loc["V3", "fibre"] and v.loc["V3", "fibre_nearby"]
+    assert v.loc["V3", "fibre_route_id"] == "span-1"

@@ -17,7 +17,9 @@ demo: venv
 	$(BIN)/ruralcov demo
 
 $(VENV)/.test-deps: $(BIN)/ruralcov
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
+	# the map tests drive Debian's chromium (never a browser downloaded by Playwright)
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $@
 
 test-venv: $(VENV)/.test-deps

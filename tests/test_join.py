@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely import Polygon, box, points
 
-from ruralcov.join import assign_points, nearest
+from ruralcov.join import PolygonIndex, assign_points, nearest
 
 # Two unit squares sharing the edge x = 1, and an L-shaped MultiPolygon village far away.
 WEST = box(0, 0, 1, 1)
@@ -105,3 +106,127 @@ def test_nearest_equals_brute_force(xy, limit):
             assert pos[k] == best and np.isclose(dist[k], d[best])
         else:
             assert pos[k] == -1
+
+
+# --- the grid index (PolygonIndex): same answers as brute-force shapely ------------------------
+
+
+@st.composite
+def random_polygons(draw):
+    """Overlapping random polygons on a quarter-unit grid: triangles, boxes with holes,
+    MultiPolygons; plus points on the same grid, so many lie exactly on edges and vertices."""
+    q = st.integers(0, 40).map(lambda v: v / 4)
+    polys = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["triangle", "box", "holed", "multi"]))
+        if kind == "triangle":
+            pts = [(draw(q), draw(q)) for _ in range(3)]
+            poly = Polygon(pts)
+            if not poly.is_valid or poly.area == 0:
+                poly = box(0, 0, 1, 1)
+        else:
+            x0, y0 = draw(st.integers(0, 30)) / 4, draw(st.integers(0, 30)) / 4
+            w, h = draw(st.integers(2, 12)) / 4, draw(st.integers(2, 12)) / 4
+            poly = box(x0, y0, x0 + w, y0 + h)
+            if kind == "holed":
+                poly = poly.difference(box(x0 + 0.25, y0 + 0.25, x0 + w - 0.25, y0 + h - 0.25))
+            elif kind == "multi":
+                poly = shapely.MultiPolygon([poly, box(x0 + w + 0.5, y0, x0 + w + 1, y0 + 0.5)])
+        polys.append(poly)
+    coords = draw(st.lists(st.tuples(st.integers(-4, 52), st.integers(-4, 52)),
+                           min_size=1, max_size=200))
+    xy = np.array(coords, dtype=float) / 4
+    priority = draw(st.lists(st.integers(0, 3), min_size=len(polys), max_size=len(polys)))
+    return polys, xy, np.array(priority)
+
+
+def brute_force(polys, xy, priority):
+    out = []
+    for x, y in xy:
+        pt = shapely.Point(x, y)
+        covering = [k for k, p in enumerate(polys) if p.covers(pt)]
+        out.append(min(covering, key=lambda k: (priority[k], k)) if covering else -1)
+    return np.array(out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(random_polygons())
+def test_grid_index_equals_brute_force_shapely(world):
+    polys, xy, priority = world
+    want = brute_force(polys, xy, priority)
+    index = PolygonIndex(polys, priority=priority)
+    assert index.assign_xy(xy[:, 0], xy[:, 1]).tolist() == want.tolist()
+    pts = points(xy[:, 0], xy[:, 1])
+    assert assign_points(pts, polys, priority=priority, method="grid").tolist() == want.tolist()
+    assert assign_points(pts, polys, priority=priority, method="tree").tolist() == want.tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(worlds(), st.sampled_from([0.05, 0.5, 4.0]))
+def test_grid_index_on_partitions_any_cell_size(world, cells_per_edge):
+    cells, xy, priority = world
+    want = brute_force(cells, xy, priority)
+    index = PolygonIndex(cells, priority=priority, cells_per_edge=cells_per_edge)
+    assert index.assign_xy(xy[:, 0], xy[:, 1]).tolist() == want.tolist()
+
+
+def test_grid_index_on_many_random_points_and_voronoi_villages():
+    rng = np.random.default_rng(5)
+    seeds = shapely.multipoints(rng.uniform(0, 10, (300, 2)))
+    cells = shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=box(0, 0, 10, 10)))
+    cells = shapely.intersection(cells, box(0, 0, 10, 10))
+    cells = shapely.segmentize(cells, 0.2)
+    xy = rng.uniform(-0.5, 10.5, (200_000, 2))
+    # Vertices of the cells themselves: exactly on boundaries shared by several villages.
+    xy = np.vstack([xy, shapely.get_coordinates(cells)[:5000]])
+    priority = rng.permutation(len(cells))
+    got = PolygonIndex(cells, priority=priority).assign_xy(xy[:, 0], xy[:, 1])
+    want = assign_points(points(xy[:, 0], xy[:, 1]), cells, priority=priority, method="tree")
+    np.testing.assert_array_equal(got, want)
+    sample = rng.choice(len(xy), 300, replace=False)
+    np.testing.assert_array_equal(got[sample], brute_force(cells, xy[sample], priority))
+
+
+def test_grid_index_missing_points_and_polygons():
+    index = PolygonIndex([None, WEST, shapely.Polygon(), EAST])
+    x = np.array([0.5, np.nan, 1.5, 1.0])
+    y = np.array([0.5, 0.5, 0.5, 0.5])
+    assert index.assign_xy(x, y).tolist() == [1, -1, 3, 1]
+
+
+def test_fibre_evidence_at_100k_access_points_matches_shapely():
+    """Access points within a distance of village polygons, vectorised, at 100,000 assets."""
+    from ruralcov.classify import fibre_evidence
+
+    rng = np.random.default_rng(11)
+    seeds = shapely.multipoints(rng.uniform(0, 60_000, (3000, 2)))
+    cells = shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=box(0, 0, 60_000,
+                                                                              60_000)))
+    villages = shapely.intersection(cells, box(0, 0, 60_000, 60_000))
+    # Keep some villages away from all assets: holes in the coverage.
+    xy = rng.uniform(-2_000, 62_000, (120_000, 2))
+    far = (xy[:, 0] > 20_000) & (xy[:, 0] < 30_000)
+    xy = xy[~far]
+    aps = points(xy[:, 0], xy[:, 1])
+    ids = np.array([f"AP-{k:06d}" for k in range(len(aps))], dtype=object)
+    limit = np.where(np.arange(len(aps)) % 2 == 0, 0.0, 150.0)
+    routes = shapely.linestrings([(25_000, 0), (25_000, 60_000)])
+    got = fibre_evidence(villages, register_fibre=np.zeros(len(villages), bool), points=aps,
+                         point_ids=ids, point_max_distance=limit, routes=[routes],
+                         route_ids=np.array(["R"], dtype=object), route_nearby=[500.0])
+    assert len(aps) >= 100_000
+    for k in rng.choice(len(villages), 60, replace=False):
+        d = shapely.distance(villages[k], aps)
+        ok = d <= limit
+        if ok.any():
+            best = min(np.flatnonzero(ok), key=lambda i: (d[i], ids[i]))
+            assert got.loc[k, "fibre"] and got.loc[k, "fibre_asset_id"] == ids[best]
+            assert got.loc[k, "fibre_distance_m"] == pytest.approx(d[best])
+            assert got.loc[k, "fibre_basis"] == ("access_point_inside" if d[best] == 0
+                                                 else "access_point_near")
+        else:
+            assert not got.loc[k, "fibre"]
+            near = shapely.distance(villages[k], routes) <= 500
+            assert bool(got.loc[k, "fibre_nearby"]) == near
+        nearest_i = min(range(len(d)), key=lambda i: (d[i], ids[i]))
+        assert got.loc[k, "nearest_asset_id"] == ids[nearest_i]

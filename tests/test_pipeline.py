@@ -101,10 +101,12 @@ def test_result_does_not_depend_on_file_order(tmp_path):
 
 def test_ofds_nodes_and_spans(tmp_path):
     """An Open Fibre Data Standard GeoJSON: nodes count as access points, spans as routes."""
+    import tomllib
+
     import geopandas as gpd
     import tomli_w
-    import tomllib
     from shapely import LineString
+
     from worlds import square
 
     path = write_north_world(tmp_path)

@@ -41,6 +41,14 @@ def _share(part: pd.Series, whole: pd.Series) -> pd.Series:
     return (part / whole.where(whole > 0)).astype(float)
 
 
+def _speed_counts(villages: pd.DataFrame) -> pd.Series:
+    """Villages counted towards the speed share: class ``meets``, or with capability records
+    the ``speed_counts`` column of the configured basis (:mod:`ruralcov.capability`)."""
+    if "speed_counts" in villages.columns:
+        return villages["speed_counts"].fillna(False).astype(bool)
+    return villages["speed_class"] == "meets"
+
+
 def summarise(
     villages: pd.DataFrame,
     *,
@@ -58,7 +66,7 @@ def summarise(
     frame = villages.loc[villages[key].notna()]
     is_village = frame["kind"] == "village"
     is_community = frame["kind"] == "community"
-    meets = frame["speed_class"] == "meets"
+    meets = _speed_counts(frame)
     parts = pd.DataFrame(
         {
             "code": frame[key],
@@ -66,7 +74,7 @@ def summarise(
             "villages_with_geometry": is_village & frame["has_geometry"].astype(bool),
             "fibre_villages": is_village & frame["fibre"].astype(bool),
             "speed_meets": is_village & meets,
-            "speed_below": is_village & (frame["speed_class"] == "below"),
+            "speed_below": is_village & ~meets & (frame["speed_class"] != "insufficient_data"),
             "speed_insufficient": is_village & (frame["speed_class"] == "insufficient_data"),
             "communities": is_community,
             "communities_speed_meets": is_community & meets,
@@ -95,7 +103,8 @@ def headline(villages: pd.DataFrame, *, fibre_target: float) -> dict[str, Any]:
     n = int(is_village.sum())
     n_comm = int(is_community.sum())
     cls = villages["speed_class"]
-    comm_meets = int((is_community & (cls == "meets")).sum())
+    counts = _speed_counts(villages)
+    comm_meets = int((is_community & counts).sum())
     gap = gap_villages(n, fibre, target_fraction(fibre_target))
     return {
         "register_units": len(villages),
@@ -109,10 +118,10 @@ def headline(villages: pd.DataFrame, *, fibre_target: float) -> dict[str, Any]:
         "fibre_gap_villages": gap,
         "fibre_target_met": gap == 0,
         "fibre_nearby_villages": int((is_village & villages["fibre_nearby"]).sum()),
-        "speed_meets": int((is_village & (cls == "meets")).sum()),
-        "speed_below": int((is_village & (cls == "below")).sum()),
+        "speed_meets": int((is_village & counts).sum()),
+        "speed_below": int((is_village & ~counts & (cls != "insufficient_data")).sum()),
         "speed_insufficient": int((is_village & (cls == "insufficient_data")).sum()),
-        "speed_share": int((is_village & (cls == "meets")).sum()) / n if n else None,
+        "speed_share": int((is_village & counts).sum()) / n if n else None,
         "communities_speed_meets": comm_meets,
         "communities_speed_share": comm_meets / n_comm if n_comm else None,
         "meets_targets_villages": int((is_village & villages["meets_targets"]).sum()),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import binom
 
 from ruralcov.schema import SPEED_CLASSES
 
@@ -26,6 +25,8 @@ def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray,
     >>> median_ci_ranks([5, 6, 10, 100])
     (array([ 0,  1,  2, 40]), array([ 0,  6,  9, 61]))
     """
+    from scipy.stats import binom  # imported here: scipy.stats takes a second to import
+
     n = np.asarray(n, dtype=np.int64)
     alpha = (1.0 - confidence) / 2.0
     # ppf gives the smallest k with P(B <= k) >= alpha, so P(B <= k - 1) < alpha:
@@ -228,8 +229,13 @@ def fibre_evidence(
     for limit in np.unique(pmax):
         sel = np.flatnonzero(pmax == limit)
         pos, d = nearest(polys, pts[sel], max_distance=limit, priority=id_rank[sel])
-        better = (pos >= 0) & (d < count_d)
-        count_pos[better] = sel[pos[better]]
+        found = pos >= 0
+        cand = np.where(found, sel[np.maximum(pos, 0)], -1)
+        # Equally near assets of different sources: the lowest id, as within one source.
+        tie = found & (d == count_d) & (count_pos >= 0)
+        tie[tie] = id_rank[cand[tie]] < id_rank[count_pos[tie]]
+        better = (found & (d < count_d)) | tie
+        count_pos[better] = cand[better]
         count_d[better] = d[better]
     has_ap = count_pos >= 0
     basis = np.where(

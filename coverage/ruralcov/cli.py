@@ -6,6 +6,7 @@ its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 import click
 
 from ruralcov import __version__
-from ruralcov.config import config_from_dict, load_config, replace
+from ruralcov.config import ENGINES, config_from_dict, load_config, replace
 from ruralcov.errors import RuralcovError
 from ruralcov.pipeline import STEPS, CoverageResult, analyse
 
@@ -63,6 +64,51 @@ def _progress(quiet: bool) -> Iterator[Callable[[str], None]]:
         bar.close()
 
 
+def _refuse_existing(out: Path, force: bool) -> None:
+    """Stop before any work when ``out`` holds a run and --force was not given; a non-empty
+    folder that is not a run is refused even with --force (it is never deleted)."""
+    from ruralcov.errors import ConfigError, OutputExistsError
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / "manifest.json").is_file():
+        raise ConfigError(
+            f"{str(out)!r} exists and is not a ruralcov run folder (no manifest.json); "
+            "ruralcov will not delete it. Choose another --out folder or empty this one."
+        )
+    if not force:
+        raise OutputExistsError(
+            f"run folder {str(out)!r} already holds a run; add --force to replace it, or "
+            "choose another --out folder"
+        )
+
+
+@contextmanager
+def _set_aside(out: Path) -> Iterator[None]:
+    """Move an existing run folder aside while a new one is built in its place; put it back
+    if the new run fails, delete it once the new run is complete."""
+    import tempfile
+
+    if not out.exists():
+        try:
+            yield
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        return
+    holder = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.resolve().parent))
+    aside = holder / out.name
+    out.rename(aside)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        aside.rename(out)
+        holder.rmdir()
+        raise
+    shutil.rmtree(holder, ignore_errors=True)
+
+
 def _summary_line(result: CoverageResult) -> str:
     h = result.headline
     share = "n/a" if h["fibre_share"] is None else f"{h['fibre_share']:.2%}"
@@ -103,12 +149,13 @@ def _run(
     *,
     maps: bool | None,
     extra_inputs: Path | None = None,
+    force: bool = False,
 ) -> CoverageResult:
     from ruralcov.report import write_run
 
     with _progress(ctx.obj["quiet"]) as tell:
         result = analyse(config, progress=tell)
-    write_run(result, out, maps=maps, extra_inputs=extra_inputs)
+    write_run(result, out, maps=maps, extra_inputs=extra_inputs, force=force)
     if not ctx.obj["quiet"]:
         click.echo(_summary_line(result))
         click.echo(f"run folder: {out}  (open {out / 'report.html'})")
@@ -119,18 +166,28 @@ def _run(
 @click.argument("config_path", metavar="CONFIG.toml", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: [run] out).")
 @click.option("--no-maps", is_flag=True, help="Skip map rendering (large batch runs).")
+@click.option("--force", is_flag=True, help="Replace an existing run folder at --out.")
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
+              help="Speed-test engine (default: [run] engine): local, or dask on a cluster.")
 @click.pass_context
-def run(ctx: click.Context, config_path: Path, out: Path | None, no_maps: bool) -> None:
+def run(
+    ctx: click.Context, config_path: Path, out: Path | None, no_maps: bool, force: bool,
+    engine: str | None,
+) -> None:
     """Analyse the inputs of CONFIG.toml and write a run folder.
 
     \b
     Example:
       ruralcov run shanxi.toml --out out/2026q3
+      ruralcov run shanxi.toml --no-maps --engine dask
     """
     with _user_errors():
         config = load_config(config_path)
+        if engine is not None:
+            config = replace(config, run=dataclasses.replace(config.run, engine=engine))
         target = out or config.run.out or Path("out") / config.run.name
-        _run(ctx, config, target, maps=False if no_maps else None)
+        _refuse_existing(target, force)  # before the analysis, not after minutes of work
+        _run(ctx, config, target, maps=False if no_maps else None, force=force)
 
 
 @cli.command()
@@ -171,8 +228,9 @@ def validate(ctx: click.Context, config_path: Path) -> None:
 )
 @click.option("--seed", type=int, default=2020, show_default=True, help="Generator seed.")
 @click.option("--no-maps", is_flag=True, help="Skip map rendering.")
+@click.option("--force", is_flag=True, help="Replace an existing run folder at --out.")
 @click.pass_context
-def demo(ctx: click.Context, out: Path, seed: int, no_maps: bool) -> None:
+def demo(ctx: click.Context, out: Path, seed: int, no_maps: bool, force: bool) -> None:
     """Run the embedded Shanxi demo: real register and outlines, synthetic geometry and data.
 
     The generated inputs are kept in OUT/inputs/ and the resolved configuration in
@@ -185,14 +243,249 @@ def demo(ctx: click.Context, out: Path, seed: int, no_maps: bool) -> None:
     from ruralcov.demo import build_demo_inputs
 
     with _user_errors():
-        inputs = out / "inputs"
-        if out.exists():
-            shutil.rmtree(out)
-        inputs.mkdir(parents=True)
-        raw = build_demo_inputs(inputs, seed=seed)
-        config = config_from_dict(raw, base=inputs)
-        config = replace(config, base=inputs)
-        _run(ctx, config, out, maps=False if no_maps else None, extra_inputs=inputs)
+        _refuse_existing(out, force)
+        with _set_aside(out):
+            inputs = out / "inputs"
+            inputs.mkdir(parents=True)
+            raw = build_demo_inputs(inputs, seed=seed)
+            config = config_from_dict(raw, base=inputs)
+            config = replace(config, base=inputs)
+            _run(ctx, config, out, maps=False if no_maps else None, extra_inputs=inputs)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option(
+    "--claimed", required=True, type=click.Path(path_type=Path),
+    help="The claimed list: CSV, xlsx or Parquet, one village per row.",
+)
+@click.option(
+    "--claim", type=click.Choice(["fibre", "speed", "both"]), default="fibre",
+    show_default=True, help="What the list claims for each village.",
+)
+@click.option("--code", default=None, help="Column of village codes [default: village_code "
+              "or code, when present].")
+@click.option("--name", default=None, help="Column of village names (with --township).")
+@click.option("--township", default=None, help="Column of the township code or name.")
+@click.option("--sheet", default=None, help="Sheet of an xlsx claimed list (default: first).")
+@click.option(
+    "--scope", type=click.Choice(["county", "township", "all"]), default="county",
+    show_default=True, help="Where unclaimed villages with evidence are looked for.",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the audit files [default: RUN/audits/<list name>].")
+@click.pass_context
+def audit(
+    ctx: click.Context, run_dir: Path, claimed: Path, claim: str, code: str | None,
+    name: str | None, township: str | None, sheet: str | None, scope: str, out: Path | None,
+) -> None:
+    """Check a claimed list of villages against the run folder RUN.
+
+    Each row of the list becomes confirmed, claimed_without_evidence, unknown_code,
+    duplicate_claim, name_not_found or name_ambiguous; villages the run shows as covered but
+    the list omits are added as evidence_not_claimed. Writes audit.csv, audit_summary.csv and
+    audit.xlsx.
+
+    \b
+    Example:
+      ruralcov audit out/2026q3 --claimed operator_fibre.xlsx
+      ruralcov audit out/2026q3 --claimed list.csv --name 村名 --township 乡镇
+    """
+    from ruralcov import audit as audit_mod
+
+    with _user_errors():
+        villages, _ = audit_mod.read_run(run_dir)
+        table = audit_mod.read_claimed(claimed, sheet=sheet)
+        if code is None and name is None:
+            code = next((c for c in ("village_code", "code") if c in table.columns), "village_code")
+        result = audit_mod.audit_claims(
+            villages, table, claim=claim, code=code, name=name, township=township, scope=scope
+        )
+        target = out or run_dir / "audits" / claimed.stem
+        audit_mod.write_audit(result, target)
+    if not ctx.obj["quiet"]:
+        for row in result.summary.itertuples(index=False):
+            click.echo(f"{row.status:<26} {row.rows:>7}  {row.description}")
+        click.echo(f"audit files: {target}")
+
+
+@cli.command()
+@click.argument("run_a", metavar="RUN_A", type=click.Path(path_type=Path))
+@click.argument("run_b", metavar="RUN_B", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the diff tables [default: RUN_B/diffs/vs-<RUN_A name>].")
+@click.pass_context
+def diff(ctx: click.Context, run_a: Path, run_b: Path, out: Path | None) -> None:
+    """Villages whose fibre or speed status changed from RUN_A to RUN_B, and why.
+
+    Writes diff_villages.csv (one row per changed village, with the reasons: a new asset,
+    more tests, a correction, a changed rule, ...), diff_<level>.csv (per-area change in
+    share) and diff_parameters.csv.
+
+    \b
+    Example:
+      ruralcov diff out/2026q2 out/2026q3
+    """
+    from ruralcov import diff as diff_mod
+    from ruralcov.audit import read_run
+
+    with _user_errors():
+        villages_a, manifest_a = read_run(run_a)
+        villages_b, manifest_b = read_run(run_b)
+        result = diff_mod.diff_runs(
+            villages_a, villages_b, manifest_a=manifest_a, manifest_b=manifest_b
+        )
+        target = out or run_b / "diffs" / f"vs-{run_a.resolve().name}"
+        diff_mod.write_diff(result, target)
+    if not ctx.obj["quiet"]:
+        counts = diff_mod.change_counts(result)
+        click.echo(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+        for row in result.parameters.itertuples(index=False):
+            click.echo(f"parameter {row.key}: {row.a} -> {row.b}")
+        click.echo(f"diff tables: {target}")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--no-rerun", is_flag=True, help="Only re-hash the files; do not recompute.")
+@click.pass_context
+def verify(ctx: click.Context, run_dir: Path, no_rerun: bool) -> None:
+    """Re-hash the inputs and outputs of RUN and recompute it from its config.toml.
+
+    Exit status 0 when everything matches the manifest, 1 when anything differs (each
+    difference is printed), 2 when RUN cannot be read.
+
+    \b
+    Example:
+      ruralcov verify out/2026q3
+    """
+    from ruralcov.verify import verify_run
+
+    with _user_errors():
+        checks = verify_run(run_dir, rerun=not no_rerun)
+    bad = checks[checks["status"] != "ok"]
+    for row in bad.itertuples(index=False):
+        click.echo(f"{row.status:<8} {row.check:<8} {row.path}  {row.message}")
+    if not ctx.obj["quiet"] or len(bad):
+        click.echo(f"{len(checks)} checks, {len(bad)} differences")
+    if len(bad):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--target", type=float, default=None,
+              help="Fibre share to reach per area [default: the run's target].")
+@click.option("--level", default="county", show_default=True,
+              type=click.Choice(["province", "city", "county", "township"]),
+              help="Areas planned separately.")
+@click.option("--cost-per-km", type=float, default=None,
+              help="Cost of one km of cable; without it costs are left empty.")
+@click.option("--route-factor", type=float, default=None,
+              help="Cable length / straight line [default: 1.3, see README].")
+@click.option("--connect-all", is_flag=True,
+              help="Plan every unconnected village, not only up to the target.")
+@click.option("--exclude", multiple=True, metavar="CODES",
+              help="Village codes never to plan (comma-separated; repeatable).")
+@click.option("--exclude-file", type=click.Path(path_type=Path), default=None,
+              help="Text file of village codes never to plan, one per line.")
+@click.option("--max-link-km", type=float, default=None,
+              help="Longer links are not planned; those villages are flagged for wireless.")
+@click.option("--budget", type=float, default=None,
+              help="Cost cap per area (needs --cost-per-km).")
+@click.option("--points", "points_path", type=click.Path(path_type=Path), default=None,
+              help="Village-committee points (any point file or CSV with lon/lat).")
+@click.option("--points-code", default="code", show_default=True,
+              help="Village code column of --points.")
+@click.option("--no-maps", is_flag=True,
+              help="Do not redraw the maps with the plan (they are redrawn when the run has "
+              "maps).")
+@click.pass_context
+def plan(
+    ctx: click.Context, run_dir: Path, target: float | None, level: str,
+    cost_per_km: float | None, route_factor: float | None, connect_all: bool,
+    exclude: tuple[str, ...], exclude_file: Path | None, max_link_km: float | None,
+    budget: float | None, points_path: Path | None, points_code: str, no_maps: bool,
+) -> None:
+    """Plan which villages to connect next in RUN, and at what length and cost.
+
+    Grows the existing fibre network village by village (Prim's minimum spanning tree from
+    the access points and fibre villages) until each area reaches its target, and adds
+    tables/plan.csv, tables/plan_summary_<level>.csv, plan.parquet and a report section.
+
+    \b
+    Example:
+      ruralcov plan out/demo --cost-per-km 60000
+      ruralcov plan out/demo --level township --connect-all --max-link-km 15
+    """
+    from tqdm import tqdm
+
+    from ruralcov import plan as planner
+
+    with _user_errors():
+        codes = {c.strip() for item in exclude for c in item.split(",") if c.strip()}
+        if exclude_file is not None:
+            codes |= planner.read_codes(exclude_file)
+        options = planner.PlanOptions(
+            target=target, level=level, cost_per_km=cost_per_km,
+            route_factor=planner.DEFAULT_ROUTE_FACTOR if route_factor is None else route_factor,
+            connect_all=connect_all, exclude=frozenset(codes), max_link_km=max_link_km,
+            budget=budget,
+        )
+        options.check()
+        points = (
+            planner.points_from_file(points_path, code=points_code)
+            if points_path is not None else None
+        )
+        with tqdm(disable=ctx.obj["quiet"] or None, unit="area", file=sys.stderr,
+                  desc="plan") as bar:
+            result = planner.plan_run(run_dir, options, points=points,
+                                      progress=lambda area: bar.update(1),
+                                      maps=False if no_maps else None)
+    if not ctx.obj["quiet"]:
+        s = result.summary
+        fibre = result.links[result.links["status"] == "fibre"]
+        cost = "" if cost_per_km is None else f", cost {fibre['cost'].sum():,.0f}"
+        click.echo(
+            f"{int((s['fibre_gap_villages'] > 0).sum())} of {len(s)} {level} areas below "
+            f"{result.target:.0%}; plan: {len(fibre)} villages, "
+            f"{fibre['link_km'].sum():,.1f} km{cost}; {int(s['target_reached'].sum())} areas "
+            f"at target after; {int(s['flagged_villages'].sum())} villages flagged for "
+            "wireless or satellite"
+        )
+        click.echo(f"written: {run_dir / 'tables' / 'plan.csv'} and the plan section of "
+                   f"{run_dir / 'report.html'}")
+
+
+@cli.command(name="map")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path))
+@click.option(
+    "--basemap",
+    type=click.Choice(["none", "osm", "amap"]),
+    default=None,
+    help="Background tiles (default: [maps] basemap of the run, normally none = offline). "
+    "osm and amap make the browser fetch tiles online; amap shifts geometry to GCJ-02.",
+)
+@click.pass_context
+def map_(ctx: click.Context, run_dir: Path, basemap: str | None) -> None:
+    """Draw RUN_DIR/maps/ again from an existing run folder.
+
+    Reads villages.parquet, the tables, manifest.json and config.toml (no new analysis);
+    fibre assets and speed tests are read again from the run's inputs when they are still
+    there. A fibre plan (RUN_DIR/plan.parquet) is drawn on the county maps.
+
+    \b
+    Example:
+      ruralcov map out/demo
+      ruralcov map out/demo --basemap osm
+    """
+    from ruralcov.runfolder import redraw_maps
+
+    with _user_errors():
+        written = redraw_maps(run_dir, basemap=basemap)
+    if not ctx.obj["quiet"]:
+        pages = sum(1 for p in written if p.suffix == ".html")
+        click.echo(f"{pages} map pages written; open {run_dir / 'maps' / 'index.html'}")
 
 
 def main() -> None:

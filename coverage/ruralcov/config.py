@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruralcov.errors import ConfigError
+from ruralcov.errors import ConfigError, did_you_mean
 from ruralcov.schema import LEVELS, REGISTERS
 
 #: Targets presets. ``shanxi-2020``: Shanxi's rural broadband plan (98 % of administrative
@@ -28,8 +28,21 @@ PROFILES: dict[str, dict[str, float]] = {
 }
 
 FIBRE_KINDS = ("access_points", "routes", "table", "ofds")
-SPEED_KINDS = ("tests",)
-ENGINES = ("local",)
+#: ``tests``: one row per speed test; ``ookla_tiles``: Ookla open-data tiles
+#: (:mod:`ruralcov.ookla`); ``capability``: declared access capability per village code
+#: (:mod:`ruralcov.capability`). ``tests`` and ``ookla_tiles`` are measurements.
+SPEED_KINDS = ("tests", "ookla_tiles", "capability")
+MEASURED_KINDS = ("tests", "ookla_tiles")
+#: Which evidence the headline speed share counts when capability records are given
+#: (``[run] speed_basis``, default ``capability``: the 12 Mbps target is a capability
+#: standard): see :mod:`ruralcov.capability`.
+SPEED_BASES = ("capability", "measured", "either")
+#: ``local``: the streaming engine in this process (``ruralcov.stream``); ``dask``: the same
+#: analysis on a dask.distributed cluster through dask-geopandas (``ruralcov.distributed``).
+ENGINES = ("local", "dask")
+#: Map backgrounds: ``none`` (offline, the default), or tiles fetched by the browser from
+#: OpenStreetMap (``osm``) or AMap/Gaode (``amap``, GCJ-02: the maps shift geometries to match).
+BASEMAPS = ("none", "osm", "amap")
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,22 @@ class RunConfig:
     profile: str = "shanxi-2020"
     #: Shown in the report and the map legend, e.g. which layers are synthetic.
     provenance: str = ""
+    #: How speed tests are joined and reduced: one of :data:`ENGINES`.
     engine: str = "local"
+    #: Memory (MiB) for joined speed tests before they spill to a temporary file; at the end
+    #: the villages are processed in ranges of a quarter of this each. Peak memory stays
+    #: near this value however many tests there are.
+    buffer_mb: float = 512.0
+    #: ``engine = "dask"``: address of an existing scheduler (``"tcp://host:8786"``); empty
+    #: starts a LocalCluster on this machine for the run.
+    dask_scheduler: str = ""
+    #: ``engine = "dask"`` without a scheduler: LocalCluster worker processes (0: one per core).
+    dask_workers: int = 0
+    #: ``engine = "dask"``: rows per partition read from the tests (Parquet row groups are
+    #: grouped up to this size).
+    dask_partition_rows: int = 2_000_000
+    #: With capability records: one of :data:`SPEED_BASES` (None: ``capability``).
+    speed_basis: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +136,22 @@ class SpeedConfig:
     min_devices: int = 3
     crs: str | None = None
     encoding: str = "utf-8"
+    # Keys of the other kinds (None: the default named in the comment), kept None so that a
+    # plain ``tests`` run records exactly the parameters it always did.
+    #: ookla_tiles: ``fixed`` or ``mobile`` (required: the two are never mixed).
+    network: str | None = None
+    #: ookla_tiles: ``centroid`` (default) or ``area_weighted``.
+    assignment: str | None = None
+    #: ookla_tiles: quadkey column (default ``quadkey``), used when a row has no polygon.
+    quadkey: str | None = None
+    #: ookla_tiles: a WKT tile column of a CSV/Parquet file (default: auto-detected).
+    wkt: str | None = None
+    #: capability: village-code column (default ``village_code``).
+    code: str | None = None
+    #: capability: technology column (default ``technology``, optional in the file).
+    technology: str | None = None
+    #: capability: provider column (default ``provider``, optional in the file).
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +164,17 @@ class TargetsConfig:
 @dataclass(frozen=True)
 class MapsConfig:
     enabled: bool = True
+    #: One of :data:`BASEMAPS`; anything but ``none`` makes the browser load tiles online.
+    basemap: str = "none"
+
+
+@dataclass(frozen=True)
+class CorrectionsConfig:
+    """The corrections ledger: reviewed overrides applied after classification
+    (:mod:`ruralcov.corrections`)."""
+
+    path: Path | None = None
+    encoding: str = "utf-8"
 
 
 @dataclass(frozen=True)
@@ -128,9 +183,13 @@ class Config:
     villages: VillagesConfig = field(default_factory=VillagesConfig)
     boundaries: BoundariesConfig | None = None
     fibre: tuple[FibreConfig, ...] = ()
+    #: The measurement source (kind ``tests`` or ``ookla_tiles``), if any.
     speed: SpeedConfig | None = None
     targets: TargetsConfig = field(default_factory=TargetsConfig)
     maps: MapsConfig = field(default_factory=MapsConfig)
+    corrections: CorrectionsConfig | None = None
+    #: Access-capability sources (``[[speed]]`` blocks of kind ``capability``).
+    capability: tuple[SpeedConfig, ...] = ()
     #: Folder the configuration was read from; relative paths were resolved against it.
     base: Path = field(default_factory=Path.cwd)
 
@@ -143,6 +202,7 @@ _SECTIONS = {
     "speed": SpeedConfig,
     "targets": TargetsConfig,
     "maps": MapsConfig,
+    "corrections": CorrectionsConfig,
 }
 _PATH_KEYS = {"path", "out"}
 
@@ -153,8 +213,11 @@ def _build(cls: type, section: str, raw: Any, base: Path) -> Any:
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(names))
     if unknown:
+        hint = "".join(
+            f"; {k!r}{did_you_mean(k, names)}" for k in unknown if did_you_mean(k, names)
+        )
         raise ConfigError(
-            f"unknown key(s) {unknown} in [{section}]; allowed keys are {sorted(names)}"
+            f"unknown key(s) {unknown} in [{section}]{hint}; allowed keys are {sorted(names)}"
         )
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -210,22 +273,32 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
     base = (base or Path.cwd()).resolve()
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
-        raise ConfigError(f"unknown section(s) {unknown}; allowed sections are {sorted(_SECTIONS)}")
+        hint = "".join(
+            f"; [{k}]{did_you_mean(k, _SECTIONS)}" for k in unknown if did_you_mean(k, _SECTIONS)
+        )
+        raise ConfigError(
+            f"unknown section(s) {unknown}{hint}; allowed sections are {sorted(_SECTIONS)}"
+        )
     run = _build(RunConfig, "run", raw.get("run", {}), base)
     if run.profile not in PROFILES:
         raise ConfigError(
-            f"[run] profile {run.profile!r} is not known; use one of {list(PROFILES)}"
+            f"[run] profile {run.profile!r} is not known{did_you_mean(run.profile, PROFILES)}; "
+            f"use one of {list(PROFILES)}"
         )
     if run.engine not in ENGINES:
         raise ConfigError(
             f"[run] engine {run.engine!r} is not supported; use one of {list(ENGINES)}"
         )
+    if run.buffer_mb <= 0 or run.dask_workers < 0 or run.dask_partition_rows < 1:
+        raise ConfigError("[run] buffer_mb and dask_partition_rows must be positive and "
+                          "dask_workers zero (one per core) or more")
     villages = _build(VillagesConfig, "villages", raw.get("villages", {}), base)
     if villages.path is None:
         raise ConfigError("[villages] path is required: the village register or village polygons")
     if villages.register not in REGISTERS:
         raise ConfigError(
-            f"[villages] register {villages.register!r} is not known; use one of {list(REGISTERS)}"
+            f"[villages] register {villages.register!r} is not known"
+            f"{did_you_mean(villages.register, REGISTERS)}; use one of {list(REGISTERS)}"
         )
     for key in (*villages.levels, *villages.names):
         if key not in LEVELS:
@@ -250,21 +323,12 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
             raise ConfigError("[fibre] path is required for every fibre source")
         if f.kind not in FIBRE_KINDS:
             raise ConfigError(
-                f"[fibre] kind {f.kind!r} is not known; use one of {list(FIBRE_KINDS)}"
+                f"[fibre] kind {f.kind!r} is not known{did_you_mean(f.kind, FIBRE_KINDS)}; "
+                f"use one of {list(FIBRE_KINDS)}"
             )
         if f.max_distance_m < 0 or f.nearby_m < 0:
             raise ConfigError("[fibre] max_distance_m and nearby_m must be zero or positive metres")
-    speed = None
-    if "speed" in raw:
-        speed = _build(SpeedConfig, "speed", raw["speed"], base)
-        if speed.path is None:
-            raise ConfigError("[speed] path is required when the section is present")
-        if speed.kind not in SPEED_KINDS:
-            raise ConfigError(
-                f"[speed] kind {speed.kind!r} is not supported; use one of {list(SPEED_KINDS)}"
-            )
-        if speed.min_tests < 1 or speed.min_devices < 0:
-            raise ConfigError("[speed] min_tests must be ≥ 1 and min_devices ≥ 0")
+    speed, capability = _speed_sources(raw.get("speed"), base, run)
     targets_raw = {**PROFILES[run.profile], **dict(raw.get("targets", {}))}
     targets = _build(TargetsConfig, "targets", targets_raw, base)
     if not 0 <= targets.fibre_share <= 1:
@@ -272,6 +336,15 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
             f"[targets] fibre_share must be between 0 and 1, got {targets.fibre_share}"
         )
     maps = _build(MapsConfig, "maps", raw.get("maps", {}), base)
+    if maps.basemap not in BASEMAPS:
+        raise ConfigError(
+            f"[maps] basemap {maps.basemap!r} is not known; use one of {list(BASEMAPS)}"
+        )
+    corrections = None
+    if "corrections" in raw:
+        corrections = _build(CorrectionsConfig, "corrections", raw["corrections"], base)
+        if corrections.path is None:
+            raise ConfigError("[corrections] path is required when the section is present")
     return Config(
         run=run,
         villages=villages,
@@ -280,8 +353,56 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
         speed=speed,
         targets=targets,
         maps=maps,
+        corrections=corrections,
+        capability=capability,
         base=base,
     )
+
+
+def _speed_sources(
+    raw: Any, base: Path, run: RunConfig
+) -> tuple[SpeedConfig | None, tuple[SpeedConfig, ...]]:
+    """``[speed]`` or ``[[speed]]``: at most one measurement source and any number of
+    capability sources (one per provider file, say)."""
+    if raw is None:
+        return None, ()
+    blocks = [raw] if isinstance(raw, Mapping) else list(raw)
+    sources = [_build(SpeedConfig, "speed", b, base) for b in blocks]
+    for s in sources:
+        if s.path is None:
+            raise ConfigError("[speed] path is required for every speed source")
+        if s.kind not in SPEED_KINDS:
+            raise ConfigError(
+                f"[speed] kind {s.kind!r} is not supported{did_you_mean(s.kind, SPEED_KINDS)}; "
+                f"use one of {list(SPEED_KINDS)}"
+            )
+        if s.min_tests < 1 or s.min_devices < 0:
+            raise ConfigError("[speed] min_tests must be ≥ 1 and min_devices ≥ 0")
+        for key, allowed in (("network", ("fixed", "mobile")),
+                             ("assignment", ("centroid", "area_weighted"))):
+            value = getattr(s, key)
+            if value is not None and value not in allowed:
+                raise ConfigError(
+                    f"[speed] {key} {value!r} is not known; use one of {list(allowed)}"
+                )
+        if s.kind == "ookla_tiles" and s.network is None:
+            raise ConfigError(
+                f'[speed] {s.path.name}: kind = "ookla_tiles" needs network = "fixed" or '
+                '"mobile"; Ookla publishes them separately and they are never mixed'
+            )
+    measured = [s for s in sources if s.kind in MEASURED_KINDS]
+    if len(measured) > 1:
+        raise ConfigError(
+            f"[speed] {len(measured)} measurement sources ({[s.kind for s in measured]}); "
+            "give at most one of kind tests or ookla_tiles per run (their statistics cannot "
+            "be pooled), plus any number of kind capability"
+        )
+    if run.speed_basis is not None and run.speed_basis not in SPEED_BASES:
+        raise ConfigError(
+            f"[run] speed_basis {run.speed_basis!r} is not known; use one of {list(SPEED_BASES)}"
+        )
+    return (measured[0] if measured else None,
+            tuple(s for s in sources if s.kind == "capability"))
 
 
 def load_config(path: str | Path) -> Config:
@@ -329,10 +450,15 @@ def config_to_dict(config: Config, *, relative_to: Path | None = None) -> dict[s
         out["boundaries"] = section(config.boundaries)
     if config.fibre:
         out["fibre"] = [section(f) for f in config.fibre]
-    if config.speed is not None:
+    if config.capability:  # several sources: the [[speed]] list, measurement first
+        speeds = [config.speed] if config.speed is not None else []
+        out["speed"] = [section(s) for s in (*speeds, *config.capability)]
+    elif config.speed is not None:
         out["speed"] = section(config.speed)
     out["targets"] = section(config.targets)
     out["maps"] = section(config.maps)
+    if config.corrections is not None:
+        out["corrections"] = section(config.corrections)
     return out
 
 

@@ -21,3 +21,26 @@ class SchemaError(RuralcovError, ValueError):
 
 class CRSError(RuralcovError, ValueError):
     """An input has no CRS and none was given, or its coordinates cannot be in its CRS."""
+
+
+class OutputExistsError(RuralcovError, FileExistsError):
+    """The run folder already holds a run and replacing it was not asked for (``--force``)."""
+
+
+def did_you_mean(name: object, candidates: object) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate to a misspelt name, else ``""``.
+
+    Case and surrounding blanks are ignored when comparing, because exported headers often
+    differ from the configuration only in those.
+
+    Examples
+    --------
+    >>> did_you_mean("downlod_mbps", ["lon", "lat", "download_mbps"])
+    " (did you mean 'download_mbps'?)"
+    """
+    import difflib
+
+    options = [str(c) for c in candidates]  # type: ignore[attr-defined]
+    by_key = {c.strip().lower(): c for c in reversed(options)}
+    hit = difflib.get_close_matches(str(name).strip().lower(), list(by_key), n=1, cutoff=0.6)
+    return f" (did you mean {by_key[hit[0]]!r}?)" if hit else ""

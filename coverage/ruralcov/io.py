@@ -30,7 +30,14 @@ import pyproj
 import shapely
 
 from ruralcov.crs import parse_crs, to_wgs84
-from ruralcov.errors import ConfigError, CRSError, InputError, RuralcovError, SchemaError
+from ruralcov.errors import (
+    ConfigError,
+    CRSError,
+    InputError,
+    RuralcovError,
+    SchemaError,
+    did_you_mean,
+)
 from ruralcov.validate import concat_issues, issue, no_issues, row_issues
 
 __all__ = ["SUPPORTED_FORMATS", "read_layer", "read_table", "sha256_file"]
@@ -229,7 +236,54 @@ def _existing(path: Path | str, name: str) -> Path:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{name}: file {path} not found")
+    if path.is_file():
+        _check_content(path, name)
     return path
+
+
+# Leading bytes of the binary formats, and the extensions each may carry.
+_MAGIC = (
+    (b"PAR1", "Parquet", (*_PARQUET_SUFFIXES,)),
+    (b"SQLite format 3\0", "GeoPackage (SQLite)", (".gpkg",)),
+    (b"PK\x03\x04", "zip archive (zipped Shapefile or xlsx)", (".zip", *_EXCEL_SUFFIXES)),
+    (b"fgb\x03", "FlatGeobuf", (".fgb",)),
+    (b"\x00\x00\x27\x0a", "Shapefile", (".shp",)),
+)
+_RENAME = {"Parquet": ".parquet", "GeoPackage (SQLite)": ".gpkg", "FlatGeobuf": ".fgb"}
+
+
+def _check_content(path: Path, name: str) -> None:
+    """Refuse an empty file and one whose content contradicts its extension.
+
+    A file renamed to the wrong extension would otherwise fail deep in a reader with a message
+    about encodings or layers; naming the real format tells the user what to rename it to.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if not head.strip(b" \t\r\n\xef\xbb\xbf"):
+        raise InputError(
+            f"{name}: {path} is empty; export the data again (a file of 0 bytes or only "
+            "blank lines has no rows to read)"
+        )
+    suffix = path.suffix.lower()
+    for magic, label, suffixes in _MAGIC:
+        if head.startswith(magic):
+            if suffix not in suffixes:
+                fix = _RENAME.get(label)
+                hint = f"rename it to {path.stem}{fix}" if fix else "give it its real extension"
+                raise InputError(
+                    f"{name}: {path} has the extension {suffix or '(none)'!r} but holds "
+                    f"{label} data; {hint}"
+                )
+            return
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    binary = (*_PARQUET_SUFFIXES, ".gpkg", ".fgb", ".zip", *_EXCEL_SUFFIXES)
+    if suffix in binary and stripped[:1] in (b"{", b"[") and b"\0" not in head:
+        # Anything else unreadable is left to the reader, whose error carries the cause.
+        raise InputError(
+            f"{name}: {path} has the extension {suffix!r} but holds GeoJSON/JSON text; "
+            f"rename it to {path.stem}.geojson (or .json)"
+        )
 
 
 def _read_any(
@@ -316,8 +370,10 @@ def _check_columns(wanted: list[str] | None, available: list[str], path: Path, n
         return
     missing = [c for c in wanted if c not in available]
     if missing:
+        hints = "".join(did_you_mean(m, available) for m in missing)
         raise SchemaError(
-            f"{name}: {path} lacks column(s) {missing}; available columns are {list(available)}. "
+            f"{name}: {path} lacks column(s) {missing}{hints}; available columns are "
+            f"{list(available)}. "
             f"Rename the column in the file or set the column name in the configuration"
         )
 

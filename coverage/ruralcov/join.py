@@ -12,6 +12,8 @@ and the rule does not depend on file order.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import shapely
 from numpy.typing import ArrayLike, NDArray
@@ -24,7 +26,11 @@ def _tree(geoms: NDArray[np.object_]) -> tuple[shapely.STRtree, NDArray[np.intp]
 
 
 def assign_points(
-    points: ArrayLike, polygons: ArrayLike, *, priority: ArrayLike | None = None
+    points: ArrayLike,
+    polygons: ArrayLike,
+    *,
+    priority: ArrayLike | None = None,
+    method: str = "auto",
 ) -> NDArray[np.intp]:
     """Position of the polygon each point falls in, or -1.
 
@@ -35,8 +41,12 @@ def assign_points(
     polygons
         Polygon or MultiPolygon geometries (missing or empty ones never match).
     priority
-        One number per polygon; a point covered by several polygons goes to the lowest.
-        Defaults to the polygon's position.
+        One number per polygon; a point covered by several polygons goes to the lowest (equal
+        priorities: the lowest position). Defaults to the polygon's position.
+    method
+        ``"tree"``: an STRtree query with GEOS predicates; ``"grid"``: a :class:`PolygonIndex`
+        (numba), same answers, much faster on many points; ``"auto"``: the grid from 5,000
+        points on.
 
     Examples
     --------
@@ -44,9 +54,24 @@ def assign_points(
     >>> assign_points(points([0.5, 1.0, 5.0], [0.5, 0.5, 5.0]), [box(0, 0, 1, 1), box(1, 0, 2, 1)])
     array([ 0,  0, -1])
     """
+    if method not in ("auto", "tree", "grid"):
+        raise ValueError(
+            f"`method` was {method!r} but is expected to be in ['auto', 'tree', 'grid']"
+        )
     pts = np.asarray(points, dtype=object)
     polys = np.asarray(polygons, dtype=object)
     prio = np.arange(len(polys)) if priority is None else np.asarray(priority)
+    if len(pts) == 0 or len(polys) == 0:
+        return np.full(len(pts), -1, dtype=np.intp)
+    if method == "grid" or (method == "auto" and len(pts) >= 5000):
+        return PolygonIndex(polys, priority=prio).assign(pts)
+    return _assign_tree(pts, polys, prio)
+
+
+def _assign_tree(
+    pts: NDArray[np.object_], polys: NDArray[np.object_], prio: NDArray
+) -> NDArray[np.intp]:
+    """:func:`assign_points` through an STRtree and GEOS's exact predicates."""
     out = np.full(len(pts), -1, dtype=np.intp)
     if len(pts) == 0 or len(polys) == 0:
         return out
@@ -56,8 +81,8 @@ def assign_points(
     if len(pt_idx) == 0:
         return out
     poly_idx = keep[tree_idx]
-    # Sort candidates by point, then priority; the first candidate of each point wins.
-    order = np.lexsort((prio[poly_idx], pt_idx))
+    # Sort candidates by point, then priority, then position; the first of each point wins.
+    order = np.lexsort((poly_idx, prio[poly_idx], pt_idx))
     pt_idx, poly_idx = pt_idx[order], poly_idx[order]
     first = np.r_[True, pt_idx[1:] != pt_idx[:-1]]
     out[np.flatnonzero(valid)[pt_idx[first]]] = poly_idx[first]
@@ -111,3 +136,178 @@ def nearest(
     pos[rows] = t_idx[first]
     dist[rows] = d[first]
     return pos, dist
+
+
+# --- the grid index: a fast, exact point-in-polygon engine -------------------------------------
+#
+# Cells of a regular grid over the polygons are of three kinds: cells no polygon edge comes near
+# (inside one polygon, or outside all) answer a point without any test; the others keep the
+# polygons whose edges touch them, sorted by priority, and test them with an exact
+# crossing-number test. "Exact" because every orientation sign the test uses is either proven
+# by Shewchuk's error bound or declared uncertain; points with an uncertain sign (on or within
+# rounding distance of an edge or vertex) are handed to GEOS through the STRtree path above,
+# which is exact too. The index therefore answers every point exactly as ``assign_points`` with
+# ``method="tree"`` does.
+
+#: Results of the kernel: a polygon position, or one of these.
+_OUTSIDE, _UNCERTAIN = -1, -3
+
+
+def _kernels() -> Any:
+    """The numba kernels (compiled on first use, then loaded from numba's on-disk cache)."""
+    from ruralcov import _kernels
+
+    return _kernels
+
+
+class PolygonIndex:
+    """A grid index over village polygons that assigns millions of points per second, exactly.
+
+    Built once from the polygons and their priorities; :meth:`assign_xy` then answers
+    coordinate arrays with the same result as :func:`assign_points` (``method="tree"``): the
+    covering polygon with the lowest priority, or -1. Ties in priority go to the lowest position.
+    Coordinates must be in the CRS of the polygons.
+
+    Examples
+    --------
+    >>> from shapely import box
+    >>> index = PolygonIndex([box(0, 0, 1, 1), box(1, 0, 2, 1)])
+    >>> index.assign_xy(np.array([0.5, 1.0, 5.0]), np.array([0.5, 0.5, 5.0])).tolist()
+    [0, 0, -1]
+    """
+
+    def __init__(
+        self,
+        polygons: ArrayLike,
+        *,
+        priority: ArrayLike | None = None,
+        cells_per_edge: float = 8.0,
+        max_cells: int = 1 << 25,
+    ) -> None:
+        polys = np.asarray(polygons, dtype=object)
+        self.polygons = polys
+        self.priority = np.arange(len(polys)) if priority is None else np.asarray(priority)
+        if len(self.priority) != len(polys):
+            raise ValueError("`priority` must have one value per polygon")
+        types = shapely.get_type_id(polys)
+        keep = np.flatnonzero(
+            ~(shapely.is_missing(polys) | shapely.is_empty(polys)) & np.isin(types, (3, 6))
+        )
+        # Anything that is not a (Multi)Polygon is left to the STRtree, like before.
+        self._others = np.setdiff1d(
+            np.flatnonzero(~(shapely.is_missing(polys) | shapely.is_empty(polys))), keep
+        )
+        self.keep = keep.astype(np.int64)
+        self._grid_ok = len(keep) > 0
+        if not self._grid_ok:
+            return
+        kind, coords, offsets = shapely.to_ragged_array(shapely.force_2d(polys[keep]))
+        if len(offsets) == 3:  # MultiPolygons: rings, parts, polygons
+            ring_off, part_ring, poly_part = offsets
+        else:  # Polygons only: each polygon is one part
+            ring_off, part_ring = offsets
+            poly_part = np.arange(len(keep) + 1)
+        self._xs = np.ascontiguousarray(coords[:, 0], dtype=np.float64)
+        self._ys = np.ascontiguousarray(coords[:, 1], dtype=np.float64)
+        self._ring_off = ring_off.astype(np.int64)
+        self._part_ring = part_ring.astype(np.int64)
+        self._poly_part = poly_part.astype(np.int64)
+        # Dense rank by (priority, position): the order in which covering polygons win.
+        order = np.lexsort((keep, self.priority[keep]))
+        rank = np.empty(len(keep), dtype=np.int64)
+        rank[order] = np.arange(len(keep))
+        self._rank = rank
+        bbox = shapely.bounds(polys[keep])
+        self._bbox = np.ascontiguousarray(bbox)
+        x0, y0 = bbox[:, 0].min(), bbox[:, 1].min()
+        x1, y1 = bbox[:, 2].max(), bbox[:, 3].max()
+        n_edges = len(self._xs)
+        n_cells = int(min(max(cells_per_edge * n_edges, 1024), max_cells))
+        w, h = max(x1 - x0, 1e-12), max(y1 - y0, 1e-12)
+        cs = float(np.sqrt(w * h / n_cells))
+        cs = max(cs, w / 65536, h / 65536, 1e-12)
+        # One cell of slack on each side so that no polygon touches the grid's border.
+        self._gx0, self._gy0, self._cs = x0 - cs, y0 - cs, cs
+        self._nx = int(np.floor(w / cs)) + 3
+        self._ny = int(np.floor(h / cs)) + 3
+        self._build()
+
+    def _build(self) -> None:
+        k = _kernels()
+        # Ring -> compact polygon id.
+        part_of_ring = np.repeat(np.arange(len(self._part_ring) - 1), np.diff(self._part_ring))
+        poly_of_part = np.repeat(np.arange(len(self._poly_part) - 1), np.diff(self._poly_part))
+        ring_poly = poly_of_part[part_of_ring].astype(np.int64)
+        margin = 1e-3 * self._cs
+        args = (self._xs, self._ys, self._ring_off, ring_poly, self._gx0, self._gy0, self._cs,
+                self._nx, self._ny, margin)
+        empty_i64 = np.empty(0, dtype=np.int64)
+        n = k.rasterize(*args, empty_i64, empty_i64, True)
+        cells = np.empty(n, dtype=np.int64)
+        pids = np.empty(n, dtype=np.int64)
+        k.rasterize(*args, cells, pids, False)
+        n_cells = self._nx * self._ny
+        slot_cells, slot_start, cand_rank = k.build_slots(cells, pids, self._rank, n_cells)
+        del cells, pids
+        cand = np.argsort(self._rank)[cand_rank]
+        state = np.full(n_cells, -1, dtype=np.int32)
+        state[slot_cells] = -(np.arange(len(slot_cells), dtype=np.int32) + 2)
+        slot_owner = np.full(len(slot_cells), -1, dtype=np.int64)
+        ok = k.fill(state, slot_start, cand, slot_owner, self._rank, self._bbox, self._gx0,
+                    self._gy0, self._cs, self._nx, self._ny, self._xs, self._ys,
+                    self._ring_off, self._part_ring, self._poly_part)
+        if not ok:  # pragma: no cover - cannot happen with the margin used
+            self._grid_ok = False
+            return
+        # Cells whose owner outranks every edge-touching polygon need no test at all.
+        first = cand[slot_start[:-1]]
+        direct = (slot_owner >= 0) & (self._rank[np.maximum(slot_owner, 0)] < self._rank[first])
+        state[slot_cells[direct]] = slot_owner[direct].astype(np.int32)
+        self._state, self._slot_start, self._cand = state, slot_start, cand
+        self._slot_owner = slot_owner
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the grid arrays."""
+        if not self._grid_ok:
+            return 0
+        return sum(a.nbytes for a in (self._state, self._slot_start, self._cand, self._slot_owner,
+                                      self._xs, self._ys))
+
+    def assign_xy(self, x: ArrayLike, y: ArrayLike) -> NDArray[np.intp]:
+        """Position of the polygon covering each point ``(x, y)``, or -1 (also for NaN)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        out = np.full(len(x), _OUTSIDE, dtype=np.int64)
+        if len(x) == 0:
+            return out.astype(np.intp)
+        if self._grid_ok:
+            _kernels().assign(
+                x, y, out, self._state, self._slot_start, self._cand, self._slot_owner,
+                self._rank, self.keep, self._gx0, self._gy0, self._cs, self._nx, self._ny,
+                self._xs, self._ys, self._ring_off, self._part_ring, self._poly_part,
+            )
+        # Points near a boundary, and any non-polygon geometries, are settled by GEOS.
+        redo = out == _UNCERTAIN
+        if len(self._others) or not self._grid_ok:
+            redo |= np.isfinite(x) & np.isfinite(y)
+        if redo.any():
+            idx = np.flatnonzero(redo)
+            out[idx] = _assign_tree(shapely.points(x[idx], y[idx]), self.polygons,
+                                    self.priority)
+        return out.astype(np.intp)
+
+    def assign(self, points: ArrayLike) -> NDArray[np.intp]:
+        """Like :meth:`assign_xy` for geometries; non-point geometries go through the STRtree."""
+        pts = np.asarray(points, dtype=object)
+        out = np.full(len(pts), -1, dtype=np.intp)
+        missing = shapely.is_missing(pts)
+        is_point = ~missing & (shapely.get_type_id(pts) == 0) & ~shapely.is_empty(pts)
+        if is_point.any():
+            sel = np.flatnonzero(is_point)
+            out[sel] = self.assign_xy(shapely.get_x(pts[sel]), shapely.get_y(pts[sel]))
+        other = ~missing & ~is_point
+        if other.any():
+            sel = np.flatnonzero(other)
+            out[sel] = _assign_tree(pts[sel], self.polygons, self.priority)
+        return out

@@ -18,8 +18,14 @@ import shapely
 
 from ruralcov import io
 from ruralcov.classify import parse_yes_no
-from ruralcov.config import BoundariesConfig, Config, FibreConfig, SpeedConfig
-from ruralcov.errors import SchemaError
+from ruralcov.config import (
+    BoundariesConfig,
+    Config,
+    FibreConfig,
+    SpeedConfig,
+    VillagesConfig,
+)
+from ruralcov.errors import SchemaError, did_you_mean
 from ruralcov.schema import LEVELS, apply_register, cn_nbs_code_problems, normalise_codes
 from ruralcov.validate import concat_issues, dropped_counts, issue, no_issues, row_issues
 
@@ -102,6 +108,14 @@ def clean_polygons(
     kinds = pd.Series(shapely.get_type_id(values), index=geoms.index)
     polygonal = kinds.isin([3, 6]).to_numpy()  # Polygon, MultiPolygon
     wrong = ~missing & ~polygonal
+    if wrong.any() and not polygonal.any():
+        found = sorted(set(shapely.get_type(values[wrong]).tolist())) if hasattr(
+            shapely, "get_type") else sorted({g.geom_type for g in values[wrong]})
+        raise SchemaError(
+            f"{layer}: every geometry is a {'/'.join(found)}, none a Polygon or MultiPolygon; "
+            "a village needs its boundary polygon to say which assets and tests lie inside it. "
+            "Give the village polygons (a [boundaries] file or a polygon layer)"
+        )
     invalid = ~missing & polygonal & ~shapely.is_valid(values)
     if invalid.any():
         fixed = shapely.make_valid(values[invalid])
@@ -171,9 +185,12 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
         kind=v.kind,
         layer=f"villages ({v.path.name})",
     )
+    _require_villages(std, frame, v)
     # The register row each village came from, so auditors can find it in their own file.
     std["source_row"] = np.arange(1, len(std) + 1)
     keep, dup_issues = _flag_duplicates(std["village_code"], layer=layer, what="register entry")
+    if config.boundaries is None:  # clean_polygons below reports them, with the code
+        read_issues = read_issues[read_issues["reason"] != "missing_geometry"]
     issues = [read_issues, dup_issues]
     if v.register == "cn-nbs":
         bad = cn_nbs_code_problems(std["village_code"]) & keep
@@ -187,6 +204,7 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
                 "its township/county/city/province codes may be wrong",
             )
         )
+    issues.append(_parent_mismatch(std, frame, v, keep, layer))
     geometry = gpd.GeoSeries(frame.geometry.values, index=frame.index, crs="EPSG:4326")
     if config.boundaries is None:
         geometry, geo_issues = clean_polygons(
@@ -250,7 +268,8 @@ def load_boundaries(b: BoundariesConfig, register_codes: pd.Series) -> Loaded:
     geometry, geo_issues = clean_polygons(frame.geometry, layer=layer, codes=codes, drop=True)
     issues = concat_issues(
         [
-            read_issues.assign(dropped=False),
+            # clean_polygons reports missing geometries again, with the code: keep that one
+            read_issues[read_issues["reason"] != "missing_geometry"].assign(dropped=False),
             dup_issues,
             row_issues(
                 unknown,
@@ -276,7 +295,8 @@ def _status_mask(frame: pd.DataFrame, f: FibreConfig, layer: str) -> pd.Series:
         return pd.Series(True, index=frame.index)
     if f.status not in frame.columns:
         raise SchemaError(
-            f"{layer}: status column {f.status!r} not found in {f.path}; the file has "
+            f"{layer}: status column {f.status!r} not found in {f.path}"
+            f"{did_you_mean(f.status, frame.columns)}; the file has "
             f'{list(frame.columns)[:20]}. Set status = "" if every asset is operational.'
         )
     allowed = {s.strip().lower() for s in f.operational}
@@ -361,7 +381,8 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
     id_col = f.id if f.id in frame.columns else None
     if id_col is None and f.kind != "ofds":
         raise SchemaError(
-            f"{layer}: id column {f.id!r} not found in {f.path}; the file has "
+            f"{layer}: id column {f.id!r} not found in {f.path}"
+            f"{did_you_mean(f.id, frame.columns)}; the file has "
             f"{list(frame.columns)[:20]}"
         )
     ids = (
@@ -402,6 +423,19 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
                 dropped=True,
                 message=f"geometry is not a {expected}; left out",
             ),
+            row_issues(
+                _unknown_status(frame, f) & ~missing & ~wrong,
+                layer=layer,
+                reason="unknown_status",
+                codes=ids,
+                message=(
+                    f"status {f.status!r} = "
+                    + (frame[f.status].astype(str) if f.status in frame.columns else "")
+                    + f" is neither operational {list(f.operational)} nor a known "
+                    "not-operational value; the asset is not counted (add the value to "
+                    "operational if it means in service)"
+                ),
+            ),
         ]
     )
     usable = ~missing & ~wrong
@@ -441,15 +475,34 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
     )
     if s.download not in frame.columns:
         raise SchemaError(
-            f"speed: download column {s.download!r} not found in {s.path}; "
+            f"speed: download column {s.download!r} not found in {s.path}"
+            f"{did_you_mean(s.download, frame.columns)}; "
             f'the file has {list(frame.columns)[:20]}. Set download = "..." in [speed]'
         )
     download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
     no_geom = frame.geometry.isna() | frame.geometry.is_empty
     bad = download.isna() & ~no_geom
     negative = (download < 0) & ~no_geom
+    absurd = _absurd_speed(download) & ~no_geom
+    duplicate = _duplicate_tests(frame) & ~(no_geom | bad | negative | absurd)
     issues = [
         read_issues.assign(dropped=read_issues["row"].notna()),
+        row_issues(
+            absurd,
+            layer=layer,
+            reason="absurd_speed",
+            dropped=True,
+            message=f"{s.download!r} is above {MAX_PLAUSIBLE_MBPS:,.0f} Mbps (10 Gbit/s), "
+            "beyond any access line; probably kbit/s or bit/s instead of Mbit/s",
+        ),
+        row_issues(
+            duplicate,
+            layer=layer,
+            reason="duplicate_test",
+            dropped=True,
+            message="exact copy of an earlier row (every column and the location); "
+            "counted once",
+        ),
         row_issues(
             no_geom & ~read_issues_mask(read_issues, len(frame)),
             layer=layer,
@@ -513,7 +566,7 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
                     "devices are unknown and min_devices is not applied",
                 )
             )
-    usable = ~(no_geom | bad | negative)
+    usable = ~(no_geom | bad | negative | absurd | duplicate)
     all_issues = concat_issues(issues)
     gdf = gpd.GeoDataFrame(out[usable], geometry=frame.geometry[usable], crs="EPSG:4326")
     gdf.attrs["has_device"] = bool(s.device and s.device in frame.columns)
@@ -528,3 +581,133 @@ def read_issues_mask(read_issues: pd.DataFrame, n: int) -> pd.Series:
     rows = read_issues["row"].dropna().to_numpy(dtype=np.int64)
     mask[rows[(rows >= 1) & (rows <= n)] - 1] = True
     return pd.Series(mask)
+
+
+#: Download speeds above this (Mbit/s) are rejected: 10 Gbit/s is beyond any access line
+#: (XGS-PON delivers 10 Gbit/s shared), so such values are unit mistakes (kbit/s, bit/s).
+MAX_PLAUSIBLE_MBPS = 10_000.0
+
+
+def _absurd_speed(download: pd.Series) -> pd.Series:
+    """Row check: download speed above :data:`MAX_PLAUSIBLE_MBPS`."""
+    return (download > MAX_PLAUSIBLE_MBPS).fillna(False)
+
+
+def _duplicate_tests(frame: gpd.GeoDataFrame) -> pd.Series:
+    """Row check: an exact copy of an earlier row (all attributes and the location).
+
+    Exports that are appended twice or merged from overlapping queries repeat rows; counted
+    twice they would inflate ``tests`` and could lift a village over ``min_tests``.
+    """
+    attrs = pd.DataFrame(frame.drop(columns=frame.geometry.name)).astype("string")
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    present = ~pd.isna(geoms)
+    wkb = np.full(len(frame), None, dtype=object)
+    wkb[present] = shapely.to_wkb(geoms[present], hex=True)
+    key = attrs.assign(__wkb=wkb)
+    return pd.Series(key.duplicated(keep="first").to_numpy(), index=frame.index)
+
+
+#: Status values known to mean "not (yet / any more) in service". A value in neither this list
+#: nor ``operational`` is reported as ``unknown_status``: it may be a typo of an operational
+#: value ("in servce") that silently removes an asset from the count.
+NOT_OPERATIONAL_STATUSES = frozenset(
+    {
+        "planned", "proposed", "design", "designed", "under_construction", "construction",
+        "in_construction", "decommissioned", "retired", "removed", "abandoned", "inactive",
+        "out_of_service", "damaged", "disused", "faulty",
+        "规划", "计划", "在建", "建设中", "拆除", "停用", "废弃", "故障",
+    }
+)
+
+
+def _unknown_status(frame: pd.DataFrame, f: FibreConfig) -> pd.Series:
+    """Row check: a status value that is neither operational nor known as not operational."""
+    if not f.status or f.status not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    text = frame[f.status].astype("string").str.strip().str.lower()
+    norm = text.str.replace(r"[\s\-]+", "_", regex=True)
+    allowed = {s.strip().lower() for s in f.operational}
+    known = norm.isin(NOT_OPERATIONAL_STATUSES) | text.isin(allowed) | norm.isin(allowed)
+    return (~known & text.notna()).fillna(False).astype(bool)
+
+
+def _require_villages(std: pd.DataFrame, frame: pd.DataFrame, v: VillagesConfig) -> None:
+    """Stop when the register has no rows or no administrative village: every share would be
+    empty, which is never what the user meant."""
+    if len(std) == 0:
+        raise SchemaError(
+            f"villages: {v.path} has a header but no data rows; the register must list one "
+            "row per village-level unit"
+        )
+    if (std["kind"] == "village").any():
+        return
+    if v.register == "cn-nbs":
+        fix = (
+            f"with register = \"cn-nbs\" administrative villages are the rows whose "
+            f"{v.name!r} ends in 村委会 or 村民委员会; check the name column, or use "
+            f'register = "generic" with a kind column'
+        )
+    elif v.kind:
+        found = frame[v.kind].astype("string").str.strip().value_counts().head(5).to_dict()
+        fix = (
+            f"the {v.kind!r} column must say 'village' for administrative villages "
+            f"('community' for urban committees); it holds {found}"
+        )
+    else:  # pragma: no cover - without a kind column every row is a village
+        fix = "set kind = \"...\" in [villages]"
+    raise SchemaError(
+        f"villages: none of the {len(std)} rows of {v.path} is an administrative village "
+        f"(kind 'village'), so there is no denominator; {fix}"
+    )
+
+
+def _parent_mismatch(
+    std: pd.DataFrame, frame: pd.DataFrame, v: VillagesConfig, keep: pd.Series, layer: str
+) -> pd.DataFrame:
+    """Row check: a village code whose prefix disagrees with its township/county code.
+
+    cn-nbs: level columns named in ``levels`` are compared with the levels the 12-digit code
+    implies (the code's are used). generic: only when the codes are hierarchical (at least 90 %
+    of rows start with their level's code) are the other rows flagged.
+    """
+    codes = std["village_code"]
+    found = [no_issues()]
+    for level, col in v.levels.items():
+        if v.register == "cn-nbs":
+            if col not in frame.columns:
+                raise SchemaError(
+                    f"villages: level column {col!r} not found{did_you_mean(col, frame.columns)}; "
+                    f"the file has {list(frame.columns)[:20]}"
+                )
+            given = normalise_codes(frame[col]).astype("string")
+            implied = std[f"{level}_code"].astype("string")
+            ok12 = ~cn_nbs_code_problems(codes)
+            bad = (keep & ok12 & given.notna() & (given != implied)).fillna(False)
+            message = (
+                "code implies " + level + " " + implied.fillna("") + " but the " + col
+                + " column says " + given.fillna("") + "; the code's prefix is used"
+            )
+        else:
+            parent = std.get(f"{level}_code")
+            if parent is None:
+                continue
+            text, par = codes.astype("string"), parent.astype("string")
+            both = (keep & text.notna() & par.notna()).fillna(False)
+            starts = pd.Series(
+                [bool(c.startswith(p)) if b else False for c, p, b in zip(
+                    text.fillna(""), par.fillna(""), both, strict=True)],
+                index=std.index,
+            )
+            if not both.any() or starts[both].mean() < 0.9:
+                continue  # codes are not hierarchical: nothing to compare
+            bad = both & ~starts
+            message = (
+                "code does not start with its " + level + " code " + par.fillna("")
+                + " as the other codes of this register do"
+            )
+        found.append(
+            row_issues(bad, layer=layer, reason="code_parent_mismatch", codes=codes,
+                       message=message.astype(object))
+        )
+    return concat_issues(found)

@@ -48,6 +48,9 @@ class CoverageResult:
     fibre_routes: gpd.GeoDataFrame
     #: The metric CRS distances were computed in (EPSG code or PROJ string).
     metric_crs: str
+    #: Overrides applied from the corrections ledger (corrections.APPLIED_COLUMNS); empty
+    #: when none is configured.
+    corrections: pd.DataFrame | None = None
 
 
 def _empty_assets() -> gpd.GeoDataFrame:
@@ -62,6 +65,175 @@ def _empty_assets() -> gpd.GeoDataFrame:
         },
         geometry=gpd.GeoSeries([], crs="EPSG:4326"),
     )
+
+
+def _speed_tests(
+    config: Config, villages: gpd.GeoDataFrame, code_rank: np.ndarray, target: np.ndarray
+) -> Any:
+    """Per-village speed statistics by the configured engine; None when the stream cannot
+    read the input (the caller then loads the whole file)."""
+    from ruralcov import stream
+
+    run = config.run
+    if run.engine == "dask":
+        from ruralcov.distributed import dask_speed_tests
+
+        return dask_speed_tests(config, villages.geometry.values, priority=code_rank,
+                                target_mbps=target)
+    if not stream.supports(config.speed):
+        return None
+    index = join.PolygonIndex(villages.geometry.values, priority=code_rank)
+    return stream.stream_speed_tests(config.speed, index, n_villages=len(villages),
+                                     target_mbps=target, buffer_mb=run.buffer_mb)
+
+
+def _speed_tests_loaded(
+    config: Config, villages: gpd.GeoDataFrame, code_rank: np.ndarray, target: np.ndarray,
+    issues: list[pd.DataFrame], records: list[InputRecord],
+) -> pd.DataFrame:
+    """The speed tests read whole by the loader (formats the stream does not read)."""
+    tests = load_speed_tests(config.speed)
+    village_of_test = join.assign_points(
+        tests.frame.geometry.values, villages.geometry.values, priority=code_rank
+    )
+    outside = village_of_test < 0
+    issues.append(concat_issues(
+        [tests.issues,
+         row_issues(outside, layer="speed", reason="outside_villages", dropped=True,
+                    rows=tests.frame["row"].to_numpy(),
+                    message="speed test lies outside every village polygon")]
+    ))
+    records.append(
+        InputRecord(
+            layer="speed", path=tests.record.path, sha256=tests.record.sha256,
+            rows_read=tests.record.rows_read,
+            rows_used=tests.record.rows_used - int(outside.sum()),
+            dropped={**tests.record.dropped,
+                     **({"outside_villages": int(outside.sum())} if outside.any() else {})},
+        )
+    )
+    t = tests.frame
+    return classify.speed_statistics(
+        village_of_test,
+        t["download_mbps"].to_numpy(),
+        n_villages=len(villages),
+        target_mbps=target,
+        upload=t["upload_mbps"].to_numpy(),
+        latency=t["latency_ms"].to_numpy(),
+        device=t["device_id"].to_numpy() if t.attrs.get("has_device") else None,
+    )
+
+
+def _ookla_tiles(
+    config: Config, villages: gpd.GeoDataFrame, code_rank: np.ndarray, metric: Any,
+    issues: list[pd.DataFrame], records: list[InputRecord],
+) -> pd.DataFrame:
+    """Per-village statistics from Ookla open-data tiles (:mod:`ruralcov.ookla`)."""
+    from ruralcov import ookla
+
+    speed = config.speed
+    assert speed is not None
+    tiles = ookla.load_tiles(speed)
+    assignment = ookla.assign_tiles(
+        tiles.frame.geometry.values, villages.geometry.values,
+        method=speed.assignment or "centroid", priority=code_rank, metric_crs=metric,
+    )
+    outside = ~np.isin(np.arange(len(tiles.frame)), assignment["tile"].to_numpy())
+    issues.append(concat_issues([tiles.issues, row_issues(
+        outside, layer="speed", reason="outside_villages", dropped=True,
+        rows=tiles.frame["row"].to_numpy(), message="tile lies outside every village polygon",
+    )]))
+    rec = tiles.record
+    n_out = int(outside.sum())
+    records.append(InputRecord(
+        layer="speed", path=rec.path, sha256=rec.sha256, rows_read=rec.rows_read,
+        rows_used=rec.rows_used - n_out,
+        dropped={**rec.dropped, **({"outside_villages": n_out} if n_out else {})},
+    ))
+    stats = ookla.tile_statistics(assignment, tiles.frame, n_villages=len(villages))
+    nan = np.full(len(villages), np.nan)
+    # Tiles carry means, not tests: the per-test columns stay empty, the means are added.
+    for col in ("download_median_mbps", "download_ci_low_mbps", "download_ci_high_mbps",
+                "upload_median_mbps", "latency_median_ms", "share_tests_at_target"):
+        stats[col] = nan
+    stats["speed_statistic"] = "tests_weighted_mean"
+    return stats
+
+
+def _capability(
+    config: Config, villages: gpd.GeoDataFrame, target: np.ndarray,
+    issues: list[pd.DataFrame], records: list[InputRecord],
+) -> gpd.GeoDataFrame:
+    """Capability records joined by code and the five-way class (:mod:`ruralcov.capability`)."""
+    from ruralcov import capability as cap
+
+    loaded = []
+    for i, source in enumerate(config.capability):
+        one = cap.load_capability(source, i, villages["village_code"])
+        issues.append(one.issues)
+        records.append(one.record)
+        loaded.append(one.frame)
+    best = cap.village_capability(pd.concat(loaded, ignore_index=True), villages["village_code"])
+    for col in best.columns:
+        villages[col] = best[col].to_numpy()
+    measured = villages["speed_class"].to_numpy(dtype=object)
+    if config.speed is None:  # no measurement at all: nothing is measured to meet
+        measured = np.full(len(villages), "insufficient_data", dtype=object)
+    villages["measured_class"] = measured
+    classes, cap_class = cap.five_way_class(measured, villages["capability_download_mbps"],
+                                            target)
+    villages["capability_class"] = cap_class
+    villages["speed_class"] = classes
+    basis = config.run.speed_basis or cap.DEFAULT_BASIS
+    villages["speed_basis"] = basis
+    villages["speed_counts"] = cap.counts_for_basis(classes, basis)
+    villages["meets_targets"] = villages["fibre"].astype(bool) & villages["speed_counts"]
+    return villages
+
+
+def _check_positions(
+    config: Config, villages: gpd.GeoDataFrame, fibre_points: gpd.GeoDataFrame | None
+) -> pd.DataFrame:
+    """Swapped lon/lat (error) and GCJ-02 declared as WGS 84 (warning), per point layer:
+    the fibre access points, or (``fibre_points`` None) a sample of the speed tests."""
+    from ruralcov.validate import check_positions, speed_sample
+
+    polys = villages.geometry.values
+    found = []
+    if fibre_points is None:
+        sample = speed_sample(config.speed)
+        if sample is not None and config.speed is not None:
+            found.append(check_positions(*sample, villages=polys, layer="speed",
+                                         path=config.speed.path, crs=config.speed.crs))
+    else:
+        for i, f in enumerate(config.fibre):
+            pts = fibre_points[fibre_points["source"] == f"fibre[{i}]"].geometry
+            if len(pts):
+                found.append(check_positions(pts.x.to_numpy(), pts.y.to_numpy(), villages=polys,
+                                             layer=f"fibre[{i}]", path=f.path, crs=f.crs))
+    return concat_issues(found)
+
+
+def _corrections(
+    config: Config, villages: gpd.GeoDataFrame, issues: list[pd.DataFrame],
+    records: list[InputRecord],
+) -> tuple[gpd.GeoDataFrame, pd.DataFrame | None]:
+    """The corrections ledger applied after classification (``[corrections]``), if any."""
+    from ruralcov import corrections as ledger_mod
+    from ruralcov.io import sha256_file
+
+    c = config.corrections
+    if c is None or c.path is None:
+        villages["corrections"] = None
+        return villages, None
+    ledger = ledger_mod.check_ledger(
+        ledger_mod.read_ledger(c), villages["village_code"], path=c.path
+    )
+    out, applied = ledger_mod.apply_corrections(villages, ledger)
+    issues.append(ledger_mod.applied_issues(applied))
+    records.append(InputRecord(layer="corrections", path=c.path, sha256=sha256_file(c.path),
+                               rows_read=len(ledger), rows_used=len(ledger)))
+    return gpd.GeoDataFrame(out, geometry=villages.geometry, crs=villages.crs), applied
 
 
 def analyse(config: Config, *, progress: Callable[[str], None] | None = None) -> CoverageResult:
@@ -115,6 +287,7 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
             routes.append(frame[frame["role"] == "routes"].drop(columns="role"))
     fibre_points = pd.concat(points, ignore_index=True)
     fibre_routes = pd.concat(routes, ignore_index=True)
+    issues.append(_check_positions(config, villages, fibre_points))
     op_points = fibre_points[fibre_points["operational"].astype(bool)]
     op_routes = fibre_routes[fibre_routes["operational"].astype(bool)]
     evidence = classify.fibre_evidence(
@@ -133,49 +306,17 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
     target = np.where(
         kind == "community", targets.community_download_mbps, targets.village_download_mbps
     ).astype(float)
-    if config.speed is not None:
-        tests = load_speed_tests(config.speed)
-        village_of_test = join.assign_points(
-            tests.frame.geometry.values, villages.geometry.values, priority=code_rank
-        )
-        outside = village_of_test < 0
-        tests_issues = concat_issues(
-            [
-                tests.issues,
-                row_issues(
-                    outside,
-                    layer="speed",
-                    reason="outside_villages",
-                    dropped=True,
-                    rows=tests.frame["row"].to_numpy(),
-                    message="speed test lies outside every village polygon",
-                ),
-            ]
-        )
-        issues.append(tests_issues)
-        records.append(
-            InputRecord(
-                layer="speed",
-                path=tests.record.path,
-                sha256=tests.record.sha256,
-                rows_read=tests.record.rows_read,
-                rows_used=tests.record.rows_used - int(outside.sum()),
-                dropped={
-                    **tests.record.dropped,
-                    **({"outside_villages": int(outside.sum())} if outside.any() else {}),
-                },
-            )
-        )
-        t = tests.frame
-        stats = classify.speed_statistics(
-            village_of_test,
-            t["download_mbps"].to_numpy(),
-            n_villages=len(villages),
-            target_mbps=target,
-            upload=t["upload_mbps"].to_numpy(),
-            latency=t["latency_ms"].to_numpy(),
-            device=t["device_id"].to_numpy() if t.attrs.get("has_device") else None,
-        )
+    if config.speed is not None and config.speed.kind == "ookla_tiles":
+        stats = _ookla_tiles(config, villages, code_rank, metric, issues, records)
+    elif config.speed is not None:
+        issues.append(_check_positions(config, villages, None))
+        streamed = _speed_tests(config, villages, code_rank, target)
+        if streamed is not None:
+            issues.append(streamed.issues)
+            records.append(streamed.record)
+            stats = streamed.stats
+        else:  # a format the stream does not read: the whole file through the loader
+            stats = _speed_tests_loaded(config, villages, code_rank, target, issues, records)
     else:
         stats = classify.speed_statistics(
             np.empty(0, dtype=np.intp), np.empty(0), n_villages=len(villages), target_mbps=target
@@ -196,7 +337,16 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         min_tests=speed.min_tests if speed else 1,
         min_devices=speed.min_devices if speed else 0,
     )
+    if speed is not None and speed.kind == "ookla_tiles":  # classed on the weighted mean
+        villages["speed_class"] = classify.speed_class(
+            villages["tests_weighted"], villages["devices_weighted"],
+            villages["download_mean_mbps"], target,
+            min_tests=speed.min_tests, min_devices=speed.min_devices,
+        )
     villages["meets_targets"] = villages["fibre"] & (villages["speed_class"] == "meets")
+    if config.capability:
+        villages = _capability(config, villages, target, issues, records)
+    villages, corrections = _corrections(config, villages, issues, records)
     for col in VILLAGE_COLUMNS:  # levels the register lacks stay as empty columns
         if col not in villages.columns:
             villages[col] = None
@@ -223,6 +373,12 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         "below_speed": table[in_scope & (table["speed_class"] == "below")],
         "insufficient_data": table[in_scope & (table["speed_class"] == "insufficient_data")],
     }
+    if config.capability:  # five-way classes: "below" is whatever does not count
+        from ruralcov.capability import discrepancies
+
+        gaps["below_speed"] = table[in_scope & ~table["speed_counts"].astype(bool)
+                                    & (table["speed_class"] != "insufficient_data")]
+        gaps.update(discrepancies(table))
     return CoverageResult(
         config=config,
         villages=villages,
@@ -234,4 +390,5 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         fibre_points=fibre_points,
         fibre_routes=fibre_routes,
         metric_crs=metric.to_string(),
+        corrections=corrections,
     )

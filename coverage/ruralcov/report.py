@@ -52,16 +52,18 @@ import numpy as np
 import pandas as pd
 
 from ruralcov.config import config_to_dict, dump_config
-from ruralcov.errors import ConfigError, RuralcovError
+from ruralcov.errors import ConfigError, OutputExistsError, RuralcovError
 from ruralcov.pipeline import CoverageResult
 from ruralcov.schema import LEVELS, SUMMARY_COLUMNS, VILLAGE_COLUMNS
 from ruralcov.validate import ISSUE_FIELDS
 
 __all__ = [
     "GAP_TABLES",
+    "add_report_section",
     "build_manifest",
     "headline_figures",
     "html_table",
+    "neutralise",
     "page",
     "render_report_html",
     "result_tables",
@@ -78,7 +80,9 @@ GAP_TABLES: dict[str, str] = {
     "insufficient_data": "gaps_insufficient_data",
 }
 
-_VERSIONED = ("numpy", "pandas", "geopandas", "shapely", "pyproj", "pyogrio", "pyarrow")
+_VERSIONED = (
+    "numpy", "pandas", "geopandas", "shapely", "pyproj", "pyogrio", "pyarrow", "xlsxwriter"
+)
 _XLSX_MAX_ROWS = 1_048_576  # Excel's hard limit, header included
 _TRUE, _FALSE = "TRUE", "FALSE"
 
@@ -160,8 +164,46 @@ def result_tables(result: CoverageResult) -> dict[str, pd.DataFrame]:
         if gap is None:
             gap = tables["villages"].iloc[0:0]
         tables[name] = _ordered(_plain(gap), VILLAGE_COLUMNS).reset_index(drop=True)
+    for key in ("fibre_but_slow", "fast_without_fibre"):  # only with capability records
+        if key in result.gaps:
+            tables[f"gaps_{key}"] = _ordered(
+                _plain(result.gaps[key]), VILLAGE_COLUMNS
+            ).reset_index(drop=True)
     tables["issues"] = _ordered(_plain(result.issues), ISSUE_FIELDS).reset_index(drop=True)
+    applied = getattr(result, "corrections", None)
+    if applied is not None and len(applied):  # the corrections ledger (ruralcov.corrections)
+        tables["corrections"] = _plain(applied).reset_index(drop=True)
     return tables
+
+
+#: First characters that make Excel, WPS or LibreOffice read a cell as a formula (or, for tab
+#: and CR, let a crafted cell start one after a re-import): OWASP "CSV injection".
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def neutralise(value: Any) -> Any:
+    """A text cell made safe against formula injection: a leading ``'`` when it starts
+    like a formula.
+
+    Only text is touched; a text cell that is a plain number (``"-3.5"``) stays as it is,
+    since spreadsheets read it as that number, never as a formula.
+
+    Examples
+    --------
+    >>> neutralise("=HYPERLINK(\"http://x\")"), neutralise("-3.5"), neutralise(-3.5)
+    ('\'=HYPERLINK("http://x")', '-3.5', -3.5)
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        if not _NUMBER.fullmatch(value):
+            return "'" + value
+    return value
+
+
+def _neutralised(series: pd.Series) -> pd.Series:
+    if series.dtype != object and not pd.api.types.is_string_dtype(series.dtype):
+        return series
+    return series.map(neutralise, na_action="ignore")
 
 
 def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
@@ -169,7 +211,7 @@ def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         series = out[col]
         if _is_code(col):
-            out[col] = _as_text(series)
+            out[col] = _neutralised(_as_text(series))
         elif _is_bool(series):
             out[col] = pd.Series(
                 [None if pd.isna(v) else (_TRUE if v else _FALSE) for v in series],
@@ -180,6 +222,8 @@ def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
             decimals = _decimals(col)
             if decimals is not None:
                 out[col] = series.round(decimals)
+        else:
+            out[col] = _neutralised(series)
     return out
 
 
@@ -220,7 +264,7 @@ def _display_width(value: Any) -> int:
 def _cell_values(series: pd.Series) -> list[Any]:
     """Python values xlsxwriter writes with the right cell type; None for missing."""
     if _is_code(str(series.name)):
-        return list(_as_text(series))
+        return [neutralise(v) for v in _as_text(series)]
     out: list[Any] = []
     for v in series.astype(object):
         if v is None or v is pd.NA or v is pd.NaT:
@@ -232,7 +276,7 @@ def _cell_values(series: pd.Series) -> list[Any]:
         elif isinstance(v, float | np.floating):
             out.append(None if not math.isfinite(v) else float(v))
         else:
-            out.append(str(v))
+            out.append(neutralise(str(v)))
     return out
 
 
@@ -317,7 +361,7 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
         about.set_column(1, 1, 100)
         for i, (key, value) in enumerate([*notes, *(("note", c) for c in cut)]):
             about.write_string(i, 0, key, header if i == 0 else None)
-            about.write(i, 1, value, header if i == 0 else None)
+            about.write(i, 1, neutralise(value), header if i == 0 else None)
     finally:
         workbook.close()
     return path
@@ -478,9 +522,17 @@ def _issue_counts(issues: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index().astype({"findings": "int64", "rows_dropped": "int64"})
 
 
-def render_report_html(result: CoverageResult, *, created: str | None = None) -> str:
+def render_report_html(
+    result: CoverageResult,
+    *,
+    created: str | None = None,
+    figures: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
+) -> str:
     """``report.html``: headline numbers, provenance, the county table sorted by gap, issue
-    counts, inputs and links into the run folder. Self-contained; every value is escaped."""
+    counts, inputs and links into the run folder. Self-contained; every value is escaped.
+
+    ``figures`` are ``(path relative to the run folder, caption)`` of static map PNGs
+    (:func:`ruralcov.maps.report_figures`), shown under "Maps"."""
     cfg = result.config
     f = headline_figures(result)
     target = f.get("fibre_target")
@@ -582,6 +634,24 @@ def render_report_html(result: CoverageResult, *, created: str | None = None) ->
             "summary tables</a> and the workbook.</p>"
         )
 
+    if figures:
+        parts.append('<h2>Maps</h2>\n<p>Interactive maps: <a href="maps/index.html">'
+                     "maps/index.html</a> (province map and one map per county).</p>")
+        parts.extend(
+            f'<figure><img src="{_e(src)}" alt="{_e(caption)}" style="max-width:100%">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+            for src, caption in figures
+        )
+
+    applied = getattr(result, "corrections", None)
+    if applied is not None and len(applied):
+        parts.append(f"<h2>Corrections applied ({len(applied)})</h2>")
+        parts.append(
+            "<p>Overrides from the corrections ledger, applied after classification; every "
+            'number above includes them. Also in <a href="tables/corrections.csv">'
+            "tables/corrections.csv</a> and the villages' <code>corrections</code> column.</p>"
+        )
+        parts.append(html_table(applied))
     parts.append("<h2>Input findings</h2>")
     counts = _issue_counts(result.issues)
     if counts.empty:
@@ -626,6 +696,27 @@ def render_report_html(result: CoverageResult, *, created: str | None = None) ->
     )
     parts.append("</ul>")
     return page(f"ruralcov report — {cfg.run.name}", "\n".join(parts))
+
+
+def add_report_section(path: Path | str, section_id: str, section_html: str) -> None:
+    """Put ``<section id="section_id">…</section>`` into an existing ``report.html``.
+
+    For steps that add to a finished run folder (``ruralcov plan``): an earlier section with
+    the same id is replaced, otherwise the section goes before the "Files" list (or at the end
+    of the body). ``section_html`` must be one complete ``<section id=…>`` element.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    found = re.search(
+        rf'<section id="{re.escape(section_id)}">.*?</section>\n?', text, flags=re.DOTALL
+    )
+    if found:
+        text = text[: found.start()] + section_html + "\n" + text[found.end() :]
+    else:
+        at = text.find("<h2>Files</h2>")
+        at = at if at >= 0 else text.rfind("</body>")
+        text = text[:at] + section_html + "\n" + text[at:]
+    path.write_text(text, encoding="utf-8", newline="\n")
 
 
 # --------------------------------------------------------------------------- manifest
@@ -674,6 +765,12 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+def _applied_records(result: CoverageResult) -> list[dict[str, Any]]:
+    """The overrides of the corrections ledger applied in this run (none without a ledger)."""
+    applied = getattr(result, "corrections", None)
+    return [] if applied is None else applied.to_dict("records")
+
+
 def build_manifest(
     result: CoverageResult,
     out: Path | str,
@@ -720,11 +817,17 @@ def build_manifest(
         "provenance": config.run.provenance,
         "targets": dataclasses.asdict(config.targets),
         "parameters": _json_value(config_to_dict(config, relative_to=out)),
+        "config_sha256": hashlib.sha256(
+            json.dumps(
+                _json_value(config_to_dict(config, relative_to=out)), sort_keys=True
+            ).encode("utf-8")
+        ).hexdigest(),
         "metric_crs": result.metric_crs,
         "inputs": inputs,
         "outputs": dict(sorted(outputs.items())),
         "versions": _versions(),
         "headline": _json_value(dict(result.headline)),
+        "corrections": _json_value(_applied_records(result)),
     }
 
 
@@ -779,8 +882,9 @@ def _entries_to_keep(result: CoverageResult, out: Path, extra: Path | None) -> l
     return keep
 
 
-def _is_run_folder_or_empty(out: Path, keep: list[Path]) -> bool:
-    if (out / "manifest.json").is_file():
+def _is_run_folder_or_empty(out: Path, keep: list[Path], *, run_counts: bool = True) -> bool:
+    """True when ``out`` is empty apart from ``keep`` (or, with ``run_counts``, is a run)."""
+    if run_counts and (out / "manifest.json").is_file():
         return True
     kept = {k.resolve() for k in keep}
     return all(p.resolve() in kept for p in out.iterdir())
@@ -799,7 +903,9 @@ def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, cr
     else:
         _maps.write_skipped_index(maps_dir)
     (tmp / "report.html").write_text(
-        render_report_html(result, created=created), encoding="utf-8", newline="\n"
+        render_report_html(result, created=created, figures=_maps.report_figures(maps_dir)),
+        encoding="utf-8",
+        newline="\n",
     )
     dump_config(result.config, tmp / "config.toml")
     outputs = {
@@ -818,6 +924,7 @@ def write_run(
     *,
     maps: bool | None = None,
     extra_inputs: Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Write ``result`` as the run folder ``out`` (layout in DESIGN.md) and return its path.
 
@@ -826,9 +933,9 @@ def write_run(
     result
         What :func:`ruralcov.analyse` returned.
     out
-        The run folder. An existing run folder (one with a ``manifest.json``) is replaced, but
-        only once the new one is complete; a non-empty folder that is not a run folder is
-        refused rather than deleted.
+        The run folder. An existing run folder (one with a ``manifest.json``) is replaced only
+        with ``force=True``, and then only once the new one is complete; a non-empty folder
+        that is not a run folder is refused even with ``force`` rather than deleted.
     maps
         Draw the maps; ``None`` follows ``result.config.maps.enabled``. When false,
         ``maps/index.html`` only says that maps were skipped.
@@ -838,6 +945,9 @@ def write_run(
         ``<out>/inputs``. It is not listed under ``outputs`` in the manifest. Inputs the result
         was computed from that lie inside an existing ``out`` (``ruralcov run
         out/demo/config.toml``) are carried over the same way, even without this argument.
+    force
+        Replace an existing run folder. Without it, a published run is never overwritten by
+        accident (``OutputExistsError``); a folder holding only this run's inputs counts as empty.
 
     Nothing is left behind on failure: files are written into a temporary sibling folder
     ``<out>.tmp-<random>`` that is removed if anything goes wrong.
@@ -860,6 +970,11 @@ def write_run(
         raise ConfigError(
             f"{str(out)!r} exists and is not a ruralcov run folder (no manifest.json); "
             "ruralcov will not delete it. Choose another --out folder or empty this one."
+        )
+    if out.exists() and not force and not _is_run_folder_or_empty(out, keep, run_counts=False):
+        raise OutputExistsError(
+            f"run folder {str(out)!r} already holds a run; use --force (force=True) to replace "
+            "it, or choose another --out folder"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     created = datetime.now(UTC).isoformat(timespec="seconds")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ruralcov.errors import SchemaError
+from ruralcov.errors import SchemaError, did_you_mean
 
 #: Hierarchy levels from the largest to the smallest; a register may have any subset.
 LEVELS: tuple[str, ...] = ("province", "city", "county", "township")
@@ -140,8 +140,10 @@ def apply_register(
         needed.append(kind)
     missing = [c for c in needed if c not in table.columns]
     if missing:
+        hints = "".join(did_you_mean(m, table.columns) for m in missing)
         raise SchemaError(
-            f"{layer}: column(s) {missing} not found; the file has {list(table.columns)[:20]}. "
+            f"{layer}: column(s) {missing} not found{hints}; the file has "
+            f"{list(table.columns)[:20]}. "
             "Set the column names in the [villages] section of the configuration."
         )
     out = pd.DataFrame(index=table.index)

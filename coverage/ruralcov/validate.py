@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import shapely
 
 from ruralcov.schema import ISSUE_COLUMNS
 
@@ -111,3 +112,138 @@ def dropped_counts(issues: pd.DataFrame, layer: str) -> dict[str, int]:
     hits = issues[(issues["layer"] == layer) & issues["dropped"]]
     hits = hits.drop_duplicates(subset="row", keep="first")
     return {str(k): int(v) for k, v in hits["reason"].value_counts(sort=False).items()}
+
+
+# --- positions against the villages --------------------------------------------------------
+
+
+def _in_extent(x: np.ndarray, y: np.ndarray, bounds: tuple[float, ...], pad: float) -> np.ndarray:
+    x0, y0, x1, y1 = bounds
+    return (x >= x0 - pad) & (x <= x1 + pad) & (y >= y0 - pad) & (y <= y1 + pad)
+
+
+def axes_swapped(x: np.ndarray, y: np.ndarray, bounds: tuple[float, ...]) -> bool:
+    """True when most points lie outside the villages' extent but inside it once longitude
+    and latitude are exchanged: the lon and lat columns are the wrong way round.
+
+    Coordinates that are valid either way (69.6, 18.9 is a place in the sea off Somalia, 18.9,
+    69.6 one in Norway) can only be told apart this way, by comparing with the villages.
+
+    Examples
+    --------
+    >>> axes_swapped(np.array([69.61, 69.62]), np.array([18.91, 18.93]), (18.9, 69.6, 19.0, 69.7))
+    True
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 2:
+        return False
+    x, y = x[ok], y[ok]
+    pad = 0.1 * max(bounds[2] - bounds[0], bounds[3] - bounds[1], 0.05)
+    as_given = _in_extent(x, y, bounds, pad).mean()
+    exchanged = _in_extent(y, x, bounds, pad).mean()
+    return bool(as_given < 0.5 and exchanged >= 0.8)
+
+
+def gcj02_suspected(
+    x: np.ndarray, y: np.ndarray, polygons: np.ndarray
+) -> tuple[bool, float, float]:
+    """Whether points declared WGS 84 look like GCJ-02 (Mars) coordinates.
+
+    The GCJ-02 offset is 100–700 m inside China. When clearly more of the points fall inside
+    a village once converted from GCJ-02 than as given, they were most probably copied from an
+    AMap/Tencent map. Villages that tile the land leave nothing to compare (a shifted point is
+    still inside some village), so this only detects what it can: it never raises, it warns.
+
+    Returns the verdict and the shares inside a village as given and after conversion.
+    """
+    from ruralcov.crs import gcj02_to_wgs84
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    polys = np.asarray([p for p in polygons if p is not None and not p.is_empty], dtype=object)
+    if ok.sum() < 5 or len(polys) == 0:
+        return False, float("nan"), float("nan")
+    x, y = x[ok], y[ok]
+    tree = shapely.STRtree(polys)
+
+    def share(px: np.ndarray, py: np.ndarray) -> float:
+        hit = tree.query(shapely.points(px, py), predicate="intersects")[0]
+        return len(np.unique(hit)) / len(px)
+
+    cx, cy = gcj02_to_wgs84(x, y)
+    if np.allclose(cx, x) and np.allclose(cy, y):
+        return False, float("nan"), float("nan")  # outside China: GCJ-02 is WGS 84
+    before, after = share(x, y), share(np.asarray(cx), np.asarray(cy))
+    return bool(after >= 0.8 and after - before >= 0.3), before, after
+
+
+def check_positions(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    villages: np.ndarray,
+    layer: str,
+    path: object,
+    crs: object = None,
+) -> pd.DataFrame:
+    """Checks of a point layer against the village polygons (EPSG:4326).
+
+    Raises :class:`~ruralcov.errors.CRSError` when lon and lat look swapped; returns a
+    ``crs_suspect_gcj02`` warning when the points look like GCJ-02 declared as WGS 84.
+    """
+    from ruralcov.errors import CRSError
+
+    polys = np.asarray([p for p in villages if p is not None and not p.is_empty], dtype=object)
+    if len(polys) == 0:
+        return no_issues()
+    bounds = tuple(shapely.total_bounds(polys))
+    if axes_swapped(x, y, bounds):
+        raise CRSError(
+            f"{layer}: longitude and latitude look swapped in {path}: the points lie outside "
+            f"the villages' extent ({bounds[0]:.2f}..{bounds[2]:.2f}E, "
+            f"{bounds[1]:.2f}..{bounds[3]:.2f}N) but inside it with the two exchanged; "
+            f"exchange the lon and lat settings in the [{layer.split('[', 1)[0]}] section"
+        )
+    if isinstance(crs, str) and crs.lower() in ("gcj02", "bd09"):
+        return no_issues()
+    suspect, before, after = gcj02_suspected(x, y, polys)
+    if not suspect:
+        return no_issues()
+    return issue(
+        layer=layer,
+        reason="crs_suspect_gcj02",
+        severity="warning",
+        message=f"{path} is read as WGS 84, but only {before:.0%} of its points lie in a "
+        f"village as given against {after:.0%} when read as GCJ-02 (AMap/Tencent); if it was "
+        f'copied from such a map set crs = "gcj02" in the [{layer.split("[", 1)[0]}] section',
+    )
+
+
+def speed_sample(speed: object, rows: int = 20_000) -> tuple[np.ndarray, np.ndarray] | None:
+    """Longitude/latitude of the first ``rows`` speed tests of a CSV or Parquet file with
+    lon/lat columns in WGS 84 or GCJ-02/BD-09 (None otherwise), for :func:`check_positions`.
+
+    Only a sample: the full file is streamed later, and a swap shows in any part of it.
+    """
+    from ruralcov import stream
+    from ruralcov.crs import parse_crs
+    from ruralcov.errors import RuralcovError
+
+    try:
+        given = parse_crs(getattr(speed, "crs", None))
+        if given is not None and not isinstance(given, str) and not given.is_geographic:
+            return None
+        plan = stream.plan(speed)  # type: ignore[arg-type]
+        if plan is None or plan.kind not in ("csv", "parquet") or not (plan.lon and plan.lat):
+            return None
+        batches = stream.iter_batches(plan, [plan.lon, plan.lat], batch_rows=rows)
+        batch = next(batches, None)
+        getattr(batches, "close", lambda: None)()  # release the file (Windows locks it)
+    except RuralcovError:
+        return None  # the full read reports the problem with its own message
+    if batch is None:
+        return None
+    x = pd.to_numeric(pd.Series(batch.column(plan.lon).to_pylist()), errors="coerce")
+    y = pd.to_numeric(pd.Series(batch.column(plan.lat).to_pylist()), errors="coerce")
+    return x.to_numpy(dtype=float)[:rows], y.to_numpy(dtype=float)[:rows]

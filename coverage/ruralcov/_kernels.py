@@ -1,0 +1,442 @@
+"""numba kernels of the spatial engine (``join``) and the streaming statistics (``stream``).
+
+Kept in one private module so that numba is imported only when a kernel is first needed, and
+so that numba's on-disk cache (``cache=True``) serves every later process without compiling.
+"""
+# ruff: noqa: N803, N806
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+
+
+def import_numba():
+    """numba, imported so that the ``coverage/`` source root cannot break it.
+
+    numba imports ``coverage`` (coverage.py) when it is importable. Run from the repository root,
+    ``coverage/`` (our source root, not a package) is found first as a namespace package without
+    coverage.py's API, and numba's import fails; in that case numba is imported as if coverage.py
+    were absent.
+    """
+    if "numba" in sys.modules:
+        return sys.modules["numba"]
+    shadow = False
+    if "coverage" not in sys.modules:
+        spec = importlib.util.find_spec("coverage")
+        shadow = spec is not None and spec.origin in (None, "namespace")
+    elif getattr(sys.modules["coverage"], "__file__", None) is None:
+        shadow = True
+    if not shadow:
+        import numba
+
+        return numba
+    saved = sys.modules.get("coverage")
+    sys.modules["coverage"] = None  # type: ignore[assignment]  # makes `import coverage` fail
+    try:
+        import numba
+    finally:
+        if saved is None:
+            del sys.modules["coverage"]
+        else:
+            sys.modules["coverage"] = saved
+    return numba
+
+
+
+numba = import_numba()
+njit, prange = numba.njit, numba.prange
+
+_EPS = 2.0**-53
+#: Shewchuk's bound for the first stage of orient2d: a computed determinant larger than this
+#: times the sum of the magnitudes of its two products has the sign of the exact one.
+CCW_ERRBOUND_A = (3.0 + 16.0 * _EPS) * _EPS
+
+
+@njit(cache=True, nogil=True)
+def orient(ax, ay, bx, by, px, py):  # pragma: no cover - compiled
+    # Shewchuk's orient2d, first stage: the sign when provably right, else 0 (uncertain).
+    detleft = (ax - px) * (by - py)
+    detright = (ay - py) * (bx - px)
+    det = detleft - detright
+    bound = CCW_ERRBOUND_A * (abs(detleft) + abs(detright))
+    if det > bound:
+        return 1
+    if -det > bound:
+        return -1
+    return 0
+
+@njit(cache=True, nogil=True)
+def ring_parity(xs, ys, s, e, px, py):  # pragma: no cover - compiled
+    """Crossings of the ray to the right of p with ring [s, e): 0/1, or 2 if uncertain."""
+    c = 0
+    for i in range(s, e - 1):
+        ax = xs[i]
+        ay = ys[i]
+        bx = xs[i + 1]
+        by = ys[i + 1]
+        if (ay > py) != (by > py):
+            o = orient(ax, ay, bx, by, px, py)
+            if o == 0:
+                return 2
+            if (o > 0) == (by > ay):
+                c += 1
+        elif ay == py or by == py:
+            # The edge meets the line y = py only at an endpoint or along itself.
+            if min(ax, bx) <= px <= max(ax, bx):
+                return 2
+    return c & 1
+
+@njit(cache=True, nogil=True)
+def covers(pid, px, py, xs, ys, ring_off, part_ring, poly_part):  # pragma: no cover
+    """1: the polygon covers p for sure; 0: it does not; 2: uncertain (near its boundary)."""
+    for part in range(poly_part[pid], poly_part[pid + 1]):
+        r0 = part_ring[part]
+        r1 = part_ring[part + 1]
+        par = ring_parity(xs, ys, ring_off[r0], ring_off[r0 + 1], px, py)
+        if par == 2:
+            return 2
+        if par == 0:
+            continue
+        inside = True
+        for r in range(r0 + 1, r1):  # holes
+            h = ring_parity(xs, ys, ring_off[r], ring_off[r + 1], px, py)
+            if h == 2:
+                return 2
+            if h == 1:
+                inside = False
+                break
+        if inside:
+            return 1
+    return 0
+
+@njit(cache=True, nogil=True)
+def rasterize(xs, ys, ring_off, ring_poly, gx0, gy0, cs, nx, ny, margin, out_cell, out_poly,
+              count_only):  # pragma: no cover - compiled
+    """(cell, polygon) for every cell an edge comes within ``margin`` of; returns the count."""
+    inv = 1.0 / cs
+    k = 0
+    for r in range(len(ring_off) - 1):
+        pid = ring_poly[r]
+        for i in range(ring_off[r], ring_off[r + 1] - 1):
+            ax = xs[i]
+            ay = ys[i]
+            bx = xs[i + 1]
+            by = ys[i + 1]
+            xlo = min(ax, bx)
+            xhi = max(ax, bx)
+            ix0 = max(int(np.floor((xlo - margin - gx0) * inv)), 0)
+            ix1 = min(int(np.floor((xhi + margin - gx0) * inv)), nx - 1)
+            for ix in range(ix0, ix1 + 1):
+                cx0 = max(gx0 + ix * cs - margin, xlo)
+                cx1 = min(gx0 + (ix + 1) * cs + margin, xhi)
+                if ax == bx:
+                    y0 = min(ay, by)
+                    y1 = max(ay, by)
+                else:
+                    t0 = ay + (cx0 - ax) * (by - ay) / (bx - ax)
+                    t1 = ay + (cx1 - ax) * (by - ay) / (bx - ax)
+                    y0 = min(t0, t1)
+                    y1 = max(t0, t1)
+                iy0 = max(int(np.floor((y0 - margin - gy0) * inv)), 0)
+                iy1 = min(int(np.floor((y1 + margin - gy0) * inv)), ny - 1)
+                for iy in range(iy0, iy1 + 1):
+                    if not count_only:
+                        out_cell[k] = iy * nx + ix
+                        out_poly[k] = pid
+                    k += 1
+    return k
+
+@njit(cache=True, nogil=True)
+def _crossings(xs, ys, s, e, yc, buf, k):
+    """Append to ``buf`` (from ``k``) the x of ring [s, e)'s crossings with y = yc."""
+    for i in range(s, e - 1):
+        ay = ys[i]
+        by = ys[i + 1]
+        if (ay > yc) != (by > yc):
+            ax = xs[i]
+            buf[k] = ax + (yc - ay) * (xs[i + 1] - ax) / (by - ay)
+            k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def fill(state, slot_start, slot_cand, slot_owner, rank, bbox, gx0, gy0, cs, nx, ny,
+         xs, ys, ring_off, part_ring, poly_part):  # pragma: no cover - compiled
+    """Give every cell that lies wholly inside a polygon its owner (the lowest rank).
+
+    A cell of polygon P's bounding box that none of P's edges comes near is wholly inside P or
+    wholly outside; its centre decides, by scanlines through the row centres: crossings of
+    the shell to the right odd, of the holes even. The crossings are at least half a cell
+    from such a centre, so rounding cannot change the answer.
+    """
+    inv = 1.0 / cs
+    for pid in range(len(rank)):
+        ix0 = max(int(np.floor((bbox[pid, 0] - gx0) * inv)), 0)
+        ix1 = min(int(np.floor((bbox[pid, 2] - gx0) * inv)), nx - 1)
+        iy0 = max(int(np.floor((bbox[pid, 1] - gy0) * inv)), 0)
+        iy1 = min(int(np.floor((bbox[pid, 3] - gy0) * inv)), ny - 1)
+        p0 = poly_part[pid]
+        p1 = poly_part[pid + 1]
+        n_coords = ring_off[part_ring[p1]] - ring_off[part_ring[p0]]
+        shell = np.empty(n_coords)
+        holes = np.empty(n_coords)
+        for iy in range(iy0, iy1 + 1):
+            yc = gy0 + (iy + 0.5) * cs
+            for part in range(p0, p1):
+                r0 = part_ring[part]
+                r1 = part_ring[part + 1]
+                ns = _crossings(xs, ys, ring_off[r0], ring_off[r0 + 1], yc, shell, 0)
+                if ns == 0:
+                    continue
+                nh = 0
+                for r in range(r0 + 1, r1):
+                    nh = _crossings(xs, ys, ring_off[r], ring_off[r + 1], yc, holes, nh)
+                _insertion_sort(shell, ns)
+                _insertion_sort(holes, nh)
+                sh = shell
+                ho = holes
+                js = 0  # crossings left of the current centre
+                jh = 0
+                for ix in range(ix0, ix1 + 1):
+                    xc = gx0 + (ix + 0.5) * cs
+                    while js < ns and sh[js] < xc:
+                        js += 1
+                    while jh < nh and ho[jh] < xc:
+                        jh += 1
+                    if (ns - js) % 2 == 0 or (nh - jh) % 2 == 1:
+                        continue
+                    cell = iy * nx + ix
+                    st = state[cell]
+                    if st <= -2:
+                        slot = -st - 2
+                        touched = False
+                        for k in range(slot_start[slot], slot_start[slot + 1]):
+                            if slot_cand[k] == pid:
+                                touched = True
+                                break
+                        if touched:
+                            continue
+                        own = slot_owner[slot]
+                        if own < 0 or rank[pid] < rank[own]:
+                            slot_owner[slot] = pid
+                    elif st == -1 or rank[pid] < rank[st]:
+                        state[cell] = pid
+    return True
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def assign(px, py, out, state, slot_start, slot_cand, slot_owner, rank, keep, gx0, gy0, cs,
+           nx, ny, xs, ys, ring_off, part_ring, poly_part):  # pragma: no cover - compiled
+    inv = 1.0 / cs
+    gx1 = gx0 + nx * cs
+    gy1 = gy0 + ny * cs
+    for i in prange(len(px)):
+        x = px[i]
+        y = py[i]
+        res = -1
+        if x >= gx0 and x < gx1 and y >= gy0 and y < gy1:
+            ix = min(int((x - gx0) * inv), nx - 1)
+            iy = min(int((y - gy0) * inv), ny - 1)
+            st = state[iy * nx + ix]
+            if st >= 0:
+                res = st
+            elif st <= -2:
+                slot = -st - 2
+                own = slot_owner[slot]
+                res = own
+                for k in range(slot_start[slot], slot_start[slot + 1]):
+                    c = slot_cand[k]
+                    if own >= 0 and rank[own] < rank[c]:
+                        break
+                    cov = covers(c, x, y, xs, ys, ring_off, part_ring, poly_part)
+                    if cov == 1:
+                        res = c
+                        break
+                    if cov == 2:
+                        res = -3
+                        break
+        out[i] = keep[res] if res >= 0 else res
+
+
+# --- streaming statistics ----------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def order_by_group(groups, n_groups):  # pragma: no cover - compiled
+    """A stable counting sort: the permutation grouping ``groups`` and group offsets."""
+    counts = np.zeros(n_groups + 1, dtype=np.int64)
+    for g in groups:
+        counts[g + 1] += 1
+    for i in range(n_groups):
+        counts[i + 1] += counts[i]
+    pos = counts[:-1].copy()
+    perm = np.empty(len(groups), dtype=np.int64)
+    for i in range(len(groups)):
+        g = groups[i]
+        perm[pos[g]] = i
+        pos[g] += 1
+    return perm, counts
+
+@njit(cache=True, nogil=True)
+def median_sorted(v):  # pragma: no cover - compiled
+    n = len(v)
+    if n == 0:
+        return np.nan
+    lo = (n + 1) // 2
+    hi = lo if n % 2 == 1 else n // 2 + 1
+    return (v[lo - 1] + v[hi - 1]) / 2.0
+
+@njit(cache=True, nogil=True)
+def nan_median(values):  # pragma: no cover - compiled
+    k = 0
+    buf = np.empty(len(values))
+    for val in values:
+        if not np.isnan(val):
+            buf[k] = val
+            k += 1
+    b = np.sort(buf[:k])
+    return median_sorted(b)
+
+@njit(cache=True, nogil=True, parallel=True)
+def village_stats(offsets, down, up, lat, dev, dev_ok, has_up, has_lat, has_dev, target,
+                  ci_lo, ci_hi, out):  # pragma: no cover - compiled
+    """Per group: tests, devices, median, CI low, CI high, upload, latency, share."""
+    for v in prange(len(offsets) - 1):
+        s = offsets[v]
+        e = offsets[v + 1]
+        d = np.sort(down[s:e])  # NaN (a test without download) sorts last
+        n = 0
+        while n < len(d) and not np.isnan(d[n]):
+            n += 1
+        out[v, 0] = n
+        if n == 0:
+            out[v, 1] = 0.0
+            for j in range(2, 8):
+                out[v, j] = np.nan
+        else:
+            out[v, 2] = median_sorted(d[:n])
+            out[v, 3] = d[ci_lo[v] - 1] if ci_lo[v] > 0 else np.nan
+            out[v, 4] = d[ci_hi[v] - 1] if ci_hi[v] > 0 else np.nan
+        out[v, 5] = nan_median(up[s:e]) if has_up else np.nan
+        out[v, 6] = nan_median(lat[s:e]) if has_lat else np.nan
+        if n > 0:
+            at = 0
+            t = target[v]
+            for i in range(n):
+                if d[i] >= t:
+                    at += 1
+            out[v, 7] = at / n
+        if has_dev:
+            keys = np.empty(e - s, dtype=np.uint64)
+            k = 0
+            for i in range(s, e):
+                if dev_ok[i] and not np.isnan(down[i]):
+                    keys[k] = dev[i]
+                    k += 1
+            keys = np.sort(keys[:k])
+            distinct = 0
+            for i in range(k):
+                if i == 0 or keys[i] != keys[i - 1]:
+                    distinct += 1
+            out[v, 1] = distinct
+        else:
+            out[v, 1] = np.nan
+
+
+
+@njit(cache=True, nogil=True)
+def _insertion_sort(a, n):  # pragma: no cover - compiled
+    for i in range(1, n):
+        v = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+@njit(cache=True, nogil=True)
+def build_slots(cells, pids, rank, n_cells):  # pragma: no cover - compiled
+    """Group (cell, polygon) pairs by cell: the cells, their start offsets and the distinct
+    polygons of each cell ordered by rank."""
+    counts = np.zeros(n_cells + 1, dtype=np.int64)
+    for c in cells:
+        counts[c + 1] += 1
+    for i in range(n_cells):
+        counts[i + 1] += counts[i]
+    pos = counts[:-1].copy()
+    by_cell = np.empty(len(cells), dtype=np.int64)
+    for i in range(len(cells)):
+        c = cells[i]
+        by_cell[pos[c]] = rank[pids[i]]
+        pos[c] += 1
+    n_slots = 0
+    for c in range(n_cells):
+        if counts[c + 1] > counts[c]:
+            n_slots += 1
+    slot_cells = np.empty(n_slots, dtype=np.int64)
+    slot_start = np.empty(n_slots + 1, dtype=np.int64)
+    cand_rank = np.empty(len(cells), dtype=np.int64)
+    k = 0
+    s = 0
+    for c in range(n_cells):
+        a = counts[c]
+        b = counts[c + 1]
+        if b == a:
+            continue
+        grp = by_cell[a:b]
+        _insertion_sort(grp, b - a)
+        slot_cells[s] = c
+        slot_start[s] = k
+        for i in range(b - a):
+            if i == 0 or grp[i] != grp[i - 1]:
+                cand_rank[k] = grp[i]
+                k += 1
+        s += 1
+    slot_start[n_slots] = k
+    return slot_cells, slot_start, cand_rank[:k].copy()
+
+
+# --- duplicate rows ----------------------------------------------------------------------------
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(cache=True, nogil=True)
+def _mix(z):  # pragma: no cover - compiled
+    """splitmix64's finaliser: a bijection of 64-bit integers that scatters every bit."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def combine(h, values, seed):  # pragma: no cover - compiled
+    """Fold one column's 64-bit values into the running row hashes ``h`` (in place)."""
+    s = np.uint64(seed)
+    for i in range(len(h)):
+        h[i] = _mix(h[i] * _GOLD + _mix(values[i] + s))
+
+
+@njit(cache=True, nogil=True)
+def first_seen(h1, h2, table1, table2, used):  # pragma: no cover - compiled
+    """True for rows whose (h1, h2) appeared in an earlier row, in row order (open addressing
+    in a table of a power-of-two size at least twice the rows)."""
+    mask = np.uint64(len(table1) - 1)
+    dup = np.zeros(len(h1), dtype=np.bool_)
+    for i in range(len(h1)):
+        slot = _mix(h1[i] ^ h2[i]) & mask
+        while used[slot]:
+            if table1[slot] == h1[i] and table2[slot] == h2[i]:
+                dup[i] = True
+                break
+            slot = (slot + np.uint64(1)) & mask
+        if not dup[i]:
+            used[slot] = True
+            table1[slot] = h1[i]
+            table2[slot] = h2[i]
+    return dup

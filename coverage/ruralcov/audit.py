@@ -1,0 +1,416 @@
+"""Checking a claimed list against a run: which claims the data supports, and which not.
+
+Operators and counties report lists of villages they say have fibre (or reach the speed
+target). :func:`audit_claims` matches every row of such a list to the register of a run (by
+village code, or by name within a township) and sorts each into one status of
+:data:`STATUSES`; villages the run shows as covered but the list omits are added as
+``evidence_not_claimed``. It is a pure function over two tables; :func:`read_run` and
+:func:`write_audit` are the file ends used by ``ruralcov audit``.
+
+Matching by name compares names after Unicode NFKC normalisation with blanks removed and the
+register's committee suffix folded (``东关村委会`` and ``东关村民委员会`` both match ``东关村``;
+``南街社区居委会`` matches ``南街社区``), because claimed lists are typed by hand. A name that
+fits several villages of its township is reported ``name_ambiguous``, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ruralcov import io
+from ruralcov.errors import ConfigError, InputError, SchemaError, did_you_mean
+from ruralcov.schema import normalise_codes
+
+__all__ = [
+    "CLAIMS",
+    "STATUSES",
+    "AuditResult",
+    "audit_claims",
+    "read_claimed",
+    "read_run",
+    "write_audit",
+]
+
+#: What a list claims, and the village column (or rule) that has to support it.
+CLAIMS: dict[str, str] = {
+    "fibre": "fibre = TRUE",
+    "speed": "speed_class = meets",
+    "both": "meets_targets = TRUE (fibre and speed)",
+}
+
+#: Every row of an audit has exactly one of these.
+STATUSES: dict[str, str] = {
+    "confirmed": "claimed, and the run supports the claim",
+    "claimed_without_evidence": "claimed, but the run does not support the claim",
+    "evidence_not_claimed": "the run supports it, but the list does not claim it",
+    "unknown_code": "the claimed code is not in the register",
+    "duplicate_claim": "the village was already claimed on an earlier row",
+    "name_not_found": "no village of that name in that township",
+    "name_ambiguous": "several villages of that name in that township",
+    "missing_key": "the row has neither a code nor a name",
+}
+
+SCOPES = ("county", "township", "all")
+
+AUDIT_COLUMNS: tuple[str, ...] = (
+    "status",
+    "claim_row",
+    "claimed_code",
+    "claimed_name",
+    "claimed_township",
+    "village_code",
+    "village_name",
+    "kind",
+    "township_code",
+    "township_name",
+    "county_code",
+    "county_name",
+    "supported",
+    "fibre",
+    "fibre_basis",
+    "fibre_asset_id",
+    "speed_class",
+    "tests",
+    "download_median_mbps",
+    "corrections",
+    "message",
+)
+
+_SUFFIXES = (
+    (re.compile(r"(村民委员会|村委会)$"), "村"),
+    (re.compile(r"(居民委员会|居委会)$"), ""),
+)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """One row per claim row plus one per unclaimed supported village, and the counts."""
+
+    #: AUDIT_COLUMNS, claimed rows in list order first, then evidence_not_claimed by code.
+    rows: pd.DataFrame
+    #: status, description, rows (every status listed, zeros included).
+    summary: pd.DataFrame
+    claim: str
+
+
+def name_key(names: pd.Series) -> pd.Series:
+    """Names compared for matching: NFKC, no blanks, committee suffix folded.
+
+    Examples
+    --------
+    >>> name_key(pd.Series(["东关村委会", " 东关 村 ", "南街社区居委会"])).tolist()
+    ['东关村', '东关村', '南街社区']
+    """
+
+    def one(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            return None
+        text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(v)))
+        for pattern, repl in _SUFFIXES:
+            text = pattern.sub(repl, text)
+        return text or None
+
+    return pd.Series([one(v) for v in names], index=names.index, dtype=object)
+
+
+def _supported(villages: pd.DataFrame, claim: str) -> pd.Series:
+    if claim == "fibre":
+        return villages["fibre"].fillna(False).astype(bool)
+    if claim == "speed":
+        return villages["speed_class"] == "meets"
+    return villages["meets_targets"].fillna(False).astype(bool)
+
+
+def audit_claims(
+    villages: pd.DataFrame,
+    claimed: pd.DataFrame,
+    *,
+    claim: str = "fibre",
+    code: str | None = "village_code",
+    name: str | None = None,
+    township: str | None = None,
+    scope: str = "county",
+) -> AuditResult:
+    """Check a claimed list against the villages of a run.
+
+    Parameters
+    ----------
+    villages
+        The run's village table (``villages.parquet`` or ``CoverageResult.villages``).
+    claimed
+        The claimed list, one village per row, in the order of the user's file.
+    claim
+        What the list claims: a key of :data:`CLAIMS`.
+    code
+        Column with village codes; rows with a code are matched by it.
+    name, township
+        Columns with the village name and its township (code or name), for rows without a
+        code; both must be given together.
+    scope
+        Where unclaimed supported villages are looked for: the counties (``county``) or
+        townships (``township``) of the matched claims, or the whole run (``all``). A county's
+        list is not faulted for omitting the villages of other counties.
+    """
+    if claim not in CLAIMS:
+        raise ValueError(f"`claim` was {claim!r} but is expected to be in {list(CLAIMS)}")
+    if scope not in SCOPES:
+        raise ValueError(f"`scope` was {scope!r} but is expected to be in {list(SCOPES)}")
+    if (name is None) != (township is None):
+        raise ConfigError("a claimed list matched by name needs both --name and --township")
+    if code is None and name is None:
+        raise ConfigError("give the claimed list's code column (--code) or --name/--township")
+    cols = [c for c in (code, name, township) if c]
+    missing = [c for c in cols if c not in claimed.columns]
+    if missing:
+        hints = "".join(did_you_mean(m, claimed.columns) for m in missing)
+        raise SchemaError(
+            f"claimed list lacks column(s) {missing}{hints}; its columns are "
+            f"{list(claimed.columns)[:20]}. Name the columns with --code, --name and --township"
+        )
+    v = villages.reset_index(drop=True)
+    supported = _supported(v, claim).to_numpy()
+    by_code = {c: i for i, c in enumerate(v["village_code"])}
+    n = len(claimed)
+    claimed_codes = (
+        normalise_codes(claimed[code]).reset_index(drop=True)
+        if code
+        else pd.Series([None] * n, dtype=object)
+    )
+    claimed_names = (
+        claimed[name].astype("string").str.strip().astype(object).reset_index(drop=True)
+        if name
+        else pd.Series([None] * n, dtype=object)
+    )
+    claimed_towns = (
+        normalise_codes(claimed[township]).reset_index(drop=True)
+        if township
+        else pd.Series([None] * n, dtype=object)
+    )
+    # name lookup: (township key, name key) -> village positions
+    lookup: dict[tuple[str, str], list[int]] = {}
+    if name:
+        keys = name_key(v["village_name"])
+        town_names = name_key(v["township_name"]) if "township_name" in v else None
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            lookup.setdefault((str(v["township_code"].iat[i]), key), []).append(i)
+            if town_names is not None and town_names.iat[i] is not None:
+                lookup.setdefault((f"name:{town_names.iat[i]}", key), []).append(i)
+    wanted_keys = name_key(claimed_names)
+    town_keys = name_key(claimed_towns)
+
+    rows: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for j in range(n):
+        rec: dict[str, Any] = {
+            "claim_row": j + 1,
+            "claimed_code": claimed_codes.iat[j],
+            "claimed_name": claimed_names.iat[j],
+            "claimed_township": claimed_towns.iat[j],
+        }
+        pos: int | None = None
+        c = claimed_codes.iat[j]
+        if c is not None:
+            pos = by_code.get(c)
+            if pos is None:
+                rec.update(status="unknown_code", message=f"code {c} is not in the register")
+        elif wanted_keys.iat[j] is not None:
+            town = claimed_towns.iat[j]
+            hits = lookup.get((str(town), wanted_keys.iat[j]), []) or lookup.get(
+                (f"name:{town_keys.iat[j]}", wanted_keys.iat[j]), []
+            )
+            if len(hits) == 1:
+                pos = hits[0]
+            elif not hits:
+                rec.update(
+                    status="name_not_found",
+                    message=f"no village named {claimed_names.iat[j]!r} in township {town!r}",
+                )
+            else:
+                codes = ", ".join(str(v["village_code"].iat[h]) for h in hits)
+                rec.update(
+                    status="name_ambiguous",
+                    message=f"{claimed_names.iat[j]!r} in township {town!r} fits {codes}; "
+                    "give the code",
+                )
+        else:
+            rec.update(status="missing_key", message="the row has neither a code nor a name")
+        if pos is not None:
+            rec.update(_village_fields(v, pos))
+            rec["supported"] = bool(supported[pos])
+            if pos in seen:
+                rec.update(
+                    status="duplicate_claim",
+                    message=f"already claimed on row {seen[pos]}",
+                )
+            else:
+                seen[pos] = j + 1
+                ok = bool(supported[pos])
+                rec.update(
+                    status="confirmed" if ok else "claimed_without_evidence",
+                    message=_evidence_text(v, pos, claim, ok),
+                )
+        rows.append(rec)
+
+    claimed_pos = np.zeros(len(v), dtype=bool)
+    claimed_pos[list(seen)] = True
+    in_scope = _scope_mask(v, claimed_pos, scope)
+    counted = v["kind"].isin(["village", "community"]).to_numpy()
+    extra = np.flatnonzero(supported & ~claimed_pos & in_scope & counted)
+    for pos in extra[np.argsort(v["village_code"].to_numpy()[extra].astype(str), kind="stable")]:
+        rec = {"status": "evidence_not_claimed", "supported": True, **_village_fields(v, pos)}
+        rec["message"] = _evidence_text(v, pos, claim, True) + "; not on the claimed list"
+        rows.append(rec)
+    table = pd.DataFrame(rows).reindex(columns=list(AUDIT_COLUMNS))
+    table["claim_row"] = table["claim_row"].astype("Int64")
+    counts = table["status"].value_counts()
+    summary = pd.DataFrame(
+        {
+            "status": list(STATUSES),
+            "description": list(STATUSES.values()),
+            "rows": [int(counts.get(s, 0)) for s in STATUSES],
+        }
+    )
+    return AuditResult(rows=table, summary=summary, claim=claim)
+
+
+def _village_fields(v: pd.DataFrame, pos: int) -> dict[str, Any]:
+    keep = [c for c in AUDIT_COLUMNS if c in v.columns and c not in ("supported",)]
+    return {c: v[c].iat[pos] for c in keep}
+
+
+def _evidence_text(v: pd.DataFrame, pos: int, claim: str, ok: bool) -> str:
+    parts = []
+    if claim in ("fibre", "both"):
+        basis = v["fibre_basis"].iat[pos]
+        asset = v["fibre_asset_id"].iat[pos] if "fibre_asset_id" in v else None
+        parts.append(
+            f"fibre: {basis}" + (f" ({asset})" if isinstance(asset, str) and asset else "")
+            if bool(v["fibre"].iat[pos])
+            else "no fibre evidence"
+        )
+    if claim in ("speed", "both"):
+        parts.append(f"speed: {v['speed_class'].iat[pos]} ({int(v['tests'].iat[pos] or 0)} tests)")
+    note = v["corrections"].iat[pos] if "corrections" in v else None
+    if isinstance(note, str) and note:
+        parts.append(f"corrected: {note}")
+    return "; ".join(parts)
+
+
+def _scope_mask(v: pd.DataFrame, claimed: np.ndarray, scope: str) -> np.ndarray:
+    if scope == "all":
+        return np.ones(len(v), dtype=bool)
+    col = f"{scope}_code"
+    if col not in v.columns or v[col].isna().all():
+        return np.ones(len(v), dtype=bool)
+    areas = set(v.loc[claimed, col].dropna())
+    return v[col].isin(areas).to_numpy()
+
+
+def read_run(run: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A run folder's village table (from ``villages.parquet``, full precision, no geometry)
+    and its manifest."""
+    run = Path(run)
+    manifest_path = run / "manifest.json"
+    if not manifest_path.is_file():
+        raise InputError(f"{run} is not a ruralcov run folder (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{manifest_path} is not valid JSON ({exc})") from exc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(run / "villages.parquet")
+    except Exception as exc:
+        raise InputError(f"{run}: cannot read villages.parquet ({exc})") from exc
+    frame = table.drop([c for c in table.column_names if c == "geometry"]).to_pandas()
+    return frame, manifest
+
+
+def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
+    """A claimed list: CSV (UTF-8 or GB18030), xlsx (first sheet, or ``sheet``) or Parquet."""
+    path = Path(path)
+    if sheet is not None:
+        if not path.is_file():
+            raise InputError(f"claimed list: file {path} not found")
+        try:
+            return pd.read_excel(path, sheet_name=sheet, dtype=str, engine="openpyxl")
+        except Exception as exc:
+            raise InputError(f"claimed list: cannot read sheet {sheet!r} of {path}: {exc}") from exc
+    try:
+        return io.read_table(path, name="claimed list")
+    except InputError as exc:
+        if "utf-8" not in str(exc).lower():
+            raise
+        return io.read_table(path, encoding="gb18030", name="claimed list")
+
+
+def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
+    """``audit.csv``, ``audit_summary.csv`` and ``audit.xlsx`` (sheets summary, audit) in
+    ``out``; cells are neutralised against formula injection, codes stay text."""
+    from ruralcov.report import neutralise
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {"audit_summary": audit.summary, "audit": audit.rows}
+    paths = []
+    for name, frame in tables.items():
+        path = out / f"{name}.csv"
+        _csv_ready(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+        paths.append(path)
+    import xlsxwriter
+
+    path = out / "audit.xlsx"
+    book = xlsxwriter.Workbook(
+        str(path),
+        {"strings_to_numbers": False, "strings_to_formulas": False, "strings_to_urls": False},
+    )
+    try:
+        bold = book.add_format({"bold": True})
+        for name, frame in (("summary", audit.summary), ("audit", audit.rows)):
+            ws = book.add_worksheet(name)
+            ws.write_row(0, 0, list(frame.columns), bold)
+            for i, row in enumerate(frame.astype(object).itertuples(index=False), start=1):
+                for j, value in enumerate(row):
+                    if (
+                        value is None
+                        or value is pd.NA
+                        or (isinstance(value, float) and not np.isfinite(value))
+                    ):
+                        continue
+                    if isinstance(value, bool | np.bool_):
+                        ws.write_boolean(i, j, bool(value))
+                    elif isinstance(value, int | float | np.integer | np.floating):
+                        ws.write_number(i, j, float(value))
+                    else:
+                        ws.write_string(i, j, neutralise(str(value)))
+            ws.freeze_panes(1, 0)
+            ws.autofilter(0, 0, max(len(frame), 1), len(frame.columns) - 1)
+    finally:
+        book.close()
+    paths.append(path)
+    return paths
+
+
+def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    from ruralcov.report import neutralise
+
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(
+                lambda x: (
+                    ("TRUE" if x else "FALSE") if isinstance(x, bool | np.bool_) else neutralise(x)
+                )
+            )
+    return out

@@ -1,0 +1,241 @@
+"""Declared access capability and the five-way speed class.
+
+China's 12 Mbps rural target is an access-capability standard (the village committee, school
+and clinic must be reachable at 12 Mbps or more), while measured speeds mostly show what
+customers chose to buy. Capability records (``kind = "capability"``: village code →
+advertised or provisioned download/upload and technology, one row per provider) are therefore
+checked against measurements, not replaced by them.
+
+A village's capability is the **best across providers**: the row with the highest download
+(ties: higher upload, then provider name in text order). ``capability_class`` is ``meets``
+(download at or above the village's target), ``below``, or ``none`` (no record). With the
+measured class (``meets`` / ``below`` / ``insufficient_data`` from tests or tiles; all
+``insufficient_data`` without a measurement source), every village gets exactly one of:
+
+=====================  ==========================================================
+``meets``              capability meets and the measurement meets
+``capability_only``    capability meets; the measurement is below or too thin
+``measured_only``      the measurement meets; capability below or not recorded
+``fails``              neither meets, and at least one of them says below
+``insufficient_data``  no capability record and too few measurements
+=====================  ==========================================================
+
+The headline speed share counts, by ``[run] speed_basis``: ``capability`` (default: the
+target is a capability standard) → ``meets`` + ``capability_only``; ``measured`` → ``meets``
++ ``measured_only``; ``either`` → all three.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from ruralcov import io
+from ruralcov.config import SpeedConfig
+from ruralcov.errors import SchemaError, did_you_mean
+from ruralcov.loaders import InputRecord, Loaded
+from ruralcov.validate import concat_issues, dropped_counts, row_issues
+
+__all__ = [
+    "BASIS_CLASSES",
+    "FIVE_WAY",
+    "counts_for_basis",
+    "discrepancies",
+    "five_way_class",
+    "load_capability",
+    "village_capability",
+]
+
+FIVE_WAY: tuple[str, ...] = (
+    "meets",
+    "capability_only",
+    "measured_only",
+    "fails",
+    "insufficient_data",
+)
+#: The five-way classes each ``speed_basis`` counts towards the speed share.
+BASIS_CLASSES: dict[str, tuple[str, ...]] = {
+    "capability": ("meets", "capability_only"),
+    "measured": ("meets", "measured_only"),
+    "either": ("meets", "capability_only", "measured_only"),
+}
+DEFAULT_BASIS = "capability"
+
+
+def load_capability(s: SpeedConfig, index: int, register_codes: pd.Series) -> Loaded:
+    """Capability rows with ``village_code``, ``download_mbps``, ``upload_mbps``,
+    ``technology``, ``provider``; unusable rows dropped with a reason."""
+    layer = f"capability[{index}]"
+    code_col = s.code or "village_code"
+    frame = io.read_table(s.path, encoding=s.encoding, name=layer)
+    missing = [c for c in (code_col, s.download) if c not in frame.columns]
+    if missing:
+        hint = "".join(did_you_mean(c, frame.columns) for c in missing)
+        raise SchemaError(
+            f"{layer}: column(s) {missing} not found in {s.path}{hint}; the file has "
+            f'{list(frame.columns)[:20]}. Set code = "..." / download = "..." in [[speed]]'
+        )
+    code = frame[code_col].astype("string").str.strip()
+    download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
+    no_code = code.isna() | (code == "")
+    unknown = ~no_code & ~code.isin(set(register_codes.astype(str)))
+    bad = ~no_code & ~unknown & download.isna()
+    negative = ~no_code & ~unknown & (download < 0)
+    issues = concat_issues(
+        [
+            row_issues(
+                no_code,
+                layer=layer,
+                reason="missing_code",
+                dropped=True,
+                message="capability row has no village code",
+            ),
+            row_issues(
+                unknown,
+                layer=layer,
+                reason="unknown_code",
+                dropped=True,
+                codes=code,
+                message="village code is not in the register",
+            ),
+            row_issues(
+                bad,
+                layer=layer,
+                reason="bad_download",
+                dropped=True,
+                codes=code,
+                message=f"{s.download!r} is missing or not a number",
+            ),
+            row_issues(
+                negative,
+                layer=layer,
+                reason="negative_speed",
+                dropped=True,
+                codes=code,
+                message=f"{s.download!r} is negative",
+            ),
+        ]
+    )
+
+    def optional(col: str | None, default: str) -> pd.Series:
+        name = col or default
+        if name in frame.columns:
+            return frame[name].astype(object)
+        return pd.Series(None, index=frame.index, dtype=object)
+
+    upload = (
+        pd.to_numeric(frame[s.upload], errors="coerce").astype(float)
+        if s.upload and s.upload in frame.columns
+        else pd.Series(np.nan, index=frame.index)
+    )
+    out = pd.DataFrame(
+        {
+            "village_code": code.astype(object),
+            "download_mbps": download,
+            "upload_mbps": upload.where(upload >= 0),
+            "technology": optional(s.technology, "technology"),
+            "provider": optional(s.provider, "provider").fillna(f"source {index}"),
+        }
+    )[~(no_code | unknown | bad | negative).to_numpy()].reset_index(drop=True)
+    dropped = dropped_counts(issues, layer)
+    record = InputRecord(
+        layer=layer,
+        path=s.path,
+        sha256=io.sha256_file(s.path),
+        rows_read=len(frame),
+        rows_used=len(frame) - sum(dropped.values()),
+        dropped=dropped,
+    )
+    return Loaded(frame=out, issues=issues, record=record)  # type: ignore[arg-type]
+
+
+def village_capability(records: pd.DataFrame, codes: pd.Series) -> pd.DataFrame:
+    """The best capability record of each village (aligned with ``codes``).
+
+    Columns ``capability_download_mbps``, ``capability_upload_mbps``,
+    ``capability_technology``, ``capability_provider`` and ``capability_providers`` (number
+    of providers with a record); empty where a village has none.
+
+    Examples
+    --------
+    >>> recs = pd.DataFrame({"village_code": ["A", "A"], "download_mbps": [10.0, 50.0],
+    ...     "upload_mbps": [1.0, 5.0], "technology": ["DSL", "FTTH"], "provider": ["x", "y"]})
+    >>> village_capability(recs, pd.Series(["A", "B"]))["capability_technology"].tolist()
+    ['FTTH', None]
+    """
+    ordered = records.assign(_up=records["upload_mbps"].fillna(-np.inf)).sort_values(
+        ["village_code", "download_mbps", "_up", "provider"],
+        ascending=[True, False, False, True],
+        kind="stable",
+    )
+    best = ordered.drop_duplicates("village_code").set_index("village_code")
+    providers = records.groupby("village_code")["provider"].nunique()
+    key = codes.astype(str)
+    out = pd.DataFrame(index=codes.index)
+    out["capability_download_mbps"] = key.map(best["download_mbps"]).astype(float)
+    out["capability_upload_mbps"] = key.map(best["upload_mbps"]).astype(float)
+    out["capability_technology"] = key.map(best["technology"]).astype(object)
+    out["capability_provider"] = key.map(best["provider"]).astype(object)
+    out["capability_providers"] = key.map(providers).fillna(0).astype(np.int64)
+    for col in ("capability_technology", "capability_provider"):
+        out[col] = out[col].where(out[col].notna(), None)
+    return out
+
+
+def five_way_class(
+    measured_class: ArrayLike, capability_mbps: ArrayLike, target_mbps: ArrayLike
+) -> tuple[NDArray[np.object_], NDArray[np.object_]]:
+    """The five-way class and the capability class (``meets``/``below``/``none``).
+
+    Examples
+    --------
+    >>> cls, cap = five_way_class(["meets", "below", "meets", "below", "insufficient_data"],
+    ...                           [20.0, 20.0, 4.0, np.nan, np.nan], [12.0] * 5)
+    >>> cls.tolist()
+    ['meets', 'capability_only', 'measured_only', 'fails', 'insufficient_data']
+    """
+    measured = np.asarray(measured_class, dtype=object)
+    cap = np.asarray(capability_mbps, dtype=float)
+    has_cap = ~np.isnan(cap)
+    cap_meets = has_cap & (cap >= np.asarray(target_mbps, dtype=float))
+    m_meets = measured == "meets"
+    m_below = measured == "below"
+    classes = np.select(
+        [cap_meets & m_meets, cap_meets, m_meets, has_cap | m_below],
+        ["meets", "capability_only", "measured_only", "fails"],
+        default="insufficient_data",
+    ).astype(object)
+    cap_class = np.where(cap_meets, "meets", np.where(has_cap, "below", "none")).astype(object)
+    return classes, cap_class
+
+
+def counts_for_basis(speed_class: ArrayLike, basis: str) -> NDArray[np.bool_]:
+    """True where a village counts towards the speed share under ``basis``."""
+    if basis not in BASIS_CLASSES:
+        raise ValueError(f"`basis` was {basis!r} but is expected to be in {list(BASIS_CLASSES)}")
+    return np.isin(np.asarray(speed_class, dtype=object), BASIS_CLASSES[basis])
+
+
+def discrepancies(villages: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Villages where fibre and speed evidence disagree (administrative villages and
+    communities):
+
+    - ``fibre_but_slow``: fibre on record, but the measurement says below target;
+    - ``fast_without_fibre``: no fibre on record, but the measurement or the declared
+      capability meets the target (``fast_basis``: ``measured``, ``capability`` or ``both``).
+    """
+    in_scope = villages["kind"].isin(["village", "community"])
+    fibre = villages["fibre"].fillna(False).astype(bool)
+    measured = villages["measured_class"]
+    m_fast = measured == "meets"
+    c_fast = villages["capability_class"] == "meets"
+    slow = villages[in_scope & fibre & (measured == "below")]
+    fast_mask = in_scope & ~fibre & (m_fast | c_fast)
+    fast = villages[fast_mask].copy()
+    fast["fast_basis"] = np.where(
+        m_fast[fast_mask] & c_fast[fast_mask],
+        "both",
+        np.where(m_fast[fast_mask], "measured", "capability"),
+    )
+    return {"fibre_but_slow": slow, "fast_without_fibre": fast}

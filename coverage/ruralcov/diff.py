@@ -1,0 +1,266 @@
+"""What changed between two runs, village by village and area by area, and why.
+
+:func:`diff_runs` compares the village tables of two runs (typically last quarter's and this
+quarter's). A village is listed when its fibre status, speed class or ``meets_targets`` changed,
+or when it entered or left the register. Each change gets the explanations the two runs can
+support, most specific first:
+
+- ``correction``: the village's ``corrections`` text differs (an override added or removed);
+- ``new_asset`` / ``asset_gone`` / ``asset_changed``: the access point behind the fibre status
+  appeared, disappeared or is another one; ``register_table``: the fibre register table now
+  says otherwise; ``fibre_basis``: any other change of the evidence;
+- ``more_tests`` / ``fewer_tests``: the number of speed tests changed; ``median_changed``: same
+  tests count, another median;
+- ``rule_changed``: a parameter that decides this status (targets, ``max_distance_m``,
+  ``min_tests``, ...) differs between the manifests;
+- ``input_changed``: the input file of that layer has another hash (when nothing more specific
+  is known).
+
+Per-area changes in share come from :func:`ruralcov.aggregate.summarise` over each run's
+villages, with each run's own fibre target, so they follow the published definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ruralcov import aggregate
+from ruralcov.schema import LEVELS, present_levels
+
+__all__ = ["DiffResult", "diff_runs", "write_diff"]
+
+_STATUS = ("fibre", "speed_class", "meets_targets")
+_CONTEXT = (
+    "village_name",
+    "kind",
+    "township_code",
+    "county_code",
+    "fibre_basis",
+    "fibre_asset_id",
+    "tests",
+    "download_median_mbps",
+    "corrections",
+)
+_FIBRE_RULES = ("targets.fibre_share", "max_distance_m", "operational", "status", "kind", "value")
+_SPEED_RULES = (
+    "targets.village_download_mbps",
+    "targets.community_download_mbps",
+    "min_tests",
+    "min_devices",
+)
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    #: One row per changed village: change, the status columns _a/_b, why, context of run B.
+    villages: pd.DataFrame
+    #: level -> one row per area: villages, fibre and speed shares in A and B and the change.
+    areas: dict[str, pd.DataFrame]
+    #: Parameters that differ between the runs: key, a, b.
+    parameters: pd.DataFrame
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested manifest parameters as dotted keys (``fibre[0].max_distance_m``)."""
+    out: dict[str, Any] = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for i, v in enumerate(value):
+            out.update(_flat(v, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = value
+    return out
+
+
+def _changed_parameters(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
+    fa, fb = _flat(a.get("parameters", {})), _flat(b.get("parameters", {}))
+    skip = ("path", "out", "name", "provenance", "base")
+    rows = [
+        {"key": k, "a": fa.get(k), "b": fb.get(k)}
+        for k in sorted(set(fa) | set(fb))
+        if fa.get(k) != fb.get(k) and k.rsplit(".", 1)[-1] not in skip
+    ]
+    return pd.DataFrame(rows, columns=["key", "a", "b"])
+
+
+def _changed_inputs(a: dict[str, Any], b: dict[str, Any]) -> set[str]:
+    ha = {i["layer"]: i.get("sha256") for i in a.get("inputs", [])}
+    hb = {i["layer"]: i.get("sha256") for i in b.get("inputs", [])}
+    return {layer for layer in set(ha) | set(hb) if ha.get(layer) != hb.get(layer)}
+
+
+def _rules(params: pd.DataFrame, names: tuple[str, ...]) -> list[str]:
+    return [
+        f"{k}: {a} -> {b}"
+        for k, a, b in params.itertuples(index=False)
+        if any(k == n or k.endswith("." + n) or k.startswith(n) for n in names)
+    ]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if pd.isna(a) and pd.isna(b):
+        return True
+    if pd.isna(a) or pd.isna(b):
+        return False
+    return bool(a == b)
+
+
+def _why(ra: pd.Series, rb: pd.Series, params: pd.DataFrame, inputs: set[str]) -> str:
+    reasons: list[str] = []
+    if not _same(ra.get("corrections"), rb.get("corrections")):
+        reasons.append(f"correction: {rb.get('corrections') or 'override removed'}")
+    fibre_changed = not _same(ra["fibre"], rb["fibre"])
+    speed_changed = not _same(ra["speed_class"], rb["speed_class"])
+    if fibre_changed or not _same(ra.get("fibre_basis"), rb.get("fibre_basis")):
+        asset_a, asset_b = ra.get("fibre_asset_id"), rb.get("fibre_asset_id")
+        basis_a, basis_b = ra.get("fibre_basis"), rb.get("fibre_basis")
+        if "register" in (basis_a, basis_b) and basis_a != basis_b:
+            reasons.append(f"register_table: fibre basis {basis_a} -> {basis_b}")
+        elif pd.isna(asset_a) and not pd.isna(asset_b):
+            reasons.append(f"new_asset: {asset_b} ({basis_b})")
+        elif not pd.isna(asset_a) and pd.isna(asset_b):
+            reasons.append(f"asset_gone: {asset_a} no longer counts")
+        elif not _same(asset_a, asset_b):
+            reasons.append(f"asset_changed: {asset_a} -> {asset_b}")
+        elif basis_a != basis_b:
+            reasons.append(f"fibre_basis: {basis_a} -> {basis_b}")
+        reasons += [f"rule_changed: {r}" for r in _rules(params, _FIBRE_RULES)]
+        if not reasons:
+            changed = sorted(layer for layer in inputs if layer.startswith("fibre"))
+            if changed:
+                reasons.append(f"input_changed: {', '.join(changed)}")
+    if speed_changed:
+        before = len(reasons)
+        ta, tb = ra.get("tests"), rb.get("tests")
+        ta, tb = (0 if pd.isna(ta) else int(ta)), (0 if pd.isna(tb) else int(tb))
+        if tb > ta:
+            reasons.append(f"more_tests: {ta} -> {tb}")
+        elif tb < ta:
+            reasons.append(f"fewer_tests: {ta} -> {tb}")
+        elif not _same(ra.get("download_median_mbps"), rb.get("download_median_mbps")):
+            reasons.append(
+                f"median_changed: {ra.get('download_median_mbps')} -> "
+                f"{rb.get('download_median_mbps')} Mbps"
+            )
+        reasons += [f"rule_changed: {r}" for r in _rules(params, _SPEED_RULES)]
+        if "speed" in inputs and len(reasons) == before:
+            reasons.append("input_changed: speed")
+    return "; ".join(reasons) or "unexplained by the recorded inputs and parameters"
+
+
+def diff_runs(
+    villages_a: pd.DataFrame,
+    villages_b: pd.DataFrame,
+    *,
+    manifest_a: dict[str, Any] | None = None,
+    manifest_b: dict[str, Any] | None = None,
+) -> DiffResult:
+    """Villages and areas whose status changed from run A to run B, with reasons."""
+    manifest_a, manifest_b = manifest_a or {}, manifest_b or {}
+    params = _changed_parameters(manifest_a, manifest_b)
+    inputs = _changed_inputs(manifest_a, manifest_b)
+    a = villages_a.set_index("village_code", drop=False)
+    b = villages_b.set_index("village_code", drop=False)
+    rows: list[dict[str, Any]] = []
+    for code in sorted(set(a.index) | set(b.index), key=str):
+        in_a, in_b = code in a.index, code in b.index
+        ra = a.loc[code] if in_a else None
+        rb = b.loc[code] if in_b else None
+        if ra is not None and rb is not None:
+            if all(_same(ra[c], rb[c]) for c in _STATUS):
+                continue
+            change, why = "changed", _why(ra, rb, params, inputs)
+        else:
+            change = "added" if in_b else "removed"
+            why = "register entry " + ("added" if in_b else "removed")
+        ref: pd.Series = rb if rb is not None else ra  # type: ignore[assignment]
+        row: dict[str, Any] = {"village_code": code, "change": change}
+        for col in _STATUS:
+            row[f"{col}_a"] = ra[col] if ra is not None else None
+            row[f"{col}_b"] = rb[col] if rb is not None else None
+        row["why"] = why
+        for col in _CONTEXT:
+            row[col] = ref.get(col)
+        rows.append(row)
+    columns = [
+        "village_code",
+        "change",
+        *(f"{c}_{s}" for c in _STATUS for s in "ab"),
+        "why",
+        *_CONTEXT,
+    ]
+    villages = pd.DataFrame(rows, columns=columns)
+    areas = {}
+    target_a = manifest_a.get("targets", {}).get("fibre_share", 0.98)
+    target_b = manifest_b.get("targets", {}).get("fibre_share", 0.98)
+    levels = [lv for lv in present_levels(villages_a) if lv in present_levels(villages_b)]
+    for level in [lv for lv in LEVELS if lv in levels]:
+        sa = aggregate.summarise(villages_a, level=level, fibre_target=target_a)
+        sb = aggregate.summarise(villages_b, level=level, fibre_target=target_b)
+        keep = [
+            "code",
+            "villages",
+            "fibre_villages",
+            "fibre_share",
+            "fibre_gap_villages",
+            "speed_meets",
+            "speed_share",
+        ]
+        merged = sa[keep].merge(sb[keep], on="code", how="outer", suffixes=("_a", "_b"))
+        for col in (
+            "fibre_villages",
+            "fibre_share",
+            "fibre_gap_villages",
+            "speed_meets",
+            "speed_share",
+        ):
+            merged[f"{col}_change"] = merged[f"{col}_b"] - merged[f"{col}_a"]
+        changed = (
+            (merged["fibre_villages_change"].fillna(1) != 0)
+            | (merged["speed_meets_change"].fillna(1) != 0)
+            | (merged["villages_a"] != merged["villages_b"])
+        )
+        areas[level] = merged[changed].sort_values("code").reset_index(drop=True)
+    return DiffResult(villages=villages, areas=areas, parameters=params)
+
+
+def write_diff(diff: DiffResult, out: Path | str) -> list[Path]:
+    """``diff_villages.csv``, ``diff_<level>.csv`` and ``diff_parameters.csv`` in ``out``."""
+    from ruralcov.audit import _csv_ready
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {"diff_villages": diff.villages, "diff_parameters": diff.parameters}
+    tables.update({f"diff_{level}": frame for level, frame in diff.areas.items()})
+    paths = []
+    for name, frame in tables.items():
+        path = out / f"{name}.csv"
+        _csv_ready(frame.astype(object).where(frame.notna(), None)).to_csv(
+            path, index=False, encoding="utf-8-sig", lineterminator="\r\n"
+        )
+        paths.append(path)
+    return paths
+
+
+def change_counts(diff: DiffResult) -> dict[str, int]:
+    """Headline counts for the CLI: villages gaining/losing fibre, changing speed class."""
+    v = diff.villages
+    changed = v[v["change"] == "changed"]
+    fa = changed["fibre_a"].astype("boolean")
+    fb = changed["fibre_b"].astype("boolean")
+    return {
+        "villages_changed": int(len(changed)),
+        "gained_fibre": int((~fa & fb).sum()),
+        "lost_fibre": int((fa & ~fb).sum()),
+        "speed_class_changed": int(
+            (changed["speed_class_a"].astype(str) != changed["speed_class_b"].astype(str)).sum()
+        ),
+        "added": int((v["change"] == "added").sum()),
+        "removed": int((v["change"] == "removed").sum()),
+    }

@@ -1,0 +1,305 @@
+"""The Dask engine: speed tests joined and reduced on a dask.distributed cluster.
+
+``engine = "dask"`` in ``[run]`` (or ``ruralcov run --engine dask``) runs the speed-test step of
+:func:`ruralcov.analyse` on a cluster: the tests (partitioned Parquet: a folder of parts or a
+file's row groups, grouped up to ``dask_partition_rows`` rows; a CSV is one partition) become a
+dask-geopandas GeoDataFrame of points; each partition is checked exactly as the local stream
+checks a batch (:class:`ruralcov.stream.Checker`) and joined with the villages'
+:class:`~ruralcov.join.PolygonIndex`, broadcast to every worker; the kept tests are shuffled by
+village so that each village's tests meet in one partition, where the exact statistics are
+computed by the same accumulator as the local engine. The result, the issues and the input
+record are identical to the local engine's.
+
+``dask_scheduler = "tcp://host:8786"`` uses an existing cluster (every worker needs ruralcov
+installed and read access to the tests at the same path); without it a ``LocalCluster`` with
+``dask_workers`` processes is started for the run and closed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ruralcov import io, stream
+from ruralcov.config import Config, SpeedConfig
+from ruralcov.errors import ConfigError
+from ruralcov.join import PolygonIndex
+from ruralcov.loaders import InputRecord
+from ruralcov.validate import dropped_counts
+
+__all__ = ["cluster_client", "dask_speed_tests"]
+
+_STATUS_KEYS = {
+    stream.MISSING: "missing", stream.BAD_GEOMETRY: "bad_geometry",
+    stream.OUT_OF_RANGE: "out_of_range", stream.NATIVE_MISSING: "native_missing",
+    stream.BAD_DOWNLOAD: "bad_download", stream.NEGATIVE: "negative",
+    stream.ABSURD: "absurd",
+}
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One partition: row groups of one Parquet file, or a whole CSV; ``row0`` is 1-based."""
+
+    file: str
+    row_groups: tuple[int, ...] | None
+    row0: int
+
+
+def pieces(p: stream.Plan, *, rows_per_piece: int) -> list[Piece]:
+    """Partitions of the tests with the source row number each starts at."""
+    if p.kind == "csv":
+        return [Piece(str(p.path), None, 1)]
+    out, row = [], 1
+    for f in p.files:
+        meta = pq.ParquetFile(f).metadata
+        group: list[int] = []
+        size, start = 0, row
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            if group and size + n > rows_per_piece:
+                out.append(Piece(str(f), tuple(group), start))
+                group, size, start = [], 0, start + size
+            group.append(g)
+            size += n
+        if group:
+            out.append(Piece(str(f), tuple(group), start))
+        row += meta.num_rows
+    return out
+
+
+def _columns(p: stream.Plan, speed: SpeedConfig) -> list[str]:
+    return stream.Checker(p, speed).read_columns
+
+
+def read_piece(piece: Piece, p: stream.Plan, speed: SpeedConfig) -> pd.DataFrame:
+    """A partition checked like a stream batch: row, x, y (EPSG:4326), status and measures."""
+    checker = stream.Checker(p, speed)
+    if piece.row_groups is None:
+        table = pa.concat_tables(list(stream.iter_batches(p, checker.read_columns)))
+    else:
+        table = pq.ParquetFile(piece.file).read_row_groups(list(piece.row_groups),
+                                                           columns=checker.read_columns)
+    prep = checker.check(table, piece.row0)
+    n = len(prep.status)
+    frame = pd.DataFrame({
+        "row": prep.row0 + np.arange(n, dtype=np.int64),
+        "x": prep.x, "y": prep.y, "status": prep.status, "down": prep.download,
+        "up": prep.upload if prep.upload is not None else np.nan,
+        "lat": prep.latency if prep.latency is not None else np.nan,
+        "neg_up": prep.neg_upload if prep.neg_upload is not None else False,
+        "neg_lat": prep.neg_latency if prep.neg_latency is not None else False,
+        "dev": prep.device if prep.device is not None else np.zeros(n, np.uint64),
+        "dev_ok": prep.device_ok if prep.device_ok is not None else False,
+        "swapped": False,
+        "h1": np.uint64(0), "h2": np.uint64(0),
+    })
+    usable = np.flatnonzero(prep.status == stream.OK)
+    frame.loc[usable, "h1"] = prep.h1
+    frame.loc[usable, "h2"] = prep.h2
+    if len(prep.swapped):
+        frame.loc[frame["status"] == stream.OUT_OF_RANGE, "swapped"] = prep.swapped
+    frame.attrs["present"] = prep.present
+    return frame
+
+
+def _assign(part: Any, index: PolygonIndex) -> pd.DataFrame:
+    """The village of each usable test of a dask-geopandas partition (-1 otherwise)."""
+    village = np.full(len(part), -1, dtype=np.int64)
+    ok = (part["status"].to_numpy() == stream.OK)
+    if ok.any():
+        village[ok] = index.assign(np.asarray(part.geometry.values, dtype=object)[ok])
+    out = pd.DataFrame(part.drop(columns="geometry"))
+    out["village"] = village
+    return out
+
+
+def _duplicates(part: pd.DataFrame) -> pd.DataFrame:
+    """Rows of this hash partition that copy an earlier row (the first copy is kept)."""
+    from ruralcov import _kernels
+
+    part = part.sort_values("row")
+    if len(part) < 2:
+        return part.iloc[:0][["row", "village"]]
+    size = 1 << int(np.ceil(np.log2(2 * len(part))))
+    dup = _kernels.first_seen(part["h1"].to_numpy(np.uint64), part["h2"].to_numpy(np.uint64),
+                              np.empty(size, np.uint64), np.empty(size, np.uint64),
+                              np.zeros(size, np.bool_))
+    return part.loc[dup, ["row", "village"]]
+
+
+def _without(part: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    return part[~np.isin(part["row"].to_numpy(), rows)] if len(rows) else part
+
+
+def _issue_rows(part: pd.DataFrame) -> pd.DataFrame:
+    """Rows that make an issue: dropped, outside, or with a negative upload/latency."""
+    hit = ((part["status"] != stream.OK) | (part["village"] < 0) | part["neg_up"]
+           | part["neg_lat"])
+    return part.loc[hit, ["row", "status", "village", "neg_up", "neg_lat", "swapped"]]
+
+
+def _present(part: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a geometry before the range check (as the reader counts them)."""
+    st = part["status"].to_numpy()
+    n = int(((st != stream.MISSING) & (st != stream.BAD_GEOMETRY)
+             & (st != stream.NATIVE_MISSING)).sum())
+    return pd.DataFrame({"present": [n]})
+
+
+def _village_stats(part: pd.DataFrame, target: np.ndarray, fields: tuple[str, ...]) -> pd.DataFrame:
+    """Exact statistics of the villages whose tests are all in this partition."""
+    cols = ["village", *stream.STAT_COLUMNS]
+    if len(part) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
+    ids, local = np.unique(part["village"].to_numpy(), return_inverse=True)
+    acc = stream.Accumulator(len(ids), has_upload="up" in fields, has_latency="lat" in fields,
+                             has_device="dev" in fields, buffer_mb=1 << 20)
+    values = {"row": part["row"].to_numpy(np.int64), "down": part["down"].to_numpy(),
+              "up": part["up"].to_numpy(), "lat": part["lat"].to_numpy(),
+              "dev": part["dev"].to_numpy(np.uint64),
+              "dev_ok": part["dev_ok"].to_numpy(bool)}
+    acc.add(local, values)
+    stats = acc.statistics(target[ids])
+    stats["devices"] = stats["devices"].astype(float)
+    stats.insert(0, "village", ids)
+    return stats
+
+
+@contextmanager
+def cluster_client(config: Config) -> Iterator[Any]:
+    """A dask.distributed Client: to ``dask_scheduler``, or to a LocalCluster for the run."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ConfigError('engine = "dask" needs the dask extra: pip install "ruralcov[dask]"'
+                          ) from exc
+    run = config.run
+    if run.dask_scheduler:
+        with Client(run.dask_scheduler) as client:
+            yield client
+        return
+    workers = run.dask_workers or os.cpu_count() or 1
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def dask_speed_tests(
+    config: Config,
+    polygons: Any,
+    *,
+    priority: np.ndarray,
+    target_mbps: np.ndarray,
+    client: Any = None,
+) -> stream.StreamedSpeed | None:
+    """Per-village speed statistics, issues and record computed on a Dask cluster.
+
+    Returns None when the tests are in a format the stream does not read (the pipeline then
+    loads them whole, locally). ``client``: an existing ``dask.distributed.Client`` (default:
+    one from :func:`cluster_client`).
+    """
+    speed = config.speed
+    p = stream.plan(speed)
+    if p is None:
+        return None
+    if client is None:
+        with cluster_client(config) as c:
+            return dask_speed_tests(config, polygons, priority=priority,
+                                    target_mbps=target_mbps, client=c)
+    import dask
+    import dask.dataframe as dd
+    import dask_geopandas
+
+    checker = stream.Checker(p, speed)  # raises the loader's schema errors up front
+    fields = ("down",) + (("up",) if checker.roles["upload"] else ()) + (
+        ("lat",) if checker.roles["latency"] else ()) + (
+        ("dev", "dev_ok") if checker.roles["device"] else ())
+    parts = pieces(p, rows_per_piece=config.run.dask_partition_rows)
+    index = PolygonIndex(polygons, priority=priority)
+    index_f = client.scatter(index, broadcast=True)
+    target = np.asarray(target_mbps, dtype=float)
+    meta = read_piece_meta()
+    tests = dd.from_map(read_piece, parts, p=p, speed=speed, meta=meta,
+                        enforce_metadata=False)
+    points = dask_geopandas.from_dask_dataframe(
+        tests, geometry=dask_geopandas.points_from_xy(tests, "x", "y", crs="EPSG:4326")
+    )
+    joined = points.map_partitions(_assign, index_f,
+                                   meta=meta.assign(village=np.int64(0)))
+    issue_rows = joined.map_partitions(_issue_rows)
+    present = tests.map_partitions(_present, meta=pd.DataFrame({"present": [0]}))
+    rows = tests.map_partitions(len)
+    usable = joined[joined["status"] == stream.OK][["row", "h1", "h2", "village"]]
+    n_out = max(1, min(len(parts) * 2, 64))
+    dups = usable.shuffle(on="h1", npartitions=n_out).map_partitions(
+        _duplicates, meta=pd.DataFrame({"row": np.int64(0), "village": np.int64(0)},
+                                       index=[0]).iloc[:0])
+    issues_df, present_df, row_counts, dups_df = dask.compute(issue_rows, present, rows, dups)
+    dup_rows = np.sort(dups_df["row"].to_numpy(np.int64))
+    kept = joined[(joined["status"] == stream.OK) & (joined["village"] >= 0)]
+    kept = kept[["row", "village", "down", "up", "lat", "dev", "dev_ok"]]
+    kept = kept.map_partitions(_without, dup_rows)
+    shuffled = kept.shuffle(on="village", npartitions=n_out)
+    stats_meta = pd.DataFrame({"village": np.int64(0), **{c: 0.0 for c in stream.STAT_COLUMNS}},
+                              index=[0]).iloc[:0]
+    stats_parts = shuffled.map_partitions(_village_stats, target, fields, meta=stats_meta)
+    (stats_df,) = dask.compute(stats_parts)
+    n_rows = int(np.sum(row_counts))
+
+    log = stream.IssueLog()
+    issues_df = issues_df.sort_values("row")
+    for code, key in _STATUS_KEYS.items():
+        log.add(key, issues_df.loc[issues_df["status"] == code, "row"].to_numpy())
+    ok = issues_df["status"] == stream.OK
+    log.add("neg_upload", issues_df.loc[ok & issues_df["neg_up"], "row"].to_numpy())
+    log.add("neg_latency", issues_df.loc[ok & issues_df["neg_lat"], "row"].to_numpy())
+    log.add("outside", issues_df.loc[ok & (issues_df["village"] < 0), "row"].to_numpy())
+    log.present = int(present_df["present"].sum())
+    out_rows = issues_df[issues_df["status"] == stream.OUT_OF_RANGE]
+    log.swapped_all = bool(out_rows["swapped"].all())
+    if log.present:
+        checker._resolve_crs()
+    issues = log.frame(checker, rows_read=n_rows, duplicates=dup_rows)
+
+    n = len(target)
+    stats = _full_stats(stats_df, n, has_device="dev" in fields)
+    dropped = dropped_counts(issues, "speed")
+    record = InputRecord(layer="speed", path=p.path, sha256=io.sha256_file(p.path),
+                         rows_read=n_rows, rows_used=n_rows - sum(dropped.values()),
+                         dropped=dropped)
+    return stream.StreamedSpeed(stats=stats, issues=issues, record=record)
+
+
+def read_piece_meta() -> pd.DataFrame:
+    """The (empty) frame :func:`read_piece` returns, for Dask's metadata."""
+    return pd.DataFrame({
+        "row": np.int64(0), "x": 0.0, "y": 0.0, "status": np.int8(0), "down": 0.0, "up": 0.0,
+        "lat": 0.0, "neg_up": False, "neg_lat": False, "dev": np.uint64(0), "dev_ok": False,
+        "swapped": False, "h1": np.uint64(0), "h2": np.uint64(0),
+    }, index=[0]).iloc[:0]
+
+
+def _full_stats(found: pd.DataFrame, n: int, *, has_device: bool) -> pd.DataFrame:
+    """One row per village position: the computed villages, and empty ones for the rest."""
+    out = pd.DataFrame({c: np.full(n, np.nan) for c in stream.STAT_COLUMNS})
+    out["tests"] = 0
+    out["devices"] = 0.0 if has_device else np.nan
+    if len(found):
+        pos = found["village"].to_numpy(np.int64)
+        for c in stream.STAT_COLUMNS:
+            values = out[c].to_numpy(copy=True)
+            values[pos] = found[c].to_numpy()
+            out[c] = values
+    out["tests"] = out["tests"].astype(np.int64)
+    out["devices"] = (out["devices"].astype("Int64") if has_device
+                      else pd.Series(pd.NA, index=out.index, dtype=object))
+    return out

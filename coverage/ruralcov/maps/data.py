@@ -1,0 +1,385 @@
+"""Layer data for the interactive maps: classes, simplified geometry and a compact encoding.
+
+Everything here is a pure function of frames and arrays (no files, no printing). The encoding
+is what keeps the province page small and quick to draw (see the README, "Maps"):
+
+- village polygons are simplified in the metric CRS, in metres (``shapely.coverage_simplify``
+  when the villages form a valid coverage, so that neighbours keep one shared edge; otherwise
+  a per-polygon topology-preserving ``simplify`` with the same tolerance);
+- coordinates become integers on a grid of ``1/q`` degree, and every ring stores its first
+  vertex and then differences, which are short numbers in JSON;
+- attributes are stored column by column, and a column with repeated texts (township and
+  county names, classes) as a dictionary plus small integers.
+
+The page script ``templates/ruralcov_map.js`` decodes this format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+from numpy.typing import NDArray
+
+__all__ = [
+    "AREA_FIBRE",
+    "MAP_CLASSES",
+    "area_classes",
+    "columns",
+    "dissolve",
+    "encode_geometry",
+    "map_class",
+    "script_json",
+    "share_bins",
+    "simplify_polygons",
+]
+
+#: Village map class -> (legend label, fill colour, outline colour, outline weight).
+#: Villages without fibre are the gap: drawn red with a dark outline so they stand out.
+MAP_CLASSES: dict[str, tuple[str, str, str, float]] = {
+    "fibre_meets": ("fibre and speed target met", "#1a9850", "#ffffff", 0.4),
+    "fibre_below": ("fibre only: speed below target", "#fdae61", "#ffffff", 0.4),
+    "fibre_insufficient": ("fibre, too few speed tests", "#91bfdb", "#ffffff", 0.4),
+    "no_fibre": ("no fibre (gap)", "#d73027", "#67001f", 1.2),
+    "not_counted": ("not an administrative village or community", "#d9d9d9", "#ffffff", 0.4),
+}
+
+#: Diverging colours for shares: four warm steps below the target, two cool steps at or above.
+_BELOW = ("#b2182b", "#d6604d", "#f4a582", "#fddbc7")
+_ABOVE = ("#92c5de", "#2166ac")
+_SEQUENTIAL = ("#edf8b1", "#c7e9b4", "#7fcdbb", "#1d91c0", "#0c2c84")
+_NO_DATA = "#bdbdbd"
+
+AREA_FIBRE = "fibre_share"
+
+
+def map_class(villages: pd.DataFrame) -> pd.Series:
+    """The map class of each village (a key of :data:`MAP_CLASSES`), aligned to its index.
+
+    Communities are classed like villages (fibre, then speed against the urban target); other
+    register units are ``not_counted``.
+
+    Examples
+    --------
+    >>> v = pd.DataFrame({"kind": ["village", "village", "other"],
+    ...                   "fibre": [True, False, True],
+    ...                   "speed_class": ["below", "meets", "meets"]})
+    >>> map_class(v).tolist()
+    ['fibre_below', 'no_fibre', 'not_counted']
+    """
+    fibre = villages["fibre"].fillna(False).astype(bool).to_numpy()
+    speed = villages["speed_class"].astype(object).to_numpy()
+    counted = villages["kind"].isin(["village", "community"]).to_numpy()
+    cls = np.select(
+        [~counted, ~fibre, speed == "meets", speed == "below"],
+        ["not_counted", "no_fibre", "fibre_meets", "fibre_below"],
+        default="fibre_insufficient",
+    )
+    return pd.Series(cls, index=villages.index, name="map_class", dtype=object)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %" if abs(100 * x - round(100 * x)) < 1e-9 else f"{100 * x:.1f} %"
+
+
+def share_bins(target: float | None) -> list[tuple[float, float, str, str]]:
+    """Classes ``(low, high, label, colour)`` for a share in [0, 1], diverging at ``target``.
+
+    Below the target the steps are 5, 10 and 20 percentage points wide (warm: the further
+    below, the darker); at or above it there are two cool steps. Without a target the scale
+    is sequential in fifths. ``high`` is exclusive except for the last class, which ends at 1.
+
+    Examples
+    --------
+    >>> [label for _, _, label, _ in share_bins(0.98)]
+    ['below 78 %', '78 % to 88 %', '88 % to 93 %', '93 % to 98 %', '98 % to 99 %', '99 % to 100 %']
+    """
+    if target is None:
+        edges = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        return [
+            (lo, hi, f"{_pct(lo)} to {_pct(hi)}", colour)
+            for lo, hi, colour in zip(edges[:-1], edges[1:], _SEQUENTIAL, strict=True)
+        ]
+    t = min(max(float(target), 0.0), 1.0)
+    below = [e for e in (round(t - d, 10) for d in (0.20, 0.10, 0.05)) if e > 0]
+    low_edges = [0.0, *below, t] if t > 0 else []
+    bins: list[tuple[float, float, str, str]] = []
+    colours = _BELOW[-(len(low_edges) - 1) :] if len(low_edges) > 1 else ()
+    for i, (lo, hi) in enumerate(zip(low_edges[:-1], low_edges[1:], strict=True)):
+        label = f"below {_pct(hi)}" if i == 0 else f"{_pct(lo)} to {_pct(hi)}"
+        bins.append((lo, hi, label, colours[i]))
+    if t < 1:
+        mid = round(t + (1 - t) / 2, 10)
+        bins.append((t, mid, f"{_pct(t)} to {_pct(mid)}", _ABOVE[0]))
+        bins.append((mid, 1.0, f"{_pct(mid)} to 100 %", _ABOVE[1]))
+    else:
+        bins.append((1.0, 1.0, "100 %", _ABOVE[1]))
+    return bins
+
+
+def area_classes(
+    share: pd.Series, target: float | None
+) -> tuple[NDArray[np.intp], list[tuple[str, str]]]:
+    """Class index of each area's share and the ``(label, colour)`` of every class.
+
+    The last class is "no administrative villages" (a share that is missing).
+    """
+    bins = share_bins(target)
+    values = pd.to_numeric(share, errors="coerce").to_numpy(dtype=float)
+    cls = np.full(len(values), len(bins), dtype=np.intp)
+    for i, (lo, hi, _, _) in enumerate(bins):
+        last = i == len(bins) - 1
+        inside = (values >= lo) & ((values <= hi) if last else (values < hi))
+        cls[inside & (cls == len(bins))] = i
+    labels = [(label, colour) for _, _, label, colour in bins]
+    labels.append(("no administrative villages", _NO_DATA))
+    return cls, labels
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _transformer(src: str, dst: str) -> Callable[[Any, Any], Any]:
+    t = pyproj.Transformer.from_crs(src, dst, always_xy=True)
+    return lambda x, y: t.transform(x, y)
+
+
+def simplify_polygons(
+    geoms: NDArray[np.object_], *, metric_crs: str, tolerance_m: float
+) -> NDArray[np.object_]:
+    """Polygons simplified with a tolerance in metres, returned in EPSG:4326.
+
+    A valid coverage (no overlaps, matching shared edges) is simplified as a whole so that
+    neighbours keep exactly one shared boundary; anything else polygon by polygon with
+    ``preserve_topology``. Missing or empty geometries stay as they are, and a polygon that
+    would vanish keeps its unsimplified shape, so every village is still drawn.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    out = geoms.copy()
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if tolerance_m <= 0 or not ok.any():
+        return out
+    to_m = _transformer("EPSG:4326", metric_crs)
+    back = _transformer(metric_crs, "EPSG:4326")
+    metric = shapely.transform(geoms[ok], to_m, interleaved=False)
+    if bool(shapely.coverage_is_valid(metric)):
+        simple = shapely.coverage_simplify(metric, tolerance_m)
+    else:
+        simple = shapely.simplify(metric, tolerance_m, preserve_topology=True)
+    lost = shapely.is_empty(simple) | (shapely.area(simple) <= 0)
+    simple = np.where(lost, metric, simple)
+    out[ok] = shapely.transform(simple, back, interleaved=False)
+    return out
+
+
+def dissolve(geoms: NDArray[np.object_], keys: pd.Series) -> pd.Series:
+    """Union of the geometries of each key (e.g. villages into their township), by key."""
+    geoms = np.asarray(geoms, dtype=object)
+    keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) & keys.notna().to_numpy()
+    frame = pd.DataFrame({"key": keys.to_numpy()[keep], "i": np.flatnonzero(keep)})
+    out = {}
+    for key, idx in frame.groupby("key", sort=True)["i"]:
+        parts = geoms[idx.to_numpy()]
+        try:
+            merged = shapely.coverage_union_all(parts)
+        except shapely.errors.GEOSException:  # not a coverage: the general union
+            merged = shapely.union_all(parts)
+        out[key] = _without_slivers(merged)
+    return pd.Series(out, dtype=object)
+
+
+def _without_slivers(geom: Any, rel: float = 1e-6) -> Any:
+    """``geom`` without holes smaller than ``rel`` times its part's area: the slits left
+    where neighbouring villages do not quite meet, which would show as lines inside an area."""
+    parts = []
+    for part in getattr(geom, "geoms", [geom]):
+        if part.geom_type != "Polygon":
+            continue
+        holes = [r for r in part.interiors if shapely.Polygon(r).area >= rel * part.area]
+        parts.append(shapely.Polygon(part.exterior, holes))
+    if not parts:
+        return geom
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+
+
+def encode_geometry(
+    geoms: Sequence[Any] | NDArray[np.object_],
+    *,
+    q: float,
+    shift: Callable[[Any, Any], Any] | None = None,
+) -> list[Any]:
+    """Geometries as nested lists of integers for the page script.
+
+    Polygons become ``[[ring, ...], ...]`` (one list per polygon part), lines ``[ring, ...]``,
+    points ``[x, y]``, missing or empty geometries ``[]``; a ring is ``[x0, y0, dx1, dy1, ...]``
+    in units of ``1/q`` degree, without the closing vertex. ``shift`` moves coordinates first
+    (WGS 84 to GCJ-02 for AMap tiles).
+
+    Examples
+    --------
+    >>> from shapely import box
+    >>> encode_geometry([box(0, 0, 1, 2), None], q=10)
+    [[[[10, 0, 0, 20, -10, 0, 0, -20]]], []]
+    """
+    geoms = np.asarray(list(geoms) if not isinstance(geoms, np.ndarray) else geoms, dtype=object)
+    out: list[Any] = [[] for _ in range(len(geoms))]
+    if not len(geoms):
+        return out
+    usable = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if shift is not None and usable.any():
+        geoms = geoms.copy()
+        geoms[usable] = shapely.transform(geoms[usable], shift, interleaved=False)
+    types = np.where(usable, shapely.get_type_id(np.where(usable, geoms, None)), -1)
+    points = np.flatnonzero(types == 0)
+    if len(points):
+        xy = np.rint(shapely.get_coordinates(geoms[points]) * q).astype(np.int64).tolist()
+        for i, pair in zip(points, xy, strict=True):
+            out[i] = pair
+    for wanted, closed in (((3, 6), True), ((1, 2, 5), False)):
+        idx = np.flatnonzero(np.isin(types, wanted))
+        if len(idx):
+            for i, value in zip(idx, _encode_ragged(geoms[idx], q, closed), strict=True):
+                out[i] = value
+    return out
+
+
+def _encode_ragged(geoms: NDArray[np.object_], q: float, closed: bool) -> list[Any]:
+    """Polygons (``closed``) or lines, vectorised through ``shapely.to_ragged_array``."""
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    keep = ~shapely.is_empty(parts)
+    parts, owner = parts[keep], owner[keep]
+    if closed:
+        multi = shapely.multipolygons(parts, indices=owner)
+        _, coords, (ring_off, part_off, geom_off) = shapely.to_ragged_array(multi)
+    else:
+        multi = shapely.multilinestrings(parts, indices=owner)
+        _, coords, (ring_off, geom_off) = shapely.to_ragged_array(multi)
+        part_off = np.arange(len(ring_off))
+    ints = np.rint(coords[:, :2] * q).astype(np.int64)
+    lengths = np.diff(ring_off)
+    if closed:  # drop each ring's closing vertex
+        drop = np.zeros(len(ints), dtype=bool)
+        drop[ring_off[1:] - 1] = lengths > 1
+        ints = ints[~drop]
+        lengths = lengths - (lengths > 1)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    deltas = ints.copy()
+    deltas[1:] -= ints[:-1]
+    deltas[starts[:-1][lengths > 0]] = ints[starts[:-1][lengths > 0]]
+    flat = deltas.ravel().tolist()
+    rings = [flat[2 * a : 2 * b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    part_rings = [rings[a:b] for a, b in zip(part_off[:-1], part_off[1:], strict=True)]
+    if closed:
+        return [part_rings[a:b] for a, b in zip(geom_off[:-1], geom_off[1:], strict=True)]
+    return [sum(part_rings[a:b], []) for a, b in zip(geom_off[:-1], geom_off[1:], strict=True)]
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+def _texts(series: pd.Series, fmt: str | None) -> list[str | None]:
+    """Display texts of a column: numbers by ``fmt``, booleans yes/no, missing as None."""
+    missing = series.isna().to_numpy()
+    values = series.to_numpy(dtype=object)
+    present = values[~missing]
+    if (
+        len(present)
+        and all(isinstance(v, bool | np.bool_) for v in present[:50])
+        and all(isinstance(v, bool | np.bool_) for v in present)
+    ):
+        texts = ["yes" if v else "no" for v in present]
+    elif fmt and pd.api.types.is_numeric_dtype(series.dtype):
+        nums = series.to_numpy()[~missing]
+        if fmt.endswith("d"):  # integer formats on counts read back as floats
+            nums = nums.astype(np.int64)
+        texts = [format(v, fmt) for v in nums.tolist()]
+    elif pd.api.types.is_float_dtype(series.dtype):
+        texts = [str(int(v)) if v.is_integer() else str(v) for v in present.tolist()]
+    else:
+        texts = [str(v) for v in present.tolist()]
+    out: list[str | None] = [None] * len(values)
+    for i, t in zip(np.flatnonzero(~missing).tolist(), texts, strict=True):
+        out[i] = t
+    return out
+
+
+def columns(
+    frame: pd.DataFrame, spec: Sequence[tuple[str, str, str | None]]
+) -> list[dict[str, Any]]:
+    """Column-oriented attributes: one ``{"label", "v"[, "d"]}`` per ``(column, label, fmt)``.
+
+    Values become display texts (``fmt`` is a format spec for numbers; booleans are yes/no;
+    missing values ``None``). A column of few distinct texts gets a dictionary ``d`` and ``v``
+    holds positions in it. Columns missing from ``frame`` are left out.
+    """
+    out = []
+    for name, label, fmt in spec:
+        if name not in frame.columns:
+            continue
+        texts = _texts(frame[name], fmt)
+        col: dict[str, Any] = {"label": label}
+        distinct = sorted({t for t in texts if t is not None})
+        if len(texts) > 20 and len(distinct) <= len(texts) // 3:
+            pos = {t: i for i, t in enumerate(distinct)}
+            col["d"] = distinct
+            col["v"] = [None if t is None else pos[t] for t in texts]
+        else:
+            col["v"] = texts
+        out.append(col)
+    return out
+
+
+def script_json(obj: Any) -> str:
+    """JSON that is safe inside an HTML ``<script>``: ``<``, ``>`` and ``&`` are escaped, so
+    no user text (``</script>``, ``<!--``) can end the script or start markup."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+# --------------------------------------------------------------------------- speed tests
+
+
+def speed_cells(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    download: NDArray[np.float64],
+    group: NDArray[np.object_],
+    *,
+    cell_m: float,
+) -> pd.DataFrame:
+    """Speed tests binned into square cells of ``cell_m`` metres, per group (e.g. county).
+
+    ``x``/``y`` are metric coordinates (metres). One row per non-empty cell: ``group``,
+    ``ix``, ``iy`` (the cell is ``[ix·cell_m, (ix+1)·cell_m) × [iy·cell_m, (iy+1)·cell_m)``),
+    ``tests`` and ``median_mbps``.
+
+    Examples
+    --------
+    >>> speed_cells(np.array([10., 20., 1500.]), np.array([5., 5., 5.]),
+    ...             np.array([10., 30., 8.]), np.array(["a", "a", "a"]), cell_m=1000)
+      group  ix  iy  tests  median_mbps
+    0     a   0   0      2         20.0
+    1     a   1   0      1          8.0
+    """
+    frame = pd.DataFrame(
+        {
+            "group": group,
+            "ix": np.floor(np.asarray(x) / cell_m).astype(np.int64),
+            "iy": np.floor(np.asarray(y) / cell_m).astype(np.int64),
+            "download": np.asarray(download, dtype=float),
+        }
+    )
+    grouped = frame.groupby(["group", "ix", "iy"], sort=True)["download"]
+    out = grouped.agg(tests="size", median_mbps="median").reset_index()
+    return out.astype({"tests": "int64"})

@@ -1,0 +1,576 @@
+"""The interactive map pages, built with folium: the province map and one map per county.
+
+Folium provides the page, the map, the scale bar, optional tile layers and the layer control;
+the data layers are ``DataLayer`` elements whose compact data (:mod:`ruralcov.maps.data`) the
+page script ``ruralcov_map.js`` turns into Leaflet layers drawn on a canvas. That script also
+provides the legend, the village search and the full-screen button (no plugin is loaded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from html import escape
+from typing import Any
+
+import folium
+import numpy as np
+import pandas as pd
+from folium.elements import Element, MacroElement
+from folium.template import Template
+
+from ruralcov.maps.assets import offline
+from ruralcov.maps.data import (
+    MAP_CLASSES,
+    area_classes,
+    columns,
+    encode_geometry,
+    map_class,
+    script_json,
+)
+
+__all__ = ["BASEMAPS", "DataLayer", "county_map", "province_map"]
+
+#: Opt-in tile backgrounds: name -> (URL template, attribution, subdomains, GCJ-02 tiles).
+BASEMAPS: dict[str, tuple[str, str, str, bool]] = {
+    "osm": (
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        "© OpenStreetMap contributors",
+        "abc",
+        False,
+    ),
+    "amap": (
+        "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8"
+        "&x={x}&y={y}&z={z}",
+        "© AMap (高德地图); geometry shifted to GCJ-02 to match",
+        "1234",
+        True,
+    ),
+}
+
+#: Evidence shown for a village: (column, label, number format).
+VILLAGE_FIELDS: tuple[tuple[str, str, str | None], ...] = (
+    ("village_name", "name", None),
+    ("village_code", "code", None),
+    ("kind", "kind", None),
+    ("township_name", "township", None),
+    ("county_name", "county", None),
+    ("fibre", "fibre", None),
+    ("fibre_basis", "fibre basis", None),
+    ("fibre_asset_id", "fibre access point", None),
+    ("fibre_distance_m", "distance to it (m)", ",.0f"),
+    ("fibre_nearby", "fibre route nearby", None),
+    ("fibre_route_id", "nearby route", None),
+    ("nearest_asset_id", "nearest access point", None),
+    ("nearest_asset_m", "distance to nearest (m)", ",.0f"),
+    ("tests", "speed tests", ",d"),
+    ("devices", "devices", ",d"),
+    ("download_median_mbps", "median download (Mbps)", ".1f"),
+    ("download_interval", "95 % interval (Mbps)", None),
+    ("upload_median_mbps", "median upload (Mbps)", ".1f"),
+    ("latency_median_ms", "median latency (ms)", ".0f"),
+    ("share_tests_at_target", "tests at target", ".0%"),
+    ("download_target_mbps", "target (Mbps)", "g"),
+    ("speed_class", "speed class", None),
+)
+
+AREA_FIELDS: tuple[tuple[str, str, str | None], ...] = (
+    ("name", "name", None),
+    ("code", "code", None),
+    ("villages", "administrative villages", ",d"),
+    ("fibre_villages", "with fibre", ",d"),
+    ("fibre_share", "fibre share", ".1%"),
+    ("fibre_target", "target", ".0%"),
+    ("fibre_gap_villages", "gap (villages)", ",d"),
+    ("speed_meets", "meeting the speed target", ",d"),
+    ("speed_share", "speed share", ".1%"),
+    ("villages_with_geometry", "villages with geometry", ",d"),
+    ("href", "county map", None),
+)
+
+Shift = Callable[[Any, Any], Any] | None
+
+
+class DataLayer(folium.map.Layer):
+    """A map layer drawn by ``ruralcov.layer(data)`` in the page script.
+
+    ``overlay=False`` makes it one of the radio-button themes of the layer control.
+    """
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}\n"
+        "var {{ this.get_name() }} = ruralcov.layer({{ this.payload }});\n"
+        "{% endmacro %}"
+    )
+
+    def __init__(self, data: dict[str, Any], *, overlay: bool = True, show: bool = True):
+        super().__init__(name=data["name"], overlay=overlay, control=True, show=show)
+        self._name = "RuralcovLayer"
+        data = {**data, "base": not overlay}
+        self.payload = script_json(data)
+
+
+class _Controls(MacroElement):
+    """Legend, search and full-screen button; added after every layer."""
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}\n"
+        "{{ this._parent.get_name() }}.fitBounds({{ this.bounds }}, {animate: false});\n"
+        "ruralcov.fullscreen({{ this._parent.get_name() }});\n"
+        "{% if this.search %}ruralcov.search({{ this._parent.get_name() }}, "
+        "{{ this.search }});{% endif %}\n"
+        "ruralcov.legend({{ this._parent.get_name() }}, {{ this.info }});\n"
+        "{% endmacro %}"
+    )
+
+    def __init__(
+        self, info: dict[str, Any], search: Sequence[str], bounds: Sequence[float]
+    ) -> None:
+        super().__init__()
+        self._name = "RuralcovControls"
+        self.bounds = script_json([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
+        self.info = script_json(info)
+        self.search = script_json(list(search)) if search else ""
+
+
+def _base_map(bounds: Sequence[float], basemap: str) -> folium.Map:
+    m = folium.Map(
+        location=[(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2],
+        tiles=None,
+        prefer_canvas=True,
+        control_scale=True,
+        zoom_snap=0.25,
+    )
+    offline(m)
+    if basemap != "none":
+        url, attr, subdomains, _ = BASEMAPS[basemap]
+        folium.TileLayer(
+            tiles=url,
+            attr=attr,
+            name=f"background: {basemap}",
+            overlay=True,
+            control=True,
+            subdomains=subdomains,
+        ).add_to(m)
+    return m
+
+
+def stable_ids(m: folium.Map) -> folium.Map:
+    """Number the page's elements in order instead of folium's random ids, so that the same
+    result always writes the same bytes (the manifest's hashes then mean something)."""
+    seen: set[int] = set()
+
+    def walk(element: Any) -> None:
+        if id(element) in seen:
+            return
+        seen.add(id(element))
+        element._id = f"{len(seen):06x}"
+        for child in list(getattr(element, "_children", {}).values()):
+            walk(child)
+
+    walk(m.get_root())
+    return m
+
+
+def shift_for(basemap: str) -> Shift:
+    """The coordinate shift that makes geometry line up with ``basemap``'s tiles."""
+    if basemap != "none" and BASEMAPS[basemap][3]:
+        from ruralcov.crs import wgs84_to_gcj02
+
+        return wgs84_to_gcj02
+    return None
+
+
+def _title(m: folium.Map, text: str, links: Sequence[tuple[str, str]]) -> None:
+    anchors = "".join(f'<a href="{escape(h)}">{escape(t)}</a>' for h, t in links)
+    m.get_root().html.add_child(
+        Element(f'<div class="rc-title">{escape(text)}{anchors}</div>'), name="rc_title"
+    )
+
+
+def _classes(
+    keys: Sequence[tuple[str, str]], counts: np.ndarray, **style: Any
+) -> list[dict[str, Any]]:
+    return [
+        {"label": label, "color": colour, "n": int(n), **style}
+        for (label, colour), n in zip(keys, counts, strict=True)
+    ]
+
+
+def village_evidence(villages: pd.DataFrame) -> pd.DataFrame:
+    """The village table with the derived ``download_interval`` text column."""
+    v = villages.copy()
+    lo, hi = v["download_ci_low_mbps"], v["download_ci_high_mbps"]
+    v["download_interval"] = [
+        None if pd.isna(a) or pd.isna(b) else f"{a:.1f} – {b:.1f}"
+        for a, b in zip(lo.tolist(), hi.tolist(), strict=True)
+    ]
+    return v
+
+
+def village_layer(
+    villages: pd.DataFrame,
+    geoms: Any,
+    *,
+    q: float,
+    shift: Shift,
+    layer_id: str = "villages",
+    name: str = "Villages: fibre and speed class",
+) -> dict[str, Any]:
+    """Layer data of village polygons coloured by :func:`~ruralcov.maps.data.map_class`."""
+    v = village_evidence(villages)
+    cls_key = map_class(v)
+    keys = list(MAP_CLASSES)
+    cls = np.array([keys.index(k) for k in cls_key], dtype=np.intp)
+    counts = np.bincount(cls, minlength=len(keys))
+    classes = [
+        {"label": label, "color": fill, "stroke": stroke, "weight": weight, "n": int(n)}
+        for (label, fill, stroke, weight), n in zip(MAP_CLASSES.values(), counts, strict=True)
+    ]
+    return {
+        "id": layer_id,
+        "name": name,
+        "kind": "polygons",
+        "q": q,
+        "geom": encode_geometry(geoms, q=q, shift=shift),
+        "cols": columns(v, VILLAGE_FIELDS),
+        "title": [0, 1],
+        "tip": [],
+        "cls": cls.tolist(),
+        "classes": classes,
+        "legend": True,
+    }
+
+
+def area_layer(
+    summary: pd.DataFrame,
+    geoms: pd.Series,
+    *,
+    level: str,
+    measure: str,
+    target: float | None,
+    q: float,
+    shift: Shift,
+    hrefs: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Choropleth of ``measure`` (``fibre_share`` or ``speed_share``) over the areas of a level.
+
+    ``geoms`` is indexed by area code; areas without geometry are left out of the map (they
+    stay in the tables).
+    """
+    s = summary[summary["code"].isin(geoms.index)].reset_index(drop=True)
+    s = s.assign(href=[(hrefs or {}).get(c) for c in s["code"]])
+    cls, keys = area_classes(s[measure], target)
+    counts = np.bincount(cls, minlength=len(keys))
+    what = "fibre share" if measure == "fibre_share" else "speed share"
+    cols = columns(s, AREA_FIELDS)
+    labels = [c["label"] for c in cols]
+    data: dict[str, Any] = {
+        "id": f"{level}_{measure}",
+        "name": f"{level.capitalize()}: {what}",
+        "kind": "polygons",
+        "q": q,
+        "geom": encode_geometry(geoms.loc[s["code"]].to_numpy(), q=q, shift=shift),
+        "cols": cols,
+        "title": [0, 1],
+        "tip": [labels.index(x) for x in ("administrative villages", what, "gap (villages)")],
+        "cls": cls.tolist(),
+        "classes": _classes(keys, counts, stroke="#555555", weight=0.6, fill=0.8),
+        "legend": True,
+    }
+    if "county map" in labels:
+        col = cols[labels.index("county map")]
+        col["hide"] = True
+        data["link"] = {"col": labels.index("county map"), "text": "Open the county map"}
+    return data
+
+
+def outline_layer(geoms: pd.Series, *, q: float, shift: Shift, name: str) -> dict[str, Any]:
+    """Area boundaries as thin lines that never catch the mouse."""
+    boundaries = [g.boundary for g in geoms.to_numpy()]
+    return {
+        "id": "outlines",
+        "name": name,
+        "kind": "lines",
+        "q": q,
+        "inert": True,
+        "geom": encode_geometry(boundaries, q=q, shift=shift),
+        "cols": [],
+        "title": [],
+        "classes": [{"label": "boundary", "color": "#333333", "weight": 1.0}],
+        "cls": [0] * len(boundaries),
+    }
+
+
+def _legend_info(result: Any, title: str, notes: Sequence[str]) -> dict[str, Any]:
+    t = result.config.targets
+    provenance = result.config.run.provenance.strip() or "no provenance was given for these inputs"
+    return {
+        "title": title,
+        "provenance": provenance,
+        "notes": [
+            f"Targets: {t.fibre_share:.0%} of administrative villages on fibre; "
+            f"{t.village_download_mbps:g} Mbps in villages, {t.community_download_mbps:g} Mbps "
+            "in communities.",
+            *notes,
+        ],
+    }
+
+
+def province_map(
+    result: Any,
+    villages: pd.DataFrame,
+    village_geoms: Any,
+    areas: dict[str, pd.Series],
+    *,
+    basemap: str = "none",
+    county_hrefs: dict[str, str] | None = None,
+    q: float = 1e5,
+) -> folium.Map:
+    """The province page: county and township choropleths (fibre and speed share) and the
+    villages by class as radio-button themes, county outlines as an overlay."""
+    shift = shift_for(basemap)
+    drawn = [g for g in np.asarray(village_geoms, dtype=object) if g is not None]
+    bounds = _bounds(drawn)
+    m = _base_map(bounds, basemap)
+    target = result.config.targets.fibre_share
+    first = True
+    for level in ("county", "township"):
+        if level not in areas or level not in result.summaries:
+            continue
+        for measure in ("fibre_share", "speed_share"):
+            data = area_layer(
+                result.summaries[level],
+                areas[level],
+                level=level,
+                measure=measure,
+                target=target if measure == "fibre_share" else None,
+                q=q,
+                shift=shift,
+                hrefs=county_hrefs if level == "county" else None,
+            )
+            DataLayer(data, overlay=False, show=first).add_to(m)
+            first = False
+    DataLayer(
+        village_layer(villages, village_geoms, q=q, shift=shift), overlay=False, show=first
+    ).add_to(m)
+    if "county" in areas:
+        DataLayer(
+            outline_layer(areas["county"], q=q, shift=shift, name="County boundaries")
+        ).add_to(m)
+    folium.LayerControl(collapsed=False).add_to(m)
+    n_drawn = len(drawn)
+    missing = len(result.villages) - n_drawn
+    notes = [
+        f"{n_drawn:,} villages drawn; {missing:,} register entries without geometry are not "
+        "drawn but stay in every count.",
+        "Speed share: villages meeting the speed target / administrative villages.",
+        "Click an area or a village for its evidence; counties link to their own map.",
+    ]
+    _Controls(_legend_info(result, result.config.run.name, notes), ["villages"], bounds).add_to(m)
+    _title(
+        m,
+        f"Fibre and speed coverage — {result.config.run.name}",
+        [("index.html", "all maps"), ("../report.html", "report")],
+    )
+    return stable_ids(m)
+
+
+def county_map(
+    result: Any,
+    code: str,
+    name: str,
+    villages: pd.DataFrame,
+    village_geoms: Any,
+    *,
+    outline: Any,
+    points: pd.DataFrame | None,
+    routes: pd.DataFrame | None,
+    cells: pd.DataFrame | None,
+    cell_geoms: Any,
+    plan: pd.DataFrame | None,
+    plan_labels: pd.DataFrame | None,
+    basemap: str = "none",
+    notes: Sequence[str] = (),
+    q: float = 1e5,
+) -> folium.Map:
+    """One county: villages by class, fibre access points and routes, speed tests as 1 km
+    cells, and the proposed links of a plan when there is one."""
+    shift = shift_for(basemap)
+    drawn = [g for g in np.asarray(village_geoms, dtype=object) if g is not None]
+    bounds = _bounds(drawn if drawn else [outline])
+    m = _base_map(bounds, basemap)
+    DataLayer(village_layer(villages, village_geoms, q=q, shift=shift, name="Villages")).add_to(m)
+    if outline is not None:
+        DataLayer(
+            outline_layer(pd.Series([outline]), q=q, shift=shift, name="County boundary")
+        ).add_to(m)
+    target = result.config.targets.village_download_mbps
+    min_tests = result.config.speed.min_tests if result.config.speed else 1
+    if cells is not None and len(cells):
+        DataLayer(
+            _cells_layer(cells, cell_geoms, q=q, shift=shift, target=target, min_tests=min_tests),
+            show=False,
+        ).add_to(m)
+    if routes is not None and len(routes):
+        DataLayer(_asset_layer(routes, "routes", q=q, shift=shift)).add_to(m)
+    if points is not None and len(points):
+        DataLayer(_asset_layer(points, "points", q=q, shift=shift)).add_to(m)
+    if plan is not None and len(plan):
+        DataLayer(_plan_layer(plan, q=q, shift=shift)).add_to(m)
+        if plan_labels is not None and len(plan_labels):
+            DataLayer(_plan_labels(plan_labels, q=q, shift=shift)).add_to(m)
+    folium.LayerControl(collapsed=False).add_to(m)
+    info = _legend_info(result, f"{name} ({code})", notes)
+    _Controls(info, ["villages"], bounds).add_to(m)
+    _title(
+        m,
+        f"{name} ({code}) — {result.config.run.name}",
+        [
+            ("province.html", "province map"),
+            ("index.html", "all maps"),
+            ("../report.html", "report"),
+        ],
+    )
+    return stable_ids(m)
+
+
+def _bounds(geoms: Sequence[Any]) -> tuple[float, float, float, float]:
+    import shapely
+
+    if not geoms:
+        return (-1.0, -1.0, 1.0, 1.0)
+    b = shapely.total_bounds(np.asarray(geoms, dtype=object))
+    if not np.all(np.isfinite(b)):
+        return (-1.0, -1.0, 1.0, 1.0)
+    return tuple(float(x) for x in b)  # type: ignore[return-value]
+
+
+def _asset_layer(frame: pd.DataFrame, kind: str, *, q: float, shift: Shift) -> dict[str, Any]:
+    op = frame["operational"].fillna(False).astype(bool).to_numpy()
+    cls = np.where(op, 0, 1)
+    counts = np.bincount(cls, minlength=2)
+    if kind == "points":
+        what = ("operational access point", "access point not in service (never counted)")
+        classes = [
+            {
+                "label": what[0],
+                "color": "#1b1b1b",
+                "stroke": "#ffffff",
+                "weight": 1,
+                "radius": 4,
+                "fill": 1,
+            },
+            {
+                "label": what[1],
+                "color": "#ffffff",
+                "stroke": "#7f7f7f",
+                "weight": 1.5,
+                "radius": 4,
+                "fill": 0.6,
+            },
+        ]
+    else:
+        what = ("operational fibre route", "route not in service (never counted)")
+        classes = [
+            {"label": what[0], "color": "#6a3d9a", "weight": 2},
+            {"label": what[1], "color": "#9e9e9e", "weight": 2, "dash": "4 4"},
+        ]
+    for c, n in zip(classes, counts, strict=True):
+        c["n"] = int(n)
+    spec = (("asset_id", "id", None), ("status", "status", None), ("source", "source", None))
+    return {
+        "id": f"fibre_{kind}",
+        "name": "Fibre access points" if kind == "points" else "Fibre routes",
+        "kind": "points" if kind == "points" else "lines",
+        "q": q,
+        "geom": encode_geometry(frame.geometry.to_numpy(), q=q, shift=shift),
+        "cols": columns(frame, spec),
+        "title": [0],
+        "cls": cls.tolist(),
+        "classes": classes,
+        "legend": True,
+    }
+
+
+def _cells_layer(
+    cells: pd.DataFrame, geoms: Any, *, q: float, shift: Shift, target: float, min_tests: int
+) -> dict[str, Any]:
+    enough = cells["tests"].to_numpy() >= min_tests
+    meets = cells["median_mbps"].to_numpy() >= target
+    cls = np.where(~enough, 2, np.where(meets, 0, 1))
+    counts = np.bincount(cls, minlength=3)
+    keys = [
+        (f"median ≥ {target:g} Mbps", "#1a9850"),
+        (f"median < {target:g} Mbps", "#f46d43"),
+        (f"fewer than {min_tests} tests", "#bdbdbd"),
+    ]
+    frame = cells.assign(label="1 km cell")
+    spec = (
+        ("label", "cell", None),
+        ("tests", "tests", ",d"),
+        ("median_mbps", "median download (Mbps)", ".1f"),
+    )
+    return {
+        "id": "speed_cells",
+        "name": "Speed tests (1 km cells)",
+        "kind": "polygons",
+        "q": q,
+        "geom": encode_geometry(geoms, q=q, shift=shift),
+        "cols": columns(frame, spec),
+        "title": [0],
+        "tip": [1, 2],
+        "cls": cls.tolist(),
+        "classes": _classes(keys, counts, stroke="#ffffff", weight=0.3, fill=0.7),
+        "legend": True,
+    }
+
+
+_PLAN_FIELDS = (
+    ("order", "order", None),
+    ("village_code", "village", None),
+    ("village_name", "name", None),
+    ("connects_to", "connects to", None),
+    ("link_km", "link (km)", ".2f"),
+    ("area_code", "area", None),
+)
+
+
+def _plan_layer(plan: pd.DataFrame, *, q: float, shift: Shift) -> dict[str, Any]:
+    n = len(plan)
+    return {
+        "id": "plan_links",
+        "name": "Plan: proposed fibre links",
+        "kind": "lines",
+        "q": q,
+        "geom": encode_geometry(plan.geometry.to_numpy(), q=q, shift=shift),
+        "cols": columns(plan, _PLAN_FIELDS),
+        "title": [0, 1],
+        "cls": [0] * n,
+        "classes": [
+            {"label": "proposed link", "color": "#542788", "weight": 3, "n": n, "dash": "6 4"}
+        ],
+        "legend": True,
+    }
+
+
+def _plan_labels(labels: pd.DataFrame, *, q: float, shift: Shift) -> dict[str, Any]:
+    cols = columns(labels, _PLAN_FIELDS)
+    return {
+        "id": "plan_order",
+        "name": "Plan: build order",
+        "kind": "labels",
+        "q": q,
+        "geom": encode_geometry(labels.geometry.to_numpy(), q=q, shift=shift),
+        "cols": cols,
+        "title": [0, 1],
+        "label": 0,
+        "cls": [0] * len(labels),
+        "classes": [
+            {
+                "label": "village in the plan, numbered by build order",
+                "color": "#542788",
+                "n": len(labels),
+            }
+        ],
+        "legend": True,
+    }

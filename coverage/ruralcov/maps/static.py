@@ -1,0 +1,118 @@
+"""Static PNG maps (matplotlib) for ``report.html`` and the gallery under the top-level ``maps/``.
+
+Drawn in the run's metric CRS (metres), so shapes are not stretched as they would be in
+longitude/latitude. Text on the figures is fixed English wording: user data (names) would
+need CJK fonts that a machine may not have, and the report's caption carries the run name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ruralcov.maps.data import MAP_CLASSES, area_classes, map_class
+
+__all__ = ["FIGURES", "write_static_maps"]
+
+#: File name -> caption of each static map, in the order they appear in the report.
+FIGURES: dict[str, str] = {
+    "county_fibre_share.png": "Fibre share by county against the target (diverging at the "
+    "target: warm below, cool at or above).",
+    "village_classes.png": "Every village with geometry by fibre and speed class.",
+}
+
+
+def _axes(width_px: int = 1100, height_px: int = 1000) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_px / 100, height_px / 100), dpi=100)
+    ax = fig.add_axes((0.01, 0.01, 0.62, 0.98))  # the legend goes to the right
+    ax.set_axis_off()
+    ax.set_aspect("equal")
+    return fig, ax
+
+
+def _legend(ax: Any, items: list[tuple[str, str]], title: str) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=c, edgecolor="#555555", label=lab) for lab, c in items]
+    ax.legend(
+        handles=handles,
+        title=title,
+        loc="center left",
+        bbox_to_anchor=(1.02, 0.5),
+        fontsize=10,
+        title_fontsize=11,
+        frameon=False,
+    )
+
+
+def _fill(ax: Any, geoms: Any, colour: str) -> None:
+    """Polygons as one matplotlib collection of paths (holes kept): much faster than one
+    patch per polygon for tens of thousands of villages."""
+    import shapely
+    from matplotlib.collections import PathCollection
+    from matplotlib.path import Path as MplPath
+
+    parts = shapely.get_parts(geoms)
+    parts = parts[~shapely.is_empty(parts)]
+    paths = []
+    for poly in parts:
+        rings = [np.asarray(poly.exterior.coords)[:, :2]]
+        rings += [np.asarray(r.coords)[:, :2] for r in poly.interiors]
+        paths.append(MplPath.make_compound_path(*(MplPath(r, closed=True) for r in rings)))
+    ax.add_collection(PathCollection(paths, facecolors=colour, edgecolors="none", linewidths=0))
+
+
+def write_static_maps(
+    result: Any,
+    villages: gpd.GeoDataFrame,
+    counties: pd.Series | None,
+    folder: Path,
+) -> list[tuple[Path, str]]:
+    """Write the PNGs of :data:`FIGURES` into ``folder``; return ``(path, caption)`` pairs.
+
+    ``villages`` are the (simplified) village polygons with their columns, ``counties`` the
+    county polygons by code (None or empty: the county figure is skipped).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    metric = result.metric_crs
+    out: list[tuple[Path, str]] = []
+    target = result.config.targets.fibre_share
+    if counties is not None and len(counties) and "county" in result.summaries:
+        summary = result.summaries["county"].set_index("code")
+        frame = gpd.GeoDataFrame(
+            {"share": summary.reindex(counties.index)["fibre_share"].to_numpy()},
+            geometry=list(counties.to_numpy()),
+            crs="EPSG:4326",
+        ).to_crs(metric)
+        cls, keys = area_classes(frame["share"], target)
+        colours = np.array([c for _, c in keys], dtype=object)[cls]
+        fig, ax = _axes()
+        frame.plot(ax=ax, color=list(colours), edgecolor="#444444", linewidth=0.5)
+        used = sorted(set(cls.tolist()))
+        _legend(ax, [keys[i] for i in used], f"fibre share (target {target:.0%})")
+        path = folder / "county_fibre_share.png"
+        fig.savefig(path, dpi=100)
+        out.append((path, FIGURES[path.name]))
+    drawn = villages[villages.geometry.notna() & ~villages.geometry.is_empty]
+    if len(drawn):
+        frame = drawn.to_crs(metric)
+        cls = map_class(frame)
+        fig, ax = _axes()
+        items = []
+        for key, (label, fill, _, _) in MAP_CLASSES.items():
+            part = frame[(cls == key).to_numpy()]
+            if len(part):
+                _fill(ax, part.geometry.to_numpy(), fill)
+                items.append((f"{label} ({len(part):,})", fill))
+        ax.autoscale_view()
+        _legend(ax, items, "villages")
+        path = folder / "village_classes.png"
+        fig.savefig(path, dpi=100)
+        out.append((path, FIGURES[path.name]))
+    return out

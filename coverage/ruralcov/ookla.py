@@ -1,0 +1,376 @@
+"""Ookla open-data tiles: quadkeys, tile-to-village assignment and tile statistics.
+
+Ookla publishes Speedtest results aggregated per zoom-16 Web Mercator tile (about 610 m at the
+equator), one file per quarter and per network type (``fixed`` or ``mobile``), with the fields
+``quadkey, avg_d_kbps, avg_u_kbps, avg_lat_ms, tests, devices`` (licence CC BY-NC-SA 4.0).
+A tile's values are already averages, so a village's figure is the **tests-weighted mean**
+of its tiles (each tile's average counts as many times as it has tests) and its tests and
+devices are the sums over its tiles. Devices summed over tiles may count one device twice
+when it tested in two tiles; Ookla publishes no way to undo that.
+
+Two assignments of tiles to villages:
+
+- ``centroid`` (default): the whole tile goes to the village whose polygon covers the tile's
+  centroid (lowest village code on a shared edge, as for speed tests). A tile is an
+  axis-aligned longitude/latitude rectangle, so its centroid is its centre.
+- ``area_weighted``: the tile is shared among the villages it overlaps in proportion to the
+  overlap area, computed in the run's metric CRS (metres, never degrees). Its tests and
+  devices are apportioned by the same fraction; the part of a tile outside every village is
+  lost. The apportioned counts are the ones compared with ``min_tests``/``min_devices``; the
+  ``tests``/``devices`` columns show them rounded to whole numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+from numpy.typing import ArrayLike, NDArray
+
+from ruralcov import io, join
+from ruralcov.config import SpeedConfig
+from ruralcov.errors import ConfigError, SchemaError
+from ruralcov.loaders import InputRecord, Loaded, read_issues_mask
+from ruralcov.validate import concat_issues, dropped_counts, row_issues
+
+__all__ = [
+    "ASSIGNMENTS",
+    "NETWORKS",
+    "TILE_COLUMNS",
+    "assign_tiles",
+    "load_tiles",
+    "quadkey_polygons",
+    "quadkey_tile",
+    "tile_bounds",
+    "tile_statistics",
+    "tile_summary",
+]
+
+NETWORKS: tuple[str, ...] = ("fixed", "mobile")
+ASSIGNMENTS: tuple[str, ...] = ("centroid", "area_weighted")
+#: Ookla's published fields: their names are the schema, so they are not configurable.
+TILE_COLUMNS: tuple[str, ...] = ("avg_d_kbps", "avg_u_kbps", "avg_lat_ms", "tests", "devices")
+#: Columns that, when present, say which network a row belongs to.
+_NETWORK_COLUMNS = ("network", "type", "conn_type", "layer_type")
+
+
+def quadkey_tile(key: str) -> tuple[int, int, int]:
+    """``(x, y, zoom)`` of a Bing/Ookla quadkey.
+
+    Examples
+    --------
+    >>> quadkey_tile("0"), quadkey_tile("3"), quadkey_tile("213")
+    ((0, 0, 1), (1, 1, 1), (3, 5, 3))
+    """
+    x = y = 0
+    for digit in key:
+        if digit not in "0123":
+            raise ValueError(f"quadkey {key!r} has a digit other than 0-3")
+        d = int(digit)
+        x, y = (x << 1) | (d & 1), (y << 1) | (d >> 1)
+    return x, y, len(key)
+
+
+def tile_bounds(x: ArrayLike, y: ArrayLike, zoom: ArrayLike) -> tuple[NDArray, ...]:
+    """``(west, south, east, north)`` in degrees of Web Mercator tiles (arrays)."""
+    x, y, n = np.asarray(x, float), np.asarray(y, float), 2.0 ** np.asarray(zoom, float)
+
+    def lat(row: NDArray) -> NDArray:
+        return np.degrees(np.arctan(np.sinh(np.pi * (1.0 - 2.0 * row / n))))
+
+    return x / n * 360.0 - 180.0, lat(y + 1), (x + 1) / n * 360.0 - 180.0, lat(y)
+
+
+def quadkey_polygons(keys: ArrayLike) -> NDArray[np.object_]:
+    """Tile rectangles (EPSG:4326) of quadkeys; None for a key that is not a quadkey.
+
+    Examples
+    --------
+    >>> quadkey_polygons(["0"])[0].bounds
+    (-180.0, 0.0, 0.0, 85.0511287798066)
+    """
+    tiles = []
+    for key in keys:
+        try:
+            tiles.append(quadkey_tile(str(key)) if key is not None and str(key) else None)
+        except ValueError:
+            tiles.append(None)
+    ok = np.array([t is not None for t in tiles], dtype=bool)
+    out = np.full(len(tiles), None, dtype=object)
+    if ok.any():
+        xyz = np.array([t for t in tiles if t is not None], dtype=float)
+        out[ok] = shapely.box(*tile_bounds(xyz[:, 0], xyz[:, 1], xyz[:, 2]))
+    return out
+
+
+def _check_network(s: SpeedConfig, frame: pd.DataFrame) -> None:
+    """Fixed and mobile tiles are never mixed silently: the config names the network, and a
+    path or a type column that says otherwise stops the run."""
+    if s.network not in NETWORKS:
+        raise ConfigError(
+            f'[speed] kind = "ookla_tiles" needs network = "fixed" or "mobile" '
+            f"(got {s.network!r}): Ookla publishes the two separately and a village's figure "
+            "must come from one of them"
+        )
+    other = "mobile" if s.network == "fixed" else "fixed"
+    parts = [p.lower() for p in Path(s.path).parts[-3:]] if s.path else []
+    if any(other in p and s.network not in p for p in parts):
+        raise ConfigError(
+            f"[speed] network = {s.network!r} but the path {s.path} names {other!r} tiles; "
+            "set network to match the file (fixed and mobile are never mixed)"
+        )
+    for col in _NETWORK_COLUMNS:
+        if col in frame.columns:
+            values = sorted({str(v).strip().lower() for v in frame[col].dropna()})
+            wrong = [v for v in values if v != s.network]
+            if wrong:
+                raise SchemaError(
+                    f"speed: column {col!r} of {s.path} has {wrong} rows but network = "
+                    f"{s.network!r}; give one network per source (fixed and mobile are "
+                    "never mixed)"
+                )
+
+
+def load_tiles(s: SpeedConfig) -> Loaded:
+    """Ookla tiles with polygons (from the file, or from ``quadkey`` when it has none).
+
+    The frame has ``row`` (source row), ``quadkey``, ``download_mbps``, ``upload_mbps``,
+    ``latency_ms``, ``tests``, ``devices`` and the tile polygon. Rows without a usable tile,
+    with missing or negative measures, or with ``tests`` < 1 are dropped with a reason.
+    """
+    layer = "speed"
+    if s.path is None:
+        raise ConfigError("[speed] path is required")
+    frame, read_issues = io.read_layer(
+        s.path,
+        layer=s.layer,
+        crs=s.crs or "EPSG:4326",
+        encoding=s.encoding,
+        wkt=s.wkt,
+        geometry="optional",
+        name=layer,
+    )
+    _check_network(s, frame)
+    qk = s.quadkey or "quadkey"
+    wanted = [*TILE_COLUMNS, qk]
+    missing = [c for c in wanted if c not in frame.columns]
+    has_geometry = frame.geometry.notna() & ~frame.geometry.is_empty
+    if qk in missing and has_geometry.all():
+        missing.remove(qk)
+    if missing:
+        raise SchemaError(
+            f"speed: Ookla tile column(s) {missing} not found in {s.path}; an Ookla open-data "
+            f'file has {list(TILE_COLUMNS)} and {qk!r} (set quadkey = "..." in [speed] '
+            "if the key column has another name)"
+        )
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    keys = frame[qk].astype("string") if qk in frame.columns else None
+    if keys is not None:
+        need = ~has_geometry.to_numpy()
+        geoms[need] = quadkey_polygons(keys[need].tolist())
+    num = {c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in TILE_COLUMNS}
+    no_tile = pd.Series(shapely.is_missing(geoms), index=frame.index)
+    bad = (num["avg_d_kbps"].isna() | num["tests"].isna()) & ~no_tile
+    negative = ((num["avg_d_kbps"] < 0) | (num["tests"] < 0)) & ~no_tile & ~bad
+    no_tests = (num["tests"] < 1) & ~no_tile & ~bad & ~negative
+    issues = concat_issues(
+        [
+            read_issues.assign(dropped=read_issues["row"].notna()),
+            row_issues(
+                no_tile & ~read_issues_mask(read_issues, len(frame)),
+                layer=layer,
+                reason="missing_geometry",
+                dropped=True,
+                message=f"tile has neither a polygon nor a valid quadkey in {qk!r}",
+            ),
+            row_issues(
+                bad,
+                layer=layer,
+                reason="bad_download",
+                dropped=True,
+                message="avg_d_kbps or tests is missing or not a number",
+            ),
+            row_issues(
+                negative,
+                layer=layer,
+                reason="negative_speed",
+                dropped=True,
+                message="avg_d_kbps or tests is negative",
+            ),
+            row_issues(
+                no_tests,
+                layer=layer,
+                reason="no_tests",
+                dropped=True,
+                message="tile reports no tests; it carries no evidence",
+            ),
+        ]
+    )
+    usable = ~(no_tile | bad | negative | no_tests)
+    out = pd.DataFrame(
+        {
+            "row": np.arange(1, len(frame) + 1),
+            "quadkey": keys if keys is not None else pd.Series(pd.NA, index=frame.index),
+            "download_mbps": num["avg_d_kbps"] / 1000.0,
+            "upload_mbps": num["avg_u_kbps"].where(num["avg_u_kbps"] >= 0) / 1000.0,
+            "latency_ms": num["avg_lat_ms"].where(num["avg_lat_ms"] >= 0),
+            "tests": num["tests"],
+            "devices": num["devices"].where(num["devices"] >= 0),
+            # Ookla's own units, kept so that summaries divide once, at the end, as published.
+            "avg_d_kbps": num["avg_d_kbps"],
+            "avg_u_kbps": num["avg_u_kbps"].where(num["avg_u_kbps"] >= 0),
+        }
+    )
+    gdf = gpd.GeoDataFrame(
+        out[usable.to_numpy()], geometry=list(geoms[usable.to_numpy()]), crs="EPSG:4326"
+    ).reset_index(drop=True)
+    dropped = dropped_counts(issues, layer)
+    record = InputRecord(
+        layer=layer,
+        path=s.path,
+        sha256=io.sha256_file(s.path),
+        rows_read=len(frame),
+        rows_used=len(frame) - sum(dropped.values()),
+        dropped=dropped,
+    )
+    return Loaded(frame=gdf, issues=issues, record=record)
+
+
+def assign_tiles(
+    tiles: ArrayLike,
+    villages: ArrayLike,
+    *,
+    method: str = "centroid",
+    priority: ArrayLike | None = None,
+    metric_crs: pyproj.CRS | str | None = None,
+) -> pd.DataFrame:
+    """Which village each tile counts for, and with what weight.
+
+    Parameters
+    ----------
+    tiles, villages
+        Tile and village polygons in EPSG:4326.
+    method
+        ``"centroid"``: the village covering the tile centroid gets weight 1 (ties: lowest
+        ``priority``); ``"area_weighted"``: every overlapping village gets the share of the
+        tile's area it covers, measured in ``metric_crs``.
+    metric_crs
+        Required for ``area_weighted``: a projected CRS in metres.
+
+    Returns
+    -------
+    DataFrame with ``tile``, ``village`` (positions) and ``weight``; tiles outside every
+    village do not appear.
+
+    Examples
+    --------
+    >>> from shapely import box
+    >>> assign_tiles([box(0, 0, 1, 1), box(5, 5, 6, 6)], [box(0, 0, 2, 2)]).values.tolist()
+    [[0.0, 0.0, 1.0]]
+    """
+    if method not in ASSIGNMENTS:
+        raise ValueError(f"`method` was {method!r} but is expected to be in {list(ASSIGNMENTS)}")
+    t = np.asarray(tiles, dtype=object)
+    v = np.asarray(villages, dtype=object)
+    if method == "centroid":
+        where = join.assign_points(shapely.centroid(t), v, priority=priority)
+        hit = np.flatnonzero(where >= 0)
+        return pd.DataFrame({"tile": hit, "village": where[hit], "weight": np.ones(len(hit))})
+    if metric_crs is None:
+        raise ValueError("area_weighted assignment needs metric_crs (areas in metres)")
+    # Edges are straight in longitude/latitude (the boundary rule of the whole engine), so
+    # overlaps are cut there; each piece is then densified (~20 m) before projecting, so
+    # that curved parallels do not leave slivers, and measured in metres.
+    to_m = pyproj.Transformer.from_crs("EPSG:4326", metric_crs, always_xy=True).transform
+
+    def area_m(geoms: NDArray[np.object_]) -> NDArray[np.float64]:
+        dense = shapely.segmentize(geoms, 0.0002)
+        return shapely.area(
+            shapely.transform(dense, lambda xy: np.column_stack(to_m(xy[:, 0], xy[:, 1])))
+        )
+
+    ok = ~(shapely.is_missing(v) | shapely.is_empty(v))
+    vv = np.where(ok, v, None)
+    tree = shapely.STRtree(vv)
+    ti, vi = tree.query(t, predicate="intersects")
+    weight = area_m(shapely.intersection(t[ti], vv[vi])) / area_m(t[ti])
+    keep = weight > 0
+    out = pd.DataFrame({"tile": ti[keep], "village": vi[keep], "weight": weight[keep]})
+    return out.sort_values(["tile", "village"], ignore_index=True)
+
+
+def tile_statistics(
+    assignment: pd.DataFrame, tiles: pd.DataFrame, *, n_villages: int
+) -> pd.DataFrame:
+    """Per-village figures from assigned tiles: tests-weighted means and summed counts.
+
+    ``tiles`` has ``download_mbps``, ``upload_mbps``, ``latency_ms``, ``tests``, ``devices``
+    (one row per tile, positions as in ``assignment``). Each tile's mean counts with weight
+    ``tests × assignment weight``; a missing upload or latency leaves that tile out of that
+    mean only. Returns one row per village position with ``tiles``, ``tests_weighted``,
+    ``devices_weighted`` (apportioned, unrounded), ``tests``, ``devices`` (rounded),
+    ``download_mean_mbps``, ``upload_mean_mbps``, ``latency_mean_ms``.
+    """
+    a_tile = assignment["tile"].to_numpy(dtype=np.intp)
+    village = assignment["village"].to_numpy(dtype=np.intp)
+    w = assignment["weight"].to_numpy(dtype=float) * tiles["tests"].to_numpy(float)[a_tile]
+
+    def mean(column: str) -> NDArray[np.float64]:
+        x = tiles[column].to_numpy(float)[a_tile]
+        ok = ~np.isnan(x)
+        num = np.bincount(village[ok], weights=w[ok] * x[ok], minlength=n_villages)
+        den = np.bincount(village[ok], weights=w[ok], minlength=n_villages)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / den, np.nan)
+
+    tests = np.bincount(village, weights=w, minlength=n_villages)
+    dev_w = assignment["weight"].to_numpy(float) * tiles["devices"].to_numpy(float)[a_tile]
+    dev_ok = ~np.isnan(dev_w)
+    devices = np.bincount(village[dev_ok], weights=dev_w[dev_ok], minlength=n_villages)
+    return pd.DataFrame(
+        {
+            "tiles": np.bincount(village, minlength=n_villages).astype(np.int64),
+            "tests_weighted": tests,
+            "devices_weighted": devices,
+            "tests": np.rint(tests).astype(np.int64),
+            "devices": pd.array(np.rint(devices).astype(np.int64), dtype="Int64"),
+            "download_mean_mbps": mean("download_mbps"),
+            "upload_mean_mbps": mean("upload_mbps"),
+            "latency_mean_ms": mean("latency_ms"),
+        }
+    )
+
+
+def tile_summary(tiles: pd.DataFrame, *, weighting: str = "tests") -> dict[str, float]:
+    """Figures over a set of tiles: means of download/upload (Mbps) and latency, summed tests
+    and devices.
+
+    ``weighting="tests"``: each tile's mean weighted by its tests (the figure a village or an
+    area gets); ``"tiles"``: the plain mean over tiles, the convention of many published
+    summaries of Ookla data (for instance the Guam figures in ``tests/data/ookla_guam``).
+    """
+    if weighting not in ("tests", "tiles"):
+        raise ValueError(
+            f"`weighting` was {weighting!r} but is expected to be in ['tests', 'tiles']"
+        )
+    out: dict[str, float] = {}
+    # Means in the file's units (kbit/s), divided by 1000 at the end: integer sums are exact.
+    for key, col, scale in (
+        ("download", "avg_d_kbps", 1000.0),
+        ("upload", "avg_u_kbps", 1000.0),
+        ("latency", "latency_ms", 1.0),
+    ):
+        x = tiles[col].to_numpy(float)
+        ok = ~np.isnan(x)
+        if weighting == "tiles":
+            out[key] = float(np.mean(x[ok])) / scale
+        else:
+            w = tiles["tests"].to_numpy(float)
+            out[key] = float(np.sum(w[ok] * x[ok]) / np.sum(w[ok])) / scale
+    out["tests"] = int(tiles["tests"].sum())
+    out["devices"] = int(tiles["devices"].sum())
+    return out

@@ -1,0 +1,232 @@
+"""Reading a run folder back into a :class:`~ruralcov.pipeline.CoverageResult`, and redrawing
+its maps (``ruralcov map RUN_DIR``).
+
+The run folder is the hand-over between an engineer's quarterly run and a planner's maps: the
+numbers come from the folder as written (``villages.parquet``, ``tables/*.csv``,
+``manifest.json``, ``config.toml``), never from a new analysis. Fibre assets and speed tests
+are not stored in the folder; they are read again from the inputs named in ``config.toml``
+when those files are still there, and otherwise left off the county maps (with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from ruralcov.config import load_config
+from ruralcov.errors import InputError, RuralcovError
+from ruralcov.pipeline import CoverageResult, InputRecord, _empty_assets
+
+__all__ = ["read_plan", "read_run", "redraw_maps"]
+
+log = logging.getLogger(__name__)
+
+_TRUE_FALSE = {"TRUE": True, "FALSE": False}
+
+
+def _need(folder: Path, name: str) -> Path:
+    path = folder / name
+    if not path.is_file():
+        raise InputError(
+            f"{str(folder)!r} is not a complete ruralcov run folder: {name} is missing. "
+            "Give the folder written by `ruralcov run` or `ruralcov demo`."
+        )
+    return path
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A CSV table of the run folder: codes stay text, TRUE/FALSE become booleans."""
+    frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    for col in frame.columns:
+        values = frame[col]
+        if (
+            col == "code"
+            or col.endswith("_code")
+            or col in ("name", "level")
+            or col.endswith("_name")
+        ):
+            frame[col] = values.replace("", None)
+            continue
+        present = values[values != ""]
+        if len(present) and present.isin(list(_TRUE_FALSE)).all():
+            frame[col] = values.map(_TRUE_FALSE).astype(object).where(values != "", None)
+            continue
+        numbers = pd.to_numeric(values.replace("", None), errors="coerce")
+        if numbers.notna().sum() == len(present):
+            frame[col] = numbers
+        else:
+            frame[col] = values.replace("", None)
+    return frame
+
+
+#: Share column -> (numerator, denominator): the CSV rounds shares to 4 decimals, so they are
+#: computed again from the counts, exactly as the analysis defines them.
+_SHARES = {
+    "fibre_share": ("fibre_villages", "villages"),
+    "speed_share": ("speed_meets", "villages"),
+    "communities_speed_share": ("communities_speed_meets", "communities"),
+}
+
+
+def _exact_shares(summary: pd.DataFrame) -> pd.DataFrame:
+    out = summary.copy()
+    for share, (num, den) in _SHARES.items():
+        if {share, num, den} <= set(out.columns):
+            n = pd.to_numeric(out[num], errors="coerce").astype(float)
+            d = pd.to_numeric(out[den], errors="coerce").astype(float)
+            out[share] = (n / d.where(d > 0)).astype(float)
+    return out
+
+
+def _assets(config: Any, villages: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    from ruralcov.loaders import load_fibre
+
+    points, routes = [_empty_assets()], [_empty_assets()]
+    codes = villages["village_code"]
+    for i, source in enumerate(config.fibre):
+        if source.kind == "table":
+            continue
+        try:
+            loaded, _ = load_fibre(source, i, codes)
+        except (RuralcovError, OSError) as exc:
+            log.warning("fibre source %s not drawn on the county maps: %s", source.path, exc)
+            continue
+        frame = loaded.frame
+        points.append(frame[frame["role"] == "points"].drop(columns="role"))
+        routes.append(frame[frame["role"] == "routes"].drop(columns="role"))
+    return (
+        gpd.GeoDataFrame(pd.concat(points, ignore_index=True), crs="EPSG:4326"),
+        gpd.GeoDataFrame(pd.concat(routes, ignore_index=True), crs="EPSG:4326"),
+    )
+
+
+def read_run(folder: Path | str, *, assets: bool = True) -> CoverageResult:
+    """The result stored in a run folder.
+
+    Parameters
+    ----------
+    folder
+        A folder written by :func:`ruralcov.write_run` (``ruralcov run`` / ``ruralcov demo``).
+    assets
+        Read the fibre access points and routes again from the inputs in ``config.toml``
+        (they are not stored in the run folder); missing inputs are skipped with a warning.
+
+    Raises :class:`~ruralcov.errors.InputError` when a file of the run folder is missing.
+
+    Examples
+    --------
+    >>> result = read_run("out/demo")  # doctest: +SKIP
+    >>> result.summaries["county"].head()  # doctest: +SKIP
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"run folder {str(folder)!r} does not exist")
+    villages = gpd.read_parquet(_need(folder, "villages.parquet"))
+    manifest = json.loads(_need(folder, "manifest.json").read_text(encoding="utf-8"))
+    config = load_config(_need(folder, "config.toml"))
+    tables = folder / "tables"
+    summaries = {
+        path.stem.removeprefix("summary_"): _exact_shares(_read_table(path))
+        for path in sorted(tables.glob("summary_*.csv"))
+    }
+    gaps = {}
+    for key, name in (
+        ("no_fibre", "gaps_no_fibre"),
+        ("below_speed", "gaps_below_speed"),
+        ("insufficient_data", "gaps_insufficient_data"),
+    ):
+        path = tables / f"{name}.csv"
+        if path.is_file():
+            gaps[key] = _read_table(path)
+    issues_path = tables / "issues.csv"
+    issues = _read_table(issues_path) if issues_path.is_file() else pd.DataFrame()
+    inputs = tuple(
+        InputRecord(
+            layer=rec["layer"],
+            path=(folder / rec["path"])
+            if not Path(rec["path"]).is_absolute()
+            else Path(rec["path"]),
+            sha256=rec["sha256"],
+            rows_read=int(rec["rows_read"]),
+            rows_used=int(rec["rows_used"]),
+            dropped=dict(rec.get("dropped", {})),
+        )
+        for rec in manifest.get("inputs", [])
+    )
+    if assets:
+        points, routes = _assets(config, villages)
+    else:
+        points, routes = _empty_assets(), _empty_assets()
+    return CoverageResult(
+        config=config,
+        villages=villages,
+        summaries=summaries,
+        gaps=gaps,
+        issues=issues,
+        inputs=inputs,
+        headline=dict(manifest.get("headline", {})),
+        fibre_points=points,
+        fibre_routes=routes,
+        metric_crs=str(manifest["metric_crs"]),
+    )
+
+
+def read_plan(folder: Path | str) -> gpd.GeoDataFrame | None:
+    """``<folder>/plan.parquet`` (proposed fibre links) when it exists, else None."""
+    path = Path(folder) / "plan.parquet"
+    if not path.is_file():
+        return None
+    try:
+        return gpd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the fibre plan ({exc})") from exc
+
+
+def redraw_maps(folder: Path | str, *, basemap: str | None = None) -> list[Path]:
+    """Draw ``<folder>/maps/`` again from the run folder; return the files written.
+
+    The new maps are written into a temporary sibling and swapped in only when complete, so
+    a failure leaves the old maps in place. The plan (``plan.parquet``) is drawn when present.
+    The manifest's hashes of the ``maps/`` files are updated.
+    """
+    from ruralcov.maps import write_maps
+    from ruralcov.report import sha256_file
+
+    folder = Path(folder)
+    result = read_run(folder)
+    plan = read_plan(folder)
+    maps_dir = folder / "maps"
+    tmp = Path(tempfile.mkdtemp(prefix="maps.tmp-", dir=folder))
+    try:
+        written = write_maps(result, tmp, plan=plan, basemap=basemap)
+        old = None
+        if maps_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix="maps.old-", dir=folder))
+            os.replace(maps_dir, old / "maps")
+        os.replace(tmp, maps_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    written = [maps_dir / p.relative_to(tmp) for p in written]
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    outputs = {k: v for k, v in manifest.get("outputs", {}).items() if not k.startswith("maps/")}
+    for path in sorted(maps_dir.rglob("*")):
+        if path.is_file():
+            outputs[path.relative_to(folder).as_posix()] = sha256_file(path)
+    manifest["outputs"] = dict(sorted(outputs.items()))
+    manifest_path.write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
+    return written

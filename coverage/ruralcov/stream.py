@@ -1,0 +1,1077 @@
+"""Speed tests streamed in batches: exact per-village statistics in bounded memory.
+
+The tests file (Parquet or GeoParquet, a folder of Parquet parts, or CSV) is read in batches
+with pyarrow; each batch is checked row by row exactly as :func:`ruralcov.loaders.load_speed_tests`
+checks a whole file (same issues, same 1-based source rows, rows read = used + dropped), joined
+to the villages with :class:`ruralcov.join.PolygonIndex`, and reduced to a compact *run*: the
+kept rows (village, download, upload, latency, device key) sorted by village.
+
+Runs stay in memory up to ``buffer_mb`` and are then appended to a spill file on disk. At the
+end the villages are cut into ranges whose tests fit in a fraction of the buffer; for each
+range the slices of every run are gathered and the statistics computed exactly (medians as the
+mean of the two middle values, the interval from the order statistics of
+:func:`ruralcov.classify.median_ci_ranks`), so the result equals
+:func:`ruralcov.classify.speed_statistics` on the same tests while memory stays bounded by the
+buffer and does not grow with the number of points. (The one exception: a single village with
+more tests than the buffer holds is processed in one piece.)
+
+Devices are counted by a 64-bit key per device id: the id itself for integer columns (exact),
+a SipHash of the text otherwise. Two different ids of one village would have to share a 64-bit
+hash to be counted once (probability below 3e-12 for a village with 10,000 devices).
+
+Formats the stream does not read (GeoPackage, Shapefile, GeoJSON, WKT columns, non-WKB
+GeoParquet encodings) go through the loader instead; :func:`supports` says which.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pyproj
+import shapely
+
+from ruralcov import io
+from ruralcov.classify import median_ci_ranks
+from ruralcov.config import SpeedConfig
+from ruralcov.crs import bd09_to_wgs84, gcj02_to_wgs84, parse_crs
+from ruralcov.errors import CRSError, InputError, SchemaError
+from ruralcov.join import PolygonIndex
+from ruralcov.loaders import MAX_PLAUSIBLE_MBPS, InputRecord
+from ruralcov.validate import concat_issues, dropped_counts, issue, row_issues
+
+__all__ = ["StreamedSpeed", "stream_speed_tests", "supports", "streamed_statistics"]
+
+#: Row status codes of a prepared batch (0: usable); order = order of the loader's checks.
+OK, MISSING, BAD_GEOMETRY, OUT_OF_RANGE, NATIVE_MISSING, BAD_DOWNLOAD, NEGATIVE, ABSURD = range(8)
+
+STAT_COLUMNS = (
+    "tests", "devices", "download_median_mbps", "download_ci_low_mbps", "download_ci_high_mbps",
+    "upload_median_mbps", "latency_median_ms", "share_tests_at_target",
+)
+
+
+# --- what to read ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a tests input is read: format, parts, geometry source, column names."""
+
+    kind: str  # "parquet", "geoparquet" or "csv"
+    path: Path
+    files: tuple[Path, ...]
+    columns: tuple[str, ...]  # every column of the file (geometry columns of GeoParquet excluded)
+    lon: str | None = None
+    lat: str | None = None
+    geometry: str | None = None  # GeoParquet primary column (WKB)
+    file_crs: pyproj.CRS | None = None
+    rows: int | None = None  # known up front for Parquet
+    csv_sep: str = ","
+    csv_codec: str = "utf-8"
+
+
+def plan(speed: SpeedConfig) -> Plan | None:
+    """How :func:`stream_speed_tests` would read ``speed.path``; None when it cannot stream it.
+
+    Raises the same errors as :func:`ruralcov.io.read_layer` for a missing file or missing
+    coordinate columns.
+    """
+    name = "speed"
+    path = io._existing(speed.path, name)
+    suffix = path.suffix.lower()
+    if speed.layer:
+        return None
+    if path.is_dir() or suffix in io._PARQUET_SUFFIXES:
+        files = io._parquet_parts(path, name) if path.is_dir() else [path]
+        geo = io._geo_metadata(files[0], name)
+        available = io._parquet_columns(files[0], name)
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        if geo is not None:
+            primary = geo.get("primary_column")
+            meta = geo.get("columns", {}).get(primary, {})
+            if meta.get("encoding", "WKB").upper() != "WKB":
+                return None
+            crs_meta = meta.get("crs", "OGC:CRS84")
+            file_crs = None if crs_meta is None else pyproj.CRS.from_user_input(crs_meta)
+            attrs = tuple(c for c in available if c not in geo.get("columns", {}))
+            return Plan("geoparquet", path, tuple(files), attrs, geometry=primary,
+                        file_crs=file_crs, rows=rows)
+        io._check_columns([c for c in (speed.lon, speed.lat) if c], available, path, name)
+        found = io._geometry_columns(available, speed.lon, speed.lat, None)
+        if found is None or found[0] != "points":
+            return None
+        lon, lat = found[1]
+        return Plan("parquet", path, tuple(files), tuple(available), lon=lon, lat=lat, rows=rows)
+    if suffix in io._CSV_SUFFIXES:
+        header = io._csv_header(path, speed.encoding, name)
+        io._check_columns([c for c in (speed.lon, speed.lat) if c], header, path, name)
+        found = io._geometry_columns(header, speed.lon, speed.lat, None)
+        if found is None or found[0] != "points" or len(set(header)) != len(header):
+            return None
+        codec = io._codec(speed.encoding)
+        sep = io._sniff_sep(io._first_line(path, codec, name, speed.encoding), suffix)
+        lon, lat = found[1]
+        return Plan("csv", path, (path,), tuple(header), lon=lon, lat=lat, csv_sep=sep,
+                    csv_codec=codec)
+    return None
+
+
+def supports(speed: SpeedConfig) -> bool:
+    """True when the tests input can be streamed (Parquet, GeoParquet with WKB, CSV)."""
+    return plan(speed) is not None
+
+
+# --- reading batches ---------------------------------------------------------------------------
+
+
+def _wanted(p: Plan, speed: SpeedConfig) -> dict[str, str | None]:
+    """Role -> column name for the columns present in the file."""
+    cols = set(p.columns)
+    out = {"download": speed.download}
+    for role in ("upload", "latency", "device"):
+        name = getattr(speed, role)
+        out[role] = name if name and name in cols else None
+    return out
+
+
+def iter_batches(p: Plan, read: list[str], *, batch_rows: int = 1 << 20) -> Iterator[pa.Table]:
+    """Tables of about ``batch_rows`` rows in source order, with the columns ``read``."""
+    if p.kind in ("parquet", "geoparquet"):
+        for f in p.files:
+            try:
+                pf = pq.ParquetFile(f)
+                for batch in pf.iter_batches(batch_size=batch_rows, columns=read,
+                                             use_threads=True):
+                    yield pa.Table.from_batches([batch])
+            except (OSError, pa.ArrowException) as exc:
+                raise InputError(f"speed: cannot read Parquet {f}: {exc}") from exc
+        return
+    read_opts = pacsv.ReadOptions(
+        column_names=list(p.columns), skip_rows=1, block_size=64 << 20,
+        encoding="utf8" if p.csv_codec in ("utf-8", "utf-8-sig") else p.csv_codec,
+    )
+    parse = pacsv.ParseOptions(delimiter=p.csv_sep)
+    convert = pacsv.ConvertOptions(
+        include_columns=read, column_types={c: pa.string() for c in read},
+        null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
+    )
+    try:
+        reader = pacsv.open_csv(p.path, read_options=read_opts, parse_options=parse,
+                                convert_options=convert)
+        pending: list[pa.RecordBatch] = []
+        size = 0
+        for batch in reader:
+            pending.append(batch)
+            size += batch.num_rows
+            if size >= batch_rows:
+                yield pa.Table.from_batches(pending)
+                pending, size = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending)
+    except UnicodeDecodeError as exc:
+        raise io._encoding_error(p.path, p.csv_codec, "speed", exc) from exc
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"speed: cannot read {p.path} as CSV: {exc}") from exc
+
+
+def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run ``it`` in a thread, ``depth`` items ahead (pyarrow releases the GIL while decoding)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in it:
+                q.put(item)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+        q.put(done)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    while True:
+        item = q.get()
+        if item is done:
+            break
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    t.join()
+
+
+# --- checking one batch ------------------------------------------------------------------------
+
+
+def _floats(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Values as float64 (NaN where not a number) and the mask of missing cells."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if col.null_count == 0 and pa.types.is_float64(col.type):
+        return col.to_numpy(zero_copy_only=True), np.zeros(len(col), dtype=bool)
+    missing = col.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return np.asarray(values, dtype=np.float64), missing
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        try:  # the fast path; anything pyarrow refuses is parsed as pandas would
+            values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+            return np.asarray(values, dtype=np.float64), missing
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    series = col.to_pandas()
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64,
+                                                           na_value=np.nan), missing
+
+
+def device_keys(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A 64-bit key per device id (the id itself for integers, else a hash) and validity."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(col.type):
+        keys = col.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        return keys.view(np.uint64), valid
+    if pa.types.is_floating(col.type):
+        values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        valid &= ~np.isnan(values)
+        return pd.util.hash_array(np.where(valid, values, 0.0)), valid
+    if not pa.types.is_dictionary(col.type):
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            col = col.cast(pa.string())
+        col = pc.dictionary_encode(col)
+    dictionary = col.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    hashed = pd.util.hash_array(dictionary, categorize=False)
+    idx = col.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    return hashed[idx] if len(hashed) else np.zeros(len(col), np.uint64), valid
+
+
+@dataclass
+class Prepared:
+    """One batch after the loader's checks: coordinates in EPSG:4326 and a status per row."""
+
+    row0: int  # 1-based source row of the first row
+    x: np.ndarray
+    y: np.ndarray
+    status: np.ndarray  # int8: OK or the reason the row is dropped
+    download: np.ndarray
+    upload: np.ndarray | None
+    latency: np.ndarray | None
+    neg_upload: np.ndarray | None
+    neg_latency: np.ndarray | None
+    device: np.ndarray | None  # uint64 keys
+    device_ok: np.ndarray | None
+    present: int  # rows with a geometry before the range check
+    swapped: np.ndarray  # per out-of-range row: would swapping lon/lat help?
+    other_geoms: np.ndarray | None = None  # non-point geometries (GeoParquet), None elsewhere
+    h1: np.ndarray | None = None  # 2 x 64-bit hash of each usable row (duplicate check)
+    h2: np.ndarray | None = None
+
+
+class Checker:
+    """The row checks of the reader and the loader, batch by batch (state: the CRS)."""
+
+    def __init__(self, p: Plan, speed: SpeedConfig) -> None:
+        self.plan, self.speed = p, speed
+        self.roles = _wanted(p, speed)
+        if speed.download not in p.columns:
+            raise SchemaError(f"speed: download column {speed.download!r} not found in "
+                              f"{speed.path}; the file has {list(p.columns)[:20]}. Set "
+                              f'download = "..." in [speed]')
+        self.given = parse_crs(speed.crs)
+        self.source: pyproj.CRS | str | None = None
+        self.transformer: pyproj.Transformer | None = None
+        self.crs_ignored = False
+        self._resolved = False
+
+    @property
+    def read_columns(self) -> list[str]:
+        """Every column: a duplicate test is a copy of an earlier row in all of them."""
+        cols = [*self.plan.columns, *([self.plan.geometry] if self.plan.geometry else [])]
+        return list(dict.fromkeys(cols))
+
+    def _resolve_crs(self) -> None:
+        """The CRS the coordinates are in, decided as :func:`ruralcov.io.read_layer` does."""
+        if self._resolved:
+            return
+        file_crs, given = self.plan.file_crs, self.given
+        path = self.plan.path
+        if file_crs is None:
+            if given is None:
+                raise CRSError(
+                    f'speed: {path} has no CRS; set crs = "EPSG:4326" in the [speed] section '
+                    f"if the coordinates are longitude/latitude"
+                )
+            source: pyproj.CRS | str = given
+        elif isinstance(given, str) and file_crs.is_geographic:
+            source = given
+        else:
+            source = file_crs
+            self.crs_ignored = given is not None and given != file_crs
+        self.source = source
+        if not isinstance(source, str):
+            wgs84 = pyproj.CRS.from_epsg(4326)
+            if source != wgs84:
+                self.transformer = pyproj.Transformer.from_crs(source, wgs84, always_xy=True)
+        self._resolved = True
+
+    @property
+    def label(self) -> str:
+        s = self.source
+        return s if isinstance(s, str) else (s.to_string() or s.name)
+
+    def _to_wgs84(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(self.source, str):
+            func = {"gcj02": gcj02_to_wgs84, "bd09": bd09_to_wgs84}[self.source]
+            ok = np.isfinite(x) & np.isfinite(y)
+            nx, ny = x.copy(), y.copy()
+            if ok.any():
+                nx[ok], ny[ok] = func(x[ok], y[ok])
+            return nx, ny
+        if self.transformer is not None:
+            ok = np.isfinite(x) & np.isfinite(y)
+            nx, ny = x.copy(), y.copy()
+            if ok.any():
+                nx[ok], ny[ok] = self.transformer.transform(x[ok], y[ok])
+            return nx, ny
+        return x, y
+
+    def check(self, table: pa.Table, row0: int) -> Prepared:
+        n = table.num_rows
+        status = np.zeros(n, dtype=np.int8)
+        other = None
+        if self.plan.kind == "geoparquet":
+            wkb = table.column(self.plan.geometry).combine_chunks()
+            geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
+            missing = shapely.is_missing(geoms)
+            missing |= ~missing & shapely.is_empty(geoms)
+            status[missing] = NATIVE_MISSING
+            is_point = ~missing & (shapely.get_type_id(geoms) == 0)
+            x = np.full(n, np.nan)
+            y = np.full(n, np.nan)
+            x[is_point] = shapely.get_x(geoms[is_point])
+            y[is_point] = shapely.get_y(geoms[is_point])
+            if (~missing & ~is_point).any():
+                other = np.where(~missing & ~is_point, geoms, None)
+            present_mask = ~missing
+        else:
+            x, miss_x = _floats(table.column(self.plan.lon))
+            y, miss_y = _floats(table.column(self.plan.lat))
+            missing = miss_x | miss_y
+            bad = ~(np.isfinite(x) & np.isfinite(y)) & ~missing
+            status[missing] = MISSING
+            status[bad] = BAD_GEOMETRY
+            present_mask = ~(missing | bad)
+        present = int(present_mask.sum())
+        swapped = np.zeros(0, dtype=bool)
+        if present:
+            self._resolve_crs()
+            if other is not None:
+                sel = np.flatnonzero(other != None)  # noqa: E711 - elementwise
+                gdf = _to_wgs84_geoms(other[sel], self.source)
+                other[sel] = gdf
+            x, y = self._to_wgs84(x, y)
+            with np.errstate(invalid="ignore"):
+                if other is not None:
+                    b = shapely.bounds(np.where(other != None, other, None))  # noqa: E711
+                    bx0 = np.where(np.isnan(x), b[:, 0], x)
+                    by0 = np.where(np.isnan(y), b[:, 1], y)
+                    bx1 = np.where(np.isnan(x), b[:, 2], x)
+                    by1 = np.where(np.isnan(y), b[:, 3], y)
+                else:
+                    bx0, by0, bx1, by1 = x, y, x, y
+                inside = (np.isfinite(bx0) & np.isfinite(by0) & np.isfinite(bx1)
+                          & np.isfinite(by1) & (bx0 >= -180) & (bx1 <= 180) & (by0 >= -90)
+                          & (by1 <= 90))
+                outside = present_mask & ~inside
+                swapped = ((np.abs(by0) <= 180) & (np.abs(bx0) <= 90))[outside]
+            status[outside] = OUT_OF_RANGE
+            if other is not None:
+                other[outside] = None
+        download, _ = _floats(table.column(self.speed.download))
+        geom_ok = status == OK
+        with np.errstate(invalid="ignore"):
+            status[geom_ok & np.isnan(download)] = BAD_DOWNLOAD
+            status[geom_ok & (download < 0)] = NEGATIVE
+            status[geom_ok & (download > MAX_PLAUSIBLE_MBPS)] = ABSURD
+        counted = (status == OK) | (status == ABSURD)
+        measures: dict[str, Any] = {}
+        for role in ("upload", "latency"):
+            col = self.roles[role]
+            if col is None:
+                measures[role] = measures["neg_" + role] = None
+                continue
+            values, _ = _floats(table.column(col))
+            with np.errstate(invalid="ignore"):
+                neg = values < 0
+            measures["neg_" + role] = neg & counted
+            measures[role] = np.where(neg, np.nan, values)
+        dev = dev_ok = None
+        if self.roles["device"] is not None:
+            dev, dev_ok = device_keys(table.column(self.roles["device"]))
+        h1, h2 = row_hashes(table, status == OK, self.plan, x, y, other)
+        return Prepared(row0=row0, x=x, y=y, status=status, download=download,
+                        h1=h1, h2=h2,
+                        upload=measures["upload"], latency=measures["latency"],
+                        neg_upload=measures["neg_upload"], neg_latency=measures["neg_latency"],
+                        device=dev, device_ok=dev_ok, present=present, swapped=swapped,
+                        other_geoms=other)
+
+
+_NA = np.uint64(0x5A5A5A5A5A5A5A5A)
+_HASH_KEYS = ("0123456789123456", "ruralcov-dup-key")
+
+
+def _column_keys(col: pa.Array, key: str) -> np.ndarray:
+    """64-bit values standing for a column's cells: equal cells, equal values; missing cells
+    (null or NaN) one value, as in the loader's text comparison."""
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        if pa.types.is_floating(col.type):
+            v = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            bits = v.view(np.uint64).copy()
+            bits[np.isnan(v)] = _NA
+        else:
+            bits = col.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).view(
+                np.uint64).copy()
+        if col.null_count:
+            bits[col.is_null().to_numpy(zero_copy_only=False)] = _NA
+        return bits
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+            or pa.types.is_dictionary(col.type)):
+        col = pc.cast(col, pa.string())
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    words = col.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    hashed = pd.util.hash_array(words, hash_key=key, categorize=False) if len(words) else (
+        np.zeros(1, np.uint64))
+    out = hashed[col.indices.fill_null(0).to_numpy(zero_copy_only=False)]
+    if col.null_count:
+        out[col.is_null().to_numpy(zero_copy_only=False)] = _NA
+    return out
+
+
+def row_hashes(table: pa.Table, rows: np.ndarray, p: Plan, x: np.ndarray, y: np.ndarray,
+               other: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of every column (and the geometry) of the ``rows``.
+
+    Two rows are taken as copies when both hashes agree: for different rows that happens with
+    probability 2^-128, so the check equals the loader's exact comparison in practice.
+    """
+    k = _stat_kernels()
+    sel = np.flatnonzero(rows)
+    every = len(sel) == table.num_rows
+    take = None if every else pa.array(sel)
+    h = [np.zeros(len(sel), dtype=np.uint64) for _ in _HASH_KEYS]
+    for i, name in enumerate(table.column_names):
+        if name == p.geometry:
+            continue
+        col = table.column(name).combine_chunks()
+        col = col if every else col.take(take)
+        numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+        keys = _column_keys(col, _HASH_KEYS[0]) if numeric else None  # the same for both
+        for seed, key in enumerate(_HASH_KEYS):
+            k.combine(h[seed], keys if numeric else _column_keys(col, key), seed * 1000 + i)
+    if p.geometry:  # the location as read (after any CRS conversion)
+        gx, gy = x[sel].view(np.uint64), y[sel].view(np.uint64)
+        for seed, key in enumerate(_HASH_KEYS):
+            hx = gx
+            if other is not None and (other[sel] != None).any():  # noqa: E711
+                wkb = shapely.to_wkb(other[sel], hex=True)
+                hx = gx ^ pd.util.hash_array(wkb.astype(object), hash_key=key)
+            k.combine(h[seed], np.ascontiguousarray(hx), seed * 1000 + 998)
+            k.combine(h[seed], np.ascontiguousarray(gy), seed * 1000 + 999)
+    return h[0], h[1]
+
+
+class DuplicateFinder:
+    """Usable rows that copy an earlier row, found with bounded memory.
+
+    Row hashes are kept per hash partition (64 of them, by the top bits); partitions spill to
+    temporary files past ``buffer_mb``. At the end each partition is scanned in row order with
+    an open-addressing table, so the first of each group of copies is kept, as in the loader.
+    """
+
+    PARTS = 64
+
+    def __init__(self, *, buffer_mb: float, spill_dir: str | Path | None = None) -> None:
+        self.budget = int(buffer_mb * (1 << 20))
+        self.chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.buffered = 0
+        self.spill_dir = spill_dir
+        self.folder: str | None = None
+        self.sizes: list[list[int]] = [[] for _ in range(self.PARTS)]  # rows per block written
+
+    def add(self, h1: np.ndarray, h2: np.ndarray, rows: np.ndarray, village: np.ndarray) -> None:
+        if len(h1):
+            self.chunks.append((h1, h2, rows.astype(np.int64), village.astype(np.int64)))
+            self.buffered += len(h1) * 32
+            if self.buffered > self.budget:
+                self._flush()
+
+    def _partitioned(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        cols = [np.concatenate([c[i] for c in self.chunks]) for i in range(4)]
+        part = (cols[0] >> np.uint64(58)).astype(np.int64)
+        perm, offsets = _stat_kernels().order_by_group(part, self.PARTS)
+        self.chunks, self.buffered = [], 0
+        return offsets, [c[perm] for c in cols]
+
+    def _flush(self) -> None:
+        if not self.chunks:
+            return
+        if self.folder is None:
+            self.folder = tempfile.mkdtemp(prefix="ruralcov-dups-", dir=self.spill_dir)
+        offsets, cols = self._partitioned()
+        for q in range(self.PARTS):
+            a, b = offsets[q], offsets[q + 1]
+            if b > a:
+                with open(os.path.join(self.folder, f"{q}.bin"), "ab") as fh:
+                    for c in cols:
+                        c[a:b].tofile(fh)
+                self.sizes[q].append(int(b - a))
+
+    def duplicates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (sorted) that copy an earlier row, and their villages."""
+        k = _stat_kernels()
+        rows_out, vill_out = [], []
+        if self.folder is None and self.buffered <= (16 << 20):
+            if not self.chunks:
+                return np.empty(0, np.int64), np.empty(0, np.int64)
+            offsets, cols = self._partitioned()
+            parts: Any = [[c[offsets[q]:offsets[q + 1]] for c in cols]
+                          for q in range(self.PARTS)]
+        else:  # one partition in memory at a time
+            self._flush()
+            parts = (self._load(q) for q in range(self.PARTS))
+        for h1, h2, rows, village in parts:
+            if len(h1) < 2:
+                continue
+            size = 1 << int(np.ceil(np.log2(2 * len(h1))))
+            dup = k.first_seen(h1, h2, np.empty(size, np.uint64), np.empty(size, np.uint64),
+                               np.zeros(size, np.bool_))
+            rows_out.append(rows[dup])
+            vill_out.append(village[dup])
+        if not rows_out:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        rows, village = np.concatenate(rows_out), np.concatenate(vill_out)
+        order = np.argsort(rows)
+        return rows[order], village[order]
+
+    def _load(self, q: int) -> list[np.ndarray]:
+        """Partition ``q`` from its file (blocks of h1, h2, row, village per flush)."""
+        path = os.path.join(self.folder, f"{q}.bin")
+        if not os.path.exists(path):
+            return [np.empty(0, np.uint64)] * 2 + [np.empty(0, np.int64)] * 2
+        raw = np.fromfile(path, dtype=np.uint64)
+        pieces: list[list[np.ndarray]] = [[], [], [], []]
+        pos = 0
+        for m in self.sizes[q]:
+            for i in range(4):
+                pieces[i].append(raw[pos:pos + m])
+                pos += m
+        h1, h2, rows, village = (np.concatenate(p) for p in pieces)
+        return [h1, h2, rows.view(np.int64), village.view(np.int64)]
+
+    def close(self) -> None:
+        if self.folder is not None:
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+def _to_wgs84_geoms(geoms: np.ndarray, source: Any) -> np.ndarray:
+    import geopandas as gpd
+
+    from ruralcov.crs import to_wgs84
+
+    if source is None:
+        return geoms
+    frame = gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms))
+    return np.asarray(to_wgs84(frame, source).geometry.values, dtype=object)
+
+
+def join_batch(prep: Prepared, index: PolygonIndex) -> np.ndarray:
+    """Village position of each row of the batch (-1: dropped or outside every village)."""
+    village = np.full(len(prep.status), -1, dtype=np.int64)
+    ok = prep.status == OK
+    if prep.other_geoms is None:
+        if ok.all():
+            village = index.assign_xy(prep.x, prep.y).astype(np.int64)
+        else:
+            sel = np.flatnonzero(ok)
+            village[sel] = index.assign_xy(prep.x[sel], prep.y[sel])
+        return village
+    pts = ok & np.isfinite(prep.x)
+    sel = np.flatnonzero(pts)
+    village[sel] = index.assign_xy(prep.x[sel], prep.y[sel])
+    sel = np.flatnonzero(ok & ~pts)
+    if len(sel):
+        village[sel] = index.assign(prep.other_geoms[sel])
+    return village
+
+
+# --- issues ------------------------------------------------------------------------------------
+
+
+@dataclass
+class IssueLog:
+    """Source rows per finding, collected batch by batch and turned into the issues frame."""
+
+    rows: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    present: int = 0
+    swapped_all: bool = True
+
+    def add(self, key: str, rows: np.ndarray) -> None:
+        if len(rows):
+            self.rows.setdefault(key, []).append(np.asarray(rows, dtype=np.int64))
+
+    def get(self, key: str) -> np.ndarray:
+        parts = self.rows.get(key)
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    def record(self, prep: Prepared, village: np.ndarray) -> None:
+        rows = prep.row0 + np.arange(len(prep.status))
+        for code, key in ((MISSING, "missing"), (BAD_GEOMETRY, "bad_geometry"),
+                          (OUT_OF_RANGE, "out_of_range"), (NATIVE_MISSING, "native_missing"),
+                          (BAD_DOWNLOAD, "bad_download"), (NEGATIVE, "negative"),
+                          (ABSURD, "absurd")):
+            self.add(key, rows[prep.status == code])
+        for role in ("upload", "latency"):
+            neg = getattr(prep, "neg_" + role)
+            if neg is not None:
+                self.add("neg_" + role, rows[neg])
+        self.add("outside", rows[(prep.status == OK) & (village < 0)])
+        self.present += prep.present
+        if len(prep.swapped):
+            self.swapped_all &= bool(prep.swapped.all())
+
+    def frame(self, checker: Checker, *, rows_read: int,
+              duplicates: np.ndarray | None = None) -> pd.DataFrame:
+        """The issues :func:`load_speed_tests` plus the pipeline's outside check would give.
+
+        ``duplicates``: sorted rows that copy an earlier row (dropped as ``duplicate_test``,
+        so never also outside the villages).
+        """
+        dups = np.empty(0, np.int64) if duplicates is None else np.asarray(duplicates)
+        if len(dups):
+            out = self.get("outside")
+            self.rows["outside"] = [out[~np.isin(out, dups)]]
+        self.rows["duplicate"] = [dups]
+        s, p = checker.speed, checker.plan
+        layer = "speed"
+        n_out = len(self.get("out_of_range"))
+        if n_out and n_out * 2 > self.present:
+            hint = (
+                "longitude and latitude look swapped: exchange the lon and lat settings"
+                if self.swapped_all
+                else "the coordinates are probably projected (metres) but declared as "
+                f'{checker.label}: set crs to the projected CRS, e.g. "EPSG:4549" (CGCS2000 / '
+                f"3-degree Gauss-Kruger CM 120E), or check that lon and lat are not swapped"
+            )
+            raise CRSError(
+                f"speed: {n_out} of {self.present} geometries in {p.path} fall outside "
+                f"longitude -180..180 / latitude -90..90 after converting from {checker.label}; "
+                f"{hint}"
+            )
+
+        def rows_issue(key: str, reason: str, message: str, *, dropped: bool,
+                       severity: str = "warning") -> pd.DataFrame:
+            rows = np.sort(self.get(key))
+            mask = np.ones(len(rows), dtype=bool)
+            return row_issues(mask, layer=layer, reason=reason, message=message, rows=rows,
+                              dropped=dropped, severity=severity)
+
+        what = f"{p.lon}/{p.lat}"
+        read = [
+            rows_issue("native_missing", "missing_geometry", "the row has no geometry",
+                       dropped=True),
+            rows_issue("missing", "missing_geometry", f"no coordinates in {what}", dropped=True),
+            rows_issue("bad_geometry", "bad_geometry", f"cannot read a geometry from {what}",
+                       dropped=True),
+        ]
+        if checker.crs_ignored:
+            read.append(issue(layer=layer, reason="crs_setting_ignored", severity="info",
+                              message=f"{p.path} declares its CRS ({p.file_crs.name}); "
+                                      f"crs = {s.crs!r} was not used"))
+        if n_out:
+            read.append(rows_issue(
+                "out_of_range", "coordinates_out_of_range",
+                f"coordinates outside longitude -180..180 / latitude -90..90 in {checker.label}",
+                dropped=True))
+        found = [
+            *read,
+            rows_issue("absurd", "absurd_speed",
+                       f"{s.download!r} is above {MAX_PLAUSIBLE_MBPS:,.0f} Mbps (10 Gbit/s), "
+                       "beyond any access line; probably kbit/s or bit/s instead of Mbit/s",
+                       dropped=True),
+            rows_issue("duplicate", "duplicate_test",
+                       "exact copy of an earlier row (every column and the location); "
+                       "counted once", dropped=True),
+            rows_issue("bad_download", "bad_download",
+                       f"{s.download!r} is missing or not a number", dropped=True),
+            rows_issue("negative", "negative_speed", f"{s.download!r} is negative",
+                       dropped=True),
+        ]
+        for role in ("upload", "latency"):
+            col = getattr(s, role)
+            name = "upload_mbps" if role == "upload" else "latency_ms"
+            if col and checker.roles[role]:
+                found.append(rows_issue("neg_" + role, f"negative_{role}",
+                                        f"{col!r} is negative; this value is ignored",
+                                        dropped=False))
+            elif col:
+                found.append(issue(layer=layer, reason="column_absent", severity="info",
+                                   message=f"no {role} column {col!r} in {p.path.name}; "
+                                           f"{name} medians are left empty"))
+        if s.device and not checker.roles["device"]:
+            found.append(issue(layer=layer, reason="column_absent", severity="info",
+                               message=f"no device column {s.device!r} in {p.path.name}; "
+                                       "devices are unknown and min_devices is not applied"))
+        found.append(rows_issue("outside", "outside_villages",
+                                "speed test lies outside every village polygon", dropped=True))
+        return concat_issues(found)
+
+
+# --- exact statistics in bounded memory --------------------------------------------------------
+
+def _stat_kernels() -> Any:
+    from ruralcov import _kernels
+
+    return _kernels
+
+
+_FIELDS = ("down", "up", "lat", "dev", "dev_ok")
+
+
+class Accumulator:
+    """Kept tests, as village-sorted runs in memory or in a spill file; exact stats at the end.
+
+    Parameters
+    ----------
+    n_villages
+        Number of villages (positions 0 .. n - 1).
+    has_upload, has_latency, has_device
+        Which measures the tests carry.
+    buffer_mb
+        Memory for runs before they are spilled to disk (and, at the end, for one range of
+        villages at a time).
+    spill_dir
+        Folder for the spill file (default: the system's temporary folder).
+    """
+
+    def __init__(self, n_villages: int, *, has_upload: bool, has_latency: bool, has_device: bool,
+                 buffer_mb: float = 512, spill_dir: str | Path | None = None) -> None:
+        self.n = n_villages
+        self.fields = ["row", "down"] + (["up"] if has_upload else []) + (
+            ["lat"] if has_latency else [])
+        if has_device:
+            self.fields += ["dev", "dev_ok"]
+        self.dtypes = {"row": np.int64, "down": np.float64, "up": np.float64, "lat": np.float64,
+                       "dev": np.uint64, "dev_ok": np.bool_}
+        self.row_bytes = sum(np.dtype(self.dtypes[f]).itemsize for f in self.fields)
+        self.budget = int(buffer_mb * (1 << 20))
+        self.counts = np.zeros(n_villages, dtype=np.int64)  # tests (download not NaN)
+        self.rows = np.zeros(n_villages, dtype=np.int64)
+        self.chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+        self.disk_runs: list[tuple[np.ndarray, dict[str, int]]] = []  # offsets, byte offsets
+        self.buffered = 0
+        self.spill_dir = spill_dir
+        self._spill: Any = None
+        self._spill_path: str | None = None
+        self.spilled_rows = 0
+        #: Sorted source rows to leave out at the end (duplicates found after they were added).
+        self.exclude = np.empty(0, dtype=np.int64)
+
+    def add(self, village: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Add kept rows (``village`` >= 0) with their measures."""
+        if len(village) == 0:
+            return
+        village = village.astype(np.int32)
+        self.rows += np.bincount(village, minlength=self.n)
+        valid = ~np.isnan(values["down"])
+        self.counts += np.bincount(village[valid], minlength=self.n) if not valid.all() else (
+            np.bincount(village, minlength=self.n))
+        self.chunks.append((village, {f: values[f] for f in self.fields}))
+        self.buffered += len(village) * (self.row_bytes + 4)
+        if self.buffered > self.budget:
+            self._flush()
+
+    def leave_out(self, rows: np.ndarray, village: np.ndarray, down: np.ndarray) -> None:
+        """Leave the tests at these source ``rows`` out of the statistics."""
+        self.exclude = np.sort(np.asarray(rows, dtype=np.int64))
+        v = np.asarray(village, dtype=np.int64)
+        self.rows -= np.bincount(v, minlength=self.n)
+        self.counts -= np.bincount(v[~np.isnan(down)], minlength=self.n)
+
+    def _drop_excluded(self, village: np.ndarray, vals: dict[str, np.ndarray]
+                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if not len(self.exclude) or not len(village):
+            return village, vals
+        keep = ~np.isin(vals["row"], self.exclude)
+        return village[keep], {f: v[keep] for f, v in vals.items()}
+
+    def _sorted(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The buffered rows sorted by village (one column at a time, to bound memory)."""
+        if len(self.exclude):
+            for i, (village, vals) in enumerate(self.chunks):
+                self.chunks[i] = self._drop_excluded(village, vals)
+        village = np.concatenate([c[0] for c in self.chunks])
+        perm, offsets = _stat_kernels().order_by_group(village, self.n)
+        del village
+        run = {}
+        for f in self.fields:
+            col = np.concatenate([c[1][f] for c in self.chunks])
+            for c in self.chunks:
+                del c[1][f]
+            run[f] = col[perm]
+            del col
+        self.chunks, self.buffered = [], 0
+        return offsets, run
+
+    def _flush(self) -> None:
+        """Sort the buffered rows into one run and append it to the spill file."""
+        if not self.chunks:
+            return
+        offsets, run = self._sorted()
+        if self._spill is None:
+            fd, self._spill_path = tempfile.mkstemp(prefix="ruralcov-spill-", suffix=".bin",
+                                                    dir=self.spill_dir)
+            self._spill = os.fdopen(fd, "w+b")
+        self._spill.seek(0, os.SEEK_END)
+        where = {}
+        for f in self.fields:
+            where[f] = self._spill.tell()
+            run[f].tofile(self._spill)
+        self._spill.flush()
+        self.disk_runs.append((offsets, where))
+        self.spilled_rows += int(offsets[-1])
+
+    def close(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
+            os.unlink(self._spill_path)
+            self._spill = None
+
+    def _ranges(self) -> list[tuple[int, int]]:
+        """Village ranges whose tests take at most a quarter of the buffer each (a village with
+        more tests than that is a range of its own)."""
+        per_range = max(self.budget // (4 * self.row_bytes), 1)
+        ranges, start, acc = [], 0, 0
+        for v in range(self.n):
+            c = int(self.rows[v])
+            if acc and acc + c > per_range:
+                ranges.append((start, v))
+                start, acc = v, 0
+            acc += c
+        ranges.append((start, self.n))
+        return ranges
+
+    def _gather(self, a: int, b: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The rows of villages [a, b) from every run, as (local village, values)."""
+        pieces: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
+        groups: list[np.ndarray] = []
+        for offsets, where in self.disk_runs:
+            s, e = int(offsets[a]), int(offsets[b])
+            if e > s:
+                for f in self.fields:
+                    dt = np.dtype(self.dtypes[f])
+                    self._spill.seek(where[f] + s * dt.itemsize)
+                    pieces[f].append(np.fromfile(self._spill, dtype=dt, count=e - s))
+                groups.append(np.repeat(np.arange(b - a), np.diff(offsets[a:b + 1])))
+        if not groups:
+            return np.empty(0, np.int64), {f: np.empty(0, self.dtypes[f]) for f in self.fields}
+        return np.concatenate(groups), {f: np.concatenate(p) for f, p in pieces.items()}
+
+    def statistics(self, target_mbps: np.ndarray) -> pd.DataFrame:
+        """Per village: the columns of :func:`ruralcov.classify.speed_statistics`, exactly."""
+        k = _stat_kernels()
+        target = np.asarray(target_mbps, dtype=np.float64)
+        lo, hi = median_ci_ranks(self.counts)
+        out = np.empty((self.n, 8))
+        empty_f, empty_u, empty_b = np.empty(0), np.empty(0, np.uint64), np.empty(0, np.bool_)
+        single = not self.disk_runs
+        if single:
+            memory = self._sorted() if self.chunks else (
+                np.zeros(self.n + 1, dtype=np.int64),
+                {f: np.empty(0, self.dtypes[f]) for f in self.fields})
+        else:
+            self._flush()
+        for a, b in [(0, self.n)] if single else self._ranges():
+            if single:
+                offsets, vals = memory
+            else:
+                groups, vals = self._drop_excluded(*self._gather(a, b))
+                perm, offsets = k.order_by_group(groups, b - a)
+                vals = {f: v[perm] for f, v in vals.items()}
+                del groups, perm
+            k.village_stats(
+                offsets, vals["down"], vals.get("up", empty_f), vals.get("lat", empty_f),
+                vals.get("dev", empty_u), vals.get("dev_ok", empty_b), "up" in self.fields,
+                "lat" in self.fields, "dev" in self.fields, target[a:b], lo[a:b], hi[a:b],
+                out[a:b],
+            )
+            del vals
+        frame = pd.DataFrame(out, columns=list(STAT_COLUMNS))
+        frame["tests"] = self.counts.astype(np.int64)
+        frame["devices"] = (frame["devices"].astype("Int64") if "dev" in self.fields
+                            else pd.Series(pd.NA, index=frame.index, dtype=object))
+        return frame
+
+
+def _sha256_in_background(path: Path) -> tuple[threading.Thread, dict[str, str]]:
+    box: dict[str, str] = {}
+
+    def work() -> None:
+        box["sha256"] = io.sha256_file(path)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    return t, box
+
+
+@dataclass(frozen=True)
+class StreamedSpeed:
+    """What :func:`stream_speed_tests` returns: per-village statistics, issues, the record."""
+
+    stats: pd.DataFrame
+    issues: pd.DataFrame
+    record: InputRecord
+    spilled_rows: int = 0
+
+
+def stream_speed_tests(
+    speed: SpeedConfig,
+    index: PolygonIndex,
+    *,
+    n_villages: int,
+    target_mbps: np.ndarray,
+    buffer_mb: float = 512,
+    batch_rows: int = 1 << 20,
+    spill_dir: str | Path | None = None,
+    hash_input: bool = True,
+) -> StreamedSpeed:
+    """Read, check and join the tests of ``speed`` batch by batch; exact per-village stats.
+
+    Parameters
+    ----------
+    speed
+        The [speed] section (file, columns, CRS).
+    index
+        The villages' :class:`~ruralcov.join.PolygonIndex` (EPSG:4326, priority = code rank).
+    n_villages, target_mbps
+        Number of villages and each one's download target.
+    buffer_mb
+        Memory for kept tests before they spill to disk.
+    batch_rows
+        Rows per batch read.
+    hash_input
+        Compute the file's SHA-256 for the manifest (in a background thread).
+
+    Returns
+    -------
+    StreamedSpeed
+        ``stats`` with the columns of :func:`ruralcov.classify.speed_statistics` (one row per
+        village), ``issues`` as ``load_speed_tests`` plus the outside-villages check give them,
+        and the input's record (rows read = used + dropped).
+
+    Raises
+    ------
+    InputError, SchemaError, CRSError
+        As :func:`ruralcov.loaders.load_speed_tests`; ValueError when the input cannot be
+        streamed (see :func:`supports`).
+    """
+    p = plan(speed)
+    if p is None:
+        raise ValueError(f"speed: {speed.path} cannot be streamed; use load_speed_tests")
+    checker = Checker(p, speed)
+    hasher, digest = _sha256_in_background(p.path) if hash_input else (None, {})
+    log = IssueLog()
+    acc = Accumulator(
+        n_villages, has_upload=checker.roles["upload"] is not None,
+        has_latency=checker.roles["latency"] is not None,
+        has_device=checker.roles["device"] is not None, buffer_mb=buffer_mb, spill_dir=spill_dir,
+    )
+    dups = DuplicateFinder(buffer_mb=min(buffer_mb / 4, 128), spill_dir=spill_dir)
+    rows = 0
+    try:
+        for table in _prefetch(iter_batches(p, checker.read_columns, batch_rows=batch_rows)):
+            prep = checker.check(table, rows + 1)
+            del table
+            village = join_batch(prep, index)
+            log.record(prep, village)
+            usable = np.flatnonzero(prep.status == OK)
+            dups.add(prep.h1, prep.h2, prep.row0 + usable, village[usable])
+            keep = np.flatnonzero(village >= 0)
+            values = {"row": prep.row0 + keep, "down": prep.download[keep]}
+            if prep.upload is not None:
+                values["up"] = prep.upload[keep]
+            if prep.latency is not None:
+                values["lat"] = prep.latency[keep]
+            if prep.device is not None:
+                values["dev"] = prep.device[keep]
+                values["dev_ok"] = prep.device_ok[keep]
+            acc.add(village[keep], values)
+            rows += len(prep.status)
+        dup_rows, dup_village = dups.duplicates()
+        issues = log.frame(checker, rows_read=rows, duplicates=dup_rows)
+        inside = dup_village >= 0
+        if len(dup_rows):
+            # A copy has the download of its original; only inside rows were accumulated.
+            acc.leave_out(dup_rows[inside], dup_village[inside],
+                          np.zeros(int(inside.sum())))
+        stats = acc.statistics(target_mbps)
+        spilled = acc.spilled_rows
+    finally:
+        acc.close()
+        dups.close()
+    if hasher is not None:
+        hasher.join()
+    dropped = dropped_counts(issues, "speed")
+    record = InputRecord(layer="speed", path=p.path, sha256=digest.get("sha256", ""),
+                         rows_read=rows, rows_used=rows - sum(dropped.values()), dropped=dropped)
+    return StreamedSpeed(stats=stats, issues=issues, record=record, spilled_rows=spilled)
+
+
+def streamed_statistics(
+    village: np.ndarray, download: np.ndarray, *, n_villages: int, target_mbps: np.ndarray,
+    upload: np.ndarray | None = None, latency: np.ndarray | None = None,
+    device: np.ndarray | None = None, buffer_mb: float = 512, batch_rows: int = 1 << 20,
+) -> pd.DataFrame:
+    """:func:`ruralcov.classify.speed_statistics` computed by the streaming accumulator.
+
+    The same arguments (``device`` as 64-bit keys, or ids hashed here), fed in batches of
+    ``batch_rows``; used by the tests to prove that both give the same numbers and by the Dask
+    engine on each shuffled partition.
+    """
+    village = np.asarray(village, dtype=np.int64)
+    download = np.asarray(download, dtype=np.float64)
+    keys = ok = None
+    if device is not None:
+        keys, ok = device_keys(pa.array(np.asarray(device, dtype=object), from_pandas=True))
+    acc = Accumulator(n_villages, has_upload=upload is not None, has_latency=latency is not None,
+                      has_device=device is not None, buffer_mb=buffer_mb)
+    try:
+        for s in range(0, len(village), batch_rows):
+            sl = slice(s, s + batch_rows)
+            keep = np.flatnonzero(village[sl] >= 0) + s
+            values = {"row": keep + 1, "down": download[keep]}
+            if upload is not None:
+                values["up"] = np.asarray(upload, dtype=np.float64)[keep]
+            if latency is not None:
+                values["lat"] = np.asarray(latency, dtype=np.float64)[keep]
+            if keys is not None:
+                values["dev"], values["dev_ok"] = keys[keep], ok[keep]
+            acc.add(village[keep], values)
+        return acc.statistics(target_mbps)
+    finally:
+        acc.close()

@@ -1,0 +1,81 @@
+"""Regenerate the preview images in this folder from a demo run (see README.md here).
+
+    python maps/gallery.py            # runs `ruralcov demo` into a temporary folder first
+    python maps/gallery.py out/demo   # or uses an existing demo run folder (with maps)
+
+Copies the static PNGs of ``<run>/maps/static`` and takes screenshots of the interactive
+pages in Debian's headless Chromium (network off): the province map as it opens (county fibre
+share), with the village theme, and the county map with the largest fibre gap.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+FRAME = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
+def main() -> None:
+    import pandas as pd
+    from playwright.sync_api import sync_playwright
+
+    if len(sys.argv) > 1:
+        run = Path(sys.argv[1])
+    else:
+        run = Path(tempfile.mkdtemp(prefix="rc-gallery-")) / "demo"
+        subprocess.run(
+            [sys.executable, "-m", "ruralcov.cli", "-q", "demo", "--out", str(run)], check=True
+        )
+    maps = run / "maps"
+    for png in sorted((maps / "static").glob("*.png")):
+        shutil.copyfile(png, HERE / png.name)
+    county = pd.read_csv(
+        run / "tables" / "summary_county.csv", dtype={"code": str}, encoding="utf-8-sig"
+    )
+    worst = county.sort_values(["fibre_gap_villages", "code"], ascending=[False, True])
+    worst_code = str(worst["code"].iloc[0])
+    shots = [
+        ("province.html", "province_county_fibre_share.png", None),
+        ("province.html", "province_villages.png", "Villages: fibre and speed class"),
+        (f"county_{worst_code}.html", "county_largest_gap.png", None),
+    ]
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            tempfile.mkdtemp(prefix="rc-chromium-"),
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        ctx.route(
+            "**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort()
+        )
+        for page_name, out, theme in shots:
+            page = ctx.new_page()
+            page.goto((maps / page_name).resolve().as_uri(), wait_until="load")
+            page.evaluate(FRAME)
+            if theme:
+                page.locator(".leaflet-control-layers label", has_text=theme).click()
+                page.evaluate(FRAME)
+            page.screenshot(path=str(HERE / out))
+            page.close()
+        ctx.close()
+    print(f"previews written to {HERE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,639 @@
+"""The bad-input catalogue: every broken file is built here from the north world (tests/worlds.py).
+
+Each case asserts its exact outcome, one of two:
+
+- **error**: ``ruralcov run`` exits 2 with one line ``ruralcov: error: ...`` naming the problem
+  (and the fix), no traceback, no run folder;
+- **issue**: the run goes on; the finding is in the issues with its reason and row, the input's
+  rows balance (read = used + dropped), and every village the broken row does not touch keeps
+  the result known by construction (``worlds.EXPECTED``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import pytest
+import tomli_w
+from click.testing import CliRunner
+from shapely import Polygon, box
+
+from ruralcov import analyse, load_config
+from ruralcov.cli import cli
+from ruralcov.crs import wgs84_to_gcj02
+from ruralcov.validate import check_positions
+from worlds import EXPECTED, square, write_north_world
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Path:
+    return write_north_world(tmp_path / "in")
+
+
+def edit(cfg: Path, changes: dict[str, object]) -> None:
+    """Set (or with None remove) dotted keys: ``speed.download``, ``fibre.0.status``."""
+    raw = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        node: object = raw
+        for p in parents:
+            node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})  # type: ignore[index]
+        if value is None:
+            node.pop(key, None)  # type: ignore[union-attr]
+        else:
+            node[key] = value  # type: ignore[index]
+    cfg.write_text(tomli_w.dumps(raw), encoding="utf-8")
+
+
+def run_cli(cfg: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli, ["-q", "run", str(cfg), "--out", str(out), "--no-maps"], catch_exceptions=False
+    )
+    return result, out
+
+
+def assert_error(cfg: Path, tmp_path: Path, *words: str) -> str:
+    result, out = run_cli(cfg, tmp_path)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ruralcov: error: "), result.stderr
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert not out.exists()
+    return lines[0]
+
+
+def found(result, layer: str, reason: str) -> pd.DataFrame:
+    i = result.issues
+    return i[(i["layer"] == layer) & (i["reason"] == reason)]
+
+
+def record(result, layer: str):
+    rec = next(r for r in result.inputs if r.layer == layer)
+    assert rec.rows_read == rec.rows_used + sum(rec.dropped.values())
+    return rec
+
+
+def assert_intact(result, *, skip: tuple[str, ...] = ()) -> None:
+    """Villages not in ``skip`` keep the answers known by construction."""
+    v = result.villages.set_index("village_code")
+    for code, (fibre, basis, nearby, tests, devices, median, cls) in EXPECTED.items():
+        if code in skip:
+            continue
+        row = v.loc[code]
+        got = (
+            bool(row["fibre"]),
+            row["fibre_basis"],
+            bool(row["fibre_nearby"]),
+            int(row["tests"]),
+            int(row["devices"]),
+            None if pd.isna(row["download_median_mbps"]) else float(row["download_median_mbps"]),
+            row["speed_class"],
+        )
+        assert got == (fibre, basis, nearby, tests, devices, median, cls), code
+
+
+def speed_frame(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / "tests.csv")
+
+
+def speed_as_gpkg(cfg: Path, frame: pd.DataFrame) -> None:
+    """Speed tests as a GeoPackage (read whole by ``loaders.load_speed_tests``)."""
+    gdf = gpd.GeoDataFrame(
+        frame.drop(columns=["lon", "lat"]),
+        geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
+        crs="EPSG:4326",
+    )
+    gdf.to_file(cfg.parent / "tests.gpkg", layer="tests")
+    edit(cfg, {"speed.path": "tests.gpkg", "speed.layer": "tests"})
+
+
+def analysed(cfg: Path):
+    return analyse(load_config(cfg))
+
+
+# --- errors: exit 2, one line ----------------------------------------------------------------
+
+
+def test_e01_missing_file(world, tmp_path):
+    edit(world, {"villages.path": "nowhere.csv"})
+    assert_error(world, tmp_path, "nowhere.csv", "not found")
+
+
+def test_e02_empty_file(world, tmp_path):
+    (world.parent / "register.csv").write_bytes(b"")
+    assert_error(world, tmp_path, "register.csv", "is empty")
+
+
+def test_e03_header_without_rows(world, tmp_path):
+    (world.parent / "register.csv").write_text("code,name,kind,township,county\n", "utf-8")
+    assert_error(world, tmp_path, "register.csv", "no data rows")
+
+
+def test_e04_lying_extension_parquet_named_csv(world, tmp_path):
+    speed_frame(world.parent).to_parquet(world.parent / "tests.csv")
+    assert_error(world, tmp_path, "tests.csv", "holds Parquet data", "rename it to tests.parquet")
+
+
+def test_e05_lying_extension_geojson_named_gpkg(world, tmp_path):
+    polys = gpd.read_file(world.parent / "polygons.gpkg", layer="villages")
+    (world.parent / "polygons.gpkg").write_text(polys.to_json(), encoding="utf-8")
+    assert_error(world, tmp_path, "polygons.gpkg", "GeoJSON/JSON text", "polygons.geojson")
+
+
+def test_e06_corrupt_parquet(world, tmp_path):
+    path = world.parent / "tests.parquet"
+    speed_frame(world.parent).to_parquet(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated: the footer is gone
+    edit(world, {"speed.path": "tests.parquet"})
+    assert_error(world, tmp_path, "tests.parquet", "Parquet")
+
+
+def test_e07_unsupported_format(world, tmp_path):
+    (world.parent / "register.docx").write_bytes((world.parent / "register.csv").read_bytes())
+    edit(world, {"villages.path": "register.docx"})
+    assert_error(world, tmp_path, "register.docx", "unsupported format '.docx'")
+
+
+def test_e08_misspelt_column_in_config(world, tmp_path):
+    edit(world, {"villages.code": "cdoe"})
+    assert_error(world, tmp_path, "'cdoe'", "did you mean 'code'?")
+
+
+def test_e09_misspelt_header_in_file(world, tmp_path):
+    path = world.parent / "register.csv"
+    text = path.read_text(encoding="utf-8-sig").replace("code,name,", "code,nmae,", 1)
+    path.write_text(text, encoding="utf-8")
+    assert_error(world, tmp_path, "['name']", "did you mean 'nmae'?")
+
+
+def test_e10_misspelt_status_column(world, tmp_path):
+    edit(world, {"fibre.0.status": "staus"})
+    assert_error(world, tmp_path, "fibre[0]", "'staus'", "did you mean 'status'?")
+
+
+def test_e11_misspelt_config_key(world, tmp_path):
+    raw = tomllib.loads(world.read_text(encoding="utf-8"))
+    raw["fibre"][0]["max_distanc_m"] = raw["fibre"][0].pop("max_distance_m")
+    world.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    assert_error(world, tmp_path, "max_distanc_m", "did you mean 'max_distance_m'?")
+
+
+def test_e12_misspelt_config_section(world, tmp_path):
+    raw = tomllib.loads(world.read_text(encoding="utf-8"))
+    raw["speeed"] = raw.pop("speed")
+    world.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    assert_error(world, tmp_path, "speeed", "did you mean 'speed'?")
+
+
+def test_e13_unknown_key_without_close_match(world, tmp_path):
+    edit(world, {"speed.colour": "red"})
+    line = assert_error(world, tmp_path, "unknown key(s) ['colour'] in [speed]", "allowed keys")
+    assert "did you mean" not in line
+
+
+def test_e14_misspelt_fibre_kind(world, tmp_path):
+    edit(world, {"fibre.0.kind": "acess_points"})
+    assert_error(world, tmp_path, "'acess_points'", "did you mean 'access_points'?")
+
+
+def test_e15_points_given_as_villages(world, tmp_path):
+    polys = gpd.read_file(world.parent / "polygons.gpkg", layer="villages")
+    polys.geometry = polys.geometry.representative_point()
+    polys.to_file(world.parent / "polygons.gpkg", layer="villages")
+    assert_error(world, tmp_path, "boundaries", "every geometry is a Point", "polygons")
+
+
+def test_e16_lat_lon_swapped_in_tests(world, tmp_path):
+    frame = speed_frame(world.parent).rename(columns={"lon": "lat", "lat": "lon"})
+    frame.to_csv(world.parent / "tests.csv", index=False)
+    # 69.6°E 18.9°N is a valid place (the Arabian Sea): only the villages' extent tells
+    assert_error(world, tmp_path, "speed", "look swapped", "exchange the lon and lat")
+
+
+def test_e17_lat_lon_swapped_in_fibre_csv(world, tmp_path):
+    aps = gpd.read_file(world.parent / "access_points.gpkg", layer="nodes")
+    pd.DataFrame(
+        {
+            "asset_id": aps["asset_id"],
+            "status": aps["status"],
+            "lon": aps.geometry.y,
+            "lat": aps.geometry.x,
+        }
+    ).to_csv(world.parent / "aps.csv", index=False)
+    edit(world, {"fibre.0.path": "aps.csv", "fibre.0.layer": None, "fibre.0.crs": "EPSG:4326"})
+    assert_error(world, tmp_path, "fibre[0]", "look swapped")
+
+
+def test_e18_projected_coordinates_declared_as_4326(world, tmp_path):
+    frame = speed_frame(world.parent)
+    to_utm = pyproj.Transformer.from_crs(4326, 32634, always_xy=True)
+    frame["lon"], frame["lat"] = to_utm.transform(frame["lon"].to_numpy(), frame["lat"].to_numpy())
+    frame.to_csv(world.parent / "tests.csv", index=False)
+    assert_error(world, tmp_path, "tests.csv", "projected", "EPSG:4326")
+
+
+def test_e19_no_crs_and_none_configured(world, tmp_path):
+    edit(world, {"speed.crs": None})
+    assert_error(world, tmp_path, "tests.csv", "has no CRS", 'crs = "EPSG:4326"')
+
+
+def test_e20_gb18030_read_as_utf8(world, tmp_path):
+    path = world.parent / "register.csv"
+    path.write_bytes(path.read_text(encoding="utf-8-sig").encode("gb18030"))
+    assert_error(world, tmp_path, "register.csv", "not valid utf-8", 'encoding = "gb18030"')
+
+
+def test_e21_utf8_declared_as_gb18030(world, tmp_path):
+    edit(world, {"villages.encoding": "gb18030"})
+    assert_error(world, tmp_path, "register.csv", "looks like UTF-8", 'encoding = "utf-8"')
+
+
+def test_e22_mixed_encodings(world, tmp_path):
+    path = world.parent / "register.csv"
+    data = path.read_bytes() + "V7,Østby,village,T2,K1\r\n".encode("gb18030")
+    path.write_bytes(data)
+    assert_error(world, tmp_path, "register.csv", "not valid utf-8")
+
+
+def test_e23_no_row_of_kind_village(world, tmp_path):
+    path = world.parent / "register.csv"
+    frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str)
+    frame["kind"] = "community"
+    frame.to_csv(path, index=False)
+    assert_error(world, tmp_path, "none of the 8 rows", "administrative village", "'kind' column")
+
+
+LEDGER_HEAD = "village_code,field,value,reason,evidence,author,date\n"
+
+
+def test_e24_correction_for_unknown_code(world, tmp_path):
+    (world.parent / "ledger.csv").write_text(
+        LEDGER_HEAD + "V99,fibre,yes,asset_verified_on_site,photo 1,Kari,2026-05-02\n", "utf-8"
+    )
+    edit(world, {"corrections.path": "ledger.csv"})
+    assert_error(world, tmp_path, "ledger.csv", "row 1", "'V99' is not in the register")
+
+
+def test_e25_correction_with_unknown_reason(world, tmp_path):
+    (world.parent / "ledger.csv").write_text(
+        LEDGER_HEAD + "V3,fibre,no,asset_not_in_servce,photo 1,Kari,2026-05-02\n", "utf-8"
+    )
+    edit(world, {"corrections.path": "ledger.csv"})
+    assert_error(world, tmp_path, "row 1", "did you mean 'asset_not_in_service'?")
+
+
+def test_e26_misspelt_download_column(world, tmp_path):
+    speed_as_gpkg(world, speed_frame(world.parent))
+    edit(world, {"speed.download": "dwon"})
+    assert_error(world, tmp_path, "'dwon'", "did you mean 'down'?")
+
+
+def test_e27_missing_speed_file(world, tmp_path):
+    (world.parent / "tests.csv").unlink()
+    assert_error(world, tmp_path, "speed", "tests.csv", "not found")
+
+
+# --- recorded issues: the run goes on --------------------------------------------------------
+
+
+def test_i01_duplicate_village_code(world):
+    path = world.parent / "register.csv"
+    frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str)
+    extra = frame.iloc[[2]].assign(name="Austby II")
+    pd.concat([frame, extra]).to_csv(path, index=False)
+    result = analysed(world)
+    hits = found(result, "villages", "duplicate_code")
+    assert hits[["row", "code"]].values.tolist() == [[9, "V3"]] and hits["dropped"].all()
+    assert record(result, "villages").dropped == {"duplicate_code": 1}
+    assert len(result.villages) == 8  # the first V3 is kept
+    assert result.villages.set_index("village_code").loc["V3", "village_name"] == "Austby"
+    assert_intact(result)
+
+
+def _as_cn_nbs(cfg: Path) -> dict[str, str]:
+    """The north world with 12-digit cn-nbs codes and Chinese committee names."""
+    codes = {
+        "V1": "140105001001",
+        "V2": "140105001002",
+        "V3": "140105001003",
+        "V4": "140105002001",
+        "V5": "140105002002",
+        "V6": "140105002003",
+        "C1": "140105002004",
+        "X1": "140105002005",
+    }
+    folder = cfg.parent
+    reg = pd.read_csv(folder / "register.csv", encoding="utf-8-sig", dtype=str)
+    suffix = {"village": "村委会", "community": "居委会", "other": ""}
+    reg["name"] = reg["name"] + reg["kind"].map(suffix)
+    reg["township"] = reg["code"].map(codes).str[:9]
+    reg["code"] = reg["code"].map(codes)
+    reg.drop(columns=["kind", "county"]).to_csv(folder / "register.csv", index=False)
+    polys = gpd.read_file(folder / "polygons.gpkg", layer="villages")
+    polys["vcode"] = polys["vcode"].map(codes)
+    polys.to_file(folder / "polygons.gpkg", layer="villages")
+    op = pd.read_csv(folder / "operator.csv", dtype=str)
+    op["village_code"] = op["village_code"].map(codes)
+    op.to_csv(folder / "operator.csv", index=False)
+    edit(cfg, {"villages.register": "cn-nbs", "villages.levels": None, "villages.kind": None})
+    return codes
+
+
+def test_i02_code_of_wrong_length(world):
+    codes = _as_cn_nbs(world)
+    path = world.parent / "register.csv"
+    reg = pd.read_csv(path, dtype=str)
+    reg.loc[reg["code"] == codes["V6"], "code"] = "14010500200"  # 11 digits
+    reg.to_csv(path, index=False)
+    result = analysed(world)
+    hits = found(result, "villages", "bad_code")
+    assert hits[["row", "code"]].values.tolist() == [[6, "14010500200"]]
+    assert not hits["dropped"].any() and len(result.villages) == 8
+    back = {v: k for k, v in codes.items()}
+    result.villages["village_code"] = result.villages["village_code"].map(back)
+    assert_intact(result, skip=("V6",))
+
+
+def test_i03_code_prefix_disagrees_with_township(world):
+    codes = _as_cn_nbs(world)
+    path = world.parent / "register.csv"
+    reg = pd.read_csv(path, dtype=str)
+    reg.loc[reg["code"] == codes["V3"], "township"] = "140105002"  # the code says ...001
+    reg.to_csv(path, index=False)
+    edit(world, {"villages.levels": {"township": "township"}})
+    result = analysed(world)
+    hits = found(result, "villages", "code_parent_mismatch")
+    assert hits[["row", "code"]].values.tolist() == [[3, codes["V3"]]]
+    assert "140105001" in hits["message"].iat[0] and "140105002" in hits["message"].iat[0]
+    v = result.villages.set_index("village_code")
+    assert v.loc[codes["V3"], "township_code"] == "140105001"  # the code's prefix is used
+    assert record(result, "villages").dropped == {}
+
+
+def _replace_polygon(cfg: Path, code: str, geom) -> None:
+    path = cfg.parent / "polygons.gpkg"
+    polys = gpd.read_file(path, layer="villages")
+    geoms = list(polys.geometry)
+    geoms[polys.index[polys["vcode"] == code][0]] = geom
+    gpd.GeoDataFrame({"vcode": polys["vcode"]}, geometry=geoms, crs=4326).to_file(
+        path, layer="villages"
+    )
+
+
+def test_i04_self_intersecting_polygon_is_repaired(world):
+    x0, y0, x1, y1 = square(0, 0).bounds
+    xm = (x0 + x1) / 2
+    # V1's square with a zero-width spike up its middle: self-intersecting, same area
+    spiked = Polygon([(x0, y0), (x1, y0), (x1, y1), (xm, y1), (xm, y1 + 0.004), (xm, y1), (x0, y1)])
+    assert not spiked.is_valid
+    _replace_polygon(world, "V1", spiked)
+    result = analysed(world)
+    hits = found(result, "boundaries", "invalid_geometry_repaired")
+    assert hits[["row", "code"]].values.tolist() == [[1, "V1"]] and not hits["dropped"].any()
+    v1 = result.villages.set_index("village_code").loc["V1", "geometry"]
+    assert v1.is_valid and v1.equals(square(0, 0))
+    assert_intact(result)
+
+
+@pytest.mark.parametrize("geom", [Polygon(), None], ids=["empty", "null"])
+def test_i05_empty_and_null_geometry(world, geom):
+    _replace_polygon(world, "V5", geom)
+    result = analysed(world)
+    hits = found(result, "boundaries", "missing_geometry")
+    assert hits[["row", "code"]].values.tolist() == [[5, "V5"]] and hits["dropped"].all()
+    assert record(result, "boundaries").dropped == {"missing_geometry": 1}
+    v = result.villages.set_index("village_code")
+    assert not v.loc["V5", "has_geometry"]
+    assert_intact(result)  # V5 had no evidence anyway: it stays in the denominator
+
+
+def test_i06_one_point_among_polygons(world):
+    _replace_polygon(world, "V5", square(1, 1).centroid)
+    result = analysed(world)
+    hits = found(result, "boundaries", "not_a_polygon")
+    assert hits[["row", "code"]].values.tolist() == [[5, "V5"]] and hits["dropped"].all()
+    assert not result.villages.set_index("village_code").loc["V5", "has_geometry"]
+    assert_intact(result)
+
+
+def test_i07_boundary_with_unknown_code(world):
+    path = world.parent / "polygons.gpkg"
+    polys = gpd.read_file(path, layer="villages")
+    extra = gpd.GeoDataFrame({"vcode": ["Q9"]}, geometry=[square(5, 5)], crs=4326)
+    pd.concat([polys, extra], ignore_index=True).to_file(path, layer="villages")
+    result = analysed(world)
+    hits = found(result, "boundaries", "unknown_code")
+    assert hits[["row", "code"]].values.tolist() == [[7, "Q9"]]
+    assert record(result, "boundaries").dropped == {"unknown_code": 1}
+    assert_intact(result)
+
+
+def test_i08_coordinates_outside_the_valid_range(world):
+    frame = speed_frame(world.parent)
+    frame.loc[len(frame)] = {
+        "lon": X_V5,
+        "lat": 95.0,
+        "down": 50,
+        "up": 1,
+        "ping": 1,
+        "device": "z",
+    }
+    frame.to_csv(world.parent / "tests.csv", index=False)
+    result = analysed(world)
+    speed = result.issues[result.issues["layer"] == "speed"]
+    hit = speed[speed["row"] == len(frame)]
+    assert len(hit) == 1 and hit["dropped"].all() and "range" in hit["reason"].iat[0]
+    rec = record(result, "speed")
+    assert rec.rows_read == 33 and rec.rows_used == 29
+    assert_intact(result)
+
+
+X_V5 = square(1, 1).centroid.x
+
+
+def test_i09_nan_speed(world):
+    frame = speed_frame(world.parent)
+    frame.loc[0, "down"] = np.nan  # one of V1's seven tests
+    frame.to_csv(world.parent / "tests.csv", index=False)
+    result = analysed(world)
+    hits = found(result, "speed", "bad_download")
+    assert hits["row"].tolist() == [1] and hits["dropped"].all()
+    v1 = result.villages.set_index("village_code").loc["V1"]
+    assert int(v1["tests"]) == 6 and v1["speed_class"] == "meets"
+    assert_intact(result, skip=("V1",))
+
+
+def test_i10_negative_speed(world):
+    result = analysed(world)  # the world has one on purpose (row 30)
+    hits = found(result, "speed", "negative_speed")
+    assert hits["row"].tolist() == [30] and hits["dropped"].all()
+    assert_intact(result)
+
+
+def test_i11_absurd_speed(world):
+    frame = speed_frame(world.parent)
+    frame.loc[len(frame)] = {**frame.iloc[0].to_dict(), "down": 25_000.0}  # 25 Gbit/s in V1
+    speed_as_gpkg(world, frame)
+    result = analysed(world)
+    hits = found(result, "speed", "absurd_speed")
+    assert hits["row"].tolist() == [len(frame)] and hits["dropped"].all()
+    assert "10 Gbit/s" in hits["message"].iat[0]
+    assert record(result, "speed").dropped["absurd_speed"] == 1
+    assert_intact(result)
+
+
+def test_i12_duplicate_tests(world):
+    frame = speed_frame(world.parent)
+    v3_first = frame.index[frame["down"] == 4.0][0]
+    frame = pd.concat([frame, frame.loc[[v3_first, v3_first]]], ignore_index=True)
+    speed_as_gpkg(world, frame)
+    result = analysed(world)
+    hits = found(result, "speed", "duplicate_test")
+    assert hits["row"].tolist() == [33, 34] and hits["dropped"].all()
+    assert record(result, "speed").dropped["duplicate_test"] == 2
+    assert_intact(result)  # V3 still has its 6 tests, not 8
+
+
+def test_i13_tests_outside_every_village(world):
+    result = analysed(world)  # the world's last row lies 1° west of every village
+    hits = found(result, "speed", "outside_villages")
+    assert hits["row"].tolist() == [32] and hits["dropped"].all()
+    assert_intact(result)
+
+
+def test_i14_missing_coordinates(world):
+    result = analysed(world)  # row 31 has no lon/lat
+    speed = result.issues[(result.issues["layer"] == "speed") & (result.issues["row"] == 31)]
+    assert len(speed) == 1 and speed["dropped"].all()
+    assert "missing" in speed["reason"].iat[0]
+    assert_intact(result)
+
+
+def test_i15_negative_upload_is_ignored_not_dropped(world):
+    frame = speed_frame(world.parent)
+    frame.loc[0, "up"] = -3.0
+    frame.to_csv(world.parent / "tests.csv", index=False)
+    result = analysed(world)
+    hits = found(result, "speed", "negative_upload")
+    assert hits["row"].tolist() == [1] and not hits["dropped"].any()
+    assert_intact(result)
+
+
+def test_i16_asset_with_unknown_status(world):
+    path = world.parent / "access_points.gpkg"
+    aps = gpd.read_file(path, layer="nodes")
+    aps.loc[aps["asset_id"] == "AP-2", "status"] = "in servce"  # a typo of in_service
+    aps.to_file(path, layer="nodes")
+    result = analysed(world)
+    hits = found(result, "fibre[0]", "unknown_status")
+    assert hits["code"].tolist() == ["AP-2"] and not hits["dropped"].any()
+    assert "in servce" in hits["message"].iat[0]
+    v2 = result.villages.set_index("village_code").loc["V2"]
+    assert not v2["fibre"]  # not counted, but now visible instead of silently missing
+    assert found(result, "fibre[0]", "unknown_status").shape[0] == 1  # 'planned' is known
+    assert_intact(result, skip=("V2",))
+
+
+def test_i17_fibre_table_bad_value_and_unknown_code(world):
+    pd.DataFrame(
+        {"village_code": ["V4", "V5", "V99"], "has_fibre": ["yes", "maybe", "yes"]}
+    ).to_csv(world.parent / "operator.csv", index=False)
+    result = analysed(world)
+    assert found(result, "fibre[2]", "bad_value")["code"].tolist() == ["V5"]
+    assert found(result, "fibre[2]", "unknown_code")["code"].tolist() == ["V99"]
+    assert record(result, "fibre[2]").dropped == {"bad_value": 1, "unknown_code": 1}
+    assert_intact(result)
+
+
+def test_i18_gb18030_register_with_encoding_set(world):
+    path = world.parent / "register.csv"
+    path.write_bytes(path.read_text(encoding="utf-8-sig").encode("gb18030"))
+    edit(world, {"villages.encoding": "gb18030"})
+    result = analysed(world)
+    assert result.villages.set_index("village_code").loc["V2", "village_name"] == "Sørby"
+    assert_intact(result)
+
+
+def test_i19_utf8_with_bom(world):
+    path = world.parent / "register.csv"
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # the world writes utf-8-sig
+    result = analysed(world)
+    names = result.villages.set_index("village_code")["village_name"]
+    assert names["V2"] == "Sørby" and names["X1"] == "Industriområde"
+    assert_intact(result)
+
+
+def test_i20_crs_setting_ignored_when_the_file_has_one(world):
+    edit(world, {"boundaries.crs": "EPSG:3857"})
+    result = analysed(world)
+    hits = found(result, "boundaries", "crs_setting_ignored")
+    assert len(hits) == 1 and hits["severity"].iat[0] == "info"
+    assert_intact(result)
+
+
+def test_i21_gcj02_points_declared_as_wgs84():
+    # A Shanxi grid of small villages (about 180 m); the access points sit in the middle of
+    # each but were copied from AMap (GCJ-02) and declared WGS 84: shifted by ~ 500 m.
+    cells = [
+        box(112.5 + i * 0.002, 37.8, 112.5 + i * 0.002 + 0.002, 37.802) for i in range(0, 40, 4)
+    ]
+    centres = np.array([(c.centroid.x, c.centroid.y) for c in cells])
+    gx, gy = wgs84_to_gcj02(centres[:, 0], centres[:, 1])
+    found_ = check_positions(
+        np.asarray(gx),
+        np.asarray(gy),
+        villages=np.asarray(cells, dtype=object),
+        layer="fibre[0]",
+        path="aps.csv",
+    )
+    assert found_["reason"].tolist() == ["crs_suspect_gcj02"]
+    assert 'crs = "gcj02"' in found_["message"].iat[0]
+    # the same points in WGS 84, or declared gcj02: nothing to say
+    ok = check_positions(
+        centres[:, 0],
+        centres[:, 1],
+        villages=np.asarray(cells, dtype=object),
+        layer="fibre[0]",
+        path="aps.csv",
+    )
+    assert ok.empty
+    declared = check_positions(
+        np.asarray(gx),
+        np.asarray(gy),
+        villages=np.asarray(cells, dtype=object),
+        layer="fibre[0]",
+        path="aps.csv",
+        crs="gcj02",
+    )
+    assert declared.empty
+
+
+def test_i22_corrections_applied_and_reported(world):
+    (world.parent / "ledger.csv").write_text(
+        LEDGER_HEAD + "V3,fibre,yes,asset_verified_on_site,photo IMG_1,Kari,2026-05-02\n",
+        "utf-8",
+    )
+    edit(world, {"corrections.path": "ledger.csv"})
+    result = analysed(world)
+    v3 = result.villages.set_index("village_code").loc["V3"]
+    assert v3["fibre"] and v3["fibre_basis"] == "correction"
+    assert "asset_verified_on_site" in v3["corrections"]
+    assert found(result, "corrections", "correction_applied")["code"].tolist() == ["V3"]
+    assert result.headline["fibre_villages"] == 4  # 3 by construction + the correction
+    assert_intact(result, skip=("V3",))
+
+
+def test_catalogue_has_at_least_30_cases():
+    names = [n for n in globals() if n.startswith(("test_e", "test_i"))]
+    assert len(names) >= 30, names

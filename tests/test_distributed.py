@@ -1,0 +1,81 @@
+"""The Dask engine on a LocalCluster with 2 worker processes equals the local engine."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ruralcov import analyse, load_config
+from ruralcov.config import replace
+from test_stream import _assert_same_run, _messy_tests
+from worlds import write_north_world
+
+distributed = pytest.importorskip("dask.distributed")
+pytest.importorskip("dask_geopandas")
+
+pytestmark = pytest.mark.filterwarnings(
+    # distributed warns about ports and event loops when clusters start and stop in tests
+    "ignore::DeprecationWarning",
+    "ignore::ResourceWarning",
+    "ignore::UserWarning:distributed.*",
+    "ignore::pytest.PytestUnraisableExceptionWarning",
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as c:
+        yield c
+
+
+def _dask(config, cluster, **run):
+    run = dataclasses.replace(config.run, engine="dask", dask_scheduler=cluster.scheduler_address,
+                              **run)
+    return replace(config, run=run)
+
+
+def test_north_world_dask_equals_local(tmp_path, cluster):
+    config = load_config(write_north_world(tmp_path))
+    _assert_same_run(analyse(_dask(config, cluster)), analyse(config))
+
+
+def test_random_world_dask_equals_local(tmp_path, cluster):
+    import geopandas as gpd
+
+    config = load_config(write_north_world(tmp_path))
+    polys = gpd.read_file(tmp_path / "polygons.gpkg").geometry.values
+    frame = _messy_tests(polys, np.random.default_rng(8), 5000)
+    typed = frame.astype({c: float for c in ("lon", "lat", "down", "up", "ping")})
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for k, start in enumerate(range(0, len(typed), 1300)):
+        typed.iloc[start:start + 1300].to_parquet(parts / f"part-{k}.parquet",
+                                                 row_group_size=400)
+    speed = dataclasses.replace(config.speed, path=parts)
+    config = replace(config, speed=speed)
+    local = analyse(config)
+    on_dask = analyse(_dask(config, cluster, dask_partition_rows=500))
+    _assert_same_run(on_dask, local)
+    assert (local.villages["tests"] > 0).sum() >= 5
+
+
+def test_cli_engine_option(tmp_path, cluster):
+    from click.testing import CliRunner
+
+    from ruralcov.cli import cli
+
+    path = write_north_world(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("[run]\n", f'[run]\ndask_scheduler = '
+                                             f'"{cluster.scheduler_address}"\n'),
+                    encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["-q", "run", str(path), "--out", str(out), "--no-maps",
+                                      "--engine", "dask"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "tables" / "villages.csv", encoding="utf-8-sig")
+    assert table.set_index("village_code").loc["V1", "tests"] == 7

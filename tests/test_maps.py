@@ -1,0 +1,325 @@
+"""Map pages checked as HTML (as geopandas' test_explore.py does): files, offline references,
+the embedded layer data against the small world's known answers, escaping, plan, basemaps,
+static PNGs, the run-folder reader and ``ruralcov map``. The browser checks are in
+test_maps_browser.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mapworld import HOSTILE, QUOTES, XSS, column, decode_ring, hostile_result, layers, small_plan
+from ruralcov.cli import cli
+from ruralcov.config import config_from_dict
+from ruralcov.crs import wgs84_to_gcj02
+from ruralcov.errors import ConfigError
+from ruralcov.maps import county_file, write_maps
+from ruralcov.maps.data import MAP_CLASSES, area_classes, encode_geometry, share_bins
+from ruralcov.pipeline import CoverageResult
+from ruralcov.report import sha256_file, write_run
+from ruralcov.runfolder import read_run
+from worlds import EXPECTED, write_north_world
+
+# an http(s) URL in a place where the browser would fetch it
+NETWORK_REF = re.compile(
+    r"""(<script[^>]*\ssrc\s*=\s*["']?\s*(https?:)?//)|(<link[^>]*\shref\s*=\s*["']?\s*(https?:)?//)"""
+    r"""|(url\(\s*["']?\s*(https?:)?//)|(@import)|(<iframe)""",
+    re.I,
+)
+
+
+@pytest.fixture
+def maps(small_result: CoverageResult, tmp_path: Path) -> Path:
+    write_maps(small_result, tmp_path / "maps")
+    return tmp_path / "maps"
+
+
+def _html(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def test_files(maps: Path) -> None:
+    names = {p.relative_to(maps).as_posix() for p in maps.rglob("*") if p.is_file()}
+    assert {
+        "index.html",
+        "province.html",
+        "county_140105.html",
+        "county_140106.html",
+        "static/county_fibre_share.png",
+        "static/village_classes.png",
+        "assets/leaflet.js",
+        "assets/leaflet.css",
+        "assets/ruralcov_map.js",
+        "assets/ruralcov_map.css",
+        "assets/images/layers.png",
+    } <= names
+    for png in maps.glob("static/*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_page_loads_anything_from_the_network(maps: Path) -> None:
+    pages = sorted(maps.glob("*.html"))
+    assert len(pages) == 4
+    for page in pages:
+        html = _html(page)
+        assert not NETWORK_REF.search(html), page.name
+        for src in re.findall(r'<(?:script|link)[^>]*(?:src|href)="([^"]+)"', html):
+            assert (maps / src).is_file(), (page.name, src)
+    for css in maps.glob("assets/*.css"):
+        assert not NETWORK_REF.search(_html(css)), css.name
+
+
+def test_village_layer_matches_the_small_world(maps: Path, small_result: CoverageResult) -> None:
+    data = layers(_html(maps / "province.html"))["villages"]
+    v = small_result.villages
+    drawn = v[v["has_geometry"]]
+    assert len(data["geom"]) == len(drawn) == 8
+    codes = column(data, "code")
+    assert codes == drawn["village_code"].tolist()
+    labels = [c["label"] for c in data["classes"]]
+    got = {code: labels[k] for code, k in zip(codes, data["cls"], strict=True)}
+    # classes from the fixture's table, by the README's definitions
+    assert got["140105001001"] == MAP_CLASSES["fibre_meets"][0]
+    assert got["140105001002"] == MAP_CLASSES["fibre_below"][0]
+    assert got["140105001003"] == MAP_CLASSES["fibre_meets"][0]  # community at 100 Mbps
+    assert got["140105002001"] == MAP_CLASSES["no_fibre"][0]
+    assert got["140105002002"] == MAP_CLASSES["fibre_meets"][0]
+    assert got["140106001002"] == MAP_CLASSES["not_counted"][0]
+    assert got["140106002002"] == MAP_CLASSES["no_fibre"][0]
+    counts = {c["label"]: c["n"] for c in data["classes"]}
+    assert counts[MAP_CLASSES["no_fibre"][0]] == 2  # 河西村委会 has no polygon
+    # the evidence of 西关村委会 (AP-2 inside, 8 tests from 4 devices, median 8.0)
+    i = codes.index("140105001002")
+    row = {c["label"]: column(data, c["label"])[i] for c in data["cols"]}
+    assert row["fibre basis"] == "access_point_inside"
+    assert row["fibre access point"] == "AP-2"
+    assert row["speed tests"] == "8" and row["devices"] == "4"
+    assert row["median download (Mbps)"] == "8.0"
+    assert row["95 % interval (Mbps)"] == f"{8 * 0.8123456:.1f} – {8 * 1.2345678:.1f}"
+    assert row["township"] == "东街街道" and row["county"] == "小店区"
+
+
+def test_village_geometry_round_trips(maps: Path, small_result: CoverageResult) -> None:
+    data = layers(_html(maps / "county_140105.html"))["villages"]
+    v = small_result.villages.set_index("village_code")
+    for code, geom in zip(column(data, "code"), data["geom"], strict=True):
+        ring = decode_ring(geom[0][0], data["q"])
+        expected = np.asarray(v.loc[code, "geometry"].exterior.coords)[:-1]
+        assert np.allclose(ring, expected, atol=0.5 / data["q"])
+
+
+def test_area_choropleths_diverge_at_the_target(maps: Path) -> None:
+    found = layers(_html(maps / "province.html"))
+    county = found["county_fibre_share"]
+    labels = [c["label"] for c in county["classes"]]
+    got = dict(zip(column(county, "code"), (labels[k] for k in county["cls"]), strict=True))
+    # 140105: 3 of 4 villages (75 %), 140106: 1 of 3 — both more than 20 points below 98 %
+    assert got == {"140105": "below 78 %", "140106": "below 78 %"}
+    assert column(county, "gap (villages)") == ["1", "2"]
+    assert column(county, "county map") == ["county_140105.html", "county_140106.html"]
+    township = found["township_fibre_share"]
+    # 东街街道 2/2, 北营镇 1/2, 河西镇 0/1 (its village has no polygon; 工业园区 draws it),
+    # 上村镇 1/2
+    assert column(township, "code") == ["140105001", "140105002", "140106001", "140106002"]
+    assert column(township, "fibre share") == ["100.0%", "50.0%", "0.0%", "50.0%"]
+    t_labels = [c["label"] for c in township["classes"]]
+    assert [t_labels[k] for k in township["cls"]] == [
+        "99 % to 100 %",
+        "below 78 %",
+        "below 78 %",
+        "below 78 %",
+    ]
+
+
+def test_share_classes() -> None:
+    bins = share_bins(0.98)
+    shares = pd.Series([0.0, 0.5, 0.7799, 0.78, 0.9799, 0.98, 0.99, 1.0, np.nan])
+    cls, keys = area_classes(shares, 0.98)
+    names = [keys[i][0] for i in cls]
+    assert names == [
+        "below 78 %",
+        "below 78 %",
+        "below 78 %",
+        "78 % to 88 %",
+        "93 % to 98 %",
+        "98 % to 99 %",
+        "99 % to 100 %",
+        "99 % to 100 %",
+        "no administrative villages",
+    ]
+    warm = {c for _, _, _, c in bins[:4]}
+    cool = {c for _, _, _, c in bins[4:]}
+    assert not warm & cool
+
+
+@given(st.floats(0, 1), st.sampled_from([0.5, 0.9, 0.98, 1.0]))
+def test_every_share_gets_one_class_on_the_right_side(share: float, target: float) -> None:
+    cls, keys = area_classes(pd.Series([share]), target)
+    low, high, _, _ = share_bins(target)[cls[0]]
+    assert low <= share <= high
+    below = cls[0] < sum(1 for lo, hi, _, _ in share_bins(target) if hi <= target and lo < target)
+    assert below == (share < target)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(-180_000, 180_000), st.integers(-85_000, 85_000)),
+        min_size=3,
+        max_size=12,
+    )
+)
+def test_encoded_lines_decode_to_rounded_coordinates(points: list[tuple[int, int]]) -> None:
+    coords = np.array([(x / 1000 + 0.0003, y / 1000) for x, y in points])
+    (encoded,) = encode_geometry([shapely.LineString(coords)], q=1e3)
+    assert np.allclose(decode_ring(encoded[0], 1e3), np.round(coords * 1000) / 1000, atol=1e-12)
+
+
+def test_hostile_names_are_data_not_markup(small_result: CoverageResult, tmp_path: Path) -> None:
+    write_maps(hostile_result(small_result), tmp_path / "maps")
+    for page in sorted((tmp_path / "maps").glob("*.html")):
+        html = _html(page)
+        assert "<img src=x" not in html, page.name
+        assert "</script><script>alert" not in html, page.name
+        assert "onerror=alert(1)>" not in html.replace("onerror=alert(1)\\u003e", ""), page.name
+    data = layers(_html(tmp_path / "maps" / "province.html"))["villages"]
+    names = dict(zip(column(data, "code"), column(data, "name"), strict=True))
+    for code, name in HOSTILE.items():
+        assert names[code] == name  # the exact text comes back, quotes and Chinese included
+    index = _html(tmp_path / "maps" / "index.html")
+    assert XSS not in index and QUOTES not in index
+
+
+def test_legend_states_target_and_provenance(maps: Path, small_result: CoverageResult) -> None:
+    html = _html(maps / "province.html")
+    info = json.loads(re.search(r"ruralcov\.legend\([^,]+, (\{.*?\})\);\n", html).group(1))
+    assert small_result.config.run.provenance in info["provenance"]
+    assert "98%" in info["notes"][0] and "12 Mbps" in info["notes"][0]
+    assert "6 villages drawn" not in info["notes"][1]
+    assert info["notes"][1].startswith("8 villages drawn; 1 register entries without geometry")
+
+
+def test_index_lists_counties_by_gap(maps: Path) -> None:
+    html = _html(maps / "index.html")
+    first, second = html.index("county_140106.html"), html.index("county_140105.html")
+    assert first < second  # gap 2 before gap 1
+    assert 'href="province.html"' in html and "static/county_fibre_share.png" in html
+
+
+def test_county_pages_draw_assets_and_plan(small_result: CoverageResult, tmp_path: Path) -> None:
+    write_maps(small_result, tmp_path / "maps", plan=small_plan())
+    found = layers(_html(tmp_path / "maps" / "county_140105.html"))
+    assert column(found["fibre_points"], "id") == ["AP-2", "AP-5"]
+    other = layers(_html(tmp_path / "maps" / "county_140106.html"))
+    assert column(other["fibre_points"], "id") == ["AP-9"]
+    assert other["fibre_points"]["classes"][other["fibre_points"]["cls"][0]]["label"].startswith(
+        "access point not in service"
+    )
+    assert column(other["fibre_routes"], "id") == ["R-1"]
+    assert column(found["plan_order"], "order") == ["1"]
+    assert column(found["plan_order"], "village") == ["140105002001"]
+    assert column(found["plan_links"], "link (km)") == ["1.25"]
+    assert "plan_links" not in other
+
+
+def test_plan_missing_a_column_is_an_error(small_result: CoverageResult, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="link_km"):
+        write_maps(small_result, tmp_path / "m", plan=small_plan().drop(columns="link_km"))
+
+
+def test_amap_basemap_shifts_geometry(small_result: CoverageResult, tmp_path: Path) -> None:
+    write_maps(small_result, tmp_path / "maps", basemap="amap")
+    html = _html(tmp_path / "maps" / "county_140105.html")
+    assert "autonavi.com" in html  # opt-in tiles are the one network reference allowed
+    data = layers(html)["villages"]
+    x, y = decode_ring(data["geom"][0][0][0], data["q"])[0]
+    gx, gy = wgs84_to_gcj02([112.51], [37.8])  # first vertex of 东关村委会's square
+    assert (x, y) == pytest.approx((gx[0], gy[0]), abs=1e-5)
+    assert abs(x - 112.51) > 1e-4  # the GCJ-02 offset is hundreds of metres here
+
+
+def test_default_has_no_tiles(maps: Path) -> None:
+    html = _html(maps / "province.html")
+    assert "tileLayer" not in html and "openstreetmap" not in html
+
+
+def test_unknown_basemap_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="basemap 'bing'.*'none', 'osm', 'amap'"):
+        config_from_dict(
+            {"villages": {"path": "v.csv"}, "maps": {"basemap": "bing"}}, base=tmp_path
+        )
+
+
+def test_county_file_names_are_safe() -> None:
+    assert county_file("140105") == "county_140105.html"
+    assert county_file('../"><script>') == "county_______script_.html"
+
+
+def test_report_embeds_static_maps(small_result: CoverageResult, tmp_path: Path) -> None:
+    out = write_run(small_result, tmp_path / "run")
+    html = _html(out / "report.html")
+    for name in ("county_fibre_share.png", "village_classes.png"):
+        assert f'<img src="maps/static/{name}"' in html
+        assert (out / "maps" / "static" / name).is_file()
+
+
+def test_read_run_gives_back_the_tables(small_result: CoverageResult, tmp_path: Path) -> None:
+    out = write_run(small_result, tmp_path / "run")
+    back = read_run(out)
+    for level, summary in small_result.summaries.items():
+        got = back.summaries[level]
+        assert got["code"].tolist() == summary["code"].tolist()
+        for col in ("villages", "fibre_villages", "fibre_gap_villages", "speed_meets"):
+            assert got[col].tolist() == summary[col].tolist(), (level, col)
+        assert np.allclose(got["fibre_share"], summary["fibre_share"], equal_nan=True)
+    assert back.metric_crs == small_result.metric_crs
+    assert back.villages["village_code"].tolist() == small_result.villages["village_code"].tolist()
+    assert back.config.run.provenance == small_result.config.run.provenance
+    # the small world's hand-made CSV inputs have no CRS: the maps go on without the assets
+    assert len(back.fibre_points) == 0
+
+
+def test_map_command_reads_assets_and_tests_again(tmp_path: Path) -> None:
+    config = write_north_world(tmp_path / "in")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        cli, ["-q", "run", str(config), "--out", str(out), "--no-maps"], catch_exceptions=False
+    )
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["-q", "map", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    found = layers(_html(out / "maps" / "county_K1.html"))
+    assert column(found["fibre_points"], "id") == ["AP-1", "AP-2", "AP-3", "AP-C"]
+    cells = found["speed_cells"]
+    # every test that lies in a village is in exactly one cell
+    assert sum(int(t) for t in column(cells, "tests")) == sum(e[3] for e in EXPECTED.values())
+
+
+def test_map_command_redraws_maps(small_result: CoverageResult, tmp_path: Path) -> None:
+    out = write_run(small_result, tmp_path / "run", maps=False)
+    assert not (out / "maps" / "province.html").exists()
+    small_plan().to_parquet(out / "plan.parquet")
+    res = CliRunner().invoke(cli, ["map", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "4 map pages written" in res.output
+    assert "plan_links" in layers(_html(out / "maps" / "county_140105.html"))
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    for rel in ("maps/province.html", "maps/index.html", "maps/assets/leaflet.js"):
+        assert manifest["outputs"][rel] == sha256_file(out / rel)
+    assert not [p for p in out.iterdir() if p.name.startswith("maps.")]  # no temp folders left
+
+
+def test_map_command_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["map", str(tmp_path)], catch_exceptions=False)
+    assert res.exit_code == 2
+    assert res.output.count("\n") == 1
+    assert "villages.parquet is missing" in res.output

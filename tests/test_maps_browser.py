@@ -1,0 +1,254 @@
+"""The map pages in a real browser: Debian's Chromium driven by Playwright, network off.
+
+Every request that is not ``file:`` is aborted and recorded (a page that tries the network
+fails the test). Checked on the small world (answers known by construction), on the same world
+with hostile village names, and (slow) on the demo: no console errors, one drawn feature per
+village with geometry, tooltips and popups with the right evidence, layers that hide when
+switched off, search, and names that stay text and run nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import playwright.sync_api as playwright_api
+import pytest
+from playwright.sync_api import expect
+
+from mapworld import HOSTILE, QUOTES, XSS, hostile_result, small_plan
+from ruralcov.maps import write_maps
+from ruralcov.pipeline import CoverageResult
+
+# `make test` installs Debian's chromium and playwright: a missing one fails, never skips.
+CHROMIUM = "/usr/bin/chromium"
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MAP = "Object.values(window).find(v => v instanceof L.Map)"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    profile = tempfile.mkdtemp(prefix="rc-chromium-")
+    with playwright_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1200, "height": 900},
+        )
+        ctx.blocked = []  # type: ignore[attr-defined]
+
+        def route(r: Any) -> None:
+            if r.request.url.startswith("file:"):
+                r.continue_()
+            else:
+                ctx.blocked.append(r.request.url)  # type: ignore[attr-defined]
+                r.abort()
+
+        ctx.route("**/*", route)
+        yield ctx
+        ctx.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+class Page:
+    """A map page opened in the browser, with its console errors and dialogs recorded."""
+
+    def __init__(self, browser: Any, path: Path) -> None:
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page = browser.new_page()
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.goto(path.resolve().as_uri(), wait_until="load")
+        self.frame()
+        self.blocked = browser.blocked
+
+    def js(self, script: str) -> Any:
+        return self.page.evaluate(script)
+
+    def frame(self) -> None:
+        self.js("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+    def theme(self, label: str) -> None:
+        """Click a radio button or checkbox of the layer control by its label."""
+        self.page.locator(".leaflet-control-layers label", has_text=label).click()
+        self.frame()
+
+    def centre_of(self, layer: str, code: str) -> tuple[float, float]:
+        """Page pixel of the middle of the feature of ``layer`` whose code is ``code``."""
+        return tuple(
+            self.js(
+                f"""(() => {{
+          const m = {MAP}, g = ruralcov.layers[{layer!r}].ensure(), d = g.rc;
+          const codes = d.cols[d.title[1]];
+          const i = codes.v.findIndex((v, k) => ruralcov.value(codes, k) === {code!r});
+          const p = m.latLngToContainerPoint(g.getLayers()[i].getBounds().getCenter());
+          const r = m.getContainer().getBoundingClientRect();
+          return [p.x + r.left, p.y + r.top];
+        }})()"""
+            )
+        )
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.fixture(scope="module")
+def small_maps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import build_small_result
+
+    folder = tmp_path_factory.mktemp("browser_maps")
+    result = build_small_result(folder / "inputs")
+    write_maps(result, folder / "maps", plan=small_plan())
+    write_maps(hostile_result(result), folder / "hostile")
+    return folder
+
+
+def test_province_map(browser: Any, small_maps: Path, small_result: CoverageResult) -> None:
+    page = Page(browser, small_maps / "maps" / "province.html")
+    assert page.errors == [] and page.blocked == []
+    assert page.js("ruralcov.drawn('county_fibre_share')") == 2
+    assert page.js("ruralcov.drawn('villages')") == 0
+    # the legend names the target and the provenance
+    legend = page.page.locator(".rc-legend").inner_text()
+    assert "98%" in legend and small_result.config.run.provenance in legend
+
+    page.theme("Villages: fibre and speed class")
+    n_geometry = int(small_result.villages["has_geometry"].sum())
+    assert page.js("ruralcov.drawn('villages')") == n_geometry == 8
+    assert page.js("ruralcov.drawn('county_fibre_share')") == 0  # a radio theme replaces another
+    legend = page.page.locator(".rc-legend").inner_text()
+    assert "no fibre (gap) (2)" in legend
+
+    # hover 西关村委会: its tooltip; click: the evidence
+    x, y = page.centre_of("villages", "140105001002")
+    page.page.mouse.move(x, y)
+    tip = page.page.locator(".leaflet-tooltip").inner_text()
+    assert "西关村委会 (140105001002)" in tip and "fibre only: speed below target" in tip
+    page.page.mouse.click(x, y)
+    popup = page.page.locator(".leaflet-popup-content").inner_text()
+    for text in (
+        "access_point_inside",
+        "AP-2",
+        "8.0",
+        f"{8 * 0.8123456:.1f} – {8 * 1.2345678:.1f}",
+        "东街街道",
+        "小店区",
+    ):
+        assert text in popup, text
+    page.js(f"{MAP}.closePopup()")
+
+    # switching the county boundaries off hides them
+    assert page.js("ruralcov.drawn('outlines')") == 2
+    page.theme("County boundaries")
+    assert page.js("ruralcov.drawn('outlines')") == 0
+    assert page.page.locator(".leaflet-control-layers input[type=checkbox]").is_checked() is False
+    assert page.errors == [] and page.blocked == []
+    page.close()
+
+
+def test_county_popup_links_to_county_map(browser: Any, small_maps: Path) -> None:
+    page = Page(browser, small_maps / "maps" / "province.html")
+    x, y = page.centre_of("county_fibre_share", "140106")
+    page.page.mouse.click(x, y)
+    popup = page.page.locator(".leaflet-popup-content")
+    assert "gap (villages)" in popup.inner_text()
+    link = popup.locator("a.rc-link")
+    assert link.get_attribute("href") == "county_140106.html"
+    link.click()
+    page.page.wait_for_load_state("load")
+    assert page.page.url.endswith("county_140106.html")
+    assert page.errors == [] and page.blocked == []
+    page.close()
+
+
+def test_search_finds_a_village(browser: Any, small_maps: Path) -> None:
+    page = Page(browser, small_maps / "maps" / "province.html")
+    page.page.locator(".rc-search input").fill("140106002002")
+    result = page.page.locator(".rc-results li").first
+    assert result.inner_text() == "下村村委会 (140106002002)"
+    result.click()
+    page.frame()
+    popup = page.page.locator(".leaflet-popup-content").inner_text()
+    assert "下村村委会 (140106002002)" in popup
+    assert "fibre route nearby\tyes" in popup and "R-1" in popup
+    assert page.js("ruralcov.drawn('villages')") == 8
+    assert page.errors == []
+    page.close()
+
+
+def test_county_map_with_plan(browser: Any, small_maps: Path) -> None:
+    page = Page(browser, small_maps / "maps" / "county_140105.html")
+    assert page.errors == [] and page.blocked == []
+    assert page.js("ruralcov.drawn('villages')") == 5  # 东关 西关 南街 北庄 南庄
+    assert page.js("ruralcov.drawn('fibre_points')") == 2
+    assert page.js("ruralcov.drawn('plan_links')") == 1
+    assert page.page.locator(".rc-num").all_inner_texts() == ["1"]
+    page.theme("Fibre access points")
+    assert page.js("ruralcov.drawn('fibre_points')") == 0
+    page.close()
+
+
+def test_hostile_names_stay_text(browser: Any, small_maps: Path) -> None:
+    page = Page(browser, small_maps / "hostile" / "province.html")
+    page.theme("Villages: fibre and speed class")
+    for code, name in HOSTILE.items():
+        x, y = page.centre_of("villages", code)
+        page.page.mouse.move(x, y)
+        assert page.page.locator(".leaflet-tooltip strong").inner_text() == f"{name} ({code})"
+        page.page.mouse.click(x, y)
+        content = page.page.locator(".leaflet-popup-content")
+        # The popup opens asynchronously: wait for this village's heading, as a user would.
+        expect(content.locator("h4")).to_have_text(f"{name} ({code})")
+        assert XSS in content.inner_text()  # the township name, shown as text
+        page.js(f"{MAP}.closePopup()")
+        expect(content).to_have_count(0)
+    page.page.locator(".rc-search input").fill("引号")
+    assert page.page.locator(".rc-results li").first.inner_text() == f"{QUOTES} (140105001002)"
+    page.page.locator(".rc-search input").fill("<img")
+    assert page.page.locator(".rc-results li").first.inner_text() == f"{XSS} (140105001001)"
+    page.page.wait_for_timeout(200)  # an injected onerror would have fired by now
+    assert page.js("document.querySelectorAll('img[src=x]').length") == 0
+    assert page.dialogs == [] and page.errors == []
+    page.close()
+
+
+@pytest.mark.slow
+def test_demo_province_map(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from click.testing import CliRunner
+
+    from ruralcov.cli import cli
+
+    out = tmp_path_factory.mktemp("demo_maps") / "demo"
+    res = CliRunner().invoke(cli, ["-q", "demo", "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    import geopandas as gpd
+
+    villages = gpd.read_parquet(out / "villages.parquet")
+    page = Page(browser, out / "maps" / "province.html")
+    assert page.errors == [] and page.blocked == []
+    page.theme("Villages: fibre and speed class")
+    assert page.js("ruralcov.drawn('villages')") == int(villages["has_geometry"].sum())
+    assert page.js("ruralcov.drawn('county_fibre_share')") == 0
+    page.theme("County: fibre share")
+    assert (
+        page.js("ruralcov.drawn('county_fibre_share')")
+        == villages.loc[villages["has_geometry"], "county_code"].nunique()
+    )
+    assert page.errors == [] and page.blocked == []
+    page.close()

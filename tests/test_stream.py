@@ -1,0 +1,204 @@
+"""The streaming engine equals the whole-file path: same statistics, issues and counts.
+
+Expected values come from the existing exact functions (``classify.speed_statistics``,
+``loaders.load_speed_tests`` through ``analyse`` with streaming switched off), never from
+hard-coded numbers; small buffers force the spill-to-disk path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ruralcov import analyse, load_config, stream
+from ruralcov.classify import speed_statistics
+from ruralcov.config import replace
+from worlds import write_north_world
+
+STATS = list(stream.STAT_COLUMNS)
+
+
+def _equal_stats(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    for col in STATS:
+        x, y = a[col], b[col]
+        if col == "devices":
+            x = x.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            y = y.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        np.testing.assert_array_equal(np.asarray(x, dtype=float), np.asarray(y, dtype=float),
+                                      err_msg=col)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(0, 400),
+    n_villages=st.integers(1, 12),
+    seed=st.integers(0, 2**31),
+    buffer_mb=st.sampled_from([512, 0.002, 0.0002]),
+    batch_rows=st.sampled_from([7, 50, 1000]),
+)
+def test_streamed_statistics_equal_speed_statistics(n, n_villages, seed, buffer_mb, batch_rows):
+    rng = np.random.default_rng(seed)
+    village = rng.integers(-1, n_villages, n)
+    # Few distinct values so that ties, even counts and equal medians are common.
+    download = rng.choice([0.0, 1.5, 4.0, 12.0, 12.0, 30.25, 100.0, np.nan], n)
+    upload = np.where(rng.random(n) < 0.2, np.nan, rng.integers(0, 9, n) / 2)
+    latency = rng.normal(30, 5, n)
+    device = rng.choice(np.array(["a", "b", "c", "甲", None], dtype=object), n)
+    target = rng.choice([12.0, 100.0], n_villages)
+    want = speed_statistics(village, download, n_villages=n_villages, target_mbps=target,
+                            upload=upload, latency=latency, device=device)
+    got = stream.streamed_statistics(village, download, n_villages=n_villages,
+                                     target_mbps=target, upload=upload, latency=latency,
+                                     device=device, buffer_mb=buffer_mb, batch_rows=batch_rows)
+    _equal_stats(want, got)
+    assert list(got.columns) == list(want.columns)
+
+
+def _both_ways(config, monkeypatch):
+    """analyse() with the stream, and with the whole-file loader (stream switched off)."""
+    streamed = analyse(config)
+    with monkeypatch.context() as m:
+        m.setattr(stream, "supports", lambda speed: False)
+        loaded = analyse(config)
+    return streamed, loaded
+
+
+def _assert_same_run(streamed, loaded):
+    a = streamed.villages.set_index("village_code")
+    b = loaded.villages.set_index("village_code").loc[a.index]
+    _equal_stats(a, b)
+    assert a["speed_class"].tolist() == b["speed_class"].tolist()
+    ia = streamed.issues[streamed.issues["layer"] == "speed"].reset_index(drop=True)
+    ib = loaded.issues[loaded.issues["layer"] == "speed"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ia, ib)
+    ra = next(r for r in streamed.inputs if r.layer == "speed")
+    rb = next(r for r in loaded.inputs if r.layer == "speed")
+    assert ra == rb
+    assert ra.rows_read == ra.rows_used + sum(ra.dropped.values())
+
+
+def test_north_world_stream_equals_loader(tmp_path, monkeypatch):
+    config = load_config(write_north_world(tmp_path))
+    assert stream.supports(config.speed)
+    _assert_same_run(*_both_ways(config, monkeypatch))
+
+
+def _messy_tests(polys, rng, n):
+    """Tests in and around the polygons, with every kind of bad row."""
+    x0, y0, x1, y1 = shapely.total_bounds(polys)
+    lon = rng.uniform(x0 - 0.01, x1 + 0.01, n)
+    lat = rng.uniform(y0 - 0.01, y1 + 0.01, n)
+    frame = pd.DataFrame({
+        "lon": lon.round(6), "lat": lat.round(6),
+        "down": rng.choice([3.0, 8.5, 12.0, 40.0, 95.5], n),
+        "up": rng.normal(5, 4, n).round(1), "ping": rng.normal(30, 10, n).round(1),
+        "device": rng.choice(["p", "q", "r", "s"], n),
+    })
+    # On a shared edge and on a corner (lowest code wins), exactly.
+    sq = polys[0]
+    frame.loc[0, ["lon", "lat"]] = [sq.bounds[2], (sq.bounds[1] + sq.bounds[3]) / 2]
+    frame.loc[1, ["lon", "lat"]] = [sq.bounds[2], sq.bounds[3]]
+    frame = frame.astype(object)
+    frame.loc[2, "lon"] = None
+    frame.loc[3, "down"] = -4.0
+    frame.loc[4, "down"] = 25_000.0  # absurd
+    frame.loc[5, "up"] = -1.0
+    frame.loc[6, "ping"] = -3.0
+    frame.loc[7, "lat"] = 95.0  # out of range
+    frame.loc[8, "device"] = None
+    frame.loc[9, "down"] = None
+    dup = frame.iloc[[10, 11, 10, 12]].copy()  # copies, one of them twice
+    return pd.concat([frame, dup], ignore_index=True)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "parquet_parts", "geoparquet"])
+def test_messy_world_stream_equals_loader(tmp_path, monkeypatch, fmt):
+    config = load_config(write_north_world(tmp_path))
+    polys = gpd.read_file(tmp_path / "polygons.gpkg").geometry.values
+    frame = _messy_tests(polys, np.random.default_rng(3), 3000)
+    speed = config.speed
+    if fmt == "csv":
+        path = tmp_path / "messy.csv"
+        frame.to_csv(path, index=False)
+    elif fmt.startswith("parquet"):
+        typed = frame.astype({c: float for c in ("lon", "lat", "down", "up", "ping")})
+        if fmt == "parquet":
+            path = tmp_path / "messy.parquet"
+            typed.to_parquet(path)
+        else:
+            path = tmp_path / "messy_parts"
+            path.mkdir()
+            for k, start in enumerate(range(0, len(typed), 1100)):
+                typed.iloc[start:start + 1100].to_parquet(path / f"p{k}.parquet")
+    else:
+        typed = frame.astype({c: float for c in ("lon", "lat", "down", "up", "ping")})
+        ok = typed["lon"].notna() & typed["lat"].notna()
+        geoms = np.full(len(typed), None, dtype=object)
+        geoms[ok.to_numpy()] = shapely.points(typed.loc[ok, "lon"], typed.loc[ok, "lat"])
+        path = tmp_path / "messy.geoparquet"
+        gpd.GeoDataFrame(typed.drop(columns=["lon", "lat"]), geometry=geoms,
+                         crs="EPSG:4326").to_parquet(path)
+    speed = dataclasses.replace(speed, path=path)
+    # A tiny buffer: joined tests and row hashes spill to disk many times.
+    config = replace(config, speed=speed, run=dataclasses.replace(config.run, buffer_mb=0.01))
+    assert stream.supports(speed)
+    streamed, loaded = _both_ways(config, monkeypatch)
+    _assert_same_run(streamed, loaded)
+    reasons = set(streamed.issues.loc[streamed.issues["layer"] == "speed", "reason"])
+    assert {"negative_speed", "absurd_speed", "duplicate_test", "outside_villages",
+            "negative_upload", "negative_latency", "coordinates_out_of_range"} <= reasons
+
+
+def test_projected_crs_stream_equals_loader(tmp_path, monkeypatch):
+    config = load_config(write_north_world(tmp_path))
+    tests = pd.read_csv(tmp_path / "tests.csv")
+    ok = tests["lon"].notna()
+    x, y = np.full(len(tests), np.nan), np.full(len(tests), np.nan)
+    from pyproj import Transformer
+
+    fwd = Transformer.from_crs("EPSG:4326", "EPSG:32634", always_xy=True)
+    x[ok], y[ok] = fwd.transform(tests.loc[ok, "lon"], tests.loc[ok, "lat"])
+    tests["lon"], tests["lat"] = x, y
+    path = tmp_path / "utm.parquet"
+    tests.to_parquet(path)
+    speed = dataclasses.replace(config.speed, path=path, crs="EPSG:32634")
+    streamed, loaded = _both_ways(replace(config, speed=speed), monkeypatch)
+    _assert_same_run(streamed, loaded)
+
+
+def test_unreadable_formats_fall_back_to_the_loader(tmp_path):
+    config = load_config(write_north_world(tmp_path))
+    tests = pd.read_csv(tmp_path / "tests.csv").dropna()
+    path = tmp_path / "tests.gpkg"
+    gpd.GeoDataFrame(tests, geometry=gpd.points_from_xy(tests.lon, tests.lat),
+                     crs="EPSG:4326").to_file(path)
+    speed = dataclasses.replace(config.speed, path=path)
+    assert not stream.supports(speed)
+    v = analyse(replace(config, speed=speed)).villages.set_index("village_code")
+    assert v.loc["V1", "tests"] == 7
+
+
+def test_duplicate_finder_spills_and_keeps_the_first(tmp_path):
+    rng = np.random.default_rng(0)
+    h1 = rng.integers(0, 2**63, 5000, dtype=np.uint64)
+    h2 = rng.integers(0, 2**63, 5000, dtype=np.uint64)
+    copies = rng.integers(0, 5000, 800)
+    h1, h2 = np.r_[h1, h1[copies]], np.r_[h2, h2[copies]]
+    rows = np.arange(1, len(h1) + 1)
+    finder = stream.DuplicateFinder(buffer_mb=0.01, spill_dir=tmp_path)
+    for s in range(0, len(h1), 333):
+        finder.add(h1[s:s + 333], h2[s:s + 333], rows[s:s + 333], rows[s:s + 333] % 7)
+    got, village = finder.duplicates()
+    finder.close()
+    key = pd.Series(list(zip(h1.tolist(), h2.tolist(), strict=True)))
+    want = rows[key.duplicated(keep="first").to_numpy()]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(village, want % 7)
+    assert not list(tmp_path.iterdir())

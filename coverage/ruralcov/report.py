@@ -481,9 +481,9 @@ def html_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
             cells.append(f"<td{cls}>{_e(_fmt_cell(col, value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
-        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        f'<div class="table-wrap"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
         + "\n".join(body)
-        + ("\n</tbody>\n</table>")
+        + ("\n</tbody>\n</table></div>")
     )
 
 

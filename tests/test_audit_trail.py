@@ -104,8 +104,9 @@ def test_formula_injection_is_neutralised(small_result, tmp_path):
     want[1] = "-7"
     assert table["village_name"].tolist()[: len(INJECTIONS)] == want
     assert table["fibre_distance_m"].iat[0] == "-12.5"
-    sheet = openpyxl.load_workbook(out / "report.xlsx", read_only=True)["villages"]
-    rows = list(sheet.iter_rows(values_only=True))
+    book = openpyxl.load_workbook(out / "report.xlsx", read_only=True)
+    rows = list(book["villages"].iter_rows(values_only=True))
+    book.close()  # read-only books keep the file open until closed
     header = rows[0]
     names_col, dist_col = header.index("village_name"), header.index("fibre_distance_m")
     # openpyxl shows the CR that xlsxwriter stored escaped as _x000D_

@@ -31,6 +31,17 @@ def test_ci_ranks_cover_at_least_95_percent_and_are_tightest(n):
     assert tighter < 0.95
 
 
+def test_ci_ranks_equal_scipy_stats_binom():
+    # The ranks come from scipy.special's binomial functions (a fast import); the reference is
+    # scipy.stats.binom's ppf and cdf, over every n to 30,000 and large random ones.
+    n = np.r_[np.arange(0, 30_000), np.random.default_rng(5).integers(30_000, 10**8, 3000)]
+    lo, hi = median_ci_ranks(n)
+    m = np.maximum(n, 1)
+    want = np.where(n > 0, binom.ppf(0.025, m, 0.5), 0).astype(np.int64)
+    want = np.where((want >= 1) & (binom.cdf(want - 1, m, 0.5) <= 0.025), want, 0)
+    assert (lo == want).all() and (hi == np.where(want > 0, n - want + 1, 0)).all()
+
+
 def test_ci_ranks_known_values():
     # Classic table values: n = 100 gives ranks 40 and 61; n <= 5 has no 95 % interval.
     lo, hi = median_ci_ranks([5, 100])

@@ -156,6 +156,29 @@ def test_messy_world_stream_equals_loader(tmp_path, monkeypatch, fmt):
             "negative_upload", "negative_latency", "coordinates_out_of_range"} <= reasons
 
 
+@pytest.mark.parametrize("buffer_mb", [0.01, 64])
+def test_many_copies_stream_equals_loader(tmp_path, monkeypatch, buffer_mb):
+    """Copies inside and outside the villages, copies of copies, far from their originals:
+    found village by village in the accumulator (spilled or not) exactly as the loader does."""
+    config = load_config(write_north_world(tmp_path))
+    polys = gpd.read_file(tmp_path / "polygons.gpkg").geometry.values
+    rng = np.random.default_rng(11)
+    frame = _messy_tests(polys, rng, 2000)
+    copies = frame.iloc[rng.integers(0, len(frame), 900)]
+    frame = pd.concat([frame, copies, copies.iloc[::3]], ignore_index=True)
+    frame = frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
+    typed = frame.astype({c: float for c in ("lon", "lat", "down", "up", "ping")})
+    path = tmp_path / "copies.parquet"
+    typed.to_parquet(path)
+    speed = dataclasses.replace(config.speed, path=path)
+    config = replace(config, speed=speed, run=dataclasses.replace(config.run, buffer_mb=buffer_mb))
+    streamed, loaded = _both_ways(config, monkeypatch)
+    _assert_same_run(streamed, loaded)
+    issues = streamed.issues
+    dups = issues[(issues["layer"] == "speed") & (issues["reason"] == "duplicate_test")]
+    assert len(dups) > 500  # the loader's pandas comparison of every column is the reference
+
+
 def test_projected_crs_stream_equals_loader(tmp_path, monkeypatch):
     config = load_config(write_north_world(tmp_path))
     tests = pd.read_csv(tmp_path / "tests.csv")

@@ -440,3 +440,60 @@ def first_seen(h1, h2, table1, table2, used):  # pragma: no cover - compiled
             table1[slot] = h1[i]
             table2[slot] = h2[i]
     return dup
+
+
+@njit(cache=True, nogil=True)
+def group_duplicates(offsets, h1, h2):  # pragma: no cover - compiled
+    """True for rows whose (h1, h2) appeared earlier in their own group (rows sorted by group,
+    in row order within each): copies share their location, hence their village, so each
+    village is checked alone with a small, cache-resident table."""
+    dup = np.zeros(len(h1), dtype=np.bool_)
+    biggest = 1
+    for g in range(len(offsets) - 1):
+        biggest = max(biggest, offsets[g + 1] - offsets[g])
+    size = 2
+    while size < 2 * biggest:
+        size *= 2
+    table1 = np.empty(size, dtype=np.uint64)
+    table2 = np.empty(size, dtype=np.uint64)
+    used = np.zeros(size, dtype=np.bool_)
+    for g in range(len(offsets) - 1):
+        s = offsets[g]
+        e = offsets[g + 1]
+        if e - s < 2:
+            continue
+        m = 2
+        while m < 2 * (e - s):
+            m *= 2
+        mask = np.uint64(m - 1)
+        for i in range(s, e):
+            slot = _mix(h1[i] ^ h2[i]) & mask
+            while used[slot]:
+                if table1[slot] == h1[i] and table2[slot] == h2[i]:
+                    dup[i] = True
+                    break
+                slot = (slot + np.uint64(1)) & mask
+            if not dup[i]:
+                used[slot] = True
+                table1[slot] = h1[i]
+                table2[slot] = h2[i]
+        used[:m] = False
+    return dup
+
+
+@njit(cache=True, nogil=True)
+def group_positions(groups, n_groups):  # pragma: no cover - compiled
+    """The position of each row after a stable counting sort by ``groups``, and group offsets
+    (the inverse of :func:`order_by_group`'s permutation: rows can be scattered in place)."""
+    counts = np.zeros(n_groups + 1, dtype=np.int64)
+    for g in groups:
+        counts[g + 1] += 1
+    for i in range(n_groups):
+        counts[i + 1] += counts[i]
+    pos = counts[:-1].copy()
+    dest = np.empty(len(groups), dtype=np.int64)
+    for i in range(len(groups)):
+        g = groups[i]
+        dest[i] = pos[g]
+        pos[g] += 1
+    return dest, counts

@@ -125,6 +125,8 @@ def _supported(villages: pd.DataFrame, claim: str) -> pd.Series:
     if claim == "fibre":
         return villages["fibre"].fillna(False).astype(bool)
     if claim == "speed":
+        if "speed_counts" in villages.columns:  # five-way classes: the run's counting rule
+            return villages["speed_counts"].fillna(False).astype(bool)
         return villages["speed_class"] == "meets"
     return villages["meets_targets"].fillna(False).astype(bool)
 

@@ -57,7 +57,7 @@ class RunConfig:
     #: Memory (MiB) for joined speed tests before they spill to a temporary file; at the end
     #: the villages are processed in ranges of a quarter of this each. Peak memory stays
     #: near this value however many tests there are.
-    buffer_mb: float = 512.0
+    buffer_mb: float = 256.0
     #: ``engine = "dask"``: address of an existing scheduler (``"tcp://host:8786"``); empty
     #: starts a LocalCluster on this machine for the run.
     dask_scheduler: str = ""
@@ -152,6 +152,10 @@ class SpeedConfig:
     technology: str | None = None
     #: capability: provider column (default ``provider``, optional in the file).
     provider: str | None = None
+    #: tests / ookla_tiles: one file per period, ``{"2020Q1" = "q1.parquet", ...}``; labels
+    #: sort as text in time order, the last is the headline period and sets ``path``
+    #: (:mod:`ruralcov.trends`).
+    periods: Mapping[str, Path] | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,12 @@ def _build(cls: type, section: str, raw: Any, base: Path) -> Any:
     for key, value in raw.items():
         if key in _PATH_KEYS and value is not None:
             value = _resolve(value, base, f"{section}.{key}")
+        elif key == "periods" and value is not None:
+            if not isinstance(value, Mapping) or not value:
+                raise ConfigError(f"[{section}] periods must be a table of label = path, "
+                                  'e.g. periods = { "2020Q1" = "tests_q1.parquet" }')
+            value = {str(k): _resolve(v, base, f"{section}.periods.{k}")
+                     for k, v in sorted(value.items())}
         elif key == "names":
             if not isinstance(value, Mapping):
                 raise ConfigError(f"[{section}] names must be a table of level = path")
@@ -368,6 +378,7 @@ def _speed_sources(
         return None, ()
     blocks = [raw] if isinstance(raw, Mapping) else list(raw)
     sources = [_build(SpeedConfig, "speed", b, base) for b in blocks]
+    sources = [_with_periods(s) for s in sources]
     for s in sources:
         if s.path is None:
             raise ConfigError("[speed] path is required for every speed source")
@@ -403,6 +414,20 @@ def _speed_sources(
         )
     return (measured[0] if measured else None,
             tuple(s for s in sources if s.kind == "capability"))
+
+
+def _with_periods(s: SpeedConfig) -> SpeedConfig:
+    """A source with ``periods``: its ``path`` is the latest period's file (the headline)."""
+    if not s.periods:
+        return s
+    if s.kind not in MEASURED_KINDS:
+        raise ConfigError(f"[speed] periods are for kind tests or ookla_tiles, not {s.kind!r}; "
+                          "capability records hold for every period of the run")
+    latest = s.periods[max(s.periods)]
+    if s.path is not None and s.path != latest:
+        raise ConfigError(f"[speed] path {str(s.path)!r} is not the latest period's file "
+                          f"({max(s.periods)!r}: {str(latest)!r}); with periods, leave path out")
+    return dataclasses.replace(s, path=latest)
 
 
 def load_config(path: str | Path) -> Config:

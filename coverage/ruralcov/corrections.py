@@ -202,7 +202,15 @@ def apply_corrections(
         applied.append({**rec.to_dict(), "old_value": old})
     if "fibre" in out.columns:
         out["fibre"] = out["fibre"].astype(bool)
-        out["meets_targets"] = out["fibre"] & (out["speed_class"] == "meets")
+        counted = out["speed_class"] == "meets"
+        if "speed_counts" in out.columns and len(out):  # five-way classes: the basis decides
+            from ruralcov.capability import counts_for_basis
+
+            counted = pd.Series(counts_for_basis(out["speed_class"],
+                                                 str(out["speed_basis"].iloc[0])),
+                                index=out.index)
+            out["speed_counts"] = counted
+        out["meets_targets"] = out["fibre"] & counted
     out["corrections"] = text
     table = pd.DataFrame(applied, columns=[*APPLIED_COLUMNS])
     return out, table.astype(object).reset_index(drop=True)

@@ -8,7 +8,8 @@ folder and returns the matching configuration. What is real and what is invented
 - **synthetic** (seeded, deterministic): village and township polygons (townships partition
   their county outline, villages partition their township; Voronoi cells of random seeds
   relaxed twice with Lloyd's algorithm), fibre access points and routes, an operator's claimed
-  fibre list and speed tests.
+  fibre list, speed tests of two quarters (2020Q1 and 2020Q2, the headline) and operators'
+  declared access capability per village (``capability.csv``, best across providers).
 
 The synthetic world is built so that every branch of the analysis has something to show: about
 a quarter to a third of counties fall short of the 98 % fibre target (preferring counties with
@@ -50,7 +51,8 @@ WGS84 = "EPSG:4326"
 #: Shown in the report and the map legend (``[run] provenance``).
 DEMO_PROVENANCE = (
     "Real: Shanxi village register (NBS 2023) and county outlines. "
-    "Synthetic: village geometry, fibre and speed tests (seeded generator, seed {seed})."
+    "Synthetic: village geometry, fibre, speed tests of 2020Q1 and 2020Q2 and the access-"
+    "capability table (seeded generator, seed {seed})."
 )
 
 _REGISTER_FILES = {
@@ -127,9 +129,15 @@ def build_demo_inputs(
         _write_routes(fibre.routes, inputs_dir / "fibre_routes.gpkg")
     fibre.table.to_csv(inputs_dir / "fibre_register.csv", index=False, encoding="utf-8")
     tests = _build_speedtests(world, fibre.is_fibre, rng, tests_per_village)
-    pq.write_table(
-        pa.Table.from_pandas(tests, preserve_index=False), inputs_dir / "speedtests.parquet"
-    )
+    # The later layers draw from their own streams, so the files above stay as they were.
+    earlier = _earlier_quarter(tests, fibre.is_fibre, np.random.default_rng([seed, 1]))
+    for frame, name in ((tests, "speedtests.parquet"), (earlier, "speedtests_2020q1.parquet")):
+        pq.write_table(
+            pa.Table.from_pandas(frame.drop(columns="_village"), preserve_index=False),
+            inputs_dir / name,
+        )
+    capability = _build_capability(world, fibre.is_fibre, np.random.default_rng([seed, 2]))
+    capability.to_csv(inputs_dir / "capability.csv", index=False, encoding="utf-8")
     return _demo_config(seed)
 
 
@@ -180,8 +188,8 @@ def _demo_config(seed: int) -> dict[str, Any]:
                 "nearby_m": _NEARBY_M,
             },
         ],
-        "speed": {
-            "path": "speedtests.parquet",
+        "speed": [{
+            "periods": {"2020Q1": "speedtests_2020q1.parquet", "2020Q2": "speedtests.parquet"},
             "kind": "tests",
             "lon": "lon",
             "lat": "lat",
@@ -192,7 +200,15 @@ def _demo_config(seed: int) -> dict[str, Any]:
             "min_tests": 5,
             "min_devices": 3,
             "crs": WGS84,
-        },
+        }, {
+            "path": "capability.csv",
+            "kind": "capability",
+            "code": "village_code",
+            "download": "download_mbps",
+            "upload": "upload_mbps",
+            "technology": "technology",
+            "provider": "provider",
+        }],
         "maps": {"enabled": True},
     }
 
@@ -665,8 +681,10 @@ def _build_speedtests(
     device_number = rng.permutation(int(n_dev.sum()))[dev_base[vi] + local]
     device = np.char.add("dev-", np.char.zfill(device_number.astype(str), 7))
 
-    start = np.datetime64("2020-01-01T00:00:00", "s")
-    seconds = rng.integers(0, 366 * 86400, total)
+    # The headline quarter, 2020Q2 (91 days from 1 April); the draw is the one the demo always
+    # made, folded into the quarter, so that every other value stays as it was.
+    start = np.datetime64("2020-04-01T00:00:00", "s")
+    seconds = rng.integers(0, 366 * 86400, total) % (91 * 86400)
     frame = pd.DataFrame(
         {
             "lon": xy[:, 0],
@@ -676,12 +694,66 @@ def _build_speedtests(
             "latency_ms": np.round(lat_ms, 1),
             "device_id": device.astype(object),
             "test_time": start + seconds.astype("timedelta64[s]"),
+            "_village": has_geom[vi],  # register row; dropped before writing
         }
     )
     frame = pd.concat([frame, _bad_tests(frame, rng)], ignore_index=True)
     frame = frame.sort_values(["test_time", "device_id"], kind="stable").reset_index(drop=True)
     frame["test_time"] = frame["test_time"].astype("datetime64[ms]").dt.tz_localize("UTC")
     return frame
+
+
+def _earlier_quarter(
+    tests: pd.DataFrame, is_fibre: np.ndarray, rng: np.random.Generator
+) -> pd.DataFrame:
+    """2020Q1 from the 2020Q2 tests: 85 % of the rows, 91 days earlier, and in about one fibre
+    village in eight every download at a fifth (before a splitter upgrade), so that the
+    trend has villages that moved from below to meets. Bad rows come along as they are."""
+    keep = rng.random(len(tests)) < 0.85
+    frame = tests[keep].reset_index(drop=True)
+    upgraded = is_fibre & (rng.random(is_fibre.size) < 0.125)
+    slow = upgraded[frame["_village"].to_numpy()] & (frame["download_mbps"] > 0)
+    frame.loc[slow, "download_mbps"] = np.round(frame.loc[slow, "download_mbps"] / 5, 2)
+    frame["test_time"] = frame["test_time"] - pd.Timedelta(days=91)
+    return frame
+
+
+def _build_capability(
+    world: _World, is_fibre: np.ndarray, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Declared access capability, one row per village and provider: most fibre villages have
+    FTTH records from one to three operators (100–1000 Mbps), some have none; a quarter of the
+    villages without fibre have fixed wireless (20–50 Mbps, meets the 12 Mbps target), a
+    quarter old ADSL (4 or 8 Mbps), the rest nothing. A few bad rows (unknown code, negative
+    download, no code) show how they are reported."""
+    v = world.villages
+    n = len(v)
+    codes = v["code"].to_numpy()
+    u = rng.random(n)
+    record = np.where(is_fibre, u < 0.9, u < 0.5)
+    tech = np.where(is_fibre, "FTTH", np.where(u < 0.25, "FWA", "ADSL"))
+    n_prov = np.where(record, np.where(is_fibre, rng.integers(1, 4, n), 1), 0)
+    idx = np.repeat(np.arange(n), n_prov)
+    k = idx.size
+    ftth = rng.choice([100.0, 200.0, 300.0, 500.0, 1000.0], k)
+    fwa = np.round(rng.uniform(20.0, 50.0, k), 0)
+    adsl = rng.choice([4.0, 8.0], k)
+    t = tech[idx]
+    down = np.where(t == "FTTH", ftth, np.where(t == "FWA", fwa, adsl))
+    up = np.where(t == "FTTH", down / 5, np.where(t == "FWA", down / 4, 0.5))
+    first = np.concatenate([[0], np.cumsum(n_prov)[:-1]])
+    rank = np.arange(k) - first[idx]
+    provider = _OPERATORS[(rng.integers(0, 3, n)[idx] + rank) % 3]
+    frame = pd.DataFrame({"village_code": codes[idx].astype(object), "provider": provider,
+                          "technology": t, "download_mbps": down, "upload_mbps": up})
+    bad = pd.DataFrame({
+        "village_code": ["149999999999", "149999999998", "149999999997", codes[0], codes[1], None],
+        "provider": _OPERATORS[[0, 1, 2, 0, 1, 2]],
+        "technology": ["FTTH"] * 6,
+        "download_mbps": [100.0, 100.0, 100.0, -100.0, -1.0, 100.0],
+        "upload_mbps": [20.0] * 6,
+    })
+    return pd.concat([frame, bad], ignore_index=True)
 
 
 def _bad_tests(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:

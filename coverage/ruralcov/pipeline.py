@@ -51,6 +51,8 @@ class CoverageResult:
     #: Overrides applied from the corrections ledger (corrections.APPLIED_COLUMNS); empty
     #: when none is configured.
     corrections: pd.DataFrame | None = None
+    #: level -> trend table (trends.TREND_COLUMNS) when the measurement source has periods.
+    trends: dict[str, pd.DataFrame] | None = None
 
 
 def _empty_assets() -> gpd.GeoDataFrame:
@@ -355,7 +357,7 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
     villages = gpd.GeoDataFrame(villages[ordered], geometry=villages.geometry, crs="EPSG:4326")
 
     tell("aggregate")
-    summaries = {}
+    summaries, level_names = {}, {}
     for level in present_levels(villages):
         names = villages.dropna(subset=[f"{level}_code"]).drop_duplicates(f"{level}_code")
         name_map = (
@@ -366,6 +368,22 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         summaries[level] = aggregate.summarise(
             villages, level=level, fibre_target=targets.fibre_share, names=name_map
         )
+        if name_map is not None:
+            level_names[level] = name_map
+    trends = None
+    if config.speed is not None and config.speed.periods:  # quarters: ruralcov.trends
+        from ruralcov import trends as trends_mod
+
+        runs = trends_mod.run_periods(config, villages, analyse=analyse)
+        records += runs.records
+        issues.append(runs.issues)
+        villages["speed_period"] = max(config.speed.periods)
+        villages["speed_trend"] = trends_mod.village_trend(runs.villages).to_numpy()
+        trends = trends_mod.trend_tables(runs.villages, fibre_target=targets.fibre_share,
+                                         names=level_names)
+        for level, trend in trends.items():
+            summaries[level]["speed_share_trend"] = summaries[level]["code"].map(
+                trends_mod.area_trend_text(trend))
     table = pd.DataFrame(villages.drop(columns="geometry"))
     in_scope = table["kind"].isin(["village", "community"])
     gaps = {
@@ -391,4 +409,5 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         fibre_routes=fibre_routes,
         metric_crs=metric.to_string(),
         corrections=corrections,
+        trends=trends,
     )

@@ -41,7 +41,7 @@ import re
 import shutil
 import tempfile
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from fractions import Fraction
 from importlib import metadata, resources
@@ -56,6 +56,7 @@ from ruralcov.errors import ConfigError, OutputExistsError, RuralcovError
 from ruralcov.pipeline import CoverageResult
 from ruralcov.schema import LEVELS, SUMMARY_COLUMNS, VILLAGE_COLUMNS
 from ruralcov.validate import ISSUE_FIELDS
+from ruralcov.xlsxrows import splice_rows
 
 __all__ = [
     "GAP_TABLES",
@@ -156,9 +157,9 @@ def result_tables(result: CoverageResult) -> dict[str, pd.DataFrame]:
     levels = [lv for lv in LEVELS if lv in result.summaries]
     levels += [lv for lv in result.summaries if lv not in LEVELS]
     for level in levels:
-        tables[f"summary_{level}"] = _ordered(
-            _plain(result.summaries[level]), SUMMARY_COLUMNS
-        ).reset_index(drop=True)
+        # speed_share_trend is a map-popup text; the figures are in trend_<level>.csv
+        summary = _plain(result.summaries[level]).drop(columns="speed_share_trend", errors="ignore")
+        tables[f"summary_{level}"] = _ordered(summary, SUMMARY_COLUMNS).reset_index(drop=True)
     for key, name in GAP_TABLES.items():
         gap = result.gaps.get(key)
         if gap is None:
@@ -169,6 +170,8 @@ def result_tables(result: CoverageResult) -> dict[str, pd.DataFrame]:
             tables[f"gaps_{key}"] = _ordered(
                 _plain(result.gaps[key]), VILLAGE_COLUMNS
             ).reset_index(drop=True)
+    for level, trend in (getattr(result, "trends", None) or {}).items():  # ruralcov.trends
+        tables[f"trend_{level}"] = _plain(trend).reset_index(drop=True)
     tables["issues"] = _ordered(_plain(result.issues), ISSUE_FIELDS).reset_index(drop=True)
     applied = getattr(result, "corrections", None)
     if applied is not None and len(applied):  # the corrections ledger (ruralcov.corrections)
@@ -280,18 +283,6 @@ def _cell_values(series: pd.Series) -> list[Any]:
     return out
 
 
-def _writer(ws: Any, values: list[Any]) -> Any:
-    """The xlsxwriter method for a column's values (skips the type dispatch of ``write``)."""
-    kinds = {type(v) for v in values if v is not None}
-    if kinds == {str}:
-        return ws.write_string
-    if kinds and kinds <= {int, float}:
-        return ws.write_number
-    if kinds == {bool}:
-        return ws.write_boolean
-    return ws.write
-
-
 def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
     """Write ``report.xlsx``: an ``about`` sheet, then every table of :func:`result_tables`.
 
@@ -326,6 +317,7 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
         cut: list[str] = []
         sheets = [(name, frame) for name, frame in tables.items()]
         worksheets = [(workbook.add_worksheet(_sheet_name(n, used)), n, f) for n, f in sheets]
+        rows: dict[int, list[list[Any]]] = {}
         for ws, name, frame in worksheets:
             n_rows = min(len(frame), _XLSX_MAX_ROWS - 1)
             if n_rows < len(frame):
@@ -335,7 +327,6 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
                 )
             columns = list(frame.columns)
             values = [_cell_values(frame[c].iloc[:n_rows]) for c in columns]
-            col_formats = []
             for j, col in enumerate(columns):
                 fmt = None
                 if _is_code(col):
@@ -343,18 +334,12 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
                 elif pd.api.types.is_float_dtype(frame[col].dtype):
                     decimals = _decimals(col)
                     fmt = formats.get(decimals) if decimals is not None else None
-                col_formats.append(fmt)
                 sample = [v for v in values[j][:500] if v is not None]
                 width = max([_display_width(col)] + [_display_width(v) for v in sample])
                 ws.set_column(j, j, min(max(width + 2, 8), 60), fmt)
             ws.write_row(0, 0, columns, header)
-            writers = [_writer(ws, vals) for vals in values]
-            cells = list(zip(writers, values, col_formats, strict=True))
-            for i in range(n_rows):  # row by row: constant_memory streams rows in order
-                for j, (write, vals, fmt) in enumerate(cells):
-                    v = vals[i]
-                    if v is not None:
-                        write(i + 1, j, v, fmt)
+            if values:  # data rows: spliced in after closing (ruralcov.xlsxrows, faster)
+                rows[ws.index] = values
             ws.freeze_panes(1, 0)
             ws.autofilter(0, 0, max(n_rows, 1), max(len(columns) - 1, 0))
         about.set_column(0, 0, 28)
@@ -364,6 +349,7 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
             about.write(i, 1, neutralise(value), header if i == 0 else None)
     finally:
         workbook.close()
+    splice_rows(path, rows)
     return path
 
 
@@ -527,6 +513,7 @@ def render_report_html(
     *,
     created: str | None = None,
     figures: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
+    trend_figures: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
 ) -> str:
     """``report.html``: headline numbers, provenance, the county table sorted by gap, issue
     counts, inputs and links into the run folder. Self-contained; every value is escaped.
@@ -600,6 +587,8 @@ def render_report_html(
     parts.append('<div class="cards">' + "".join(cards) + "</div>")
     parts.append("<h2>Speed</h2>")
     parts.append('<div class="cards">' + "".join(speed_cards) + "</div>")
+    parts.extend(_five_way_html(result, card))
+    parts.extend(_trend_html(result, trend_figures))
     parts.append(
         "<p>Shares are divided by every administrative village of the register, including "
         "villages without geometry or speed tests. The gap is "
@@ -696,6 +685,75 @@ def render_report_html(
     )
     parts.append("</ul>")
     return page(f"ruralcov report — {cfg.run.name}", "\n".join(parts))
+
+
+#: Five-way speed classes (ruralcov.capability) with the report's wording.
+_FIVE_WAY_LABELS = (
+    ("meets", "capability and measurement both meet the target", "good"),
+    ("capability_only", "capability meets, measurement below or too thin", ""),
+    ("measured_only", "measurement meets, capability below or not recorded", ""),
+    ("fails", "neither meets (at least one says below)", "bad"),
+    ("insufficient_data", "no capability record and too few measurements", ""),
+)
+
+
+def _five_way_html(result: CoverageResult, card: Callable[..., str]) -> list[str]:
+    """Cards for the five-way classes and links to the discrepancy lists (runs with
+    capability records only)."""
+    v = result.villages
+    if "capability_class" not in v.columns:
+        return []
+    is_village = v["kind"] == "village"
+    counts = v.loc[is_village, "speed_class"].value_counts()
+    basis = str(v["speed_basis"].iloc[0]) if len(v) and "speed_basis" in v.columns else ""
+    cards = [card(_fmt_int(int(counts.get(cls, 0))), f"{cls.replace('_', ' ')}: {text}", css)
+             for cls, text, css in _FIVE_WAY_LABELS]
+    links = [
+        (key, f"tables/gaps_{key}.csv", text)
+        for key, text in (
+            ("fibre_but_slow", "fibre on record but measured below the target"),
+            ("fast_without_fibre", "no fibre on record, yet measurement or capability meets"),
+        )
+        if key in result.gaps
+    ]
+    return [
+        "<h3>Speed classes: capability and measurement</h3>",
+        '<div class="cards">' + "".join(cards) + "</div>",
+        f"<p>Administrative villages by five-way class. The speed share counts basis "
+        f"<code>{_e(basis)}</code> (see the README). Discrepancy lists:</p>\n<ul>",
+        *(f'<li><a href="{_e(h)}">{_e(h)}</a> — {_e(x)} ({_fmt_int(len(result.gaps[k]))} '
+          "villages)</li>" for k, h, x in links),
+        "</ul>",
+    ]
+
+
+def _trend_html(
+    result: CoverageResult, figures: tuple[tuple[str, str], ...] | list[tuple[str, str]]
+) -> list[str]:
+    """The period-by-period section (runs with ``[speed] periods`` only)."""
+    trends = getattr(result, "trends", None)
+    if not trends:
+        return []
+    top = next(lv for lv in (*LEVELS, *trends) if lv in trends)
+    periods = sorted(set(trends[top]["period"]))
+    out = [
+        "<h2>Trend by period</h2>",
+        f"<p>Periods {_e(', '.join(periods))}; the headline above is {_e(periods[-1])}. Fibre "
+        "comes from the fibre inputs, which have no period, so only the speed figures move. "
+        + " ".join(f'<a href="tables/trend_{_e(lv)}.csv">trend_{_e(lv)}.csv</a>'
+                   for lv in trends) + "</p>",
+        html_table(trends[top], ["code", "name", "period", "villages", "fibre_share",
+                                 "speed_meets", "speed_share", "tests"]),
+    ]
+    if figures:
+        out.append('<div class="trends">')
+        out.extend(
+            f'<figure style="display:inline-block;margin:4px"><img src="{_e(src)}" '
+            f'alt="{_e(caption)}" width="320"><figcaption>{_e(caption)}</figcaption></figure>'
+            for src, caption in figures
+        )
+        out.append("</div>")
+    return out
 
 
 def add_report_section(path: Path | str, section_id: str, section_html: str) -> None:
@@ -890,6 +948,17 @@ def _is_run_folder_or_empty(out: Path, keep: list[Path], *, run_counts: bool = T
     return all(p.resolve() in kept for p in out.iterdir())
 
 
+def _trend_charts(result: CoverageResult, tmp: Path) -> list[tuple[str, str]]:
+    """One PNG per county under ``charts/`` (runs with periods only): (src, caption)."""
+    trend = (getattr(result, "trends", None) or {}).get("county")
+    if trend is None:
+        return []
+    from ruralcov.trends import write_trend_charts
+
+    made = write_trend_charts(trend, tmp / "charts", fibre_target=result.config.targets.fibre_share)
+    return [(f"charts/{name}", caption) for name, caption in made]
+
+
 def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, created: str) -> None:
     """Write every file of the run folder into ``tmp`` (which will become ``out``)."""
     from ruralcov import maps as _maps  # maps builds on this module's HTML helpers
@@ -903,7 +972,8 @@ def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, cr
     else:
         _maps.write_skipped_index(maps_dir)
     (tmp / "report.html").write_text(
-        render_report_html(result, created=created, figures=_maps.report_figures(maps_dir)),
+        render_report_html(result, created=created, figures=_maps.report_figures(maps_dir),
+                           trend_figures=_trend_charts(result, tmp)),
         encoding="utf-8",
         newline="\n",
     )

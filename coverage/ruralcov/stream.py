@@ -19,6 +19,12 @@ Devices are counted by a 64-bit key per device id: the id itself for integer col
 a SipHash of the text otherwise. Two different ids of one village would have to share a 64-bit
 hash to be counted once (probability below 3e-12 for a village with 10,000 devices).
 
+Copies of an earlier row (every column and the location) are found with two 64-bit row
+hashes. A copy shares its original's location, hence its village, so the hashes travel with
+the kept rows in the runs and copies are found village by village, in row order, when each
+range is gathered for the statistics (no extra pass over the data); copies among the rows
+outside every village go through :class:`DuplicateFinder`.
+
 Formats the stream does not read (GeoPackage, Shapefile, GeoJSON, WKT columns, non-WKB
 GeoParquet encodings) go through the loader instead; :func:`supports` says which.
 """
@@ -187,7 +193,7 @@ def iter_batches(p: Plan, read: list[str], *, batch_rows: int = 1 << 20) -> Iter
         raise InputError(f"speed: cannot read {p.path} as CSV: {exc}") from exc
 
 
-def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+def _prefetch(it: Iterator[Any], depth: int = 1) -> Iterator[Any]:
     """Run ``it`` in a thread, ``depth`` items ahead (pyarrow releases the GIL while decoding)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
@@ -767,17 +773,27 @@ class Accumulator:
         villages at a time).
     spill_dir
         Folder for the spill file (default: the system's temporary folder).
+    has_hashes
+        Rows carry two 64-bit row hashes (``h1``, ``h2``): copies of an earlier row of the same
+        village are left out at the end (a copy shares its location, hence its village, so
+        the check runs village by village on data already grouped for the statistics) and
+        listed in :attr:`duplicates`.
     """
 
     def __init__(self, n_villages: int, *, has_upload: bool, has_latency: bool, has_device: bool,
-                 buffer_mb: float = 512, spill_dir: str | Path | None = None) -> None:
+                 buffer_mb: float = 256, spill_dir: str | Path | None = None,
+                 has_hashes: bool = False) -> None:
         self.n = n_villages
         self.fields = ["row", "down"] + (["up"] if has_upload else []) + (
             ["lat"] if has_latency else [])
         if has_device:
             self.fields += ["dev", "dev_ok"]
+        if has_hashes:
+            self.fields += ["h1", "h2"]
+        #: After :meth:`statistics`: source rows (sorted) left out as copies, and their villages.
+        self.duplicates = (np.empty(0, np.int64), np.empty(0, np.int64))
         self.dtypes = {"row": np.int64, "down": np.float64, "up": np.float64, "lat": np.float64,
-                       "dev": np.uint64, "dev_ok": np.bool_}
+                       "dev": np.uint64, "dev_ok": np.bool_, "h1": np.uint64, "h2": np.uint64}
         self.row_bytes = sum(np.dtype(self.dtypes[f]).itemsize for f in self.fields)
         self.budget = int(buffer_mb * (1 << 20))
         self.counts = np.zeros(n_villages, dtype=np.int64)  # tests (download not NaN)
@@ -820,20 +836,29 @@ class Accumulator:
         keep = ~np.isin(vals["row"], self.exclude)
         return village[keep], {f: v[keep] for f, v in vals.items()}
 
-    def _sorted(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The buffered rows sorted by village (one column at a time, to bound memory)."""
+    def _sorted(self, sink: Any = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The buffered rows sorted by village, one column at a time to bound memory: each
+        column is scattered chunk by chunk into place and, with ``sink(field, column)``,
+        handed over (and dropped) before the next one is built."""
         if len(self.exclude):
             for i, (village, vals) in enumerate(self.chunks):
                 self.chunks[i] = self._drop_excluded(village, vals)
         village = np.concatenate([c[0] for c in self.chunks])
-        perm, offsets = _stat_kernels().order_by_group(village, self.n)
+        dest, offsets = _stat_kernels().group_positions(village, self.n)
         del village
         run = {}
         for f in self.fields:
-            col = np.concatenate([c[1][f] for c in self.chunks])
+            col = np.empty(len(dest), dtype=self.dtypes[f])
+            a = 0
             for c in self.chunks:
-                del c[1][f]
-            run[f] = col[perm]
+                part = c[1].pop(f)
+                col[dest[a:a + len(part)]] = part
+                a += len(part)
+                del part
+            if sink is None:
+                run[f] = col
+            else:
+                sink(f, col)
             del col
         self.chunks, self.buffered = [], 0
         return offsets, run
@@ -842,16 +867,18 @@ class Accumulator:
         """Sort the buffered rows into one run and append it to the spill file."""
         if not self.chunks:
             return
-        offsets, run = self._sorted()
         if self._spill is None:
             fd, self._spill_path = tempfile.mkstemp(prefix="ruralcov-spill-", suffix=".bin",
                                                     dir=self.spill_dir)
             self._spill = os.fdopen(fd, "w+b")
         self._spill.seek(0, os.SEEK_END)
         where = {}
-        for f in self.fields:
+
+        def write(f: str, col: np.ndarray) -> None:
             where[f] = self._spill.tell()
-            run[f].tofile(self._spill)
+            col.tofile(self._spill)
+
+        offsets, _ = self._sorted(write)
         self._spill.flush()
         self.disk_runs.append((offsets, where))
         self.spilled_rows += int(offsets[-1])
@@ -892,12 +919,31 @@ class Accumulator:
             return np.empty(0, np.int64), {f: np.empty(0, self.dtypes[f]) for f in self.fields}
         return np.concatenate(groups), {f: np.concatenate(p) for f, p in pieces.items()}
 
+    def _drop_copies(self, a: int, offsets: np.ndarray, vals: dict[str, np.ndarray],
+                     dup_rows: list[np.ndarray], dup_villages: list[np.ndarray]
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Leave out rows copying an earlier row of their village (villages from ``a``)."""
+        dup = _stat_kernels().group_duplicates(offsets, vals["h1"], vals["h2"])
+        if not dup.any():
+            return offsets, vals
+        where = np.flatnonzero(dup)
+        village = np.searchsorted(offsets, where, side="right") - 1
+        dup_rows.append(vals["row"][where])
+        dup_villages.append(village + a)
+        n = len(offsets) - 1
+        self.rows[a:a + n] -= np.bincount(village, minlength=n)
+        self.counts[a:a + n] -= np.bincount(village[~np.isnan(vals["down"][where])], minlength=n)
+        offsets = offsets - np.concatenate([[0], np.cumsum(np.bincount(village, minlength=n))])
+        keep = ~dup
+        return offsets, {f: v[keep] for f, v in vals.items()}
+
     def statistics(self, target_mbps: np.ndarray) -> pd.DataFrame:
         """Per village: the columns of :func:`ruralcov.classify.speed_statistics`, exactly."""
         k = _stat_kernels()
         target = np.asarray(target_mbps, dtype=np.float64)
-        lo, hi = median_ci_ranks(self.counts)
         out = np.empty((self.n, 8))
+        dup_rows: list[np.ndarray] = []
+        dup_villages: list[np.ndarray] = []
         empty_f, empty_u, empty_b = np.empty(0), np.empty(0, np.uint64), np.empty(0, np.bool_)
         single = not self.disk_runs
         if single:
@@ -914,13 +960,19 @@ class Accumulator:
                 perm, offsets = k.order_by_group(groups, b - a)
                 vals = {f: v[perm] for f, v in vals.items()}
                 del groups, perm
+            if "h1" in vals:
+                offsets, vals = self._drop_copies(a, offsets, vals, dup_rows, dup_villages)
+            lo, hi = median_ci_ranks(self.counts[a:b])
             k.village_stats(
                 offsets, vals["down"], vals.get("up", empty_f), vals.get("lat", empty_f),
                 vals.get("dev", empty_u), vals.get("dev_ok", empty_b), "up" in self.fields,
-                "lat" in self.fields, "dev" in self.fields, target[a:b], lo[a:b], hi[a:b],
-                out[a:b],
+                "lat" in self.fields, "dev" in self.fields, target[a:b], lo, hi, out[a:b],
             )
             del vals
+        if dup_rows:
+            rows, villages = np.concatenate(dup_rows), np.concatenate(dup_villages)
+            order = np.argsort(rows, kind="stable")
+            self.duplicates = (rows[order], villages[order])
         frame = pd.DataFrame(out, columns=list(STAT_COLUMNS))
         frame["tests"] = self.counts.astype(np.int64)
         frame["devices"] = (frame["devices"].astype("Int64") if "dev" in self.fields
@@ -955,7 +1007,7 @@ def stream_speed_tests(
     *,
     n_villages: int,
     target_mbps: np.ndarray,
-    buffer_mb: float = 512,
+    buffer_mb: float = 256,
     batch_rows: int = 1 << 20,
     spill_dir: str | Path | None = None,
     hash_input: bool = True,
@@ -1000,7 +1052,10 @@ def stream_speed_tests(
         n_villages, has_upload=checker.roles["upload"] is not None,
         has_latency=checker.roles["latency"] is not None,
         has_device=checker.roles["device"] is not None, buffer_mb=buffer_mb, spill_dir=spill_dir,
+        has_hashes=True,
     )
+    # Copies inside the villages are found by the accumulator, village by village; this finds
+    # copies among the (usually few) usable rows outside every village.
     dups = DuplicateFinder(buffer_mb=min(buffer_mb / 4, 128), spill_dir=spill_dir)
     rows = 0
     try:
@@ -1010,9 +1065,15 @@ def stream_speed_tests(
             village = join_batch(prep, index)
             log.record(prep, village)
             usable = np.flatnonzero(prep.status == OK)
-            dups.add(prep.h1, prep.h2, prep.row0 + usable, village[usable])
-            keep = np.flatnonzero(village >= 0)
-            values = {"row": prep.row0 + keep, "down": prep.download[keep]}
+            inside = village[usable] >= 0
+            out = ~inside
+            if out.any():
+                dups.add(prep.h1[out], prep.h2[out], prep.row0 + usable[out],
+                         village[usable[out]])
+            keep = usable[inside] if not inside.all() else usable
+            values = {"row": prep.row0 + keep, "down": prep.download[keep],
+                      "h1": prep.h1[inside] if not inside.all() else prep.h1,
+                      "h2": prep.h2[inside] if not inside.all() else prep.h2}
             if prep.upload is not None:
                 values["up"] = prep.upload[keep]
             if prep.latency is not None:
@@ -1022,14 +1083,10 @@ def stream_speed_tests(
                 values["dev_ok"] = prep.device_ok[keep]
             acc.add(village[keep], values)
             rows += len(prep.status)
-        dup_rows, dup_village = dups.duplicates()
-        issues = log.frame(checker, rows_read=rows, duplicates=dup_rows)
-        inside = dup_village >= 0
-        if len(dup_rows):
-            # A copy has the download of its original; only inside rows were accumulated.
-            acc.leave_out(dup_rows[inside], dup_village[inside],
-                          np.zeros(int(inside.sum())))
+        outside_dups, _ = dups.duplicates()
         stats = acc.statistics(target_mbps)
+        dup_rows = np.sort(np.concatenate([outside_dups, acc.duplicates[0]]))
+        issues = log.frame(checker, rows_read=rows, duplicates=dup_rows)
         spilled = acc.spilled_rows
     finally:
         acc.close()
@@ -1045,7 +1102,7 @@ def stream_speed_tests(
 def streamed_statistics(
     village: np.ndarray, download: np.ndarray, *, n_villages: int, target_mbps: np.ndarray,
     upload: np.ndarray | None = None, latency: np.ndarray | None = None,
-    device: np.ndarray | None = None, buffer_mb: float = 512, batch_rows: int = 1 << 20,
+    device: np.ndarray | None = None, buffer_mb: float = 256, batch_rows: int = 1 << 20,
 ) -> pd.DataFrame:
     """:func:`ruralcov.classify.speed_statistics` computed by the streaming accumulator.
 

@@ -71,6 +71,7 @@ VILLAGE_FIELDS: tuple[tuple[str, str, str | None], ...] = (
     ("share_tests_at_target", "tests at target", ".0%"),
     ("download_target_mbps", "target (Mbps)", "g"),
     ("speed_class", "speed class", None),
+    ("speed_trend", "speed class by period", None),  # runs with periods (ruralcov.trends)
 )
 
 AREA_FIELDS: tuple[tuple[str, str, str | None], ...] = (
@@ -83,6 +84,7 @@ AREA_FIELDS: tuple[tuple[str, str, str | None], ...] = (
     ("fibre_gap_villages", "gap (villages)", ",d"),
     ("speed_meets", "meeting the speed target", ",d"),
     ("speed_share", "speed share", ".1%"),
+    ("speed_share_trend", "speed share by period", None),
     ("villages_with_geometry", "villages with geometry", ",d"),
     ("href", "county map", None),
 )

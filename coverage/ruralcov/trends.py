@@ -1,0 +1,238 @@
+"""Quarterly (or any periodic) runs: per-area time series of the fibre and speed shares.
+
+A measurement source with ``periods = {"2020Q1" = "q1.parquet", "2020Q2" = "q2.parquet"}``
+is analysed once per period. The latest period (labels sort as text in time order) is the
+run's headline: every table, map and number of the run folder is that period's. The other
+periods are full re-runs of :func:`ruralcov.analyse` with only the measurement file swapped,
+so each is classified exactly as the headline is (same targets, capability records, basis and
+corrections). Fibre comes from the fibre inputs, which have no period: a village's fibre is
+the same in every period, and only the speed figures move.
+
+What this module adds to a run: ``tables/trend_<level>.csv`` (one row per area and period),
+``speed_trend`` per village and ``speed_share_trend`` per area (texts for the map popups),
+and one PNG chart per county for the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ruralcov import aggregate
+from ruralcov.config import Config
+from ruralcov.loaders import InputRecord
+from ruralcov.schema import present_levels
+from ruralcov.validate import concat_issues
+
+__all__ = [
+    "TREND_COLUMNS",
+    "PeriodRuns",
+    "area_trend_text",
+    "period_config",
+    "run_periods",
+    "trend_table",
+    "village_trend",
+    "write_trend_charts",
+]
+
+#: Columns of ``tables/trend_<level>.csv``, in order.
+TREND_COLUMNS: tuple[str, ...] = (
+    "level",
+    "code",
+    "name",
+    "period",
+    "villages",
+    "fibre_villages",
+    "fibre_share",
+    "fibre_gap_villages",
+    "speed_meets",
+    "speed_below",
+    "speed_insufficient",
+    "speed_share",
+    "speed_share_change",
+    "tests",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeriodRuns:
+    """The village frames of every period (label → frame, oldest first) and what the
+    earlier periods' inputs add to the run's records and issues."""
+
+    villages: dict[str, pd.DataFrame]
+    records: tuple[InputRecord, ...]
+    issues: pd.DataFrame
+
+
+def period_config(config: Config, label: str) -> Config:
+    """``config`` with its measurement source reading only period ``label``'s file."""
+    speed = config.speed
+    if speed is None or not speed.periods or label not in speed.periods:
+        raise KeyError(f"no period {label!r} in the configuration")
+    one = dataclasses.replace(speed, path=speed.periods[label], periods=None)
+    return dataclasses.replace(config, speed=one)
+
+
+def run_periods(config: Config, latest: pd.DataFrame, *, analyse: Callable[..., Any]) -> PeriodRuns:
+    """Analyse every period but the latest (``latest`` is its village frame, already done).
+
+    The earlier periods' measurement inputs are recorded as layer ``speed[<label>]`` and their
+    speed findings are kept under that layer; the rest of each re-run (villages, fibre,
+    capability) repeats the headline's and is not recorded twice.
+    """
+    speed = config.speed
+    assert speed is not None and speed.periods
+    labels = sorted(speed.periods)
+    frames: dict[str, pd.DataFrame] = {}
+    records: list[InputRecord] = []
+    issues: list[pd.DataFrame] = []
+    for label in labels[:-1]:
+        res = analyse(period_config(config, label))
+        frames[label] = pd.DataFrame(res.villages.drop(columns="geometry"))
+        layer = f"speed[{label}]"
+        records += [dataclasses.replace(r, layer=layer) for r in res.inputs if r.layer == "speed"]
+        found = res.issues[res.issues["layer"] == "speed"].copy()
+        found["layer"] = layer
+        issues.append(found)
+    frames[labels[-1]] = pd.DataFrame(latest.drop(columns="geometry", errors="ignore"))
+    return PeriodRuns(
+        villages=frames,
+        records=tuple(records),
+        issues=concat_issues(issues),
+    )
+
+
+def trend_table(
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    level: str,
+    fibre_target: float,
+    names: pd.Series | None = None,
+) -> pd.DataFrame:
+    """One row per area of ``level`` and period (:data:`TREND_COLUMNS`), areas in code order
+    and periods oldest first. ``speed_share_change`` is the change from the area's previous
+    period (empty for the first). Shares are those of :func:`ruralcov.aggregate.summarise`.
+
+    Examples
+    --------
+    >>> trend_table({"2020Q1": q1, "2020Q2": q2}, level="county", fibre_target=0.98)
+    ... # doctest: +SKIP
+    """
+    parts = []
+    for label, frame in frames.items():
+        summary = aggregate.summarise(frame, level=level, fibre_target=fibre_target, names=names)
+        is_village = frame["kind"] == "village"
+        tests = (
+            frame.loc[is_village & frame[f"{level}_code"].notna()]
+            .groupby(f"{level}_code")["tests"]
+            .sum()
+        )
+        summary["tests"] = summary["code"].map(tests).fillna(0).astype(np.int64)
+        summary["period"] = label
+        parts.append(summary)
+    out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values(["code", "period"], kind="stable").reset_index(drop=True)
+    out["speed_share_change"] = out.groupby("code")["speed_share"].diff()
+    return out.loc[:, list(TREND_COLUMNS)]
+
+
+def trend_tables(
+    frames: Mapping[str, pd.DataFrame], *, fibre_target: float, names: Mapping[str, pd.Series]
+) -> dict[str, pd.DataFrame]:
+    """:func:`trend_table` for every level present in the latest period's villages."""
+    latest = frames[max(frames)]
+    return {
+        level: trend_table(frames, level=level, fibre_target=fibre_target, names=names.get(level))
+        for level in present_levels(latest)
+    }
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None or pd.isna(x) else f"{100 * x:.1f} %"
+
+
+def village_trend(frames: Mapping[str, pd.DataFrame]) -> pd.Series:
+    """Per village (aligned to the frames' rows, which all follow the register), its speed
+    class in each period: ``"2020Q1 below → 2020Q2 meets"``."""
+    labels = list(frames)
+    classes = [frames[k]["speed_class"].astype(str).to_numpy() for k in labels]
+    text = [
+        " → ".join(f"{k} {c[i]}" for k, c in zip(labels, classes, strict=True))
+        for i in range(len(classes[0]))
+    ]
+    return pd.Series(text, index=frames[labels[-1]].index, name="speed_trend", dtype=object)
+
+
+def area_trend_text(trend: pd.DataFrame) -> pd.Series:
+    """Per area code, its speed share in each period: ``"2020Q1 40.0 % → 2020Q2 60.0 %"``."""
+    return (
+        trend.groupby("code", sort=True)
+        .apply(
+            lambda g: " → ".join(
+                f"{p} {_pct(s)}" for p, s in zip(g["period"], g["speed_share"], strict=True)
+            ),
+            include_groups=False,
+        )
+        .rename("speed_share_trend")
+    )
+
+
+def write_trend_charts(
+    trend: pd.DataFrame, folder: Path | str, *, fibre_target: float | None = None
+) -> list[tuple[str, str]]:
+    """One PNG per area of ``trend`` (a county trend table): fibre and speed share by period.
+
+    Returns ``(file name, caption)`` pairs in code order. Only codes and English labels are
+    drawn (area names may need glyphs the installed fonts lack); the caption, shown in HTML,
+    carries the name.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    periods = sorted(set(trend["period"]))
+    x = np.arange(len(periods))
+    # Axes, ticks and legend are drawn once; per county only the two lines and the title are
+    # drawn over a copy of that background (blitting): 100+ charts in well under a second each.
+    fig = Figure(figsize=(4.0, 2.6), dpi=80)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    nan = np.full(len(periods), np.nan)
+    (fibre_line,) = ax.plot(x, nan, marker="o", color="#1b7837", label="fibre share", animated=True)
+    (speed_line,) = ax.plot(x, nan, marker="s", color="#2166ac", label="speed share", animated=True)
+    if fibre_target is not None:
+        ax.axhline(100 * fibre_target, color="#b2182b", lw=0.8, ls="--", label="fibre target")
+    ax.set_xticks(x, periods)
+    ax.set_xlim(-0.3, len(periods) - 0.7)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% of villages")
+    ax.legend(fontsize=7, loc="lower right")
+    title = ax.set_title("County 000000", fontsize=10)  # room for the title, then blank
+    fig.tight_layout()
+    title.set_animated(True)
+    canvas.draw()
+    background = canvas.copy_from_bbox(fig.bbox)
+    out = []
+    for code, g in trend.groupby("code", sort=True):
+        canvas.restore_region(background)
+        pos = np.searchsorted(periods, g["period"].to_numpy())
+        for line, col in ((fibre_line, "fibre_share"), (speed_line, "speed_share")):
+            y = nan.copy()
+            y[pos] = 100 * g[col].to_numpy(dtype=float)
+            line.set_ydata(y)
+            ax.draw_artist(line)
+        title.set_text(f"County {code}")
+        ax.draw_artist(title)
+        name = f"trend_{code}.png"
+        Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB").save(folder / name)
+        name_text = g["name"].iloc[0]
+        caption = f"{code} {name_text}" if isinstance(name_text, str) else str(code)
+        out.append((name, f"{caption}: fibre and speed share by period"))
+    return out

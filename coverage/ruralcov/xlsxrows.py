@@ -1,0 +1,140 @@
+"""The data rows of report.xlsx's table sheets, written as sheet XML directly.
+
+xlsxwriter spends about 15 µs per cell in Python (a 20,000-village province is over a million
+cells, the largest part of a ``ruralcov run --no-maps``). The workbook is still made by
+xlsxwriter (styles, header rows, column widths and formats, frozen panes, autofilters, the
+``about`` sheet); only the data rows of the table sheets are left out of it and spliced into
+each sheet's ``<sheetData>`` afterwards, with xlsxwriter's own encoding of inline strings,
+numbers and booleans and the style index of each column's format (``<col style=...>``), so
+that the file is byte for byte the sheet xlsxwriter would write (checked by the tests).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+_NEEDS_WORK = re.compile("[&<>_\x00-\x08\x0b-\x1f\ufffe\uffff]")
+_ESCAPED = re.compile("(_x[0-9a-fA-F]{4}_)")
+_CONTROL = re.compile("([\x00-\x08\x0b-\x1f])")
+_COL = re.compile(r'<col min="(\d+)" max="(\d+)"([^>]*)/>')
+_STYLE = re.compile(r' style="(\d+)"')
+_DIMENSION = re.compile(r'<dimension ref="[^"]*"/>')
+_STRMAX = 32767  # Excel's cell limit, in UTF-16 units
+
+
+def column_name(j: int) -> str:
+    """Excel's letters for 0-based column ``j`` (0 -> A, 26 -> AA)."""
+    name = ""
+    j += 1
+    while j:
+        j, r = divmod(j - 1, 26)
+        name = chr(65 + r) + name
+    return name
+
+
+def _text(s: str) -> str:
+    """A string as xlsxwriter stores it inline: cut to Excel's limit, control characters as
+    ``_xHHHH_`` (a literal ``_xHHHH_`` guarded as ``_x005F_xHHHH_``), XML-escaped."""
+    if len(s) > _STRMAX // 2 and len(s.encode("utf-16-le")) // 2 > _STRMAX:
+        s = s.encode("utf-16-le")[: 2 * _STRMAX].decode("utf-16-le", errors="ignore")
+    if _NEEDS_WORK.search(s):
+        s = _ESCAPED.sub(r"_x005F\1", s)
+        s = _CONTROL.sub(lambda m: f"_x{ord(m.group(1)):04X}_", s)
+        s = s.replace("\ufffe", "_xFFFE_").replace("\uffff", "_xFFFF_")
+        s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return s
+
+
+def _cells(values: Sequence[Any], letter: str, style: int | None, first: int) -> list[str]:
+    """One column's ``<c>`` elements for Excel rows ``first``, ``first + 1``, ... ("" for None)."""
+    s = f' s="{style}"' if style is not None else ""
+    out = []
+    for i, v in enumerate(values, first):
+        if v is None:
+            out.append("")
+        elif isinstance(v, str):
+            t = _text(v)
+            space = ' xml:space="preserve"' if t and (t[0].isspace() or t[-1].isspace()) else ""
+            out.append(f'<c r="{letter}{i}"{s} t="inlineStr"><is><t{space}>{t}</t></is></c>')
+        elif isinstance(v, bool):
+            out.append(f'<c r="{letter}{i}"{s} t="b"><v>{int(v)}</v></c>')
+        else:
+            out.append(f'<c r="{letter}{i}"{s}><v>{v:.16G}</v></c>')
+    return out
+
+
+def rows_xml(
+    columns: Sequence[Sequence[Any]],
+    styles: Sequence[int | None],
+    *,
+    first: int = 2,
+    chunk: int = 10_000,
+) -> Iterator[str]:
+    """``<row>`` elements for the table whose column values are ``columns`` (None: empty cell),
+    from Excel row ``first`` on, in pieces of ``chunk`` rows (memory stays bounded)."""
+    n = len(columns[0]) if columns else 0
+    letters = [column_name(j) for j in range(len(columns))]
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        cols = [_cells(c[a:b], letters[j], styles[j], first + a) for j, c in enumerate(columns)]
+        parts = []
+        for i, cells in enumerate(zip(*cols, strict=True), first + a):
+            body = "".join(cells)
+            parts.append(f'<row r="{i}">{body}</row>' if body else "")
+        yield "".join(parts)
+
+
+def column_styles(sheet_xml: str, n_columns: int) -> list[int | None]:
+    """The style index of each column's format, from the sheet's ``<cols>``."""
+    styles: list[int | None] = [None] * n_columns
+    for m in _COL.finditer(sheet_xml):
+        style = _STYLE.search(m.group(3))
+        if style is not None:
+            for j in range(int(m.group(1)) - 1, min(int(m.group(2)), n_columns)):
+                styles[j] = int(style.group(1))
+    return styles
+
+
+def splice_rows(path: Path | str, sheets: dict[int, Sequence[Sequence[Any]]]) -> None:
+    """Put the data rows into the sheets of the xlsxwriter workbook at ``path``.
+
+    ``sheets`` maps a worksheet's 0-based index (``Worksheet.index``) to its column values
+    (rows 2 ... on; row 1, the header, was written by xlsxwriter). Every other part of the
+    file is copied as it is, with its original zip entry (dates included, for reproducibility).
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".rows")
+    names = {f"xl/worksheets/sheet{k + 1}.xml": cols for k, cols in sheets.items()}
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            columns = names.get(info.filename)
+            if columns is None:
+                dst.writestr(info, data)
+                continue
+            xml = data.decode("utf-8")
+            head, tail = xml.split("</sheetData>", 1)
+            last = _last_row(columns)
+            if last:
+                ref = f"A1:{column_name(len(columns) - 1)}{last + 1}"
+                head = _DIMENSION.sub(f'<dimension ref="{ref}"/>', head, count=1)
+            styles = column_styles(head, len(columns))
+            with dst.open(info, "w") as fh:
+                fh.write(head.encode("utf-8"))
+                for piece in rows_xml(columns, styles):
+                    fh.write(piece.encode("utf-8"))
+                fh.write(("</sheetData>" + tail).encode("utf-8"))
+    tmp.replace(path)
+
+
+def _last_row(columns: Sequence[Sequence[Any]]) -> int:
+    """0-based data row of the last row with a value (0 when none)."""
+    n = len(columns[0]) if columns else 0
+    for i in range(n - 1, -1, -1):
+        if any(c[i] is not None for c in columns):
+            return i + 1
+    return 0

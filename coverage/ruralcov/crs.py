@@ -283,3 +283,25 @@ def metric_crs(bounds: tuple[float, float, float, float]) -> pyproj.CRS:
     return pyproj.CRS.from_proj4(
         f"+proj=laea +lat_0={lat0:.6f} +lon_0={lon0:.6f} +datum=WGS84 +units=m +no_defs"
     )
+
+
+def source_crs(
+    file_crs: pyproj.CRS | None, given: pyproj.CRS | str | None, *, name: str, path: object,
+    section: str,
+) -> tuple[pyproj.CRS | str, bool]:
+    """The CRS a layer's coordinates are in, and whether the ``crs`` setting was ignored.
+
+    The file's own CRS wins, except that a "gcj02"/"bd09" setting applies to a file declaring a
+    geographic CRS (AMap/Baidu exports declare WGS 84 but hold offset coordinates). A file
+    without a CRS needs the setting; without either, :class:`CRSError` names the fix.
+    """
+    if file_crs is None:
+        if given is None:
+            raise CRSError(
+                f'{name}: {path} has no CRS; set crs = "EPSG:4326" in the [{section}] section '
+                f"if the coordinates are longitude/latitude"
+            )
+        return given, False
+    if isinstance(given, str) and file_crs.is_geographic:
+        return given, False
+    return file_crs, given is not None and given != file_crs

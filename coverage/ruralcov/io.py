@@ -29,7 +29,7 @@ import pyogrio
 import pyproj
 import shapely
 
-from ruralcov.crs import parse_crs, to_wgs84
+from ruralcov.crs import parse_crs, source_crs, to_wgs84
 from ruralcov.errors import (
     ConfigError,
     CRSError,
@@ -744,28 +744,17 @@ def _to_wgs84(
     """Convert to EPSG:4326 with the file's CRS (or the setting) and check plausibility."""
     given = parse_crs(setting)
     found = [no_issues()]
-    if file_crs is None:
-        if given is None:
-            raise CRSError(
-                f'{name}: {path} has no CRS; set crs = "EPSG:4326" in the [{section}] section '
-                f"if the coordinates are longitude/latitude"
+    source, ignored = source_crs(file_crs, given, name=name, path=path, section=section)
+    if ignored and file_crs is not None:
+        found.append(
+            issue(
+                layer=name,
+                reason="crs_setting_ignored",
+                severity="info",
+                message=f"{path} declares its CRS ({file_crs.name}); crs = {setting!r} was not "
+                "used",
             )
-        source: pyproj.CRS | str = given
-    elif isinstance(given, str) and file_crs.is_geographic:
-        # AMap/Baidu exports declare WGS84 but hold offset coordinates.
-        source = given
-    else:
-        source = file_crs
-        if given is not None and given != file_crs:
-            found.append(
-                issue(
-                    layer=name,
-                    reason="crs_setting_ignored",
-                    severity="info",
-                    message=f"{path} declares its CRS ({file_crs.name}); crs = {setting!r} was not "
-                    f"used",
-                )
-            )
+        )
     label = source if isinstance(source, str) else (source.to_string() or source.name)
     try:
         out = to_wgs84(frame, source)

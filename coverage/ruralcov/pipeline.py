@@ -89,6 +89,24 @@ def _speed_tests(
                                      target_mbps=target, buffer_mb=run.buffer_mb)
 
 
+def _drop_outside(
+    loaded: Any, outside: np.ndarray, what: str, issues: list[pd.DataFrame],
+    records: list[InputRecord],
+) -> None:
+    """Record the measurement rows outside every village as dropped (issues and counts)."""
+    n_out = int(outside.sum())
+    issues.append(concat_issues([loaded.issues, row_issues(
+        outside, layer="speed", reason="outside_villages", dropped=True,
+        rows=loaded.frame["row"].to_numpy(), message=f"{what} lies outside every village polygon",
+    )]))
+    rec = loaded.record
+    records.append(InputRecord(
+        layer="speed", path=rec.path, sha256=rec.sha256, rows_read=rec.rows_read,
+        rows_used=rec.rows_used - n_out,
+        dropped={**rec.dropped, **({"outside_villages": n_out} if n_out else {})},
+    ))
+
+
 def _speed_tests_loaded(
     config: Config, villages: gpd.GeoDataFrame, code_rank: np.ndarray, target: np.ndarray,
     issues: list[pd.DataFrame], records: list[InputRecord],
@@ -98,22 +116,7 @@ def _speed_tests_loaded(
     village_of_test = join.assign_points(
         tests.frame.geometry.values, villages.geometry.values, priority=code_rank
     )
-    outside = village_of_test < 0
-    issues.append(concat_issues(
-        [tests.issues,
-         row_issues(outside, layer="speed", reason="outside_villages", dropped=True,
-                    rows=tests.frame["row"].to_numpy(),
-                    message="speed test lies outside every village polygon")]
-    ))
-    records.append(
-        InputRecord(
-            layer="speed", path=tests.record.path, sha256=tests.record.sha256,
-            rows_read=tests.record.rows_read,
-            rows_used=tests.record.rows_used - int(outside.sum()),
-            dropped={**tests.record.dropped,
-                     **({"outside_villages": int(outside.sum())} if outside.any() else {})},
-        )
-    )
+    _drop_outside(tests, village_of_test < 0, "speed test", issues, records)
     t = tests.frame
     return classify.speed_statistics(
         village_of_test,
@@ -141,17 +144,7 @@ def _ookla_tiles(
         method=speed.assignment or "centroid", priority=code_rank, metric_crs=metric,
     )
     outside = ~np.isin(np.arange(len(tiles.frame)), assignment["tile"].to_numpy())
-    issues.append(concat_issues([tiles.issues, row_issues(
-        outside, layer="speed", reason="outside_villages", dropped=True,
-        rows=tiles.frame["row"].to_numpy(), message="tile lies outside every village polygon",
-    )]))
-    rec = tiles.record
-    n_out = int(outside.sum())
-    records.append(InputRecord(
-        layer="speed", path=rec.path, sha256=rec.sha256, rows_read=rec.rows_read,
-        rows_used=rec.rows_used - n_out,
-        dropped={**rec.dropped, **({"outside_villages": n_out} if n_out else {})},
-    ))
+    _drop_outside(tiles, outside, "tile", issues, records)
     stats = ookla.tile_statistics(assignment, tiles.frame, n_villages=len(villages))
     nan = np.full(len(villages), np.nan)
     # Tiles carry means, not tests: the per-test columns stay empty, the means are added.

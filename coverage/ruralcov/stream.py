@@ -52,7 +52,7 @@ import shapely
 from ruralcov import io
 from ruralcov.classify import median_ci_ranks
 from ruralcov.config import SpeedConfig
-from ruralcov.crs import bd09_to_wgs84, gcj02_to_wgs84, parse_crs
+from ruralcov.crs import bd09_to_wgs84, gcj02_to_wgs84, parse_crs, source_crs
 from ruralcov.errors import CRSError, InputError, SchemaError
 from ruralcov.join import PolygonIndex
 from ruralcov.loaders import MAX_PLAUSIBLE_MBPS, InputRecord
@@ -312,18 +312,8 @@ class Checker:
             return
         file_crs, given = self.plan.file_crs, self.given
         path = self.plan.path
-        if file_crs is None:
-            if given is None:
-                raise CRSError(
-                    f'speed: {path} has no CRS; set crs = "EPSG:4326" in the [speed] section '
-                    f"if the coordinates are longitude/latitude"
-                )
-            source: pyproj.CRS | str = given
-        elif isinstance(given, str) and file_crs.is_geographic:
-            source = given
-        else:
-            source = file_crs
-            self.crs_ignored = given is not None and given != file_crs
+        source, self.crs_ignored = source_crs(file_crs, given, name="speed", path=path,
+                                              section="speed")
         self.source = source
         if not isinstance(source, str):
             wgs84 = pyproj.CRS.from_epsg(4326)

@@ -14,7 +14,7 @@ $(BIN)/ruralcov: pyproject.toml
 venv: $(BIN)/ruralcov
 
 demo: venv
-	$(BIN)/ruralcov demo
+	$(BIN)/ruralcov demo --force  # replaces an earlier demo run folder, nothing else
 
 $(VENV)/.test-deps: $(BIN)/ruralcov
 	$(BIN)/python -m pip install --quiet -e '.[test,dask]'

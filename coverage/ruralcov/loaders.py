@@ -128,32 +128,15 @@ def clean_polygons(
         ]
         values[invalid] = parts
     values[wrong] = None
+    findings = [
+        (missing, "missing_geometry", "no geometry", drop),
+        (wrong, "not_a_polygon", "geometry is not a Polygon or MultiPolygon", drop),
+        (invalid, "invalid_geometry_repaired", "invalid polygon repaired with make_valid", False),
+    ]
     issues = concat_issues(
-        [
-            row_issues(
-                pd.Series(missing),
-                layer=layer,
-                reason="missing_geometry",
-                codes=codes,
-                dropped=drop,
-                message="no geometry",
-            ),
-            row_issues(
-                pd.Series(wrong),
-                layer=layer,
-                reason="not_a_polygon",
-                codes=codes,
-                dropped=drop,
-                message="geometry is not a Polygon or MultiPolygon",
-            ),
-            row_issues(
-                pd.Series(invalid),
-                layer=layer,
-                reason="invalid_geometry_repaired",
-                codes=codes,
-                message="invalid polygon repaired with make_valid",
-            ),
-        ]
+        row_issues(pd.Series(mask), layer=layer, reason=reason, codes=codes, dropped=dropped,
+                   message=message)
+        for mask, reason, message, dropped in findings
     )
     return gpd.GeoSeries(values, index=geoms.index, crs=geoms.crs), issues
 

@@ -16,16 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ruralcov.maps.assets import CHROMIUM, CHROMIUM_ARGS
+
 HERE = Path(__file__).resolve().parent
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = list(CHROMIUM_ARGS)
 FRAME = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
@@ -56,7 +50,7 @@ def main() -> None:
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             tempfile.mkdtemp(prefix="rc-chromium-"),
-            executable_path="/usr/bin/chromium",
+            executable_path=CHROMIUM,
             headless=True,
             args=ARGS,
             viewport={"width": 1280, "height": 900},

@@ -21,20 +21,11 @@ from playwright.sync_api import expect
 
 from mapworld import HOSTILE, QUOTES, XSS, hostile_result, small_plan
 from ruralcov.maps import write_maps
+from ruralcov.maps.assets import CHROMIUM, CHROMIUM_ARGS
 from ruralcov.pipeline import CoverageResult
 
 # `make test` installs Debian's chromium and playwright: a missing one fails, never skips.
-CHROMIUM = "/usr/bin/chromium"
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = list(CHROMIUM_ARGS)
 MAP = "Object.values(window).find(v => v instanceof L.Map)"
 
 

@@ -17,7 +17,21 @@ import folium
 
 from ruralcov.errors import RuralcovError
 
-__all__ = ["ASSET_DIR", "copy_assets", "leaflet_dir", "offline"]
+__all__ = ["ASSET_DIR", "CHROMIUM", "CHROMIUM_ARGS", "copy_assets", "leaflet_dir", "offline"]
+
+#: Debian's chromium, as the map tests, the map bench and the gallery open the pages.
+CHROMIUM = "/usr/bin/chromium"
+#: Flags for a headless chromium run as root on a machine without a network: without the
+#: background-networking ones chromium keeps trying, and failing, to reach Google's hosts.
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 #: Folder of the assets, relative to the map pages.
 ASSET_DIR = "assets"

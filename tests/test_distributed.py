@@ -79,3 +79,13 @@ def test_cli_engine_option(tmp_path, cluster):
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "tables" / "villages.csv", encoding="utf-8-sig")
     assert table.set_index("village_code").loc["V1", "tests"] == 7
+
+
+def test_device_median_and_sampling_dask_equals_local(tmp_path, cluster):
+    from test_sampling import sampled_config
+
+    config = sampled_config(tmp_path, fmt="parquet")
+    local = analyse(config)
+    on_dask = analyse(_dask(config, cluster, dask_partition_rows=600))
+    _assert_same_run(on_dask, local)
+    assert (local.issues["reason"] == "sampled_out").sum() > 500

@@ -497,3 +497,119 @@ def group_positions(groups, n_groups):  # pragma: no cover - compiled
         dest[i] = pos[g]
         pos[g] += 1
     return dest, counts
+
+
+# --- per-device statistics and device-day sampling ---------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _device_order(dev, dev_ok, s, e):  # pragma: no cover - compiled
+    """Rows [s, e) ordered by device key (stable), rows without a device id last."""
+    m = e - s
+    known = 0
+    for i in range(s, e):
+        if dev_ok[i]:
+            known += 1
+    keys = np.empty(known, dtype=np.uint64)
+    idx = np.empty(m, dtype=np.int64)
+    k = 0
+    j = known
+    for i in range(s, e):
+        if dev_ok[i]:
+            keys[k] = dev[i]
+            idx[k] = i
+            k += 1
+        else:
+            idx[j] = i
+            j += 1
+    order = np.argsort(keys, kind="mergesort")
+    idx[:known] = idx[:known][order]
+    return idx, known
+
+
+@njit(cache=True, nogil=True)
+def _median_of(values, idx, a, b, buf):  # pragma: no cover - compiled
+    """Exact median of ``values[idx[a:b]]`` without NaN (NaN when none)."""
+    k = 0
+    for j in range(a, b):
+        x = values[idx[j]]
+        if not np.isnan(x):
+            buf[k] = x
+            k += 1
+    if k == 0:
+        return np.nan
+    return median_sorted(np.sort(buf[:k]))
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def device_medians(offsets, down, up, lat, dev, dev_ok, has_up, has_lat
+                   ):  # pragma: no cover - compiled
+    """Per village, one row per device: the median download, upload and latency of its tests
+    (a test without a device id is a device of its own). Returns device offsets and medians."""
+    n = len(offsets) - 1
+    groups = np.zeros(n + 1, dtype=np.int64)
+    for v in prange(n):
+        idx, known = _device_order(dev, dev_ok, offsets[v], offsets[v + 1])
+        g = len(idx) - known
+        for j in range(known):
+            if j == 0 or dev[idx[j]] != dev[idx[j - 1]]:
+                g += 1
+        groups[v + 1] = g
+    for v in range(n):
+        groups[v + 1] += groups[v]
+    total = groups[n]
+    md = np.empty(total)
+    mu = np.full(total, np.nan)
+    ml = np.full(total, np.nan)
+    for v in prange(n):
+        s = offsets[v]
+        idx, known = _device_order(dev, dev_ok, s, offsets[v + 1])
+        buf = np.empty(len(idx))
+        out = groups[v]
+        a = 0
+        while a < len(idx):
+            b = a + 1
+            if a < known:
+                while b < known and dev[idx[b]] == dev[idx[a]]:
+                    b += 1
+            md[out] = _median_of(down, idx, a, b, buf)
+            if has_up:
+                mu[out] = _median_of(up, idx, a, b, buf)
+            if has_lat:
+                ml[out] = _median_of(lat, idx, a, b, buf)
+            out += 1
+            a = b
+    return groups, md, mu, ml
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def device_day_sample(offsets, dev, dev_ok, day, day_ok, key):  # pragma: no cover - compiled
+    """True for rows left out by device-day sampling: per village and (device, day), all but
+    the row with the smallest key (the earliest row on ties). Rows are in source order within
+    each village."""
+    out = np.zeros(len(dev), dtype=np.bool_)
+    for v in prange(len(offsets) - 1):
+        s = offsets[v]
+        e = offsets[v + 1]
+        m = 0
+        for i in range(s, e):
+            if dev_ok[i] and day_ok[i]:
+                m += 1
+        if m < 2:
+            continue
+        rows = np.empty(m, dtype=np.int64)
+        k = 0
+        for i in range(s, e):
+            if dev_ok[i] and day_ok[i]:
+                rows[k] = i
+                k += 1
+        # stable sorts, least significant first: key, day, device
+        rows = rows[np.argsort(key[rows], kind="mergesort")]
+        rows = rows[np.argsort(day[rows], kind="mergesort")]
+        rows = rows[np.argsort(dev[rows], kind="mergesort")]
+        for j in range(1, m):
+            a = rows[j - 1]
+            b = rows[j]
+            if dev[a] == dev[b] and day[a] == day[b]:
+                out[b] = True
+    return out

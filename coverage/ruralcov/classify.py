@@ -91,6 +91,7 @@ def speed_statistics(
     upload: ArrayLike | None = None,
     latency: ArrayLike | None = None,
     device: ArrayLike | None = None,
+    statistic: str = "median",
 ) -> pd.DataFrame:
     """Per-village speed statistics from individual tests.
 
@@ -106,6 +107,10 @@ def speed_statistics(
         The download target of each village (rural or urban), for the share at target.
     device
         Per-test device identifier; ``devices`` is the number of distinct ones (NaN if absent).
+    statistic
+        ``median`` (of tests) or ``device_median``: the medians, interval, upload and latency
+        over the per-device medians (a test without a device id is a device of its own);
+        see :mod:`ruralcov.sampling`.
     """
     village = np.asarray(village, dtype=np.intp)
     download = np.asarray(download, dtype=float)
@@ -143,7 +148,35 @@ def speed_statistics(
         pairs = pd.DataFrame({"v": village[known], "d": codes[known]}).drop_duplicates()
         out["devices"] = np.bincount(pairs["v"].to_numpy(), minlength=n_villages).astype(float)
     out["devices"] = out["devices"].astype("Int64") if device is not None else pd.NA
+    if statistic == "device_median" and device is not None:
+        by_device = _device_level(village, download, upload, latency, device, n_villages, target)
+        for col in ("download_median_mbps", "download_ci_low_mbps", "download_ci_high_mbps",
+                    "upload_median_mbps", "latency_median_ms"):
+            out[col] = by_device[col].to_numpy()
     return out
+
+
+def _device_level(village: NDArray, download: NDArray, upload: ArrayLike | None,
+                  latency: ArrayLike | None, device: ArrayLike, n_villages: int,
+                  target: NDArray) -> pd.DataFrame:
+    """:func:`speed_statistics` over one value per (village, device): its tests' median."""
+    codes, _ = pd.factorize(pd.Series(np.asarray(device, dtype=object)), use_na_sentinel=True)
+    unknown = codes < 0  # a test without a device id is a device of its own
+    codes = codes.astype(np.int64)
+    codes[unknown] = codes.max(initial=-1) + 1 + np.arange(int(unknown.sum()))
+    inside = np.flatnonzero(village >= 0)
+    pair, first = np.unique(np.stack([village[inside], codes[inside]]), axis=1,
+                            return_inverse=True)[0:2]
+    group = np.full(len(village), -1, dtype=np.intp)
+    group[inside] = first.ravel()
+    n_groups = pair.shape[1]
+
+    def medians(values: ArrayLike | None) -> NDArray | None:
+        return None if values is None else group_median(group, values, n_groups)[0]
+
+    return speed_statistics(pair[0], medians(download), n_villages=n_villages,
+                            target_mbps=target, upload=medians(upload),
+                            latency=medians(latency))
 
 
 def speed_class(

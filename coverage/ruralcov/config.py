@@ -37,6 +37,9 @@ MEASURED_KINDS = ("tests", "ookla_tiles")
 #: (``[run] speed_basis``, default ``capability``: the 12 Mbps target is a capability
 #: standard): see :mod:`ruralcov.capability`.
 SPEED_BASES = ("capability", "measured", "either")
+#: Per-test records (:mod:`ruralcov.sampling`): the village statistic, and the sampling.
+STATISTICS = ("median", "device_median")
+SAMPLES = ("none", "device_day")
 #: ``local``: the streaming engine in this process (``ruralcov.stream``); ``dask``: the same
 #: analysis on a dask.distributed cluster through dask-geopandas (``ruralcov.distributed``).
 ENGINES = ("local", "dask")
@@ -156,6 +159,24 @@ class SpeedConfig:
     #: sort as text in time order, the last is the headline period and sets ``path``
     #: (:mod:`ruralcov.trends`).
     periods: Mapping[str, Path] | None = None
+    #: tests: ``median`` (default; of tests) or ``device_median`` (per device first, then
+    #: across devices) (:mod:`ruralcov.sampling`).
+    statistic: str | None = None
+    #: tests: ``none`` (default) or ``device_day`` (one test per device per day and village).
+    sample: str | None = None
+    #: tests: the date-time column for ``sample = "device_day"`` (default ``time``).
+    time: str | None = None
+    #: tests: seed of the device-day sampling (default 0).
+    seed: int | None = None
+
+    @property
+    def time_column(self) -> str | None:
+        """The time column read for sampling (None without sampling)."""
+        return (self.time or "time") if self.sample == "device_day" else None
+
+    @property
+    def by_device(self) -> bool:
+        return self.statistic == "device_median"
 
 
 @dataclass(frozen=True)
@@ -390,12 +411,20 @@ def _speed_sources(
         if s.min_tests < 1 or s.min_devices < 0:
             raise ConfigError("[speed] min_tests must be ≥ 1 and min_devices ≥ 0")
         for key, allowed in (("network", ("fixed", "mobile")),
-                             ("assignment", ("centroid", "area_weighted"))):
+                             ("assignment", ("centroid", "area_weighted")),
+                             ("statistic", STATISTICS), ("sample", SAMPLES)):
             value = getattr(s, key)
             if value is not None and value not in allowed:
                 raise ConfigError(
                     f"[speed] {key} {value!r} is not known; use one of {list(allowed)}"
                 )
+        tuning = [k for k in ("statistic", "sample", "time", "seed") if getattr(s, k) is not None]
+        if tuning and s.kind != "tests":
+            raise ConfigError(f"[speed] {', '.join(tuning)}: only for kind = \"tests\" "
+                              f"(per-test records), not {s.kind!r}")
+        if (s.by_device or s.sample == "device_day") and not s.device:
+            raise ConfigError('[speed] statistic = "device_median" and sample = "device_day" '
+                              'need the device column: set device = "..."')
         if s.kind == "ookla_tiles" and s.network is None:
             raise ConfigError(
                 f'[speed] {s.path.name}: kind = "ookla_tiles" needs network = "fixed" or '

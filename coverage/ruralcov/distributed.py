@@ -101,6 +101,9 @@ def read_piece(piece: Piece, p: stream.Plan, speed: SpeedConfig) -> pd.DataFrame
         "dev_ok": prep.device_ok if prep.device_ok is not None else False,
         "swapped": False,
         "h1": np.uint64(0), "h2": np.uint64(0),
+        "day": prep.day if prep.day is not None else np.int64(0),
+        "day_ok": prep.day_ok if prep.day_ok is not None else True,
+        "skey": prep.skey if prep.skey is not None else np.uint64(0),
     })
     usable = np.flatnonzero(prep.status == stream.OK)
     frame.loc[usable, "h1"] = prep.h1
@@ -143,35 +146,37 @@ def _without(part: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
 def _issue_rows(part: pd.DataFrame) -> pd.DataFrame:
     """Rows that make an issue: dropped, outside, or with a negative upload/latency."""
     hit = ((part["status"] != stream.OK) | (part["village"] < 0) | part["neg_up"]
-           | part["neg_lat"])
-    return part.loc[hit, ["row", "status", "village", "neg_up", "neg_lat", "swapped"]]
+           | part["neg_lat"] | ~part["day_ok"])
+    return part.loc[hit, ["row", "status", "village", "neg_up", "neg_lat", "swapped", "day_ok"]]
 
 
 def _present(part: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a geometry before the range check (as the reader counts them)."""
+    """Rows with a geometry before the range check (as the reader counts them), and usable
+    rows with a readable time."""
     st = part["status"].to_numpy()
     n = int(((st != stream.MISSING) & (st != stream.BAD_GEOMETRY)
              & (st != stream.NATIVE_MISSING)).sum())
-    return pd.DataFrame({"present": [n]})
+    return pd.DataFrame({"present": [n], "timed": [int(((st == stream.OK)
+                                                         & part["day_ok"].to_numpy()).sum())]})
 
 
-def _village_stats(part: pd.DataFrame, target: np.ndarray, fields: tuple[str, ...]) -> pd.DataFrame:
-    """Exact statistics of the villages whose tests are all in this partition."""
+def _village_stats(part: pd.DataFrame, target: np.ndarray, fields: tuple[str, ...],
+                   statistic: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Exact statistics of the villages whose tests are all in this partition, and the rows
+    left out by device-day sampling."""
     cols = ["village", *stream.STAT_COLUMNS]
     if len(part) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in cols}), np.empty(0, np.int64)
     ids, local = np.unique(part["village"].to_numpy(), return_inverse=True)
     acc = stream.Accumulator(len(ids), has_upload="up" in fields, has_latency="lat" in fields,
-                             has_device="dev" in fields, buffer_mb=1 << 20)
-    values = {"row": part["row"].to_numpy(np.int64), "down": part["down"].to_numpy(),
-              "up": part["up"].to_numpy(), "lat": part["lat"].to_numpy(),
-              "dev": part["dev"].to_numpy(np.uint64),
-              "dev_ok": part["dev_ok"].to_numpy(bool)}
+                             has_device="dev" in fields, buffer_mb=1 << 20,
+                             statistic=statistic, sample="day" in fields)
+    values = {f: part[f].to_numpy(acc.dtypes[f]) for f in ("row", *fields)}
     acc.add(local, values)
     stats = acc.statistics(target[ids])
     stats["devices"] = stats["devices"].astype(float)
     stats.insert(0, "village", ids)
-    return stats
+    return stats, acc.sampled
 
 
 @contextmanager
@@ -222,7 +227,8 @@ def dask_speed_tests(
     checker = stream.Checker(p, speed)  # raises the loader's schema errors up front
     fields = ("down",) + (("up",) if checker.roles["upload"] else ()) + (
         ("lat",) if checker.roles["latency"] else ()) + (
-        ("dev", "dev_ok") if checker.roles["device"] else ())
+        ("dev", "dev_ok") if checker.roles["device"] else ()) + (
+        ("day", "day_ok", "skey") if checker.roles["time"] else ())
     parts = pieces(p, rows_per_piece=config.run.dask_partition_rows)
     index = PolygonIndex(polygons, priority=priority)
     index_f = client.scatter(index, broadcast=True)
@@ -236,7 +242,7 @@ def dask_speed_tests(
     joined = points.map_partitions(_assign, index_f,
                                    meta=meta.assign(village=np.int64(0)))
     issue_rows = joined.map_partitions(_issue_rows)
-    present = tests.map_partitions(_present, meta=pd.DataFrame({"present": [0]}))
+    present = tests.map_partitions(_present, meta=pd.DataFrame({"present": [0], "timed": [0]}))
     rows = tests.map_partitions(len)
     usable = joined[joined["status"] == stream.OK][["row", "h1", "h2", "village"]]
     n_out = max(1, min(len(parts) * 2, 64))
@@ -246,13 +252,16 @@ def dask_speed_tests(
     issues_df, present_df, row_counts, dups_df = dask.compute(issue_rows, present, rows, dups)
     dup_rows = np.sort(dups_df["row"].to_numpy(np.int64))
     kept = joined[(joined["status"] == stream.OK) & (joined["village"] >= 0)]
-    kept = kept[["row", "village", "down", "up", "lat", "dev", "dev_ok"]]
+    kept = kept[["row", "village", "down", "up", "lat", "dev", "dev_ok", "day", "day_ok",
+                 "skey"]]
     kept = kept.map_partitions(_without, dup_rows)
     shuffled = kept.shuffle(on="village", npartitions=n_out)
-    stats_meta = pd.DataFrame({"village": np.int64(0), **{c: 0.0 for c in stream.STAT_COLUMNS}},
-                              index=[0]).iloc[:0]
-    stats_parts = shuffled.map_partitions(_village_stats, target, fields, meta=stats_meta)
-    (stats_df,) = dask.compute(stats_parts)
+    reduce = dask.delayed(_village_stats, pure=True)
+    found = dask.compute(*[reduce(d, target, fields, speed.statistic or "median")
+                           for d in shuffled.to_delayed()])
+    stats_df = pd.concat([f[0] for f in found if len(f[0])] or [found[0][0]],
+                         ignore_index=True)
+    sampled = np.sort(np.concatenate([f[1] for f in found]))
     n_rows = int(np.sum(row_counts))
 
     log = stream.IssueLog()
@@ -263,12 +272,15 @@ def dask_speed_tests(
     log.add("neg_upload", issues_df.loc[ok & issues_df["neg_up"], "row"].to_numpy())
     log.add("neg_latency", issues_df.loc[ok & issues_df["neg_lat"], "row"].to_numpy())
     log.add("outside", issues_df.loc[ok & (issues_df["village"] < 0), "row"].to_numpy())
+    if checker.roles["time"]:
+        log.add("bad_time", issues_df.loc[ok & ~issues_df["day_ok"], "row"].to_numpy())
     log.present = int(present_df["present"].sum())
+    log.timed = int(present_df["timed"].sum())
     out_rows = issues_df[issues_df["status"] == stream.OUT_OF_RANGE]
     log.swapped_all = bool(out_rows["swapped"].all())
     if log.present:
         checker._resolve_crs()
-    issues = log.frame(checker, rows_read=n_rows, duplicates=dup_rows)
+    issues = log.frame(checker, rows_read=n_rows, duplicates=dup_rows, sampled=sampled)
 
     n = len(target)
     stats = _full_stats(stats_df, n, has_device="dev" in fields)
@@ -284,7 +296,8 @@ def read_piece_meta() -> pd.DataFrame:
     return pd.DataFrame({
         "row": np.int64(0), "x": 0.0, "y": 0.0, "status": np.int8(0), "down": 0.0, "up": 0.0,
         "lat": 0.0, "neg_up": False, "neg_lat": False, "dev": np.uint64(0), "dev_ok": False,
-        "swapped": False, "h1": np.uint64(0), "h2": np.uint64(0),
+        "swapped": False, "h1": np.uint64(0), "h2": np.uint64(0), "day": np.int64(0),
+        "day_ok": True, "skey": np.uint64(0),
     }, index=[0]).iloc[:0]
 
 

@@ -8,6 +8,7 @@ problem: the village stays in the denominator with ``has_geometry = false``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ruralcov.config import (
     VillagesConfig,
 )
 from ruralcov.errors import SchemaError, did_you_mean
+from ruralcov.sampling import days, sampling_keys, wall_clock_ns
 from ruralcov.schema import LEVELS, apply_register, cn_nbs_code_problems, normalise_codes
 from ruralcov.validate import concat_issues, dropped_counts, issue, no_issues, row_issues
 
@@ -462,6 +464,7 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
             f"{did_you_mean(s.download, frame.columns)}; "
             f'the file has {list(frame.columns)[:20]}. Set download = "..." in [speed]'
         )
+    require_sampling_columns(s, frame.columns, s.path)
     download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
     no_geom = frame.geometry.isna() | frame.geometry.is_empty
     bad = download.isna() & ~no_geom
@@ -549,6 +552,17 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
                     "devices are unknown and min_devices is not applied",
                 )
             )
+    if s.time_column:
+        ns, day_ok = wall_clock_ns(frame[s.time_column], column=s.time_column)
+        out["day"], out["day_ok"] = days(ns), day_ok
+        out["skey"] = sampling_keys(ns, out["download_mbps"].to_numpy(),
+                                    out["upload_mbps"].to_numpy(), out["latency_ms"].to_numpy(),
+                                    seed=s.seed or 0)
+        checked = ~(no_geom | bad | negative | absurd).to_numpy()
+        if checked.any() and not (day_ok & checked).any():
+            raise SchemaError(no_time_message(s.time_column, s.path))
+        issues.append(row_issues(~day_ok & checked, layer=layer, reason="bad_time",
+                                 message=bad_time_message(s)))
     usable = ~(no_geom | bad | negative | absurd | duplicate)
     all_issues = concat_issues(issues)
     gdf = gpd.GeoDataFrame(out[usable], geometry=frame.geometry[usable], crs="EPSG:4326")
@@ -556,6 +570,37 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
     return Loaded(
         frame=gdf, issues=all_issues, record=_record(layer, s.path, len(frame), all_issues)
     )
+
+
+def require_sampling_columns(s: SpeedConfig, columns: Iterable[str], path: Path) -> None:
+    """The device and time columns that ``statistic`` / ``sample`` need, or a SchemaError."""
+    columns = list(columns)
+    needs = [("device", s.device, 'statistic = "device_median"' if s.by_device else None),
+             ("device", s.device, 'sample = "device_day"' if s.time_column else None),
+             ("time", s.time_column, 'sample = "device_day"' if s.time_column else None)]
+    for key, column, why in needs:
+        if why and column not in columns:
+            raise SchemaError(
+                f"speed: {why} needs the {key} column {column!r}, not found in {path}"
+                f"{did_you_mean(column, columns)}; the file has {columns[:20]}. "
+                f'Set {key} = "..." in [speed]'
+            )
+
+
+def bad_time_message(s: SpeedConfig) -> str:
+    return (f"{s.time_column!r} is missing or not a date and time; the test is kept, "
+            "outside the device-day sampling")
+
+
+def no_time_message(column: str, path: Path) -> str:
+    return (f"speed: no value of the time column {column!r} in {path} reads as a date and "
+            "time; give ISO 8601 text such as 2024-03-01T07:30:00 or a timestamp column, or "
+            'set time = "..." in [speed]')
+
+
+#: The ``sampled_out`` issue: a test left out by ``sample = "device_day"``.
+SAMPLED_OUT = ("device-day sampling kept another test of this device on this day in this "
+               "village")
 
 
 def read_issues_mask(read_issues: pd.DataFrame, n: int) -> pd.Series:

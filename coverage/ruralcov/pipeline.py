@@ -15,9 +15,15 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ruralcov import aggregate, classify, crs, join
+from ruralcov import aggregate, classify, crs, join, sampling
 from ruralcov.config import Config
-from ruralcov.loaders import InputRecord, load_fibre, load_speed_tests, load_villages
+from ruralcov.loaders import (
+    SAMPLED_OUT,
+    InputRecord,
+    load_fibre,
+    load_speed_tests,
+    load_villages,
+)
 from ruralcov.schema import VILLAGE_COLUMNS, present_levels
 from ruralcov.validate import concat_issues, row_issues
 
@@ -89,22 +95,27 @@ def _speed_tests(
                                      target_mbps=target, buffer_mb=run.buffer_mb)
 
 
-def _drop_outside(
-    loaded: Any, outside: np.ndarray, what: str, issues: list[pd.DataFrame],
+def _drop_rows(
+    loaded: Any, drops: list[tuple[np.ndarray, str, str, str]], issues: list[pd.DataFrame],
     records: list[InputRecord],
 ) -> None:
-    """Record the measurement rows outside every village as dropped (issues and counts)."""
-    n_out = int(outside.sum())
-    issues.append(concat_issues([loaded.issues, row_issues(
-        outside, layer="speed", reason="outside_villages", dropped=True,
-        rows=loaded.frame["row"].to_numpy(), message=f"{what} lies outside every village polygon",
-    )]))
+    """Record rows of a measurement input dropped after loading (issues and counts); each drop
+    is (mask over the loaded rows, reason, message, severity)."""
+    rows = loaded.frame["row"].to_numpy()
+    found = [row_issues(mask, layer="speed", reason=reason, dropped=True, rows=rows,
+                        message=message, severity=severity)
+             for mask, reason, message, severity in drops]
+    issues.append(concat_issues([loaded.issues, *found]))
     rec = loaded.record
+    counts = {reason: int(mask.sum()) for mask, reason, _, _ in drops if mask.any()}
     records.append(InputRecord(
         layer="speed", path=rec.path, sha256=rec.sha256, rows_read=rec.rows_read,
-        rows_used=rec.rows_used - n_out,
-        dropped={**rec.dropped, **({"outside_villages": n_out} if n_out else {})},
+        rows_used=rec.rows_used - sum(counts.values()), dropped={**rec.dropped, **counts},
     ))
+
+
+def _outside(mask: np.ndarray, what: str) -> tuple[np.ndarray, str, str, str]:
+    return mask, "outside_villages", f"{what} lies outside every village polygon", "warning"
 
 
 def _speed_tests_loaded(
@@ -112,20 +123,29 @@ def _speed_tests_loaded(
     issues: list[pd.DataFrame], records: list[InputRecord],
 ) -> pd.DataFrame:
     """The speed tests read whole by the loader (formats the stream does not read)."""
-    tests = load_speed_tests(config.speed)
-    village_of_test = join.assign_points(
-        tests.frame.geometry.values, villages.geometry.values, priority=code_rank
-    )
-    _drop_outside(tests, village_of_test < 0, "speed test", issues, records)
+    speed = config.speed
+    tests = load_speed_tests(speed)
     t = tests.frame
+    village = join.assign_points(t.geometry.values, villages.geometry.values, priority=code_rank)
+    has_device = t.attrs.get("has_device")
+    device = t["device_id"].to_numpy() if has_device else None
+    sampled = np.zeros(len(t), dtype=bool)
+    if speed.time_column and has_device:
+        codes, _ = pd.factorize(pd.Series(device, dtype=object), use_na_sentinel=True)
+        sampled = ~sampling.device_day_keep(village, codes, codes >= 0, t["day"].to_numpy(),
+                                            t["day_ok"].to_numpy(), t["skey"].to_numpy())
+    _drop_rows(tests, [_outside(village < 0, "speed test"),
+                       (sampled, "sampled_out", SAMPLED_OUT, "info")], issues, records)
+    keep = ~sampled
     return classify.speed_statistics(
-        village_of_test,
-        t["download_mbps"].to_numpy(),
+        village[keep],
+        t["download_mbps"].to_numpy()[keep],
         n_villages=len(villages),
         target_mbps=target,
-        upload=t["upload_mbps"].to_numpy(),
-        latency=t["latency_ms"].to_numpy(),
-        device=t["device_id"].to_numpy() if t.attrs.get("has_device") else None,
+        upload=t["upload_mbps"].to_numpy()[keep],
+        latency=t["latency_ms"].to_numpy()[keep],
+        device=device[keep] if device is not None else None,
+        statistic=speed.statistic or "median",
     )
 
 
@@ -144,7 +164,7 @@ def _ookla_tiles(
         method=speed.assignment or "centroid", priority=code_rank, metric_crs=metric,
     )
     outside = ~np.isin(np.arange(len(tiles.frame)), assignment["tile"].to_numpy())
-    _drop_outside(tiles, outside, "tile", issues, records)
+    _drop_rows(tiles, [_outside(outside, "tile")], issues, records)
     stats = ookla.tile_statistics(assignment, tiles.frame, n_villages=len(villages))
     nan = np.full(len(villages), np.nan)
     # Tiles carry means, not tests: the per-test columns stay empty, the means are added.

@@ -25,6 +25,10 @@ the kept rows in the runs and copies are found village by village, in row order,
 range is gathered for the statistics (no extra pass over the data); copies among the rows
 outside every village go through :class:`DuplicateFinder`.
 
+With ``statistic = "device_median"`` or ``sample = "device_day"`` (:mod:`ruralcov.sampling`)
+the runs also carry each row's day and sampling key; the sample is drawn and the per-device
+medians are taken village by village at the same point as the duplicate check.
+
 Formats the stream does not read (GeoPackage, Shapefile, GeoJSON, WKT columns, non-WKB
 GeoParquet encodings) go through the loader instead; :func:`supports` says which.
 """
@@ -55,7 +59,15 @@ from ruralcov.config import SpeedConfig
 from ruralcov.crs import bd09_to_wgs84, gcj02_to_wgs84, parse_crs, source_crs
 from ruralcov.errors import CRSError, InputError, SchemaError
 from ruralcov.join import PolygonIndex
-from ruralcov.loaders import MAX_PLAUSIBLE_MBPS, InputRecord
+from ruralcov.loaders import (
+    MAX_PLAUSIBLE_MBPS,
+    SAMPLED_OUT,
+    InputRecord,
+    bad_time_message,
+    no_time_message,
+    require_sampling_columns,
+)
+from ruralcov.sampling import days, sampling_keys, wall_clock_ns
 from ruralcov.validate import concat_issues, dropped_counts, issue, row_issues
 
 __all__ = ["StreamedSpeed", "stream_speed_tests", "supports", "streamed_statistics"]
@@ -282,6 +294,9 @@ class Prepared:
     other_geoms: np.ndarray | None = None  # non-point geometries (GeoParquet), None elsewhere
     h1: np.ndarray | None = None  # 2 x 64-bit hash of each usable row (duplicate check)
     h2: np.ndarray | None = None
+    day: np.ndarray | None = None  # device-day sampling: day number, its validity, the key
+    day_ok: np.ndarray | None = None
+    skey: np.ndarray | None = None
 
 
 class Checker:
@@ -294,6 +309,8 @@ class Checker:
             raise SchemaError(f"speed: download column {speed.download!r} not found in "
                               f"{speed.path}; the file has {list(p.columns)[:20]}. Set "
                               f'download = "..." in [speed]')
+        require_sampling_columns(speed, p.columns, p.path)
+        self.roles["time"] = speed.time_column
         self.given = parse_crs(speed.crs)
         self.source: pyproj.CRS | str | None = None
         self.transformer: pyproj.Transformer | None = None
@@ -416,8 +433,15 @@ class Checker:
         if self.roles["device"] is not None:
             dev, dev_ok = device_keys(table.column(self.roles["device"]))
         h1, h2 = row_hashes(table, status == OK, self.plan, x, y, other)
+        day = day_ok = skey = None
+        if self.roles["time"] is not None:
+            ns, day_ok = wall_clock_ns(table.column(self.roles["time"]),
+                                       column=self.roles["time"])
+            day = days(ns)
+            skey = sampling_keys(ns, download, measures["upload"], measures["latency"],
+                                 seed=self.speed.seed or 0)
         return Prepared(row0=row0, x=x, y=y, status=status, download=download,
-                        h1=h1, h2=h2,
+                        h1=h1, h2=h2, day=day, day_ok=day_ok, skey=skey,
                         upload=measures["upload"], latency=measures["latency"],
                         neg_upload=measures["neg_upload"], neg_latency=measures["neg_latency"],
                         device=dev, device_ok=dev_ok, present=present, swapped=swapped,
@@ -626,6 +650,7 @@ class IssueLog:
     rows: dict[str, list[np.ndarray]] = field(default_factory=dict)
     present: int = 0
     swapped_all: bool = True
+    timed: int = 0  # usable rows with a readable time (device-day sampling)
 
     def add(self, key: str, rows: np.ndarray) -> None:
         if len(rows):
@@ -647,17 +672,26 @@ class IssueLog:
             if neg is not None:
                 self.add("neg_" + role, rows[neg])
         self.add("outside", rows[(prep.status == OK) & (village < 0)])
+        if prep.day_ok is not None:
+            ok = prep.status == OK
+            self.add("bad_time", rows[ok & ~prep.day_ok])
+            self.timed += int((ok & prep.day_ok).sum())
         self.present += prep.present
         if len(prep.swapped):
             self.swapped_all &= bool(prep.swapped.all())
 
     def frame(self, checker: Checker, *, rows_read: int,
-              duplicates: np.ndarray | None = None) -> pd.DataFrame:
+              duplicates: np.ndarray | None = None,
+              sampled: np.ndarray | None = None) -> pd.DataFrame:
         """The issues :func:`load_speed_tests` plus the pipeline's outside check would give.
 
         ``duplicates``: sorted rows that copy an earlier row (dropped as ``duplicate_test``,
-        so never also outside the villages).
+        so never also outside the villages); ``sampled``: rows left out by device-day sampling.
         """
+        time_col = checker.roles["time"]
+        if time_col and not self.timed and len(self.get("bad_time")):
+            raise SchemaError(no_time_message(time_col, checker.plan.path))
+        self.rows["sampled"] = [np.empty(0, np.int64) if sampled is None else sampled]
         dups = np.empty(0, np.int64) if duplicates is None else np.asarray(duplicates)
         if len(dups):
             out = self.get("outside")
@@ -733,8 +767,12 @@ class IssueLog:
             found.append(issue(layer=layer, reason="column_absent", severity="info",
                                message=f"no device column {s.device!r} in {p.path.name}; "
                                        "devices are unknown and min_devices is not applied"))
+        if time_col:
+            found.append(rows_issue("bad_time", "bad_time", bad_time_message(s), dropped=False))
         found.append(rows_issue("outside", "outside_villages",
                                 "speed test lies outside every village polygon", dropped=True))
+        found.append(rows_issue("sampled", "sampled_out", SAMPLED_OUT, dropped=True,
+                                severity="info"))
         return concat_issues(found)
 
 
@@ -768,11 +806,16 @@ class Accumulator:
         village are left out at the end (a copy shares its location, hence its village, so
         the check runs village by village on data already grouped for the statistics) and
         listed in :attr:`duplicates`.
+    statistic, sample
+        ``"median"`` or ``"device_median"``; with ``sample`` the rows carry ``day``, ``day_ok``
+        and ``skey`` and are sampled one per device and day (:mod:`ruralcov.sampling`), the rows
+        left out listed in :attr:`sampled`.
     """
 
     def __init__(self, n_villages: int, *, has_upload: bool, has_latency: bool, has_device: bool,
                  buffer_mb: float = 256, spill_dir: str | Path | None = None,
-                 has_hashes: bool = False) -> None:
+                 has_hashes: bool = False, statistic: str = "median",
+                 sample: bool = False) -> None:
         self.n = n_villages
         self.fields = ["row", "down"] + (["up"] if has_upload else []) + (
             ["lat"] if has_latency else [])
@@ -780,10 +823,17 @@ class Accumulator:
             self.fields += ["dev", "dev_ok"]
         if has_hashes:
             self.fields += ["h1", "h2"]
+        self.statistic = statistic
+        self.sample = sample and has_device
+        if self.sample:
+            self.fields += ["day", "day_ok", "skey"]
         #: After :meth:`statistics`: source rows (sorted) left out as copies, and their villages.
         self.duplicates = (np.empty(0, np.int64), np.empty(0, np.int64))
+        #: After :meth:`statistics`: source rows (sorted) left out by device-day sampling.
+        self.sampled = np.empty(0, np.int64)
         self.dtypes = {"row": np.int64, "down": np.float64, "up": np.float64, "lat": np.float64,
-                       "dev": np.uint64, "dev_ok": np.bool_, "h1": np.uint64, "h2": np.uint64}
+                       "dev": np.uint64, "dev_ok": np.bool_, "h1": np.uint64, "h2": np.uint64,
+                       "day": np.int64, "day_ok": np.bool_, "skey": np.uint64}
         self.row_bytes = sum(np.dtype(self.dtypes[f]).itemsize for f in self.fields)
         self.budget = int(buffer_mb * (1 << 20))
         self.counts = np.zeros(n_villages, dtype=np.int64)  # tests (download not NaN)
@@ -909,23 +959,48 @@ class Accumulator:
             return np.empty(0, np.int64), {f: np.empty(0, self.dtypes[f]) for f in self.fields}
         return np.concatenate(groups), {f: np.concatenate(p) for f, p in pieces.items()}
 
-    def _drop_copies(self, a: int, offsets: np.ndarray, vals: dict[str, np.ndarray],
-                     dup_rows: list[np.ndarray], dup_villages: list[np.ndarray]
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Leave out rows copying an earlier row of their village (villages from ``a``)."""
-        dup = _stat_kernels().group_duplicates(offsets, vals["h1"], vals["h2"])
-        if not dup.any():
+    def _leave_out(self, a: int, offsets: np.ndarray, vals: dict[str, np.ndarray],
+                   drop: np.ndarray, rows_out: list[np.ndarray],
+                   villages_out: list[np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Leave the rows marked in ``drop`` out of villages ``a``.. and their counts; their
+        source rows (and villages) are appended to the lists."""
+        if not drop.any():
             return offsets, vals
-        where = np.flatnonzero(dup)
+        where = np.flatnonzero(drop)
         village = np.searchsorted(offsets, where, side="right") - 1
-        dup_rows.append(vals["row"][where])
-        dup_villages.append(village + a)
+        rows_out.append(vals["row"][where])
+        if villages_out is not None:
+            villages_out.append(village + a)
         n = len(offsets) - 1
         self.rows[a:a + n] -= np.bincount(village, minlength=n)
         self.counts[a:a + n] -= np.bincount(village[~np.isnan(vals["down"][where])], minlength=n)
         offsets = offsets - np.concatenate([[0], np.cumsum(np.bincount(village, minlength=n))])
-        keep = ~dup
+        keep = ~drop
         return offsets, {f: v[keep] for f, v in vals.items()}
+
+    def _stats(self, a: int, b: int, offsets: np.ndarray, vals: dict[str, np.ndarray],
+               target: np.ndarray, out: np.ndarray) -> None:
+        """The statistics of villages [a, b) into ``out[a:b]``."""
+        k = _stat_kernels()
+        empty_f, empty_u, empty_b = np.empty(0), np.empty(0, np.uint64), np.empty(0, np.bool_)
+        has_up, has_lat, has_dev = "up" in self.fields, "lat" in self.fields, "dev" in self.fields
+        up, lat = vals.get("up", empty_f), vals.get("lat", empty_f)
+        dev, dev_ok = vals.get("dev", empty_u), vals.get("dev_ok", empty_b)
+        lo, hi = median_ci_ranks(self.counts[a:b])
+        k.village_stats(offsets, vals["down"], up, lat, dev, dev_ok, has_up, has_lat, has_dev,
+                        target[a:b], lo, hi, out[a:b])
+        if self.statistic != "device_median" or not has_dev:
+            return  # without device ids every test is a device of its own: medians of tests
+        groups, md, mu, ml = k.device_medians(offsets, vals["down"], up, lat, dev, dev_ok,
+                                              has_up, has_lat)
+        n_dev = np.bincount(np.repeat(np.arange(b - a), np.diff(groups))[~np.isnan(md)],
+                            minlength=b - a)
+        lo, hi = median_ci_ranks(n_dev)
+        by_device = np.empty((b - a, out.shape[1]))
+        k.village_stats(groups, md, mu, ml, empty_u, empty_b, has_up, has_lat, False,
+                        target[a:b], lo, hi, by_device)
+        out[a:b, 2:7] = by_device[:, 2:7]  # medians, interval, upload, latency
 
     def statistics(self, target_mbps: np.ndarray) -> pd.DataFrame:
         """Per village: the columns of :func:`ruralcov.classify.speed_statistics`, exactly."""
@@ -934,7 +1009,7 @@ class Accumulator:
         out = np.empty((self.n, 8))
         dup_rows: list[np.ndarray] = []
         dup_villages: list[np.ndarray] = []
-        empty_f, empty_u, empty_b = np.empty(0), np.empty(0, np.uint64), np.empty(0, np.bool_)
+        sampled: list[np.ndarray] = []
         single = not self.disk_runs
         if single:
             memory = self._sorted() if self.chunks else (
@@ -951,18 +1026,20 @@ class Accumulator:
                 vals = {f: v[perm] for f, v in vals.items()}
                 del groups, perm
             if "h1" in vals:
-                offsets, vals = self._drop_copies(a, offsets, vals, dup_rows, dup_villages)
-            lo, hi = median_ci_ranks(self.counts[a:b])
-            k.village_stats(
-                offsets, vals["down"], vals.get("up", empty_f), vals.get("lat", empty_f),
-                vals.get("dev", empty_u), vals.get("dev_ok", empty_b), "up" in self.fields,
-                "lat" in self.fields, "dev" in self.fields, target[a:b], lo, hi, out[a:b],
-            )
+                dup = k.group_duplicates(offsets, vals["h1"], vals["h2"])
+                offsets, vals = self._leave_out(a, offsets, vals, dup, dup_rows, dup_villages)
+            if self.sample:
+                drop = k.device_day_sample(offsets, vals["dev"], vals["dev_ok"], vals["day"],
+                                           vals["day_ok"], vals["skey"])
+                offsets, vals = self._leave_out(a, offsets, vals, drop, sampled)
+            self._stats(a, b, offsets, vals, target, out)
             del vals
         if dup_rows:
             rows, villages = np.concatenate(dup_rows), np.concatenate(dup_villages)
             order = np.argsort(rows, kind="stable")
             self.duplicates = (rows[order], villages[order])
+        if sampled:
+            self.sampled = np.sort(np.concatenate(sampled))
         frame = pd.DataFrame(out, columns=list(STAT_COLUMNS))
         frame["tests"] = self.counts.astype(np.int64)
         frame["devices"] = (frame["devices"].astype("Int64") if "dev" in self.fields
@@ -1042,7 +1119,8 @@ def stream_speed_tests(
         n_villages, has_upload=checker.roles["upload"] is not None,
         has_latency=checker.roles["latency"] is not None,
         has_device=checker.roles["device"] is not None, buffer_mb=buffer_mb, spill_dir=spill_dir,
-        has_hashes=True,
+        has_hashes=True, statistic=speed.statistic or "median",
+        sample=checker.roles["time"] is not None,
     )
     # Copies inside the villages are found by the accumulator, village by village; this finds
     # copies among the (usually few) usable rows outside every village.
@@ -1071,12 +1149,15 @@ def stream_speed_tests(
             if prep.device is not None:
                 values["dev"] = prep.device[keep]
                 values["dev_ok"] = prep.device_ok[keep]
+            if prep.day is not None:
+                values.update(day=prep.day[keep], day_ok=prep.day_ok[keep],
+                              skey=prep.skey[keep])
             acc.add(village[keep], values)
             rows += len(prep.status)
         outside_dups, _ = dups.duplicates()
         stats = acc.statistics(target_mbps)
         dup_rows = np.sort(np.concatenate([outside_dups, acc.duplicates[0]]))
-        issues = log.frame(checker, rows_read=rows, duplicates=dup_rows)
+        issues = log.frame(checker, rows_read=rows, duplicates=dup_rows, sampled=acc.sampled)
         spilled = acc.spilled_rows
     finally:
         acc.close()
@@ -1093,12 +1174,14 @@ def streamed_statistics(
     village: np.ndarray, download: np.ndarray, *, n_villages: int, target_mbps: np.ndarray,
     upload: np.ndarray | None = None, latency: np.ndarray | None = None,
     device: np.ndarray | None = None, buffer_mb: float = 256, batch_rows: int = 1 << 20,
+    statistic: str = "median", sample: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """:func:`ruralcov.classify.speed_statistics` computed by the streaming accumulator.
 
     The same arguments (``device`` as 64-bit keys, or ids hashed here), fed in batches of
     ``batch_rows``; used by the tests to prove that both give the same numbers and by the Dask
-    engine on each shuffled partition.
+    engine on each shuffled partition. ``sample``: the ``day``, ``day_ok`` and ``skey`` arrays
+    of device-day sampling (the rows left out are in ``frame.attrs["sampled"]``).
     """
     village = np.asarray(village, dtype=np.int64)
     download = np.asarray(download, dtype=np.float64)
@@ -1106,7 +1189,8 @@ def streamed_statistics(
     if device is not None:
         keys, ok = device_keys(pa.array(np.asarray(device, dtype=object), from_pandas=True))
     acc = Accumulator(n_villages, has_upload=upload is not None, has_latency=latency is not None,
-                      has_device=device is not None, buffer_mb=buffer_mb)
+                      has_device=device is not None, buffer_mb=buffer_mb, statistic=statistic,
+                      sample=sample is not None)
     try:
         for s in range(0, len(village), batch_rows):
             sl = slice(s, s + batch_rows)
@@ -1118,7 +1202,11 @@ def streamed_statistics(
                 values["lat"] = np.asarray(latency, dtype=np.float64)[keep]
             if keys is not None:
                 values["dev"], values["dev_ok"] = keys[keep], ok[keep]
+            if sample is not None:
+                values.update({f: np.asarray(v)[keep] for f, v in sample.items()})
             acc.add(village[keep], values)
-        return acc.statistics(target_mbps)
+        stats = acc.statistics(target_mbps)
+        stats.attrs["sampled"] = acc.sampled
+        return stats
     finally:
         acc.close()

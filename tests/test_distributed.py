@@ -89,3 +89,14 @@ def test_device_median_and_sampling_dask_equals_local(tmp_path, cluster):
     on_dask = analyse(_dask(config, cluster, dask_partition_rows=600))
     _assert_same_run(on_dask, local)
     assert (local.issues["reason"] == "sampled_out").sum() > 500
+
+
+def test_period_column_dask_equals_local(tmp_path, cluster):
+    from test_periods import _one_file
+
+    _, config, _ = _one_file(tmp_path)
+    local = analyse(config)
+    on_dask = analyse(_dask(config, cluster))
+    _assert_same_run(on_dask, local)
+    for level in local.trends:
+        pd.testing.assert_frame_equal(on_dask.trends[level], local.trends[level])

@@ -168,6 +168,11 @@ class SpeedConfig:
     time: str | None = None
     #: tests: seed of the device-day sampling (default 0).
     seed: int | None = None
+    #: tests: a column holding each test's period (``2020Q1``, ...): the run's periods are its
+    #: values (:mod:`ruralcov.periods`), instead of one file per period.
+    period: str | None = None
+    #: tests with ``period``: the one period this analysis reads (set by the run per period).
+    period_value: str | None = None
 
     @property
     def time_column(self) -> str | None:
@@ -177,6 +182,16 @@ class SpeedConfig:
     @property
     def by_device(self) -> bool:
         return self.statistic == "device_median"
+
+    @property
+    def period_filter(self) -> bool:
+        """Only the rows of ``period_value`` are read (a period of a period column)."""
+        return self.period is not None and self.period_value is not None
+
+    @property
+    def period_headline(self) -> bool:
+        """The headline run of a period column: it also drops the rows without a period."""
+        return self.period_filter and self.periods is not None
 
 
 @dataclass(frozen=True)
@@ -418,10 +433,14 @@ def _speed_sources(
                 raise ConfigError(
                     f"[speed] {key} {value!r} is not known; use one of {list(allowed)}"
                 )
-        tuning = [k for k in ("statistic", "sample", "time", "seed") if getattr(s, k) is not None]
+        tuning = [k for k in ("statistic", "sample", "time", "seed", "period", "period_value")
+                  if getattr(s, k) is not None]
         if tuning and s.kind != "tests":
             raise ConfigError(f"[speed] {', '.join(tuning)}: only for kind = \"tests\" "
                               f"(per-test records), not {s.kind!r}")
+        if s.period_value is not None and s.period is None:
+            raise ConfigError("[speed] period_value names one period of a period column: "
+                              'set period = "<column>" too')
         if (s.by_device or s.sample == "device_day") and not s.device:
             raise ConfigError('[speed] statistic = "device_median" and sample = "device_day" '
                               'need the device column: set device = "..."')

@@ -41,7 +41,7 @@ _STATUS_KEYS = {
     stream.MISSING: "missing", stream.BAD_GEOMETRY: "bad_geometry",
     stream.OUT_OF_RANGE: "out_of_range", stream.NATIVE_MISSING: "native_missing",
     stream.BAD_DOWNLOAD: "bad_download", stream.NEGATIVE: "negative",
-    stream.ABSURD: "absurd",
+    stream.ABSURD: "absurd", stream.NO_PERIOD: "no_period",
 }
 
 
@@ -91,7 +91,7 @@ def read_piece(piece: Piece, p: stream.Plan, speed: SpeedConfig) -> pd.DataFrame
     prep = checker.check(table, piece.row0)
     n = len(prep.status)
     frame = pd.DataFrame({
-        "row": prep.row0 + np.arange(n, dtype=np.int64),
+        "row": prep.rows,
         "x": prep.x, "y": prep.y, "status": prep.status, "down": prep.download,
         "up": prep.upload if prep.upload is not None else np.nan,
         "lat": prep.latency if prep.latency is not None else np.nan,

@@ -27,6 +27,7 @@ from ruralcov.config import (
     VillagesConfig,
 )
 from ruralcov.errors import SchemaError, did_you_mean
+from ruralcov.periods import MISSING_PERIOD, no_period_column, period_rows
 from ruralcov.sampling import days, sampling_keys, wall_clock_ns
 from ruralcov.schema import LEVELS, apply_register, cn_nbs_code_problems, normalise_codes
 from ruralcov.validate import concat_issues, dropped_counts, issue, no_issues, row_issues
@@ -465,12 +466,24 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
             f'the file has {list(frame.columns)[:20]}. Set download = "..." in [speed]'
         )
     require_sampling_columns(s, frame.columns, s.path)
+    # A period of a period column: other periods' rows are not read (``skip``); rows without
+    # a period are dropped for that reason alone (:mod:`ruralcov.periods`).
+    skip = no_period = pd.Series(False, index=frame.index)
+    if s.period_filter:
+        if s.period not in frame.columns:
+            raise no_period_column(s, frame.columns)
+        take, missing = period_rows(frame[s.period], s)
+        skip = pd.Series(~take, index=frame.index)
+        no_period = pd.Series(take, index=frame.index)
+        no_period[take] = missing
+        gone = np.flatnonzero(~take | no_period.to_numpy()) + 1
+        read_issues = read_issues[~read_issues["row"].isin(gone)]
     download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
-    no_geom = frame.geometry.isna() | frame.geometry.is_empty
-    bad = download.isna() & ~no_geom
-    negative = (download < 0) & ~no_geom
-    absurd = _absurd_speed(download) & ~no_geom
-    duplicate = _duplicate_tests(frame) & ~(no_geom | bad | negative | absurd)
+    no_geom = (frame.geometry.isna() | frame.geometry.is_empty) & ~(skip | no_period)
+    bad = download.isna() & ~no_geom & ~(skip | no_period)
+    negative = (download < 0) & ~no_geom & ~(skip | no_period)
+    absurd = _absurd_speed(download) & ~no_geom & ~(skip | no_period)
+    duplicate = _duplicate_tests(frame) & ~(no_geom | bad | negative | absurd | skip | no_period)
     issues = [
         read_issues.assign(dropped=read_issues["row"].notna()),
         row_issues(
@@ -519,7 +532,7 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
             neg = values < 0
             issues.append(
                 row_issues(
-                    neg & ~no_geom & ~bad & ~negative,
+                    neg & ~no_geom & ~bad & ~negative & ~(skip | no_period),
                     layer=layer,
                     reason=f"negative_{key}",
                     message=f"{col!r} is negative; this value is ignored",
@@ -552,23 +565,26 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
                     "devices are unknown and min_devices is not applied",
                 )
             )
+    issues.append(row_issues(no_period, layer=layer, reason="missing_period",
+                             message=MISSING_PERIOD, dropped=True))
     if s.time_column:
         ns, day_ok = wall_clock_ns(frame[s.time_column], column=s.time_column)
         out["day"], out["day_ok"] = days(ns), day_ok
         out["skey"] = sampling_keys(ns, out["download_mbps"].to_numpy(),
                                     out["upload_mbps"].to_numpy(), out["latency_ms"].to_numpy(),
                                     seed=s.seed or 0)
-        checked = ~(no_geom | bad | negative | absurd).to_numpy()
+        checked = ~(no_geom | bad | negative | absurd | skip | no_period).to_numpy()
         if checked.any() and not (day_ok & checked).any():
             raise SchemaError(no_time_message(s.time_column, s.path))
         issues.append(row_issues(~day_ok & checked, layer=layer, reason="bad_time",
                                  message=bad_time_message(s)))
-    usable = ~(no_geom | bad | negative | absurd | duplicate)
+    usable = ~(no_geom | bad | negative | absurd | duplicate | skip | no_period)
     all_issues = concat_issues(issues)
     gdf = gpd.GeoDataFrame(out[usable], geometry=frame.geometry[usable], crs="EPSG:4326")
     gdf.attrs["has_device"] = bool(s.device and s.device in frame.columns)
     return Loaded(
-        frame=gdf, issues=all_issues, record=_record(layer, s.path, len(frame), all_issues)
+        frame=gdf, issues=all_issues,
+        record=_record(layer, s.path, len(frame) - int(skip.sum()), all_issues),
     )
 
 

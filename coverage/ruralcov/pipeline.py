@@ -260,6 +260,10 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
     """
     tell = progress or (lambda step: None)
     targets = config.targets
+    if config.speed is not None and config.speed.period:  # periods from a column of the file
+        from ruralcov.trends import with_period_column
+
+        config = with_period_column(config)
 
     tell("villages")
     register, boundaries, name_records = load_villages(config)

@@ -67,13 +67,15 @@ from ruralcov.loaders import (
     no_time_message,
     require_sampling_columns,
 )
+from ruralcov.periods import MISSING_PERIOD, no_period_column, period_rows
 from ruralcov.sampling import days, sampling_keys, wall_clock_ns
 from ruralcov.validate import concat_issues, dropped_counts, issue, row_issues
 
 __all__ = ["StreamedSpeed", "stream_speed_tests", "supports", "streamed_statistics"]
 
 #: Row status codes of a prepared batch (0: usable); order = order of the loader's checks.
-OK, MISSING, BAD_GEOMETRY, OUT_OF_RANGE, NATIVE_MISSING, BAD_DOWNLOAD, NEGATIVE, ABSURD = range(8)
+(OK, MISSING, BAD_GEOMETRY, OUT_OF_RANGE, NATIVE_MISSING, BAD_DOWNLOAD, NEGATIVE, ABSURD,
+ NO_PERIOD) = range(9)
 
 STAT_COLUMNS = (
     "tests", "devices", "download_median_mbps", "download_ci_low_mbps", "download_ci_high_mbps",
@@ -278,7 +280,7 @@ def device_keys(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray
 class Prepared:
     """One batch after the loader's checks: coordinates in EPSG:4326 and a status per row."""
 
-    row0: int  # 1-based source row of the first row
+    rows: np.ndarray  # 1-based source row of each row
     x: np.ndarray
     y: np.ndarray
     status: np.ndarray  # int8: OK or the reason the row is dropped
@@ -310,6 +312,8 @@ class Checker:
                               f"{speed.path}; the file has {list(p.columns)[:20]}. Set "
                               f'download = "..." in [speed]')
         require_sampling_columns(speed, p.columns, p.path)
+        if speed.period_filter and speed.period not in p.columns:
+            raise no_period_column(speed, p.columns)
         self.roles["time"] = speed.time_column
         self.given = parse_crs(speed.crs)
         self.source: pyproj.CRS | str | None = None
@@ -360,6 +364,14 @@ class Checker:
         return x, y
 
     def check(self, table: pa.Table, row0: int) -> Prepared:
+        """The rows of ``table`` (source rows from ``row0``) checked; with a period column
+        only the period's rows (:mod:`ruralcov.periods`)."""
+        rows = row0 + np.arange(table.num_rows, dtype=np.int64)
+        no_period = None
+        if self.speed.period_filter:
+            take, no_period = period_rows(table.column(self.speed.period), self.speed)
+            if not take.all():
+                table, rows = table.filter(pa.array(take)), rows[take]
         n = table.num_rows
         status = np.zeros(n, dtype=np.int8)
         other = None
@@ -417,6 +429,8 @@ class Checker:
             status[geom_ok & np.isnan(download)] = BAD_DOWNLOAD
             status[geom_ok & (download < 0)] = NEGATIVE
             status[geom_ok & (download > MAX_PLAUSIBLE_MBPS)] = ABSURD
+        if no_period is not None:
+            status[no_period] = NO_PERIOD
         counted = (status == OK) | (status == ABSURD)
         measures: dict[str, Any] = {}
         for role in ("upload", "latency"):
@@ -440,7 +454,7 @@ class Checker:
             day = days(ns)
             skey = sampling_keys(ns, download, measures["upload"], measures["latency"],
                                  seed=self.speed.seed or 0)
-        return Prepared(row0=row0, x=x, y=y, status=status, download=download,
+        return Prepared(rows=rows, x=x, y=y, status=status, download=download,
                         h1=h1, h2=h2, day=day, day_ok=day_ok, skey=skey,
                         upload=measures["upload"], latency=measures["latency"],
                         neg_upload=measures["neg_upload"], neg_latency=measures["neg_latency"],
@@ -661,11 +675,11 @@ class IssueLog:
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def record(self, prep: Prepared, village: np.ndarray) -> None:
-        rows = prep.row0 + np.arange(len(prep.status))
+        rows = prep.rows
         for code, key in ((MISSING, "missing"), (BAD_GEOMETRY, "bad_geometry"),
                           (OUT_OF_RANGE, "out_of_range"), (NATIVE_MISSING, "native_missing"),
                           (BAD_DOWNLOAD, "bad_download"), (NEGATIVE, "negative"),
-                          (ABSURD, "absurd")):
+                          (ABSURD, "absurd"), (NO_PERIOD, "no_period")):
             self.add(key, rows[prep.status == code])
         for role in ("upload", "latency"):
             neg = getattr(prep, "neg_" + role)
@@ -767,6 +781,7 @@ class IssueLog:
             found.append(issue(layer=layer, reason="column_absent", severity="info",
                                message=f"no device column {s.device!r} in {p.path.name}; "
                                        "devices are unknown and min_devices is not applied"))
+        found.append(rows_issue("no_period", "missing_period", MISSING_PERIOD, dropped=True))
         if time_col:
             found.append(rows_issue("bad_time", "bad_time", bad_time_message(s), dropped=False))
         found.append(rows_issue("outside", "outside_villages",
@@ -1125,10 +1140,11 @@ def stream_speed_tests(
     # Copies inside the villages are found by the accumulator, village by village; this finds
     # copies among the (usually few) usable rows outside every village.
     dups = DuplicateFinder(buffer_mb=min(buffer_mb / 4, 128), spill_dir=spill_dir)
-    rows = 0
+    rows = source_rows = 0  # rows read (of the period, with a period column), rows in the file
     try:
         for table in _prefetch(iter_batches(p, checker.read_columns, batch_rows=batch_rows)):
-            prep = checker.check(table, rows + 1)
+            prep = checker.check(table, source_rows + 1)
+            source_rows += table.num_rows
             del table
             village = join_batch(prep, index)
             log.record(prep, village)
@@ -1136,10 +1152,10 @@ def stream_speed_tests(
             inside = village[usable] >= 0
             out = ~inside
             if out.any():
-                dups.add(prep.h1[out], prep.h2[out], prep.row0 + usable[out],
+                dups.add(prep.h1[out], prep.h2[out], prep.rows[usable[out]],
                          village[usable[out]])
             keep = usable[inside] if not inside.all() else usable
-            values = {"row": prep.row0 + keep, "down": prep.download[keep],
+            values = {"row": prep.rows[keep], "down": prep.download[keep],
                       "h1": prep.h1[inside] if not inside.all() else prep.h1,
                       "h2": prep.h2[inside] if not inside.all() else prep.h2}
             if prep.upload is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "PeriodRuns",
     "area_trend_text",
     "period_config",
+    "with_period_column",
     "run_periods",
     "trend_table",
     "village_trend",
@@ -74,7 +75,22 @@ def period_config(config: Config, label: str) -> Config:
     speed = config.speed
     if speed is None or not speed.periods or label not in speed.periods:
         raise KeyError(f"no period {label!r} in the configuration")
-    one = dataclasses.replace(speed, path=speed.periods[label], periods=None)
+    one = dataclasses.replace(speed, path=speed.periods[label], periods=None,
+                              period_value=label if speed.period else None)
+    return dataclasses.replace(config, speed=one)
+
+
+def with_period_column(config: Config) -> Config:
+    """A run over a period column (``[speed] period``): its periods are the column's values,
+    each reading the same file, and the headline reads the latest (:mod:`ruralcov.periods`)."""
+    speed = config.speed
+    if speed is None or speed.period is None or speed.periods or speed.period_value:
+        return config
+    from ruralcov.periods import period_labels
+
+    labels = period_labels(speed)
+    one = dataclasses.replace(speed, periods={label: speed.path for label in labels},
+                              period_value=labels[-1])
     return dataclasses.replace(config, speed=one)
 
 

@@ -1,0 +1,83 @@
+"""Periods given by a column of one tests file (``[speed] period = "quarter"``).
+
+The file's distinct period values are the run's periods (labels sort as text in time order;
+the latest is the headline), and each period is analysed from that period's rows only, as if
+they were a file of their own (:mod:`ruralcov.trends`). Every reader applies the same rule
+through :func:`period_rows`: a row belongs to period ``p`` when its value, as text without
+surrounding blanks, equals ``p``. Rows without a period value belong to no period; the
+headline run drops them as ``missing_period`` so that, over all periods, every row of the file
+is accounted for exactly once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ruralcov.config import SpeedConfig
+from ruralcov.errors import SchemaError
+
+__all__ = ["MISSING_PERIOD", "no_period_column", "period_labels", "period_rows", "period_text"]
+
+#: The ``missing_period`` issue.
+MISSING_PERIOD = "no value in the period column; the test belongs to no period"
+
+
+def period_text(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
+    """Period labels as text (blanks trimmed; empty text is no value)."""
+    if isinstance(values, pd.Series):
+        values = pa.array(values.astype(object).where(values.notna(), None), from_pandas=True)
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pc.cast(arr, pa.string())
+    text = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text)
+
+
+def period_rows(values: pa.Array | pa.ChunkedArray | pd.Series, speed: SpeedConfig
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to read for ``speed.period_value`` (its rows, plus the rows without a period
+    in the headline run) and, among those, the rows without a period."""
+    text = period_text(values)
+    missing = text.is_null().to_numpy(zero_copy_only=False)
+    mine = pc.fill_null(pc.equal(text, speed.period_value), False).to_numpy(zero_copy_only=False)
+    take = mine | (missing if speed.period_headline else False)
+    return take, missing[take]
+
+
+def period_labels(speed: SpeedConfig) -> list[str]:
+    """The distinct period values of the tests file, sorted (the last is the headline)."""
+    from ruralcov import io, stream
+
+    col = speed.period
+    p = stream.plan(speed)
+    if p is not None:
+        if col not in p.columns:
+            raise no_period_column(speed, p.columns)
+        parts = [pc.unique(period_text(t.column(col)))
+                 for t in stream.iter_batches(p, [col])]
+        found = pa.chunked_array(parts, pa.string()).unique() if parts else pa.array([])
+    else:
+        frame, _ = io.read_layer(speed.path, layer=speed.layer, crs=speed.crs,
+                                 encoding=speed.encoding, lon=speed.lon, lat=speed.lat,
+                                 name="speed")
+        if col not in frame.columns:
+            raise no_period_column(speed, frame.columns)
+        found = pc.unique(period_text(frame[col]))
+    labels = sorted(v for v in found.to_pylist() if v is not None)
+    if not labels:
+        raise SchemaError(f"speed: the period column {col!r} of {speed.path} has no values")
+    return labels
+
+
+def no_period_column(speed: SpeedConfig, columns: object) -> SchemaError:
+    from ruralcov.errors import did_you_mean
+
+    cols = list(columns)  # type: ignore[call-overload]
+    return SchemaError(f"speed: period column {speed.period!r} not found in {speed.path}"
+                       f"{did_you_mean(speed.period, cols)}; the file has {cols[:20]}. "
+                       'Set period = "..." in [speed]')

@@ -10,7 +10,7 @@ import pytest
 
 from ruralcov import analyse, load_config
 from ruralcov.config import replace
-from test_stream import _assert_same_run, _messy_tests
+from test_stream import _assert_same_run, _messy_tests, write_parts
 from worlds import write_north_world
 
 distributed = pytest.importorskip("dask.distributed")
@@ -49,12 +49,7 @@ def test_random_world_dask_equals_local(tmp_path, cluster):
     config = load_config(write_north_world(tmp_path))
     polys = gpd.read_file(tmp_path / "polygons.gpkg").geometry.values
     frame = _messy_tests(polys, np.random.default_rng(8), 5000)
-    typed = frame.astype({c: float for c in ("lon", "lat", "down", "up", "ping")})
-    parts = tmp_path / "parts"
-    parts.mkdir()
-    for k, start in enumerate(range(0, len(typed), 1300)):
-        typed.iloc[start:start + 1300].to_parquet(parts / f"part-{k}.parquet",
-                                                 row_group_size=400)
+    parts = write_parts(frame, tmp_path / "parts", rows=1300, row_group_size=400)
     speed = dataclasses.replace(config.speed, path=parts)
     config = replace(config, speed=speed)
     local = analyse(config)

@@ -22,7 +22,7 @@ from ruralcov import analyse, join, load_config, sampling, stream
 from ruralcov.classify import median_ci_ranks, speed_statistics
 from ruralcov.config import config_from_dict, replace
 from ruralcov.errors import ConfigError, SchemaError
-from test_stream import _assert_same_run, _both_ways, _equal_stats, _messy_tests
+from test_stream import _assert_same_run, _both_ways, _equal_stats, _messy_tests, write_parts
 from worlds import write_north_world
 
 MEDIANS = ["download_median_mbps", "download_ci_low_mbps", "download_ci_high_mbps",
@@ -194,12 +194,7 @@ def sampled_config(tmp_path, *, rows=3000, fmt="csv", statistic="device_median",
         path = tmp_path / "timed.csv"
         frame.to_csv(path, index=False)
     else:
-        typed = frame.astype({c: float for c in ("lon", "lat", "down", "up", "ping")})
-        path = tmp_path / "timed_parts"
-        path.mkdir()
-        for k, start in enumerate(range(0, len(typed), 700)):
-            typed.iloc[start:start + 700].to_parquet(path / f"p{k}.parquet",
-                                                     row_group_size=300)
+        path = write_parts(frame, tmp_path / "timed_parts", rows=700, row_group_size=300)
     speed = dataclasses.replace(config.speed, path=path, statistic=statistic,
                                 sample="device_day", time="time", seed=seed)
     return replace(config, speed=speed, run=dataclasses.replace(config.run, buffer_mb=0.01))

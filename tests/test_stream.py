@@ -118,6 +118,16 @@ def _messy_tests(polys, rng, n):
     return pd.concat([frame, dup], ignore_index=True)
 
 
+def write_parts(frame, folder, *, rows, row_group_size=None):
+    """The messy tests (numbers typed) as a folder of Parquet parts of ``rows`` rows."""
+    typed = frame.astype({c: float for c in ("lon", "lat", "down", "up", "ping")})
+    folder.mkdir()
+    for k, start in enumerate(range(0, len(typed), rows)):
+        typed.iloc[start:start + rows].to_parquet(folder / f"p{k}.parquet",
+                                                  row_group_size=row_group_size)
+    return folder
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "parquet_parts", "geoparquet"])
 def test_messy_world_stream_equals_loader(tmp_path, monkeypatch, fmt):
     config = load_config(write_north_world(tmp_path))
@@ -133,10 +143,7 @@ def test_messy_world_stream_equals_loader(tmp_path, monkeypatch, fmt):
             path = tmp_path / "messy.parquet"
             typed.to_parquet(path)
         else:
-            path = tmp_path / "messy_parts"
-            path.mkdir()
-            for k, start in enumerate(range(0, len(typed), 1100)):
-                typed.iloc[start:start + 1100].to_parquet(path / f"p{k}.parquet")
+            path = write_parts(frame, tmp_path / "messy_parts", rows=1100)
     else:
         typed = frame.astype({c: float for c in ("lon", "lat", "down", "up", "ping")})
         ok = typed["lon"].notna() & typed["lat"].notna()

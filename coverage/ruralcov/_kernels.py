@@ -280,70 +280,150 @@ def order_by_group(groups, n_groups):  # pragma: no cover - compiled
     return perm, counts
 
 @njit(cache=True, nogil=True)
-def median_sorted(v):  # pragma: no cover - compiled
-    n = len(v)
+def _select(a, lo, hi, k):  # pragma: no cover - compiled
+    """Rearrange ``a[lo:hi]`` so that ``a[k]`` holds the value of rank ``k`` (Hoare quickselect,
+    median-of-three pivot, insertion sort for short ranges); no NaN in ``a[lo:hi]``."""
+    while hi - lo > 16:
+        mid = (lo + hi - 1) // 2
+        x, y, z = a[lo], a[mid], a[hi - 1]
+        if x > y:
+            x, y = y, x
+        if y > z:
+            y = z
+            if x > y:
+                y = x
+        pivot = y
+        i = lo
+        j = hi - 1
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = a[i]
+                a[i] = a[j]
+                a[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j + 1
+        elif k >= i:
+            lo = i
+        else:
+            return
+    _insertion_sort(a[lo:hi], hi - lo)
+
+
+@njit(cache=True, nogil=True)
+def _rank_values(buf, n, ranks, vals):  # pragma: no cover - compiled
+    """``vals[j]``: the value of 1-based rank ``ranks[j]`` in ``buf[:n]`` (ranks ascending;
+    0: none, NaN). Each selection leaves the ranks below it to its left, so the next one
+    only searches to the right."""
+    lo = 0
+    for j in range(len(ranks)):
+        r = ranks[j]
+        if r <= 0:
+            vals[j] = np.nan
+            continue
+        k = r - 1
+        if k >= lo:
+            _select(buf, lo, n, k)
+            lo = k + 1
+        vals[j] = buf[k]
+
+
+@njit(cache=True, nogil=True)
+def _select_median(buf, n):  # pragma: no cover - compiled
+    """Exact median of ``buf[:n]`` (mean of the two middle values), reordering ``buf``."""
     if n == 0:
         return np.nan
     lo = (n + 1) // 2
-    hi = lo if n % 2 == 1 else n // 2 + 1
-    return (v[lo - 1] + v[hi - 1]) / 2.0
+    _select(buf, 0, n, lo - 1)
+    a = buf[lo - 1]
+    if n % 2 == 1:
+        return a
+    b = buf[lo]  # rank lo + 1: the smallest value right of rank lo
+    for i in range(lo + 1, n):
+        if buf[i] < b:
+            b = buf[i]
+    return (a + b) / 2.0
+
 
 @njit(cache=True, nogil=True)
-def nan_median(values):  # pragma: no cover - compiled
+def _nan_median(values, buf):  # pragma: no cover - compiled
     k = 0
-    buf = np.empty(len(values))
     for val in values:
         if not np.isnan(val):
             buf[k] = val
             k += 1
-    b = np.sort(buf[:k])
-    return median_sorted(b)
+    return _select_median(buf, k)
+
 
 @njit(cache=True, nogil=True, parallel=True)
 def village_stats(offsets, down, up, lat, dev, dev_ok, has_up, has_lat, has_dev, target,
                   ci_lo, ci_hi, out):  # pragma: no cover - compiled
-    """Per group: tests, devices, median, CI low, CI high, upload, latency, share."""
+    """Per group: tests, devices, median, CI low, CI high, upload, latency, share.
+
+    Order statistics by selection rather than sorting (linear per village) and distinct
+    devices by a small open-addressing set; values equal to sorting's.
+    """
     for v in prange(len(offsets) - 1):
         s = offsets[v]
         e = offsets[v + 1]
-        d = np.sort(down[s:e])  # NaN (a test without download) sorts last
+        buf = np.empty(e - s)
         n = 0
-        while n < len(d) and not np.isnan(d[n]):
-            n += 1
+        at = 0
+        t = target[v]
+        for i in range(s, e):
+            x = down[i]
+            if not np.isnan(x):
+                buf[n] = x
+                n += 1
+                if x >= t:
+                    at += 1
         out[v, 0] = n
         if n == 0:
             out[v, 1] = 0.0
             for j in range(2, 8):
                 out[v, j] = np.nan
         else:
-            out[v, 2] = median_sorted(d[:n])
-            out[v, 3] = d[ci_lo[v] - 1] if ci_lo[v] > 0 else np.nan
-            out[v, 4] = d[ci_hi[v] - 1] if ci_hi[v] > 0 else np.nan
-        out[v, 5] = nan_median(up[s:e]) if has_up else np.nan
-        out[v, 6] = nan_median(lat[s:e]) if has_lat else np.nan
-        if n > 0:
-            at = 0
-            t = target[v]
-            for i in range(n):
-                if d[i] >= t:
-                    at += 1
+            lo = (n + 1) // 2
+            hi = lo if n % 2 == 1 else n // 2 + 1
+            ranks = np.array([ci_lo[v], lo, hi, ci_hi[v]], dtype=np.int64)
+            order = np.argsort(ranks)  # ascending, for the successive selections
+            picked = np.empty(4)
+            _rank_values(buf, n, ranks[order], picked)
+            vals = np.empty(4)
+            for j in range(4):
+                vals[order[j]] = picked[j]
+            out[v, 2] = (vals[1] + vals[2]) / 2.0
+            out[v, 3] = vals[0] if ci_lo[v] > 0 else np.nan
+            out[v, 4] = vals[3] if ci_hi[v] > 0 else np.nan
             out[v, 7] = at / n
+        out[v, 5] = _nan_median(up[s:e], buf) if has_up else np.nan
+        out[v, 6] = _nan_median(lat[s:e], buf) if has_lat else np.nan
         if has_dev:
-            keys = np.empty(e - s, dtype=np.uint64)
-            k = 0
+            m = 2
+            while m < 2 * (e - s):
+                m *= 2
+            table = np.empty(m, dtype=np.uint64)
+            used = np.zeros(m, dtype=np.bool_)
+            mask = np.uint64(m - 1)
+            distinct = 0
             for i in range(s, e):
                 if dev_ok[i] and not np.isnan(down[i]):
-                    keys[k] = dev[i]
-                    k += 1
-            keys = np.sort(keys[:k])
-            distinct = 0
-            for i in range(k):
-                if i == 0 or keys[i] != keys[i - 1]:
-                    distinct += 1
+                    key = dev[i]
+                    slot = _mix(key) & mask
+                    while used[slot] and table[slot] != key:
+                        slot = (slot + np.uint64(1)) & mask
+                    if not used[slot]:
+                        used[slot] = True
+                        table[slot] = key
+                        distinct += 1
             out[v, 1] = distinct
         else:
             out[v, 1] = np.nan
-
 
 
 @njit(cache=True, nogil=True)
@@ -404,6 +484,10 @@ def build_slots(cells, pids, rank, n_cells):  # pragma: no cover - compiled
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
+_EXP = np.uint64(0x7FF0000000000000)  # float64 exponent and mantissa bits
+_MANT = np.uint64(0x000FFFFFFFFFFFFF)
+#: The key of a missing cell (``stream._NA``).
+_NA_KEY = np.uint64(0x5A5A5A5A5A5A5A5A)
 
 
 @njit(cache=True, nogil=True)
@@ -420,6 +504,21 @@ def combine(h, values, seed):  # pragma: no cover - compiled
     s = np.uint64(seed)
     for i in range(len(h)):
         h[i] = _mix(h[i] * _GOLD + _mix(values[i] + s))
+
+
+@njit(cache=True, nogil=True)
+def combine_both(h1, h2, words, is_float, seed1, seed2):  # pragma: no cover - compiled
+    """:func:`combine` into both row hashes in one pass over a null-free float64 or int64
+    column given as its 64-bit words; for floats every NaN first becomes the missing-cell
+    key (the keys ``stream._column_keys`` would build, without building them)."""
+    s1 = np.uint64(seed1)
+    s2 = np.uint64(seed2)
+    for i in range(len(h1)):
+        v = words[i]
+        if is_float and (v & _EXP) == _EXP and (v & _MANT) != np.uint64(0):
+            v = _NA_KEY
+        h1[i] = _mix(h1[i] * _GOLD + _mix(v + s1))
+        h2[i] = _mix(h2[i] * _GOLD + _mix(v + s2))
 
 
 @njit(cache=True, nogil=True)
@@ -536,9 +635,7 @@ def _median_of(values, idx, a, b, buf):  # pragma: no cover - compiled
         if not np.isnan(x):
             buf[k] = x
             k += 1
-    if k == 0:
-        return np.nan
-    return median_sorted(np.sort(buf[:k]))
+    return _select_median(buf, k)
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -127,7 +127,8 @@ def _as_text(series: pd.Series) -> pd.Series:
             return str(int(v))
         return str(v)
 
-    return pd.Series([conv(v) for v in series], index=series.index, name=series.name, dtype=object)
+    return pd.Series([v if type(v) is str else conv(v) for v in series.tolist()],
+                     index=series.index, name=series.name, dtype=object)
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
@@ -206,6 +207,8 @@ def neutralise(value: Any) -> Any:
 def _neutralised(series: pd.Series) -> pd.Series:
     if series.dtype != object and not pd.api.types.is_string_dtype(series.dtype):
         return series
+    if not any(v.startswith(_FORMULA_START) for v in series.unique() if isinstance(v, str)):
+        return series  # nothing looks like a formula
     return series.map(neutralise, na_action="ignore")
 
 
@@ -215,6 +218,9 @@ def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
         series = out[col]
         if _is_code(col):
             out[col] = _neutralised(_as_text(series))
+        elif series.dtype == np.bool_:
+            out[col] = pd.Series(np.where(series.to_numpy(), _TRUE, _FALSE).astype(object),
+                                 index=series.index, dtype=object)
         elif _is_bool(series):
             out[col] = pd.Series(
                 [None if pd.isna(v) else (_TRUE if v else _FALSE) for v in series],
@@ -267,20 +273,35 @@ def _display_width(value: Any) -> int:
 def _cell_values(series: pd.Series) -> list[Any]:
     """Python values xlsxwriter writes with the right cell type; None for missing."""
     if _is_code(str(series.name)):
-        return [neutralise(v) for v in _as_text(series)]
-    out: list[Any] = []
-    for v in series.astype(object):
-        if v is None or v is pd.NA or v is pd.NaT:
-            out.append(None)
-        elif isinstance(v, bool | np.bool_):
-            out.append(bool(v))
-        elif isinstance(v, int | np.integer):
-            out.append(int(v))
-        elif isinstance(v, float | np.floating):
-            out.append(None if not math.isfinite(v) else float(v))
-        else:
-            out.append(neutralise(str(v)))
-    return out
+        return _neutralised_list(_as_text(series).tolist())
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":  # numpy bool/int/float
+        arr = series.to_numpy()
+        values = arr.tolist()  # the Python bool/int/float of each value
+        if dtype.kind == "f":
+            for i in np.flatnonzero(~np.isfinite(arr)).tolist():
+                values[i] = None
+        return values
+    return _neutralised_list(series.astype(object).tolist(), _cell_value)
+
+
+def _neutralised_list(values: list[Any], other: Callable[[Any], Any] = neutralise) -> list[Any]:
+    """:func:`neutralise` of each text (once per distinct text), ``other`` of anything else."""
+    texts = {v: neutralise(v) for v in {v for v in values if type(v) is str}}
+    return [texts[v] if type(v) is str else other(v) for v in values]
+
+
+def _cell_value(v: Any) -> Any:
+    """One value of an object column as a cell value (None for missing)."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if isinstance(v, float | np.floating):
+        return None if not math.isfinite(v) else float(v)
+    return neutralise(str(v))
 
 
 def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
@@ -959,20 +980,37 @@ def _trend_charts(result: CoverageResult, tmp: Path) -> list[tuple[str, str]]:
     return [(f"charts/{name}", caption) for name, caption in made]
 
 
+def write_skipped_index(folder: Path | str) -> Path:
+    """Write the ``maps/index.html`` of a run whose maps were switched off."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "index.html"
+    body = (
+        "<h1>Maps were skipped</h1>\n<p>This run was made without maps "
+        "(<code>[maps] enabled = false</code> or <code>ruralcov run --no-maps</code>). "
+        "Draw them later with <code>ruralcov map RUN_DIR</code>; the numbers are in the "
+        '<a href="../report.html">report</a>.</p>'
+    )
+    path.write_text(page("Maps skipped", body), encoding="utf-8", newline="\n")
+    return path
+
+
 def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, created: str) -> None:
     """Write every file of the run folder into ``tmp`` (which will become ``out``)."""
-    from ruralcov import maps as _maps  # maps builds on this module's HTML helpers
-
     result.villages.to_parquet(tmp / "villages.parquet", index=False)
     write_tables(result, tmp / "tables")
     write_xlsx(result, tmp / "report.xlsx")
     maps_dir = tmp / "maps"
-    if maps:
+    figures: list[tuple[str, str]] = []
+    if maps:  # folium is imported only when maps are drawn
+        from ruralcov import maps as _maps  # maps builds on this module's HTML helpers
+
         _maps.write_maps(result, maps_dir)
+        figures = _maps.report_figures(maps_dir)
     else:
-        _maps.write_skipped_index(maps_dir)
+        write_skipped_index(maps_dir)
     (tmp / "report.html").write_text(
-        render_report_html(result, created=created, figures=_maps.report_figures(maps_dir),
+        render_report_html(result, created=created, figures=figures,
                            trend_figures=_trend_charts(result, tmp)),
         encoding="utf-8",
         newline="\n",

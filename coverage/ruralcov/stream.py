@@ -511,6 +511,12 @@ def row_hashes(table: pa.Table, rows: np.ndarray, p: Plan, x: np.ndarray, y: np.
             continue
         col = table.column(name).combine_chunks()
         col = col if every else col.take(take)
+        if col.null_count == 0 and (pa.types.is_float64(col.type)
+                                    or pa.types.is_int64(col.type)):
+            # both hashes in one pass over the column's own buffer, with the same keys
+            k.combine_both(h[0], h[1], col.to_numpy(zero_copy_only=True).view(np.uint64),
+                           pa.types.is_float64(col.type), i, 1000 + i)
+            continue
         numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
         keys = _column_keys(col, _HASH_KEYS[0]) if numeric else None  # the same for both
         for seed, key in enumerate(_HASH_KEYS):
@@ -1083,6 +1089,18 @@ class StreamedSpeed:
     spilled_rows: int = 0
 
 
+def _checked(tables: Iterator[pa.Table], checker: Checker, index: PolygonIndex
+             ) -> Iterator[tuple[Prepared, np.ndarray]]:
+    """Each batch checked and joined (run in the reader thread by :func:`_prefetch`: numpy and
+    the numba kernels release the GIL, so this overlaps with accumulating the previous batch)."""
+    source_rows = 0  # rows of the file so far (a period column skips some of them)
+    for table in tables:
+        prep = checker.check(table, source_rows + 1)
+        source_rows += table.num_rows
+        del table
+        yield prep, join_batch(prep, index)
+
+
 def stream_speed_tests(
     speed: SpeedConfig,
     index: PolygonIndex,
@@ -1090,7 +1108,7 @@ def stream_speed_tests(
     n_villages: int,
     target_mbps: np.ndarray,
     buffer_mb: float = 256,
-    batch_rows: int = 1 << 20,
+    batch_rows: int = 1 << 18,
     spill_dir: str | Path | None = None,
     hash_input: bool = True,
 ) -> StreamedSpeed:
@@ -1107,7 +1125,8 @@ def stream_speed_tests(
     buffer_mb
         Memory for kept tests before they spill to disk.
     batch_rows
-        Rows per batch read.
+        Rows per batch read (small batches keep every array under numpy's huge-page size,
+        so their memory is reused rather than faulted in anew).
     hash_input
         Compute the file's SHA-256 for the manifest (in a background thread).
 
@@ -1140,13 +1159,10 @@ def stream_speed_tests(
     # Copies inside the villages are found by the accumulator, village by village; this finds
     # copies among the (usually few) usable rows outside every village.
     dups = DuplicateFinder(buffer_mb=min(buffer_mb / 4, 128), spill_dir=spill_dir)
-    rows = source_rows = 0  # rows read (of the period, with a period column), rows in the file
+    rows = 0  # rows read (of the period, with a period column)
     try:
-        for table in _prefetch(iter_batches(p, checker.read_columns, batch_rows=batch_rows)):
-            prep = checker.check(table, source_rows + 1)
-            source_rows += table.num_rows
-            del table
-            village = join_batch(prep, index)
+        tables = iter_batches(p, checker.read_columns, batch_rows=batch_rows)
+        for prep, village in _prefetch(_checked(tables, checker, index)):
             log.record(prep, village)
             usable = np.flatnonzero(prep.status == OK)
             inside = village[usable] >= 0

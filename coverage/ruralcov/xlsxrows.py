@@ -11,7 +11,9 @@ that the file is byte for byte the sheet xlsxwriter would write (checked by the 
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -49,17 +51,33 @@ def _text(s: str) -> str:
     return s
 
 
+def _text_tail(v: str) -> str:
+    """What follows ``<c r=".." s=".."`` for a text cell."""
+    t = _text(v)
+    space = ' xml:space="preserve"' if t and (t[0].isspace() or t[-1].isspace()) else ""
+    return f' t="inlineStr"><is><t{space}>{t}</t></is></c>'
+
+
 def _cells(values: Sequence[Any], letter: str, style: int | None, first: int) -> list[str]:
-    """One column's ``<c>`` elements for Excel rows ``first``, ``first + 1``, ... ("" for None)."""
+    """One column's ``<c>`` elements for Excel rows ``first``, ``first + 1``, ... ("" for None).
+
+    A column of one kind (numbers, booleans) is formatted in one comprehension; texts repeat
+    a lot (names, classes), so each distinct text is escaped once."""
     s = f' s="{style}"' if style is not None else ""
+    kinds = set(map(type, values)) - {type(None)}
+    if kinds <= {float, int}:
+        return [f'<c r="{letter}{i}"{s}><v>{v:.16G}</v></c>' if v is not None else ""
+                for i, v in enumerate(values, first)]
+    if kinds == {bool}:
+        return [f'<c r="{letter}{i}"{s} t="b"><v>{int(v)}</v></c>' if v is not None else ""
+                for i, v in enumerate(values, first)]
+    tails = {v: _text_tail(v) for v in {v for v in values if isinstance(v, str)}}
     out = []
     for i, v in enumerate(values, first):
         if v is None:
             out.append("")
         elif isinstance(v, str):
-            t = _text(v)
-            space = ' xml:space="preserve"' if t and (t[0].isspace() or t[-1].isspace()) else ""
-            out.append(f'<c r="{letter}{i}"{s} t="inlineStr"><is><t{space}>{t}</t></is></c>')
+            out.append(f'<c r="{letter}{i}"{s}{tails[v]}')
         elif isinstance(v, bool):
             out.append(f'<c r="{letter}{i}"{s} t="b"><v>{int(v)}</v></c>')
         else:
@@ -124,11 +142,44 @@ def splice_rows(path: Path | str, sheets: dict[int, Sequence[Sequence[Any]]]) ->
                 head = _DIMENSION.sub(f'<dimension ref="{ref}"/>', head, count=1)
             styles = column_styles(head, len(columns))
             with dst.open(info, "w") as fh:
-                fh.write(head.encode("utf-8"))
-                for piece in rows_xml(columns, styles):
-                    fh.write(piece.encode("utf-8"))
-                fh.write(("</sheetData>" + tail).encode("utf-8"))
+                _write_behind(fh, _pieces(head, rows_xml(columns, styles), tail))
     tmp.replace(path)
+
+
+def _pieces(head: str, rows: Iterator[str], tail: str) -> Iterator[str]:
+    """The sheet's XML: everything up to the rows, the rows, the rest."""
+    yield head
+    yield from rows
+    yield "</sheetData>" + tail
+
+
+def _write_behind(fh: Any, pieces: Iterator[str]) -> None:
+    """Write the encoded ``pieces`` to ``fh`` from a second thread: zlib (deflate, CRC)
+    releases the GIL, so compressing overlaps with formatting the next rows. The same writes
+    in the same order, so the same bytes."""
+    q: queue.Queue = queue.Queue(maxsize=4)
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        while (data := q.get()) is not None:
+            if not failed:
+                try:
+                    fh.write(data)
+                except BaseException as exc:  # handed to the caller
+                    failed.append(exc)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        for piece in pieces:
+            if failed:
+                break
+            q.put(piece.encode("utf-8"))
+    finally:
+        q.put(None)
+        t.join()
+    if failed:
+        raise failed[0]
 
 
 def _last_row(columns: Sequence[Sequence[Any]]) -> int:

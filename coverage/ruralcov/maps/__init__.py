@@ -51,7 +51,6 @@ __all__ = [
     "map_class",
     "report_figures",
     "write_maps",
-    "write_skipped_index",
 ]
 
 log = logging.getLogger(__name__)
@@ -370,20 +369,3 @@ def _index_html(
         )
     parts.append('<p><a href="../report.html">Back to the report</a></p>')
     return page(f"Maps — {name}", "\n".join(parts))
-
-
-def write_skipped_index(folder: Path | str) -> Path:
-    """Write the ``index.html`` of a run whose maps were switched off."""
-    from ruralcov.report import page
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "index.html"
-    body = (
-        "<h1>Maps were skipped</h1>\n<p>This run was made without maps "
-        "(<code>[maps] enabled = false</code> or <code>ruralcov run --no-maps</code>). "
-        "Draw them later with <code>ruralcov map RUN_DIR</code>; the numbers are in the "
-        '<a href="../report.html">report</a>.</p>'
-    )
-    path.write_text(page("Maps skipped", body), encoding="utf-8", newline="\n")
-    return path

@@ -478,12 +478,14 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
         no_period[take] = missing
         gone = np.flatnonzero(~take | no_period.to_numpy()) + 1
         read_issues = read_issues[~read_issues["row"].isin(gone)]
+    in_scope = ~(skip | no_period)  # the rows checked
     download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
-    no_geom = (frame.geometry.isna() | frame.geometry.is_empty) & ~(skip | no_period)
-    bad = download.isna() & ~no_geom & ~(skip | no_period)
-    negative = (download < 0) & ~no_geom & ~(skip | no_period)
-    absurd = _absurd_speed(download) & ~no_geom & ~(skip | no_period)
-    duplicate = _duplicate_tests(frame) & ~(no_geom | bad | negative | absurd | skip | no_period)
+    no_geom = (frame.geometry.isna() | frame.geometry.is_empty) & in_scope
+    has_geom = ~no_geom & in_scope
+    bad = download.isna() & has_geom
+    negative = (download < 0) & has_geom
+    absurd = _absurd_speed(download) & has_geom
+    duplicate = _duplicate_tests(frame) & has_geom & ~(bad | negative | absurd)
     issues = [
         read_issues.assign(dropped=read_issues["row"].notna()),
         row_issues(
@@ -532,7 +534,7 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
             neg = values < 0
             issues.append(
                 row_issues(
-                    neg & ~no_geom & ~bad & ~negative & ~(skip | no_period),
+                    neg & has_geom & ~bad & ~negative,
                     layer=layer,
                     reason=f"negative_{key}",
                     message=f"{col!r} is negative; this value is ignored",
@@ -573,12 +575,12 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
         out["skey"] = sampling_keys(ns, out["download_mbps"].to_numpy(),
                                     out["upload_mbps"].to_numpy(), out["latency_ms"].to_numpy(),
                                     seed=s.seed or 0)
-        checked = ~(no_geom | bad | negative | absurd | skip | no_period).to_numpy()
+        checked = (has_geom & ~(bad | negative | absurd)).to_numpy()
         if checked.any() and not (day_ok & checked).any():
             raise SchemaError(no_time_message(s.time_column, s.path))
         issues.append(row_issues(~day_ok & checked, layer=layer, reason="bad_time",
                                  message=bad_time_message(s)))
-    usable = ~(no_geom | bad | negative | absurd | duplicate | skip | no_period)
+    usable = has_geom & ~(bad | negative | absurd | duplicate)
     all_issues = concat_issues(issues)
     gdf = gpd.GeoDataFrame(out[usable], geometry=frame.geometry[usable], crs="EPSG:4326")
     gdf.attrs["has_device"] = bool(s.device and s.device in frame.columns)

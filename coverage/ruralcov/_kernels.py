@@ -522,22 +522,27 @@ def combine_both(h1, h2, words, is_float, seed1, seed2):  # pragma: no cover - c
 
 
 @njit(cache=True, nogil=True)
+def _seen(a, b, table1, table2, used, mask):  # pragma: no cover - compiled
+    """Whether the pair (a, b) is already in the open-addressing table; inserts it if not."""
+    slot = _mix(a ^ b) & mask
+    while used[slot]:
+        if table1[slot] == a and table2[slot] == b:
+            return True
+        slot = (slot + np.uint64(1)) & mask
+    used[slot] = True
+    table1[slot] = a
+    table2[slot] = b
+    return False
+
+
+@njit(cache=True, nogil=True)
 def first_seen(h1, h2, table1, table2, used):  # pragma: no cover - compiled
     """True for rows whose (h1, h2) appeared in an earlier row, in row order (open addressing
     in a table of a power-of-two size at least twice the rows)."""
     mask = np.uint64(len(table1) - 1)
     dup = np.zeros(len(h1), dtype=np.bool_)
     for i in range(len(h1)):
-        slot = _mix(h1[i] ^ h2[i]) & mask
-        while used[slot]:
-            if table1[slot] == h1[i] and table2[slot] == h2[i]:
-                dup[i] = True
-                break
-            slot = (slot + np.uint64(1)) & mask
-        if not dup[i]:
-            used[slot] = True
-            table1[slot] = h1[i]
-            table2[slot] = h2[i]
+        dup[i] = _seen(h1[i], h2[i], table1, table2, used, mask)
     return dup
 
 
@@ -566,16 +571,7 @@ def group_duplicates(offsets, h1, h2):  # pragma: no cover - compiled
             m *= 2
         mask = np.uint64(m - 1)
         for i in range(s, e):
-            slot = _mix(h1[i] ^ h2[i]) & mask
-            while used[slot]:
-                if table1[slot] == h1[i] and table2[slot] == h2[i]:
-                    dup[i] = True
-                    break
-                slot = (slot + np.uint64(1)) & mask
-            if not dup[i]:
-                used[slot] = True
-                table1[slot] = h1[i]
-                table2[slot] = h2[i]
+            dup[i] = _seen(h1[i], h2[i], table1, table2, used, mask)
         used[:m] = False
     return dup
 

@@ -34,8 +34,8 @@ from numpy.typing import ArrayLike, NDArray
 from ruralcov import io
 from ruralcov.config import SpeedConfig
 from ruralcov.errors import SchemaError, did_you_mean
-from ruralcov.loaders import InputRecord, Loaded
-from ruralcov.validate import concat_issues, dropped_counts, row_issues
+from ruralcov.loaders import Loaded, input_record
+from ruralcov.validate import concat_issues, row_issues
 
 __all__ = [
     "BASIS_CLASSES",
@@ -138,15 +138,7 @@ def load_capability(s: SpeedConfig, index: int, register_codes: pd.Series) -> Lo
             "provider": optional(s.provider, "provider").fillna(f"source {index}"),
         }
     )[~(no_code | unknown | bad | negative).to_numpy()].reset_index(drop=True)
-    dropped = dropped_counts(issues, layer)
-    record = InputRecord(
-        layer=layer,
-        path=s.path,
-        sha256=io.sha256_file(s.path),
-        rows_read=len(frame),
-        rows_used=len(frame) - sum(dropped.values()),
-        dropped=dropped,
-    )
+    record = input_record(layer, s.path, len(frame), issues)
     return Loaded(frame=out, issues=issues, record=record)  # type: ignore[arg-type]
 
 

@@ -55,7 +55,7 @@ class Loaded:
     record: InputRecord
 
 
-def _record(
+def input_record(
     layer: str, path: Path, rows: int, issues: pd.DataFrame, extra: dict[str, int] | None = None
 ) -> InputRecord:
     dropped = dropped_counts(issues, layer)
@@ -201,7 +201,7 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
     register = Loaded(
         frame=gpd.GeoDataFrame(std[keep], geometry=geometry[keep], crs="EPSG:4326"),
         issues=all_issues,
-        record=_record(layer, v.path, len(frame), all_issues),
+        record=input_record(layer, v.path, len(frame), all_issues),
     )
     boundaries = None
     if config.boundaries is not None:
@@ -232,7 +232,7 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
             )
         lookup = table.assign(code=normalise_codes(table["code"])).drop_duplicates("code")
         out[f"{level}_name"] = out[f"{level}_code"].map(lookup.set_index("code")["name"])
-        names.append(_record(f"names.{level}", path, len(table), no_issues()))
+        names.append(input_record(f"names.{level}", path, len(table), no_issues()))
     return register, boundaries, names
 
 
@@ -272,7 +272,7 @@ def load_boundaries(b: BoundariesConfig, register_codes: pd.Series) -> Loaded:
     out = gpd.GeoDataFrame(
         {"village_code": codes[usable]}, geometry=geometry[usable], crs="EPSG:4326"
     )
-    return Loaded(frame=out, issues=issues, record=_record(layer, b.path, len(frame), issues))
+    return Loaded(frame=out, issues=issues, record=input_record(layer, b.path, len(frame), issues))
 
 
 def _status_mask(frame: pd.DataFrame, f: FibreConfig, layer: str) -> pd.Series:
@@ -351,7 +351,7 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
                 "has_fibre": value[used & operational].astype(bool),
             }
         )
-        record = _record(layer, f.path, len(table), issues, {"not_operational": not_op})
+        record = input_record(layer, f.path, len(table), issues, {"not_operational": not_op})
         return Loaded(frame=gpd.GeoDataFrame(out), issues=issues, record=record), "table"
 
     frame, read_issues = io.read_layer(
@@ -439,7 +439,7 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
         geometry=frame.geometry[usable],
         crs="EPSG:4326",
     )
-    record = _record(layer, f.path, len(frame), issues, {"not_operational": not_op})
+    record = input_record(layer, f.path, len(frame), issues, {"not_operational": not_op})
     return Loaded(frame=out, issues=issues, record=record), f.kind
 
 
@@ -586,7 +586,7 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
     gdf.attrs["has_device"] = bool(s.device and s.device in frame.columns)
     return Loaded(
         frame=gdf, issues=all_issues,
-        record=_record(layer, s.path, len(frame) - int(skip.sum()), all_issues),
+        record=input_record(layer, s.path, len(frame) - int(skip.sum()), all_issues),
     )
 
 

@@ -34,8 +34,8 @@ from numpy.typing import ArrayLike, NDArray
 from ruralcov import io, join
 from ruralcov.config import SpeedConfig
 from ruralcov.errors import ConfigError, SchemaError
-from ruralcov.loaders import InputRecord, Loaded, read_issues_mask
-from ruralcov.validate import concat_issues, dropped_counts, row_issues
+from ruralcov.loaders import Loaded, input_record, read_issues_mask
+from ruralcov.validate import concat_issues, row_issues
 
 __all__ = [
     "ASSIGNMENTS",
@@ -228,15 +228,7 @@ def load_tiles(s: SpeedConfig) -> Loaded:
     gdf = gpd.GeoDataFrame(
         out[usable.to_numpy()], geometry=list(geoms[usable.to_numpy()]), crs="EPSG:4326"
     ).reset_index(drop=True)
-    dropped = dropped_counts(issues, layer)
-    record = InputRecord(
-        layer=layer,
-        path=s.path,
-        sha256=io.sha256_file(s.path),
-        rows_read=len(frame),
-        rows_used=len(frame) - sum(dropped.values()),
-        dropped=dropped,
-    )
+    record = input_record(layer, s.path, len(frame), issues)
     return Loaded(frame=gdf, issues=issues, record=record)
 
 

@@ -129,8 +129,9 @@ def _villages(path: Path):
 def engine_ruralcov(villages: Path, tests: Path) -> dict:
     from ruralcov.config import SpeedConfig
     from ruralcov.join import PolygonIndex
-    from ruralcov.stream import stream_speed_tests
+    from ruralcov.stream import reuse_arrow_memory, stream_speed_tests
 
+    reuse_arrow_memory()  # as the command line does
     v = _villages(villages)
     rank = v["code"].rank(method="dense").to_numpy()
     index = PolygonIndex(v.geometry.values, priority=rank)

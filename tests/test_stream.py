@@ -12,6 +12,7 @@ import dataclasses
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
@@ -163,10 +164,23 @@ def test_messy_world_stream_equals_loader(tmp_path, monkeypatch, fmt):
             "negative_upload", "negative_latency", "coordinates_out_of_range"} <= reasons
 
 
+@pytest.fixture(params=["default pool", "reused memory"])
+def arrow_memory(request):
+    """pyarrow's default pool, or jemalloc keeping freed pages as ``ruralcov run`` sets it."""
+    previous = pa.default_memory_pool()
+    if request.param == "reused memory":
+        stream.reuse_arrow_memory()
+        if pa.default_memory_pool().backend_name != "jemalloc":
+            pytest.skip("pyarrow built without jemalloc")
+    yield request.param
+    pa.set_memory_pool(previous)
+
+
 @pytest.mark.parametrize("buffer_mb", [0.01, 64])
-def test_many_copies_stream_equals_loader(tmp_path, monkeypatch, buffer_mb):
+def test_many_copies_stream_equals_loader(tmp_path, monkeypatch, buffer_mb, arrow_memory):
     """Copies inside and outside the villages, copies of copies, far from their originals:
-    found village by village in the accumulator (spilled or not) exactly as the loader does."""
+    found village by village in the accumulator (spilled or not) exactly as the loader does,
+    whichever memory pool pyarrow allocates from."""
     config = load_config(write_north_world(tmp_path))
     polys = gpd.read_file(tmp_path / "polygons.gpkg").geometry.values
     rng = np.random.default_rng(11)

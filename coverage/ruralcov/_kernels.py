@@ -7,6 +7,7 @@ so that numba's on-disk cache (``cache=True``) serves every later process withou
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 
 import numpy as np
@@ -45,6 +46,10 @@ def import_numba():
 
 
 
+# The OpenMP threads of numba's parallel kernels spin while they wait for work by default; with
+# few cores they take the CPU from the threads that read and accumulate the tests (on 2 cores,
+# a fifth of the 10 M-point stream's time in bench/join.py). A setting of the user's wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 numba = import_numba()
 njit, prange = numba.njit, numba.prange
 

@@ -152,7 +152,9 @@ def _run(
     force: bool = False,
 ) -> CoverageResult:
     from ruralcov.report import write_run
+    from ruralcov.stream import reuse_arrow_memory
 
+    reuse_arrow_memory()
     with _progress(ctx.obj["quiet"]) as tell:
         result = analyse(config, progress=tell)
     write_run(result, out, maps=maps, extra_inputs=extra_inputs, force=force)

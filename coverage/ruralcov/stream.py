@@ -207,6 +207,23 @@ def iter_batches(p: Plan, read: list[str], *, batch_rows: int = 1 << 20) -> Iter
         raise InputError(f"speed: cannot read {p.path} as CSV: {exc}") from exc
 
 
+def reuse_arrow_memory() -> None:
+    """Have pyarrow allocate from jemalloc and keep the pages it frees, for this process.
+
+    pyarrow's default pool hands the memory of each decoded batch back to the system and the
+    next batch faults it in anew, zeroing every page: at 10 M rows a sixth of the stream's time
+    (``bench/join.py``). Kept pages are reused batch after batch, so memory stays flat at a few
+    batches' worth. The command line calls this before a run; a pyarrow built without jemalloc
+    keeps its pool.
+    """
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        return
+    pa.jemalloc_set_decay_ms(-1)  # before the pool's first allocation creates its arenas
+    pa.set_memory_pool(pool)
+
+
 def _prefetch(it: Iterator[Any], depth: int = 1) -> Iterator[Any]:
     """Run ``it`` in a thread, ``depth`` items ahead (pyarrow releases the GIL while decoding)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
@@ -866,8 +883,6 @@ class Accumulator:
         self._spill: Any = None
         self._spill_path: str | None = None
         self.spilled_rows = 0
-        #: Sorted source rows to leave out at the end (duplicates found after they were added).
-        self.exclude = np.empty(0, dtype=np.int64)
 
     def add(self, village: np.ndarray, values: dict[str, np.ndarray]) -> None:
         """Add kept rows (``village`` >= 0) with their measures."""
@@ -883,27 +898,10 @@ class Accumulator:
         if self.buffered > self.budget:
             self._flush()
 
-    def leave_out(self, rows: np.ndarray, village: np.ndarray, down: np.ndarray) -> None:
-        """Leave the tests at these source ``rows`` out of the statistics."""
-        self.exclude = np.sort(np.asarray(rows, dtype=np.int64))
-        v = np.asarray(village, dtype=np.int64)
-        self.rows -= np.bincount(v, minlength=self.n)
-        self.counts -= np.bincount(v[~np.isnan(down)], minlength=self.n)
-
-    def _drop_excluded(self, village: np.ndarray, vals: dict[str, np.ndarray]
-                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        if not len(self.exclude) or not len(village):
-            return village, vals
-        keep = ~np.isin(vals["row"], self.exclude)
-        return village[keep], {f: v[keep] for f, v in vals.items()}
-
     def _sorted(self, sink: Any = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The buffered rows sorted by village, one column at a time to bound memory: each
         column is scattered chunk by chunk into place and, with ``sink(field, column)``,
         handed over (and dropped) before the next one is built."""
-        if len(self.exclude):
-            for i, (village, vals) in enumerate(self.chunks):
-                self.chunks[i] = self._drop_excluded(village, vals)
         village = np.concatenate([c[0] for c in self.chunks])
         dest, offsets = _stat_kernels().group_positions(village, self.n)
         del village
@@ -951,9 +949,9 @@ class Accumulator:
             self._spill = None
 
     def _ranges(self) -> list[tuple[int, int]]:
-        """Village ranges whose tests take at most a quarter of the buffer each (a village with
-        more tests than that is a range of its own)."""
-        per_range = max(self.budget // (4 * self.row_bytes), 1)
+        """Village ranges whose tests take at most an eighth of the buffer each (a village with
+        more tests than that is a range of its own; the last run stays in memory meanwhile)."""
+        per_range = max(self.budget // (8 * self.row_bytes), 1)
         ranges, start, acc = [], 0, 0
         for v in range(self.n):
             c = int(self.rows[v])
@@ -964,10 +962,14 @@ class Accumulator:
         ranges.append((start, self.n))
         return ranges
 
-    def _gather(self, a: int, b: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The rows of villages [a, b) from every run, as (local village, values)."""
+    def _gather(self, a: int, b: int, memory: tuple[np.ndarray, dict[str, np.ndarray]] | None
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The rows of villages [a, b) grouped by village: local offsets and values. The spilled
+        runs come in the order they were written and the run in ``memory`` last, so rows keep
+        their source order within a village."""
         pieces: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
         groups: list[np.ndarray] = []
+        local = np.zeros(b - a + 1, np.int64)
         for offsets, where in self.disk_runs:
             s, e = int(offsets[a]), int(offsets[b])
             if e > s:
@@ -975,10 +977,20 @@ class Accumulator:
                     dt = np.dtype(self.dtypes[f])
                     self._spill.seek(where[f] + s * dt.itemsize)
                     pieces[f].append(np.fromfile(self._spill, dtype=dt, count=e - s))
-                groups.append(np.repeat(np.arange(b - a), np.diff(offsets[a:b + 1])))
-        if not groups:
-            return np.empty(0, np.int64), {f: np.empty(0, self.dtypes[f]) for f in self.fields}
-        return np.concatenate(groups), {f: np.concatenate(p) for f, p in pieces.items()}
+                local = offsets[a:b + 1] - s
+                groups.append(np.repeat(np.arange(b - a), np.diff(local)))
+        if memory is not None and memory[0][b] > memory[0][a]:
+            offsets, run = memory
+            s, e = int(offsets[a]), int(offsets[b])
+            for f in self.fields:
+                pieces[f].append(run[f][s:e])
+            local = offsets[a:b + 1] - s
+            groups.append(np.repeat(np.arange(b - a), np.diff(local)))
+        if len(groups) <= 1:  # one run (or none): already grouped
+            return local, {f: p[0] if p else np.empty(0, self.dtypes[f])
+                           for f, p in pieces.items()}
+        perm, offsets = _stat_kernels().order_by_group(np.concatenate(groups), b - a)
+        return offsets, {f: np.concatenate(p)[perm] for f, p in pieces.items()}
 
     def _leave_out(self, a: int, offsets: np.ndarray, vals: dict[str, np.ndarray],
                    drop: np.ndarray, rows_out: list[np.ndarray],
@@ -1031,21 +1043,9 @@ class Accumulator:
         dup_rows: list[np.ndarray] = []
         dup_villages: list[np.ndarray] = []
         sampled: list[np.ndarray] = []
-        single = not self.disk_runs
-        if single:
-            memory = self._sorted() if self.chunks else (
-                np.zeros(self.n + 1, dtype=np.int64),
-                {f: np.empty(0, self.dtypes[f]) for f in self.fields})
-        else:
-            self._flush()
-        for a, b in [(0, self.n)] if single else self._ranges():
-            if single:
-                offsets, vals = memory
-            else:
-                groups, vals = self._drop_excluded(*self._gather(a, b))
-                perm, offsets = k.order_by_group(groups, b - a)
-                vals = {f: v[perm] for f, v in vals.items()}
-                del groups, perm
+        memory = self._sorted() if self.chunks else None  # the last run is not spilled
+        for a, b in self._ranges() if self.disk_runs else [(0, self.n)]:
+            offsets, vals = self._gather(a, b, memory)
             if "h1" in vals:
                 dup = k.group_duplicates(offsets, vals["h1"], vals["h2"])
                 offsets, vals = self._leave_out(a, offsets, vals, dup, dup_rows, dup_villages)

@@ -187,6 +187,63 @@ def test_grid_index_on_many_random_points_and_voronoi_villages():
     np.testing.assert_array_equal(got[sample], brute_force(cells, xy[sample], priority))
 
 
+def _near_boundaries(polys, rng, n):
+    """Points a hair's breadth (1e-9 to 1e-15) off random vertices and edge midpoints."""
+    xy = shapely.get_coordinates(shapely.boundary(np.asarray(polys, dtype=object)))
+    mid = (xy[:-1] + xy[1:]) / 2
+    base = np.vstack([xy, mid])[rng.integers(0, 2 * len(xy) - 1, n)]
+    return base + rng.choice([-1, 1], (n, 2)) * 10.0 ** rng.integers(-15, -8, (n, 2))
+
+
+@settings(max_examples=80, deadline=None)
+@given(random_polygons(), st.integers(0, 2**31))
+def test_centre_path_equals_ring_tests_and_shapely(world, seed):
+    """Boundary cells answer from the cell centre and the few edges on the way to the point:
+    the same as testing every ring, and as shapely, for points anywhere and a hair's breadth
+    off vertices and edges."""
+    polys, _, priority = world
+    rng = np.random.default_rng(seed)
+    xy = np.vstack([rng.uniform(-1, 13, (300, 2)), _near_boundaries(polys, rng, 200)])
+    index = PolygonIndex(polys, priority=priority, cells_per_edge=rng.choice([0.5, 8, 64]))
+    known = index._cand_ref >= 0
+    got = index.assign_xy(xy[:, 0], xy[:, 1])
+    index._cand_ref[:] = -1  # the same index, every candidate tested ring by ring
+    np.testing.assert_array_equal(got, index.assign_xy(xy[:, 0], xy[:, 1]))
+    np.testing.assert_array_equal(got, brute_force(polys, xy, priority))
+    # MultiPolygons are tested ring by ring; single polygons mostly from the centre.
+    if any(p.geom_type == "Polygon" for p in polys):
+        assert known.any()
+
+
+def test_centre_path_used_on_villages_and_equal_to_the_tree():
+    rng = np.random.default_rng(8)
+    seeds = shapely.multipoints(rng.uniform(0, 10, (200, 2)))
+    cells = shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=box(0, 0, 10, 10)))
+    cells = shapely.segmentize(shapely.intersection(cells, box(0, 0, 10, 10)), 0.05)
+    index = PolygonIndex(cells)
+    assert (index._cand_ref >= 0).mean() > 0.99  # nearly every boundary cell from its centre
+    xy = np.vstack([rng.uniform(0, 10, (100_000, 2)), _near_boundaries(cells, rng, 20_000)])
+    got = index.assign_xy(xy[:, 0], xy[:, 1])
+    want = assign_points(points(xy[:, 0], xy[:, 1]), cells, method="tree")
+    np.testing.assert_array_equal(got, want)
+
+
+def test_invalid_polygons_are_tested_ring_by_ring():
+    """A shell crossing itself with a hole: covering is not the parity of its rings, so its
+    cells never answer from the centre; results equal the ring tests."""
+    bowtie = Polygon([(0, 0), (4, 4), (4, 0), (0, 4)], [[(0.5, 1.5), (0.5, 2.5), (1, 2)]])
+    assert not bowtie.is_valid
+    index = PolygonIndex([bowtie, box(5, 5, 6, 6)])
+    of_bowtie = index._cand == 0
+    assert of_bowtie.any() and (index._cand_ref[of_bowtie] == -1).all()
+    assert (index._cand_ref[~of_bowtie] >= 0).all()
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(-0.5, 6.5, (5000, 2))
+    got = index.assign_xy(xy[:, 0], xy[:, 1])
+    index._cand_ref[:] = -1
+    np.testing.assert_array_equal(got, index.assign_xy(xy[:, 0], xy[:, 1]))
+
+
 def test_grid_index_missing_points_and_polygons():
     index = PolygonIndex([None, WEST, shapely.Polygon(), EAST])
     x = np.array([0.5, np.nan, 1.5, 1.0])

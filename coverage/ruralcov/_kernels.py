@@ -118,8 +118,9 @@ def covers(pid, px, py, xs, ys, ring_off, part_ring, poly_part):  # pragma: no c
 
 @njit(cache=True, nogil=True)
 def rasterize(xs, ys, ring_off, ring_poly, gx0, gy0, cs, nx, ny, margin, out_cell, out_poly,
-              count_only):  # pragma: no cover - compiled
-    """(cell, polygon) for every cell an edge comes within ``margin`` of; returns the count."""
+              out_edge, count_only):  # pragma: no cover - compiled
+    """(cell, polygon, edge) for every cell an edge comes within ``margin`` of (the edge by the
+    position of its first vertex); returns the count."""
     inv = 1.0 / cs
     k = 0
     for r in range(len(ring_off) - 1):
@@ -150,6 +151,7 @@ def rasterize(xs, ys, ring_off, ring_poly, gx0, gy0, cs, nx, ny, margin, out_cel
                     if not count_only:
                         out_cell[k] = iy * nx + ix
                         out_poly[k] = pid
+                        out_edge[k] = i
                     k += 1
     return k
 
@@ -233,7 +235,16 @@ def fill(state, slot_start, slot_cand, slot_owner, rank, bbox, gx0, gy0, cs, nx,
 
 @njit(cache=True, nogil=True, parallel=True)
 def assign(px, py, out, state, slot_start, slot_cand, slot_owner, rank, keep, gx0, gy0, cs,
-           nx, ny, xs, ys, ring_off, part_ring, poly_part):  # pragma: no cover - compiled
+           nx, ny, xs, ys, ring_off, part_ring, poly_part, cand_edge_start, cand_edges,
+           cand_ref):  # pragma: no cover - compiled
+    """The polygon covering each point (``out``), -1 outside all, -3 when near a boundary.
+
+    A point in a cell no edge comes near takes the cell's owner. In a cell crossed by edges,
+    candidates are tried by rank: a candidate whose answer at the cell's centre is known
+    (``cand_ref``) flips it for each of its edges in the cell that the short path from the
+    centre to the point crosses (:func:`path_parity`: a few edges instead of the polygon's
+    every ring); otherwise its rings are tested (:func:`covers`).
+    """
     inv = 1.0 / cs
     gx1 = gx0 + nx * cs
     gy1 = gy0 + ny * cs
@@ -244,18 +255,24 @@ def assign(px, py, out, state, slot_start, slot_cand, slot_owner, rank, keep, gx
         if x >= gx0 and x < gx1 and y >= gy0 and y < gy1:
             ix = min(int((x - gx0) * inv), nx - 1)
             iy = min(int((y - gy0) * inv), ny - 1)
-            st = state[iy * nx + ix]
+            cell = iy * nx + ix
+            st = state[cell]
             if st >= 0:
                 res = st
             elif st <= -2:
                 slot = -st - 2
                 own = slot_owner[slot]
                 res = own
+                xc, yc = cell_centre(gx0, gy0, cs, nx, cell)
                 for k in range(slot_start[slot], slot_start[slot + 1]):
                     c = slot_cand[k]
                     if own >= 0 and rank[own] < rank[c]:
                         break
-                    cov = covers(c, x, y, xs, ys, ring_off, part_ring, poly_part)
+                    if cand_ref[k] >= 0:
+                        cov = path_parity(cand_ref[k], cand_edges, cand_edge_start[k],
+                                          cand_edge_start[k + 1], xs, ys, x, y, xc, yc)
+                    else:
+                        cov = covers(c, x, y, xs, ys, ring_off, part_ring, poly_part)
                     if cov == 1:
                         res = c
                         break
@@ -443,19 +460,20 @@ def _insertion_sort(a, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def build_slots(cells, pids, rank, n_cells):  # pragma: no cover - compiled
-    """Group (cell, polygon) pairs by cell: the cells, their start offsets and the distinct
-    polygons of each cell ordered by rank."""
+def build_slots(cells, pids, edges, rank, n_cells):  # pragma: no cover - compiled
+    """Group (cell, polygon, edge) triples by cell: the cells, their start offsets into the
+    candidates, each cell's distinct polygons ordered by rank, and each candidate's edges in the
+    cell (``cand_edges[cand_edge_start[k]:cand_edge_start[k + 1]]``)."""
     counts = np.zeros(n_cells + 1, dtype=np.int64)
     for c in cells:
         counts[c + 1] += 1
     for i in range(n_cells):
         counts[i + 1] += counts[i]
     pos = counts[:-1].copy()
-    by_cell = np.empty(len(cells), dtype=np.int64)
+    by_cell = np.empty(len(cells), dtype=np.int64)  # rank << 32 | edge: sorts by rank, then edge
     for i in range(len(cells)):
         c = cells[i]
-        by_cell[pos[c]] = rank[pids[i]]
+        by_cell[pos[c]] = (rank[pids[i]] << 32) | edges[i]
         pos[c] += 1
     n_slots = 0
     for c in range(n_cells):
@@ -464,6 +482,9 @@ def build_slots(cells, pids, rank, n_cells):  # pragma: no cover - compiled
     slot_cells = np.empty(n_slots, dtype=np.int64)
     slot_start = np.empty(n_slots + 1, dtype=np.int64)
     cand_rank = np.empty(len(cells), dtype=np.int64)
+    cand_edge_start = np.empty(len(cells) + 1, dtype=np.int64)
+    cand_edges = np.empty(len(cells), dtype=np.int64)
+    low = np.int64((1 << 32) - 1)
     k = 0
     s = 0
     for c in range(n_cells):
@@ -472,16 +493,105 @@ def build_slots(cells, pids, rank, n_cells):  # pragma: no cover - compiled
         if b == a:
             continue
         grp = by_cell[a:b]
-        _insertion_sort(grp, b - a)
+        if b - a > 32:
+            grp.sort()
+        else:
+            _insertion_sort(grp, b - a)
         slot_cells[s] = c
         slot_start[s] = k
         for i in range(b - a):
-            if i == 0 or grp[i] != grp[i - 1]:
-                cand_rank[k] = grp[i]
+            r = grp[i] >> 32
+            if i == 0 or r != grp[i - 1] >> 32:
+                cand_rank[k] = r
+                cand_edge_start[k] = a + i
                 k += 1
+            cand_edges[a + i] = grp[i] & low
         s += 1
     slot_start[n_slots] = k
-    return slot_cells, slot_start, cand_rank[:k].copy()
+    cand_edge_start[k] = len(cells)
+    return slot_cells, slot_start, cand_rank[:k].copy(), cand_edge_start[:k + 1].copy(), cand_edges
+
+
+@njit(cache=True, nogil=True)
+def cell_centre(gx0, gy0, cs, nx, cell):  # pragma: no cover - compiled
+    """The centre of a grid cell, computed the same way wherever it is needed."""
+    iy = cell // nx
+    ix = cell - iy * nx
+    return gx0 + (ix + 0.5) * cs, gy0 + (iy + 0.5) * cs
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def centre_parity(slot_cells, slot_start, slot_cand, by_parity, gx0, gy0, cs, nx, xs, ys,
+                  ring_off, part_ring, poly_part):  # pragma: no cover - compiled
+    """For every candidate of every cell: 1 or 0 when its polygon covers the cell's centre or
+    not, -1 when that is uncertain or the polygon is not ``by_parity`` (see :func:`assign`)."""
+    ref = np.full(len(slot_cand), -1, dtype=np.int8)
+    for s in prange(len(slot_cells)):
+        xc, yc = cell_centre(gx0, gy0, cs, nx, slot_cells[s])
+        for k in range(slot_start[s], slot_start[s + 1]):
+            c = slot_cand[k]
+            if by_parity[c]:
+                cov = covers(c, xc, yc, xs, ys, ring_off, part_ring, poly_part)
+                if cov != 2:
+                    ref[k] = cov
+    return ref
+
+
+@njit(cache=True, nogil=True)
+def _touches(a, b, lo, hi, va, vb):  # pragma: no cover - compiled
+    """Whether an edge meeting the line where its coordinates (``va``, ``vb``: the other axis)
+    are 0 does so within [lo, hi] (the edge's endpoints ``a``, ``b`` along the line)."""
+    if va == 0 and vb == 0:
+        return max(min(a, b), lo) <= min(max(a, b), hi)
+    if va == 0:
+        return lo <= a <= hi
+    return lo <= b <= hi
+
+
+@njit(cache=True, nogil=True)
+def path_parity(ref, edges, s, e, xs, ys, px, py, xc, yc):  # pragma: no cover - compiled
+    """Whether a polygon covers p, from its known answer ``ref`` at the cell centre (xc, yc):
+    flipped once for each of its edges (all in the cell) that the path p -> (xc, py) -> (xc, yc)
+    crosses. 2 (uncertain) when an edge touches the path rather than crossing it, or a side
+    cannot be told for sure."""
+    par = ref
+    xlo = min(px, xc)
+    xhi = max(px, xc)
+    ylo = min(py, yc)
+    yhi = max(py, yc)
+    for j in range(s, e):
+        i = edges[j]
+        ax = xs[i]
+        ay = ys[i]
+        bx = xs[i + 1]
+        by = ys[i + 1]
+        oq = 3  # orientation of the corner (xc, py), computed when needed
+        da = ay - py
+        db = by - py
+        if da == 0 or db == 0:
+            if _touches(ax, bx, xlo, xhi, da, db):
+                return 2
+        elif (da > 0) != (db > 0):  # strictly across the horizontal leg's line
+            op = orient(ax, ay, bx, by, px, py)
+            oq = orient(ax, ay, bx, by, xc, py)
+            if op == 0 or oq == 0:
+                return 2
+            if op != oq:
+                par ^= 1
+        ea = ax - xc
+        eb = bx - xc
+        if ea == 0 or eb == 0:
+            if _touches(ay, by, ylo, yhi, ea, eb):
+                return 2
+        elif (ea > 0) != (eb > 0):  # strictly across the vertical leg's line
+            if oq == 3:
+                oq = orient(ax, ay, bx, by, xc, py)
+            om = orient(ax, ay, bx, by, xc, yc)
+            if oq == 0 or om == 0:
+                return 2
+            if oq != om:
+                par ^= 1
+    return par
 
 
 # --- duplicate rows ----------------------------------------------------------------------------

@@ -142,8 +142,12 @@ def nearest(
 #
 # Cells of a regular grid over the polygons are of three kinds: cells no polygon edge comes near
 # (inside one polygon, or outside all) answer a point without any test; the others keep the
-# polygons whose edges touch them, sorted by priority, and test them with an exact
-# crossing-number test. "Exact" because every orientation sign the test uses is either proven
+# polygons whose edges touch them, sorted by priority, with those edges, and test them exactly.
+# A polygon whose covering is the parity of its rings (one part, holes inside) knows whether it
+# covers the cell's centre; a point's answer is that one, flipped for each of the polygon's edges
+# in the cell that the path from the point to the centre crosses - a few edges, however long the
+# boundary. Other polygons get a crossing-number test over their rings. "Exact" because every
+# orientation sign the tests use is either proven
 # by Shewchuk's error bound or declared uncertain; points with an uncertain sign (on or within
 # rounding distance of an edge or vertex) are handed to GEOS through the STRtree path above,
 # which is exact too. The index therefore answers every point exactly as ``assign_points`` with
@@ -242,14 +246,25 @@ class PolygonIndex:
         args = (self._xs, self._ys, self._ring_off, ring_poly, self._gx0, self._gy0, self._cs,
                 self._nx, self._ny, margin)
         empty_i64 = np.empty(0, dtype=np.int64)
-        n = k.rasterize(*args, empty_i64, empty_i64, True)
-        cells = np.empty(n, dtype=np.int64)
-        pids = np.empty(n, dtype=np.int64)
-        k.rasterize(*args, cells, pids, False)
+        n = k.rasterize(*args, empty_i64, empty_i64, empty_i64, True)
+        cells, pids, edges = (np.empty(n, dtype=np.int64) for _ in range(3))
+        k.rasterize(*args, cells, pids, edges, False)
         n_cells = self._nx * self._ny
-        slot_cells, slot_start, cand_rank = k.build_slots(cells, pids, self._rank, n_cells)
-        del cells, pids
+        slot_cells, slot_start, cand_rank, cand_edge_start, cand_edges = k.build_slots(
+            cells, pids, edges, self._rank, n_cells)
+        del cells, pids, edges
         cand = np.argsort(self._rank)[cand_rank]
+        # The answer at a point follows from the answer at its cell's centre and the edges in
+        # between when covering is the parity of all the polygon's rings: one part whose holes
+        # (if any) lie inside it, as in a valid polygon.
+        n_parts = np.diff(self._poly_part)
+        n_rings = self._part_ring[self._poly_part[1:]] - self._part_ring[self._poly_part[:-1]]
+        by_parity = (n_parts == 1) & (n_rings == 1)
+        holed = np.flatnonzero((n_parts == 1) & (n_rings > 1))
+        by_parity[holed] = shapely.is_valid(self.polygons[self.keep[holed]])
+        ref = k.centre_parity(slot_cells, slot_start, cand, by_parity, self._gx0, self._gy0,
+                              self._cs, self._nx, self._xs, self._ys, self._ring_off,
+                              self._part_ring, self._poly_part)
         state = np.full(n_cells, -1, dtype=np.int32)
         state[slot_cells] = -(np.arange(len(slot_cells), dtype=np.int32) + 2)
         slot_owner = np.full(len(slot_cells), -1, dtype=np.int64)
@@ -265,6 +280,7 @@ class PolygonIndex:
         state[slot_cells[direct]] = slot_owner[direct].astype(np.int32)
         self._state, self._slot_start, self._cand = state, slot_start, cand
         self._slot_owner = slot_owner
+        self._cand_edge_start, self._cand_edges, self._cand_ref = cand_edge_start, cand_edges, ref
 
     @property
     def nbytes(self) -> int:
@@ -272,7 +288,8 @@ class PolygonIndex:
         if not self._grid_ok:
             return 0
         return sum(a.nbytes for a in (self._state, self._slot_start, self._cand, self._slot_owner,
-                                      self._xs, self._ys))
+                                      self._xs, self._ys, self._cand_edge_start,
+                                      self._cand_edges, self._cand_ref))
 
     def assign_xy(self, x: ArrayLike, y: ArrayLike) -> NDArray[np.intp]:
         """Position of the polygon covering each point ``(x, y)``, or -1 (also for NaN)."""
@@ -286,6 +303,7 @@ class PolygonIndex:
                 x, y, out, self._state, self._slot_start, self._cand, self._slot_owner,
                 self._rank, self.keep, self._gx0, self._gy0, self._cs, self._nx, self._ny,
                 self._xs, self._ys, self._ring_off, self._part_ring, self._poly_part,
+                self._cand_edge_start, self._cand_edges, self._cand_ref,
             )
         # Points near a boundary, and any non-polygon geometries, are settled by GEOS.
         redo = out == _UNCERTAIN

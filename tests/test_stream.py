@@ -246,3 +246,24 @@ def test_duplicate_finder_spills_and_keeps_the_first(tmp_path):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(village, want % 7)
     assert not list(tmp_path.iterdir())
+
+
+def test_spill_file_reads_back_what_was_appended_and_reports_write_errors(tmp_path):
+    spill = stream.SpillFile(tmp_path)
+    cols = [np.arange(n, dtype=dt) for n, dt in [(1000, np.int64), (7, np.float64), (0, np.uint8),
+                                                 (50_000, np.uint64)]]
+    where = [spill.append(c) for c in cols]
+    spill.finish()
+    for c, w in zip(cols, where, strict=True):
+        np.testing.assert_array_equal(spill.read(w, c.dtype, len(c)), c)
+    spill.close()
+    assert list(tmp_path.iterdir()) == []
+    # A device that is always full: the writer's error reaches the caller, the file goes away.
+    spill = stream.SpillFile(tmp_path)
+    spill._file.close()
+    spill._file = open("/dev/full", "w+b")  # noqa: SIM115 - closed by spill.close()
+    spill.append(np.zeros(1 << 20))
+    with pytest.raises(OSError):
+        spill.finish()
+    spill.close()
+    assert list(tmp_path.iterdir()) == []

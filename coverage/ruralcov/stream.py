@@ -825,6 +825,64 @@ def _stat_kernels() -> Any:
 _FIELDS = ("down", "up", "lat", "dev", "dev_ok")
 
 
+class SpillFile:
+    """A temporary file of columns appended by a writer thread and read back at the end.
+
+    Writing a run's column overlaps with sorting the next one (numpy writes without the GIL);
+    at most one column waits for the writer, so memory stays bounded.
+    """
+
+    def __init__(self, folder: str | Path | None) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="ruralcov-spill-", suffix=".bin", dir=folder)
+        self._file = os.fdopen(fd, "w+b")
+        self.size = 0  # bytes appended so far (written or waiting)
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        while (col := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    col.tofile(self._file)
+                except BaseException as exc:  # raised in the caller's thread
+                    self._error = exc
+            del col
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def append(self, col: np.ndarray) -> int:
+        """Queue ``col`` to be written; returns its byte offset in the file."""
+        self._raise()
+        where = self.size
+        self.size += col.nbytes
+        self._queue.put(col)
+        return where
+
+    def finish(self) -> None:
+        """Wait until everything appended is written (then the file can be read)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+        self._file.flush()
+
+    def read(self, where: int, dtype: np.dtype, count: int) -> np.ndarray:
+        self._file.seek(where)
+        return np.fromfile(self._file, dtype=dtype, count=count)
+
+    def close(self) -> None:
+        """Stop the writer and delete the file (also after an error)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._file.close()
+        os.unlink(self.path)
+
+
 class Accumulator:
     """Kept tests, as village-sorted runs in memory or in a spill file; exact stats at the end.
 
@@ -880,8 +938,7 @@ class Accumulator:
         self.disk_runs: list[tuple[np.ndarray, dict[str, int]]] = []  # offsets, byte offsets
         self.buffered = 0
         self.spill_dir = spill_dir
-        self._spill: Any = None
-        self._spill_path: str | None = None
+        self._spill: SpillFile | None = None
         self.spilled_rows = 0
 
     def add(self, village: np.ndarray, values: dict[str, np.ndarray]) -> None:
@@ -927,25 +984,19 @@ class Accumulator:
         if not self.chunks:
             return
         if self._spill is None:
-            fd, self._spill_path = tempfile.mkstemp(prefix="ruralcov-spill-", suffix=".bin",
-                                                    dir=self.spill_dir)
-            self._spill = os.fdopen(fd, "w+b")
-        self._spill.seek(0, os.SEEK_END)
-        where = {}
+            self._spill = SpillFile(self.spill_dir)
+        where: dict[str, int] = {}
 
         def write(f: str, col: np.ndarray) -> None:
-            where[f] = self._spill.tell()
-            col.tofile(self._spill)
+            where[f] = self._spill.append(col)
 
         offsets, _ = self._sorted(write)
-        self._spill.flush()
         self.disk_runs.append((offsets, where))
         self.spilled_rows += int(offsets[-1])
 
     def close(self) -> None:
         if self._spill is not None:
             self._spill.close()
-            os.unlink(self._spill_path)
             self._spill = None
 
     def _ranges(self) -> list[tuple[int, int]]:
@@ -975,8 +1026,7 @@ class Accumulator:
             if e > s:
                 for f in self.fields:
                     dt = np.dtype(self.dtypes[f])
-                    self._spill.seek(where[f] + s * dt.itemsize)
-                    pieces[f].append(np.fromfile(self._spill, dtype=dt, count=e - s))
+                    pieces[f].append(self._spill.read(where[f] + s * dt.itemsize, dt, e - s))
                 local = offsets[a:b + 1] - s
                 groups.append(np.repeat(np.arange(b - a), np.diff(local)))
         if memory is not None and memory[0][b] > memory[0][a]:
@@ -1044,6 +1094,8 @@ class Accumulator:
         dup_villages: list[np.ndarray] = []
         sampled: list[np.ndarray] = []
         memory = self._sorted() if self.chunks else None  # the last run is not spilled
+        if self._spill is not None:
+            self._spill.finish()
         for a, b in self._ranges() if self.disk_runs else [(0, self.n)]:
             offsets, vals = self._gather(a, b, memory)
             if "h1" in vals:

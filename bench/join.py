@@ -284,7 +284,7 @@ def main() -> None:
         return
     sizes = args.points or [1_000_000, 10_000_000]
     engines = [e for e in args.engines.split(",") if e]
-    if args.end_to_end:
+    if args.end_to_end and "run" not in engines:
         engines.append("run")
     folder = args.data / f"v{args.villages}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -267,3 +267,24 @@ def test_spill_file_reads_back_what_was_appended_and_reports_write_errors(tmp_pa
         spill.finish()
     spill.close()
     assert list(tmp_path.iterdir()) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40), min_size=0, max_size=30), seed=st.integers(0, 2**31),
+       n_shares=st.integers(1, 5))
+def test_group_duplicates_equals_a_set_per_group(sizes, seed, n_shares):
+    """Village by village, split across any number of threads' shares: a row is a copy when
+    its hash pair appeared earlier in its own village (plain Python sets as the reference)."""
+    from ruralcov import _kernels
+
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    h1 = rng.integers(0, 4, offsets[-1]).astype(np.uint64)  # few values: many copies
+    h2 = rng.integers(0, 3, offsets[-1]).astype(np.uint64)
+    want = np.zeros(offsets[-1], dtype=bool)
+    for g in range(len(sizes)):
+        seen: set[tuple[int, int]] = set()
+        for i in range(offsets[g], offsets[g + 1]):
+            want[i] = (int(h1[i]), int(h2[i])) in seen
+            seen.add((int(h1[i]), int(h2[i])))
+    np.testing.assert_array_equal(_kernels.group_duplicates(offsets, h1, h2, n_shares), want)

@@ -661,33 +661,43 @@ def first_seen(h1, h2, table1, table2, used):  # pragma: no cover - compiled
     return dup
 
 
-@njit(cache=True, nogil=True)
-def group_duplicates(offsets, h1, h2):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True, parallel=True)
+def group_duplicates(offsets, h1, h2, n_shares):  # pragma: no cover - compiled
     """True for rows whose (h1, h2) appeared earlier in their own group (rows sorted by group,
     in row order within each): copies share their location, hence their village, so each
-    village is checked alone with a small, cache-resident table."""
+    village is checked alone with a small, cache-resident table. Villages are split into
+    ``n_shares`` contiguous shares of the rows (one per thread), each with its own table."""
     dup = np.zeros(len(h1), dtype=np.bool_)
-    biggest = 1
-    for g in range(len(offsets) - 1):
-        biggest = max(biggest, offsets[g + 1] - offsets[g])
-    size = 2
-    while size < 2 * biggest:
-        size *= 2
-    table1 = np.empty(size, dtype=np.uint64)
-    table2 = np.empty(size, dtype=np.uint64)
-    used = np.zeros(size, dtype=np.bool_)
-    for g in range(len(offsets) - 1):
-        s = offsets[g]
-        e = offsets[g + 1]
-        if e - s < 2:
-            continue
-        m = 2
-        while m < 2 * (e - s):
-            m *= 2
-        mask = np.uint64(m - 1)
-        for i in range(s, e):
-            dup[i] = _seen(h1[i], h2[i], table1, table2, used, mask)
-        used[:m] = False
+    n_groups = len(offsets) - 1
+    n_shares = max(min(n_shares, n_groups), 1)
+    cut = np.searchsorted(offsets, np.linspace(0, offsets[-1], n_shares + 1)[1:-1])
+    starts = np.zeros(n_shares + 1, dtype=np.int64)
+    starts[1:-1] = np.minimum(cut, n_groups)
+    starts[-1] = n_groups
+    for t in prange(n_shares):
+        g0 = starts[t]
+        g1 = max(starts[t + 1], g0)
+        biggest = 1
+        for g in range(g0, g1):
+            biggest = max(biggest, offsets[g + 1] - offsets[g])
+        size = 2
+        while size < 2 * biggest:
+            size *= 2
+        table1 = np.empty(size, dtype=np.uint64)
+        table2 = np.empty(size, dtype=np.uint64)
+        used = np.zeros(size, dtype=np.bool_)
+        for g in range(g0, g1):
+            s = offsets[g]
+            e = offsets[g + 1]
+            if e - s < 2:
+                continue
+            m = 2
+            while m < 2 * (e - s):
+                m *= 2
+            mask = np.uint64(m - 1)
+            for i in range(s, e):
+                dup[i] = _seen(h1[i], h2[i], table1, table2, used, mask)
+            used[:m] = False
     return dup
 
 

@@ -1099,7 +1099,8 @@ class Accumulator:
         for a, b in self._ranges() if self.disk_runs else [(0, self.n)]:
             offsets, vals = self._gather(a, b, memory)
             if "h1" in vals:
-                dup = k.group_duplicates(offsets, vals["h1"], vals["h2"])
+                dup = k.group_duplicates(offsets, vals["h1"], vals["h2"],
+                                         k.numba.get_num_threads())
                 offsets, vals = self._leave_out(a, offsets, vals, dup, dup_rows, dup_villages)
             if self.sample:
                 drop = k.device_day_sample(offsets, vals["dev"], vals["dev_ok"], vals["day"],

@@ -538,14 +538,16 @@ def centre_parity(slot_cells, slot_start, slot_cand, by_parity, gx0, gy0, cs, nx
 
 
 @njit(cache=True, nogil=True)
-def _touches(a, b, lo, hi, va, vb):  # pragma: no cover - compiled
-    """Whether an edge meeting the line where its coordinates (``va``, ``vb``: the other axis)
-    are 0 does so within [lo, hi] (the edge's endpoints ``a``, ``b`` along the line)."""
-    if va == 0 and vb == 0:
-        return max(min(a, b), lo) <= min(max(a, b), hi)
-    if va == 0:
-        return lo <= a <= hi
-    return lo <= b <= hi
+def _across(da, db, a, b, lo, hi):  # pragma: no cover - compiled
+    """How an edge meets the line of a path leg: ``da``, ``db`` are its endpoints' offsets
+    from that line, ``a``, ``b`` their coordinates along it, [lo, hi] the leg. 1: strictly
+    across the line (the sides of the leg's ends then decide); 2: touching the line within
+    the leg (uncertain); 0: neither."""
+    if da == 0 or db == 0:
+        if da == 0 and db == 0:  # along the line
+            return 2 if max(min(a, b), lo) <= min(max(a, b), hi) else 0
+        return 2 if lo <= (a if da == 0 else b) <= hi else 0
+    return 1 if (da > 0) != (db > 0) else 0
 
 
 @njit(cache=True, nogil=True)
@@ -565,31 +567,26 @@ def path_parity(ref, edges, s, e, xs, ys, px, py, xc, yc):  # pragma: no cover -
         ay = ys[i]
         bx = xs[i + 1]
         by = ys[i + 1]
-        oq = 3  # orientation of the corner (xc, py), computed when needed
-        da = ay - py
-        db = by - py
-        if da == 0 or db == 0:
-            if _touches(ax, bx, xlo, xhi, da, db):
-                return 2
-        elif (da > 0) != (db > 0):  # strictly across the horizontal leg's line
+        horizontal = _across(ay - py, by - py, ax, bx, xlo, xhi)
+        vertical = _across(ax - xc, bx - xc, ay, by, ylo, yhi)
+        if horizontal == 2 or vertical == 2:
+            return 2
+        if horizontal == 0 and vertical == 0:
+            continue
+        oq = orient(ax, ay, bx, by, xc, py)  # the corner, shared by both legs
+        if oq == 0:
+            return 2
+        if horizontal == 1:
             op = orient(ax, ay, bx, by, px, py)
-            oq = orient(ax, ay, bx, by, xc, py)
-            if op == 0 or oq == 0:
+            if op == 0:
                 return 2
             if op != oq:
                 par ^= 1
-        ea = ax - xc
-        eb = bx - xc
-        if ea == 0 or eb == 0:
-            if _touches(ay, by, ylo, yhi, ea, eb):
-                return 2
-        elif (ea > 0) != (eb > 0):  # strictly across the vertical leg's line
-            if oq == 3:
-                oq = orient(ax, ay, bx, by, xc, py)
+        if vertical == 1:
             om = orient(ax, ay, bx, by, xc, yc)
-            if oq == 0 or om == 0:
+            if om == 0:
                 return 2
-            if oq != om:
+            if om != oq:
                 par ^= 1
     return par
 

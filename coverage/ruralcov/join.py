@@ -147,11 +147,10 @@ def nearest(
 # covers the cell's centre; a point's answer is that one, flipped for each of the polygon's edges
 # in the cell that the path from the point to the centre crosses - a few edges, however long the
 # boundary. Other polygons get a crossing-number test over their rings. "Exact" because every
-# orientation sign the tests use is either proven
-# by Shewchuk's error bound or declared uncertain; points with an uncertain sign (on or within
-# rounding distance of an edge or vertex) are handed to GEOS through the STRtree path above,
-# which is exact too. The index therefore answers every point exactly as ``assign_points`` with
-# ``method="tree"`` does.
+# orientation sign the tests use is either proven by Shewchuk's error bound or declared
+# uncertain; points with an uncertain sign (on or within rounding distance of an edge or vertex)
+# are handed to GEOS through the STRtree path above, which is exact too. The index therefore
+# answers every point exactly as ``assign_points`` with ``method="tree"`` does.
 
 #: Results of the kernel: a polygon position, or one of these.
 _OUTSIDE, _UNCERTAIN = -1, -3
@@ -245,6 +244,8 @@ class PolygonIndex:
         margin = 1e-3 * self._cs
         args = (self._xs, self._ys, self._ring_off, ring_poly, self._gx0, self._gy0, self._cs,
                 self._nx, self._ny, margin)
+        if len(self._xs) >= 1 << 32:  # build_slots packs (rank, edge) into one 64-bit key
+            raise ValueError("PolygonIndex: at most 2**32 - 1 vertices")
         empty_i64 = np.empty(0, dtype=np.int64)
         n = k.rasterize(*args, empty_i64, empty_i64, empty_i64, True)
         cells, pids, edges = (np.empty(n, dtype=np.int64) for _ in range(3))

@@ -346,3 +346,57 @@ def test_failed_rerun_puts_the_inputs_back(
     assert (out / "inputs" / "villages.csv").read_text(encoding="utf-8") == "code,name\n"
     assert (out / "manifest.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def _gap_variant(result: CoverageResult, kind: str) -> CoverageResult:
+    """The small result with texts and gap lists that test the reuse of village rows."""
+    villages = result.villages.copy()
+    names = villages["village_name"].astype(object).to_numpy().copy()
+    names[:3] = ['a, "quoted" name', "=1+1", " edge "]
+    if kind == "line_break":  # a CRLF inside a cell: CSV lines are no longer rows
+        names[4] = "two\r\nlines"
+    villages["village_name"] = names
+    note = [True, "x", False, None, True, "y", False, True, None][: len(villages)]
+    villages["note"] = pd.Series(note, index=villages.index, dtype=object)
+    table = pd.DataFrame(villages.drop(columns="geometry"))
+    gaps = {
+        "no_fibre": table.iloc[[0, 2, 4, 6]],  # "note" holds booleans only here
+        "below_speed": table.iloc[[8, 1, 1]],  # out of order, a village twice
+        "insufficient_data": table.iloc[0:0],
+    }
+    if kind == "edited":  # not a selection of the villages table: written on its own
+        gaps["below_speed"] = gaps["below_speed"].assign(tests=[1, 2, 3])
+    gaps = {k: v.reset_index(drop=True) for k, v in gaps.items()}
+    return dataclasses.replace(result, villages=villages, gaps=gaps)
+
+
+@pytest.mark.parametrize("kind", ["plain", "line_break", "edited"])
+def test_gap_tables_reuse_village_rows_byte_for_byte(
+    small_result: CoverageResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    import zipfile
+
+    result = _gap_variant(small_result, kind)
+    reused = report.village_rows(report.result_tables(result))
+    expected = {"gaps_no_fibre", "gaps_below_speed"} - ({"gaps_below_speed"} if kind == "edited"
+                                                         else set())
+    assert set(reused) == expected
+    write_tables(result, tmp_path / "reused")
+    report.write_xlsx(result, tmp_path / "reused.xlsx")
+    monkeypatch.setattr(report, "village_rows", lambda tables: {})  # every table on its own
+    write_tables(result, tmp_path / "alone")
+    report.write_xlsx(result, tmp_path / "alone.xlsx")
+    for path in sorted((tmp_path / "alone").iterdir()):
+        assert (tmp_path / "reused" / path.name).read_bytes() == path.read_bytes(), path.name
+    with zipfile.ZipFile(tmp_path / "alone.xlsx") as a, zipfile.ZipFile(
+        tmp_path / "reused.xlsx"
+    ) as b:
+        assert a.namelist() == b.namelist()
+        for name in a.namelist():
+            if name != "docProps/core.xml":  # holds the creation time
+                assert a.read(name) == b.read(name), name
+    gaps = _read_csv(tmp_path / "reused" / "gaps_no_fibre.csv")
+    assert gaps["note"].tolist() == ["TRUE", "FALSE", "TRUE", "FALSE"]  # as booleans
+    sheet = openpyxl.load_workbook(tmp_path / "reused.xlsx")["gaps_below_speed"]
+    names = result.gaps["below_speed"]["village_name"].tolist()
+    assert [c.value for c in sheet["B"][1:]] == [report.neutralise(n) for n in names]

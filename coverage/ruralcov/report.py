@@ -236,6 +236,27 @@ def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def village_rows(tables: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """The tables made of whole rows of ``tables["villages"]`` (the gap lists: same columns,
+    same values), each with the positions of its rows there: the writers format a village's
+    row once and place it again in every such table. Checked value by value, so a table that
+    differs in any way is written on its own."""
+    villages = tables.get("villages")
+    if villages is None or "village_code" not in villages.columns:
+        return {}
+    codes = pd.Index(villages["village_code"])
+    if not codes.is_unique:
+        return {}
+    found = {}
+    for name, table in tables.items():
+        if name == "villages" or not len(table) or not table.columns.equals(villages.columns):
+            continue
+        pos = codes.get_indexer(table["village_code"])
+        if (pos >= 0).all() and table.equals(villages.iloc[pos].reset_index(drop=True)):
+            found[name] = pos
+    return found
+
+
 def write_tables(result: CoverageResult, folder: Path | str) -> list[Path]:
     """Write every table of :func:`result_tables` as ``<folder>/<name>.csv``; return the paths.
 
@@ -244,12 +265,35 @@ def write_tables(result: CoverageResult, folder: Path | str) -> list[Path]:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    tables = result_tables(result)
+    reuse = village_rows(tables)
+    lines: list[str] | None = None  # the villages table's CSV lines, header first
     written = []
-    for name, frame in result_tables(result).items():
+    for name, frame in tables.items():
         path = folder / f"{name}.csv"
-        _for_csv(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+        pos = reuse.get(name)
+        if pos is not None and lines is not None and _same_csv_kinds(frame, tables["villages"]):
+            text = "\r\n".join([lines[0], *(lines[p] for p in (pos + 1).tolist()), ""])
+        elif name == "villages" and reuse:
+            text = _for_csv(frame).to_csv(index=False, lineterminator="\r\n")
+            lines = text.split("\r\n")
+            if len(lines) != len(frame) + 2:  # a text with a line break: no reuse
+                lines = None
+        else:
+            _for_csv(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+            written.append(path)
+            continue
+        path.write_text(text, encoding="utf-8-sig", newline="")
         written.append(path)
     return written
+
+
+def _same_csv_kinds(table: pd.DataFrame, villages: pd.DataFrame) -> bool:
+    """Whether :func:`_for_csv` writes every column of ``table`` (rows of ``villages``) as it
+    writes ``villages``: it writes an object column of booleans as TRUE/FALSE, which a
+    selection of a column that also holds other values can be."""
+    return all(_is_bool(table[c]) == _is_bool(villages[c])
+               for c in table.columns if table[c].dtype == object)
 
 
 # --------------------------------------------------------------------------- workbook
@@ -339,6 +383,9 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
         sheets = [(name, frame) for name, frame in tables.items()]
         worksheets = [(workbook.add_worksheet(_sheet_name(n, used)), n, f) for n, f in sheets]
         rows: dict[int, list[list[Any]]] = {}
+        subsets: dict[int, tuple[int, np.ndarray]] = {}  # gap sheet -> villages sheet, rows
+        reuse = village_rows(tables)
+        home = next((ws.index for ws, n, _ in worksheets if n == "villages"), -1)
         for ws, name, frame in worksheets:
             n_rows = min(len(frame), _XLSX_MAX_ROWS - 1)
             if n_rows < len(frame):
@@ -347,7 +394,12 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
                     f"Excel; the full table is tables/{name}.csv"
                 )
             columns = list(frame.columns)
-            values = [_cell_values(frame[c].iloc[:n_rows]) for c in columns]
+            pos = reuse.get(name, np.empty(0, np.int64))[:n_rows]
+            if len(pos) and home in rows and pos.max() < len(rows[home][0]):
+                subsets[ws.index] = (home, pos)
+                values = [[col[p] for p in pos[:500].tolist()] for col in rows[home]]  # widths
+            else:
+                values = [_cell_values(frame[c].iloc[:n_rows]) for c in columns]
             for j, col in enumerate(columns):
                 fmt = None
                 if _is_code(col):
@@ -359,8 +411,8 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
                 width = max([_display_width(col)] + [_display_width(v) for v in sample])
                 ws.set_column(j, j, min(max(width + 2, 8), 60), fmt)
             ws.write_row(0, 0, columns, header)
-            if values:  # data rows: spliced in after closing (ruralcov.xlsxrows, faster)
-                rows[ws.index] = values
+            if values and ws.index not in subsets:  # data rows: spliced in after closing
+                rows[ws.index] = values  # (ruralcov.xlsxrows, faster)
             ws.freeze_panes(1, 0)
             ws.autofilter(0, 0, max(n_rows, 1), max(len(columns) - 1, 0))
         about.set_column(0, 0, 28)
@@ -370,7 +422,7 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
             about.write(i, 1, neutralise(value), header if i == 0 else None)
     finally:
         workbook.close()
-    splice_rows(path, rows)
+    splice_rows(path, rows, subsets)
     return path
 
 

@@ -15,9 +15,11 @@ import queue
 import re
 import threading
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 _NEEDS_WORK = re.compile("[&<>_\x00-\x08\x0b-\x1f\ufffe\uffff]")
 _ESCAPED = re.compile("(_x[0-9a-fA-F]{4}_)")
@@ -25,7 +27,14 @@ _CONTROL = re.compile("([\x00-\x08\x0b-\x1f])")
 _COL = re.compile(r'<col min="(\d+)" max="(\d+)"([^>]*)/>')
 _STYLE = re.compile(r' style="(\d+)"')
 _DIMENSION = re.compile(r'<dimension ref="[^"]*"/>')
+_SHEET = re.compile(r"xl/worksheets/sheet(\d+)\.xml")
 _STRMAX = 32767  # Excel's cell limit, in UTF-16 units
+#: Stands for the row number in a row's XML until the row is placed; never part of a cell (texts
+#: write control characters as ``_xHHHH_``).
+_ROW = "\x00"
+_CHUNK = 10_000  # rows formatted at a time
+#: ZipInfo's compression level (public from Python 3.13 on).
+_LEVEL = "compress_level" if hasattr(zipfile.ZipInfo(), "compress_level") else "_compresslevel"
 
 
 def column_name(j: int) -> str:
@@ -58,31 +67,44 @@ def _text_tail(v: str) -> str:
     return f' t="inlineStr"><is><t{space}>{t}</t></is></c>'
 
 
-def _cells(values: Sequence[Any], letter: str, style: int | None, first: int) -> list[str]:
-    """One column's ``<c>`` elements for Excel rows ``first``, ``first + 1``, ... ("" for None).
+def _cells(values: Sequence[Any], letter: str, style: int | None) -> list[str]:
+    """One column's ``<c>`` elements, the row number left as :data:`_ROW` ("" for None).
 
     A column of one kind (numbers, booleans) is formatted in one comprehension; texts repeat
     a lot (names, classes), so each distinct text is escaped once."""
-    s = f' s="{style}"' if style is not None else ""
+    ref = f'<c r="{letter}{_ROW}"' + (f' s="{style}"' if style is not None else "")
     kinds = set(map(type, values)) - {type(None)}
     if kinds <= {float, int}:
-        return [f'<c r="{letter}{i}"{s}><v>{v:.16G}</v></c>' if v is not None else ""
-                for i, v in enumerate(values, first)]
+        return [f"{ref}><v>{v:.16G}</v></c>" if v is not None else "" for v in values]
     if kinds == {bool}:
-        return [f'<c r="{letter}{i}"{s} t="b"><v>{int(v)}</v></c>' if v is not None else ""
-                for i, v in enumerate(values, first)]
+        return [f'{ref} t="b"><v>{int(v)}</v></c>' if v is not None else "" for v in values]
     tails = {v: _text_tail(v) for v in {v for v in values if isinstance(v, str)}}
     out = []
-    for i, v in enumerate(values, first):
+    for v in values:
         if v is None:
             out.append("")
         elif isinstance(v, str):
-            out.append(f'<c r="{letter}{i}"{s}{tails[v]}')
+            out.append(ref + tails[v])
         elif isinstance(v, bool):
-            out.append(f'<c r="{letter}{i}"{s} t="b"><v>{int(v)}</v></c>')
+            out.append(f'{ref} t="b"><v>{int(v)}</v></c>')
         else:
-            out.append(f'<c r="{letter}{i}"{s}><v>{v:.16G}</v></c>')
+            out.append(f"{ref}><v>{v:.16G}</v></c>")
     return out
+
+
+def row_templates(columns: Sequence[Sequence[Any]], styles: Sequence[int | None], a: int,
+                  b: int) -> list[str]:
+    """The ``<row>`` elements of data rows ``a`` to ``b`` with the row number left as
+    :data:`_ROW` ("" for a row without values): a row's XML is made once and numbered where it
+    is placed (a village's row is placed again in each gap sheet that lists it)."""
+    cols = [_cells(c[a:b], column_name(j), styles[j]) for j, c in enumerate(columns)]
+    return [f'<row r="{_ROW}">{body}</row>' if (body := "".join(cells)) else ""
+            for cells in zip(*cols, strict=True)]
+
+
+def numbered(templates: Sequence[str], first: int) -> str:
+    """Row templates placed from Excel row ``first`` on."""
+    return "".join([t.replace(_ROW, str(i)) for i, t in enumerate(templates, first)])
 
 
 def rows_xml(
@@ -90,20 +112,20 @@ def rows_xml(
     styles: Sequence[int | None],
     *,
     first: int = 2,
-    chunk: int = 10_000,
+    chunk: int = _CHUNK,
+    keep: dict[int, str] | None = None,
 ) -> Iterator[str]:
     """``<row>`` elements for the table whose column values are ``columns`` (None: empty cell),
-    from Excel row ``first`` on, in pieces of ``chunk`` rows (memory stays bounded)."""
+    from Excel row ``first`` on, in pieces of ``chunk`` rows (memory stays bounded). The
+    templates of the data rows named in ``keep`` (0-based) are put there for reuse."""
     n = len(columns[0]) if columns else 0
-    letters = [column_name(j) for j in range(len(columns))]
+    wanted = np.array(sorted(keep), dtype=np.int64) if keep else np.empty(0, np.int64)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
-        cols = [_cells(c[a:b], letters[j], styles[j], first + a) for j, c in enumerate(columns)]
-        parts = []
-        for i, cells in enumerate(zip(*cols, strict=True), first + a):
-            body = "".join(cells)
-            parts.append(f'<row r="{i}">{body}</row>' if body else "")
-        yield "".join(parts)
+        templates = row_templates(columns, styles, a, b)
+        for p in wanted[np.searchsorted(wanted, a):np.searchsorted(wanted, b)].tolist():
+            keep[p] = templates[p - a]  # type: ignore[index]
+        yield numbered(templates, first + a)
 
 
 def column_styles(sheet_xml: str, n_columns: int) -> list[int | None]:
@@ -117,32 +139,61 @@ def column_styles(sheet_xml: str, n_columns: int) -> list[int | None]:
     return styles
 
 
-def splice_rows(path: Path | str, sheets: dict[int, Sequence[Sequence[Any]]]) -> None:
+def splice_rows(
+    path: Path | str,
+    sheets: Mapping[int, Sequence[Sequence[Any]]],
+    subsets: Mapping[int, tuple[int, Sequence[int] | np.ndarray]] | None = None,
+) -> None:
     """Put the data rows into the sheets of the xlsxwriter workbook at ``path``.
 
     ``sheets`` maps a worksheet's 0-based index (``Worksheet.index``) to its column values
-    (rows 2 ... on; row 1, the header, was written by xlsxwriter). Every other part of the
-    file is copied as it is, with its original zip entry (dates included, for reproducibility).
+    (rows 2 ... on; row 1, the header, was written by xlsxwriter). ``subsets`` maps a worksheet
+    whose rows are rows of an earlier one (same columns and formats: a gap list of villages) to
+    that sheet's index and the 0-based positions of its rows there; their XML is reused. Every
+    other part of the file is copied as it is, with its original zip entry (dates included, for
+    reproducibility).
     """
     path = Path(path)
+    subsets = subsets or {}
     tmp = path.with_name(path.name + ".rows")
-    names = {f"xl/worksheets/sheet{k + 1}.xml": cols for k, cols in sheets.items()}
+    kept: dict[int, dict[int, str]] = {}  # source sheet -> data row -> template
+    done: dict[int, list[int | None]] = {}  # sheets written so far -> their column styles
+    for source, positions in subsets.values():
+        kept.setdefault(source, {}).update(dict.fromkeys(positions, ""))
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
         for info in src.infolist():
             data = src.read(info)
-            columns = names.get(info.filename)
-            if columns is None:
+            m = _SHEET.fullmatch(info.filename)
+            k = int(m.group(1)) - 1 if m else -1
+            if k not in sheets and k not in subsets:
                 dst.writestr(info, data)
                 continue
-            xml = data.decode("utf-8")
-            head, tail = xml.split("</sheetData>", 1)
-            last = _last_row(columns)
+            source = subsets[k][0] if k in subsets else k
+            columns = sheets[source]
+            head, tail = data.decode("utf-8").split("</sheetData>", 1)
+            styles = column_styles(head, len(columns))
+            if k in subsets:
+                if source in subsets or source not in done:
+                    raise ValueError(f"sheet {k}: its rows come from sheet {source}, which is "
+                                     "not a plain sheet before it")
+                if styles != done[source]:
+                    raise ValueError(f"sheet {k}: column formats differ from sheet {source}")
+                templates = [kept[source][p] for p in subsets[k][1]]
+                last = max((i + 1 for i, t in enumerate(templates) if t), default=0)
+                rows: Iterator[str] = (numbered(templates[a:a + _CHUNK], 2 + a)
+                                       for a in range(0, len(templates), _CHUNK))
+            else:
+                last = _last_row(columns)
+                rows = rows_xml(columns, styles, keep=kept.get(k))
+            done[k] = styles
             if last:
                 ref = f"A1:{column_name(len(columns) - 1)}{last + 1}"
                 head = _DIMENSION.sub(f'<dimension ref="{ref}"/>', head, count=1)
-            styles = column_styles(head, len(columns))
+            # Deflate level 1: a province's sheets are tens of MB of repetitive XML, which
+            # zlib's default level packs a quarter smaller in three times the time.
+            setattr(info, _LEVEL, 1)
             with dst.open(info, "w") as fh:
-                _write_behind(fh, _pieces(head, rows_xml(columns, styles), tail))
+                _write_behind(fh, _pieces(head, rows, tail))
     tmp.replace(path)
 
 

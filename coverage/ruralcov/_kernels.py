@@ -698,6 +698,21 @@ def group_duplicates(offsets, h1, h2, n_shares):  # pragma: no cover - compiled
     return dup
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def interleave(values, starts, offsets, out):  # pragma: no cover - compiled
+    """Rows of village-grouped runs, concatenated in ``values``, grouped by village in ``out``:
+    run ``r``'s rows of group ``g`` are ``values[starts[r, g]:starts[r, g + 1]]`` and go, after
+    those of the runs before it, to ``out[offsets[g]:offsets[g + 1]]`` (source order is kept
+    when the runs are in source order). Whole segments are copied: no permutation is built."""
+    n_runs = starts.shape[0]
+    for g in prange(len(offsets) - 1):
+        k = offsets[g]
+        for r in range(n_runs):
+            for i in range(starts[r, g], starts[r, g + 1]):
+                out[k] = values[i]
+                k += 1
+
+
 @njit(cache=True, nogil=True)
 def group_positions(groups, n_groups):  # pragma: no cover - compiled
     """The position of each row after a stable counting sort by ``groups``, and group offsets

@@ -1019,28 +1019,33 @@ class Accumulator:
         runs come in the order they were written and the run in ``memory`` last, so rows keep
         their source order within a village."""
         pieces: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
-        groups: list[np.ndarray] = []
-        local = np.zeros(b - a + 1, np.int64)
+        starts: list[np.ndarray] = []  # per run: where its villages' rows start in the pieces
+        size = 0
         for offsets, where in self.disk_runs:
             s, e = int(offsets[a]), int(offsets[b])
             if e > s:
                 for f in self.fields:
                     dt = np.dtype(self.dtypes[f])
                     pieces[f].append(self._spill.read(where[f] + s * dt.itemsize, dt, e - s))
-                local = offsets[a:b + 1] - s
-                groups.append(np.repeat(np.arange(b - a), np.diff(local)))
+                starts.append(offsets[a:b + 1] - s + size)
+                size += e - s
         if memory is not None and memory[0][b] > memory[0][a]:
             offsets, run = memory
             s, e = int(offsets[a]), int(offsets[b])
             for f in self.fields:
                 pieces[f].append(run[f][s:e])
-            local = offsets[a:b + 1] - s
-            groups.append(np.repeat(np.arange(b - a), np.diff(local)))
-        if len(groups) <= 1:  # one run (or none): already grouped
+            starts.append(offsets[a:b + 1] - s + size)
+        if len(starts) <= 1:  # one run (or none): already grouped
+            local = starts[0] if starts else np.zeros(b - a + 1, np.int64)
             return local, {f: p[0] if p else np.empty(0, self.dtypes[f])
                            for f, p in pieces.items()}
-        perm, offsets = _stat_kernels().order_by_group(np.concatenate(groups), b - a)
-        return offsets, {f: np.concatenate(p)[perm] for f, p in pieces.items()}
+        runs = np.stack(starts)
+        local = np.concatenate([[0], np.cumsum(np.diff(runs, axis=1).sum(axis=0))])
+        out = {}
+        for f, p in pieces.items():
+            out[f] = np.empty(int(local[-1]), dtype=self.dtypes[f])
+            _stat_kernels().interleave(np.concatenate(p), runs, local, out[f])
+        return local, out
 
     def _leave_out(self, a: int, offsets: np.ndarray, vals: dict[str, np.ndarray],
                    drop: np.ndarray, rows_out: list[np.ndarray],

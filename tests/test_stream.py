@@ -269,6 +269,24 @@ def test_spill_file_reads_back_what_was_appended_and_reports_write_errors(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_run_that_cannot_be_spilled_fails_the_stream(tmp_path):
+    """Runs are sorted and spilled by a thread of the accumulator while rows keep coming in:
+    an error there reaches the caller, and closing leaves no file behind."""
+    acc = stream.Accumulator(3, has_upload=False, has_latency=False, has_device=False,
+                             buffer_mb=1, spill_dir=tmp_path)
+    acc._spill = stream.SpillFile(tmp_path)  # its writer thread waits for the first column
+    acc._spill._file.close()
+    acc._spill._file = open("/dev/full", "w+b")  # noqa: SIM115 - closed by acc.close()
+    n = 200_000  # 4 MB of rows: each batch fills more than half the buffer, so it is spilled
+    batch = {"row": np.arange(n), "down": np.ones(n)}
+    with pytest.raises(OSError):
+        for _ in range(4):
+            acc.add(np.zeros(n, np.int64), dict(batch))
+        acc.statistics(np.full(3, 12.0))
+    acc.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 @settings(max_examples=60, deadline=None)
 @given(sizes=st.lists(st.integers(0, 40), min_size=0, max_size=30), seed=st.integers(0, 2**31),
        n_shares=st.integers(1, 5))

@@ -6,7 +6,9 @@ checks a whole file (same issues, same 1-based source rows, rows read = used + d
 to the villages with :class:`ruralcov.join.PolygonIndex`, and reduced to a compact *run*: the
 kept rows (village, download, upload, latency, device key) sorted by village.
 
-Runs stay in memory up to ``buffer_mb`` and are then appended to a spill file on disk. At the
+Kept rows gather in memory up to half of ``buffer_mb``; a thread then sorts them into a run
+and appends it to a spill file on disk while the next half fills (reading never waits for a
+sort, and memory stays within the buffer). At the
 end the villages are cut into ranges whose tests fit in a fraction of the buffer; for each
 range the slices of every run are gathered and the statistics computed exactly (medians as the
 mean of the two middle values, the interval from the order statistics of
@@ -893,8 +895,8 @@ class Accumulator:
     has_upload, has_latency, has_device
         Which measures the tests carry.
     buffer_mb
-        Memory for runs before they are spilled to disk (and, at the end, for one range of
-        villages at a time).
+        Memory for kept rows: half fills while the other half is sorted and spilled to disk
+        (and, at the end, an eighth for one range of villages at a time).
     spill_dir
         Folder for the spill file (default: the system's temporary folder).
     has_hashes
@@ -939,6 +941,8 @@ class Accumulator:
         self.buffered = 0
         self.spill_dir = spill_dir
         self._spill: SpillFile | None = None
+        self._flusher: threading.Thread | None = None
+        self._flush_error: BaseException | None = None
         self.spilled_rows = 0
 
     def add(self, village: np.ndarray, values: dict[str, np.ndarray]) -> None:
@@ -952,21 +956,22 @@ class Accumulator:
             np.bincount(village, minlength=self.n))
         self.chunks.append((village, {f: values[f] for f in self.fields}))
         self.buffered += len(village) * (self.row_bytes + 4)
-        if self.buffered > self.budget:
+        if self.buffered > self.budget // 2:
             self._flush()
 
-    def _sorted(self, sink: Any = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The buffered rows sorted by village, one column at a time to bound memory: each
-        column is scattered chunk by chunk into place and, with ``sink(field, column)``,
+    def _sorted(self, chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]], sink: Any = None
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The rows of ``chunks`` sorted by village, one column at a time to bound memory:
+        each column is scattered chunk by chunk into place and, with ``sink(field, column)``,
         handed over (and dropped) before the next one is built."""
-        village = np.concatenate([c[0] for c in self.chunks])
+        village = np.concatenate([c[0] for c in chunks])
         dest, offsets = _stat_kernels().group_positions(village, self.n)
         del village
         run = {}
         for f in self.fields:
             col = np.empty(len(dest), dtype=self.dtypes[f])
             a = 0
-            for c in self.chunks:
+            for c in chunks:
                 part = c[1].pop(f)
                 col[dest[a:a + len(part)]] = part
                 a += len(part)
@@ -976,25 +981,45 @@ class Accumulator:
             else:
                 sink(f, col)
             del col
-        self.chunks, self.buffered = [], 0
+        chunks.clear()
         return offsets, run
 
     def _flush(self) -> None:
-        """Sort the buffered rows into one run and append it to the spill file."""
-        if not self.chunks:
-            return
+        """Hand the buffered rows to the flusher thread, which sorts them into one run and
+        appends it to the spill file while the next rows come in (half the buffer each; one
+        run at a time, so runs stay in source order)."""
+        self._wait()
         if self._spill is None:
             self._spill = SpillFile(self.spill_dir)
-        where: dict[str, int] = {}
+        chunks, self.chunks, self.buffered = self.chunks, [], 0
+        self._flusher = threading.Thread(target=self._spill_run, args=(chunks,), daemon=True)
+        self._flusher.start()
 
-        def write(f: str, col: np.ndarray) -> None:
-            where[f] = self._spill.append(col)
+    def _spill_run(self, chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> None:
+        try:
+            where: dict[str, int] = {}
 
-        offsets, _ = self._sorted(write)
-        self.disk_runs.append((offsets, where))
-        self.spilled_rows += int(offsets[-1])
+            def write(f: str, col: np.ndarray) -> None:
+                where[f] = self._spill.append(col)  # type: ignore[union-attr]
+
+            offsets, _ = self._sorted(chunks, write)
+            self.disk_runs.append((offsets, where))
+            self.spilled_rows += int(offsets[-1])
+        except BaseException as exc:  # raised in the caller's thread by _wait
+            self._flush_error = exc
+
+    def _wait(self) -> None:
+        """Wait for the run being spilled; raise what went wrong there."""
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
+        if self._flush_error is not None:
+            raise self._flush_error
 
     def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
         if self._spill is not None:
             self._spill.close()
             self._spill = None
@@ -1098,7 +1123,9 @@ class Accumulator:
         dup_rows: list[np.ndarray] = []
         dup_villages: list[np.ndarray] = []
         sampled: list[np.ndarray] = []
-        memory = self._sorted() if self.chunks else None  # the last run is not spilled
+        self._wait()
+        memory = self._sorted(self.chunks) if self.chunks else None  # the last run stays here
+        self.buffered = 0
         if self._spill is not None:
             self._spill.finish()
         for a, b in self._ranges() if self.disk_runs else [(0, self.n)]:

@@ -117,43 +117,55 @@ def covers(pid, px, py, xs, ys, ring_off, part_ring, poly_part):  # pragma: no c
     return 0
 
 @njit(cache=True, nogil=True)
-def rasterize(xs, ys, ring_off, ring_poly, gx0, gy0, cs, nx, ny, margin, out_cell, out_poly,
-              out_edge, count_only):  # pragma: no cover - compiled
-    """(cell, polygon, edge) for every cell an edge comes within ``margin`` of (the edge by the
-    position of its first vertex); returns the count."""
+def _ring_cells(xs, ys, s, e, pid, gx0, gy0, cs, nx, ny, margin, out_cell, out_poly, out_edge,
+                k, count_only):  # pragma: no cover - compiled
+    """(cell, polygon, edge) for every cell an edge of ring [s, e) comes within ``margin`` of
+    (the edge by the position of its first vertex), written from ``k`` on; returns the end."""
     inv = 1.0 / cs
-    k = 0
-    for r in range(len(ring_off) - 1):
-        pid = ring_poly[r]
-        for i in range(ring_off[r], ring_off[r + 1] - 1):
-            ax = xs[i]
-            ay = ys[i]
-            bx = xs[i + 1]
-            by = ys[i + 1]
-            xlo = min(ax, bx)
-            xhi = max(ax, bx)
-            ix0 = max(int(np.floor((xlo - margin - gx0) * inv)), 0)
-            ix1 = min(int(np.floor((xhi + margin - gx0) * inv)), nx - 1)
-            for ix in range(ix0, ix1 + 1):
-                cx0 = max(gx0 + ix * cs - margin, xlo)
-                cx1 = min(gx0 + (ix + 1) * cs + margin, xhi)
-                if ax == bx:
-                    y0 = min(ay, by)
-                    y1 = max(ay, by)
-                else:
-                    t0 = ay + (cx0 - ax) * (by - ay) / (bx - ax)
-                    t1 = ay + (cx1 - ax) * (by - ay) / (bx - ax)
-                    y0 = min(t0, t1)
-                    y1 = max(t0, t1)
-                iy0 = max(int(np.floor((y0 - margin - gy0) * inv)), 0)
-                iy1 = min(int(np.floor((y1 + margin - gy0) * inv)), ny - 1)
-                for iy in range(iy0, iy1 + 1):
-                    if not count_only:
-                        out_cell[k] = iy * nx + ix
-                        out_poly[k] = pid
-                        out_edge[k] = i
-                    k += 1
+    for i in range(s, e - 1):
+        ax = xs[i]
+        ay = ys[i]
+        bx = xs[i + 1]
+        by = ys[i + 1]
+        xlo = min(ax, bx)
+        xhi = max(ax, bx)
+        ix0 = max(int(np.floor((xlo - margin - gx0) * inv)), 0)
+        ix1 = min(int(np.floor((xhi + margin - gx0) * inv)), nx - 1)
+        for ix in range(ix0, ix1 + 1):
+            cx0 = max(gx0 + ix * cs - margin, xlo)
+            cx1 = min(gx0 + (ix + 1) * cs + margin, xhi)
+            if ax == bx:
+                y0 = min(ay, by)
+                y1 = max(ay, by)
+            else:
+                t0 = ay + (cx0 - ax) * (by - ay) / (bx - ax)
+                t1 = ay + (cx1 - ax) * (by - ay) / (bx - ax)
+                y0 = min(t0, t1)
+                y1 = max(t0, t1)
+            iy0 = max(int(np.floor((y0 - margin - gy0) * inv)), 0)
+            iy1 = min(int(np.floor((y1 + margin - gy0) * inv)), ny - 1)
+            for iy in range(iy0, iy1 + 1):
+                if not count_only:
+                    out_cell[k] = iy * nx + ix
+                    out_poly[k] = pid
+                    out_edge[k] = i
+                k += 1
     return k
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def rasterize(xs, ys, ring_off, ring_poly, gx0, gy0, cs, nx, ny, margin, start, out_cell,
+              out_poly, out_edge, count_only):  # pragma: no cover - compiled
+    """The :func:`_ring_cells` of every ring, rings in parallel. With ``count_only``, sets
+    ``start[r + 1]`` to ring r's number of entries; otherwise writes ring r's entries from
+    ``start[r]`` on (``start`` then holds the running sums: the order is the rings')."""
+    for r in prange(len(ring_off) - 1):
+        k = 0 if count_only else start[r]
+        k = _ring_cells(xs, ys, ring_off[r], ring_off[r + 1], ring_poly[r], gx0, gy0, cs, nx,
+                        ny, margin, out_cell, out_poly, out_edge, k, count_only)
+        if count_only:
+            start[r + 1] = k
+
 
 @njit(cache=True, nogil=True)
 def _crossings(xs, ys, s, e, yc, buf, k):
@@ -168,7 +180,7 @@ def _crossings(xs, ys, s, e, yc, buf, k):
     return k
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def fill(state, slot_start, slot_cand, slot_owner, rank, bbox, gx0, gy0, cs, nx, ny,
          xs, ys, ring_off, part_ring, poly_part):  # pragma: no cover - compiled
     """Give every cell that lies wholly inside a polygon its owner (the lowest rank).
@@ -176,60 +188,77 @@ def fill(state, slot_start, slot_cand, slot_owner, rank, bbox, gx0, gy0, cs, nx,
     A cell of polygon P's bounding box that none of P's edges comes near is wholly inside P or
     wholly outside; its centre decides, by scanlines through the row centres: crossings of
     the shell to the right odd, of the holes even. The crossings are at least half a cell
-    from such a centre, so rounding cannot change the answer.
+    from such a centre, so rounding cannot change the answer. Rows of cells are filled in
+    parallel (a cell is written only by its own row, and the lowest rank wins in any order).
     """
     inv = 1.0 / cs
-    for pid in range(len(rank)):
-        ix0 = max(int(np.floor((bbox[pid, 0] - gx0) * inv)), 0)
-        ix1 = min(int(np.floor((bbox[pid, 2] - gx0) * inv)), nx - 1)
-        iy0 = max(int(np.floor((bbox[pid, 1] - gy0) * inv)), 0)
-        iy1 = min(int(np.floor((bbox[pid, 3] - gy0) * inv)), ny - 1)
+    n = len(rank)
+    box = np.empty((n, 4), dtype=np.int64)  # ix0, ix1, iy0, iy1 of each polygon's cells
+    per_row = np.zeros(ny + 1, dtype=np.int64)
+    biggest = 1
+    for pid in range(n):
+        box[pid, 0] = max(int(np.floor((bbox[pid, 0] - gx0) * inv)), 0)
+        box[pid, 1] = min(int(np.floor((bbox[pid, 2] - gx0) * inv)), nx - 1)
+        box[pid, 2] = max(int(np.floor((bbox[pid, 1] - gy0) * inv)), 0)
+        box[pid, 3] = min(int(np.floor((bbox[pid, 3] - gy0) * inv)), ny - 1)
+        for iy in range(box[pid, 2], box[pid, 3] + 1):
+            per_row[iy + 1] += 1
         p0 = poly_part[pid]
         p1 = poly_part[pid + 1]
-        n_coords = ring_off[part_ring[p1]] - ring_off[part_ring[p0]]
-        shell = np.empty(n_coords)
-        holes = np.empty(n_coords)
-        for iy in range(iy0, iy1 + 1):
+        biggest = max(biggest, ring_off[part_ring[p1]] - ring_off[part_ring[p0]])
+    for iy in range(ny):
+        per_row[iy + 1] += per_row[iy]
+    row_polys = np.empty(per_row[ny], dtype=np.int64)  # the polygons of each row, by position
+    pos = per_row[:-1].copy()
+    for pid in range(n):
+        for iy in range(box[pid, 2], box[pid, 3] + 1):
+            row_polys[pos[iy]] = pid
+            pos[iy] += 1
+    n_blocks = min(ny, 256)
+    for blk in prange(n_blocks):
+        shell = np.empty(biggest)
+        holes = np.empty(biggest)
+        for iy in range(blk * ny // n_blocks, (blk + 1) * ny // n_blocks):
             yc = gy0 + (iy + 0.5) * cs
-            for part in range(p0, p1):
-                r0 = part_ring[part]
-                r1 = part_ring[part + 1]
-                ns = _crossings(xs, ys, ring_off[r0], ring_off[r0 + 1], yc, shell, 0)
-                if ns == 0:
-                    continue
-                nh = 0
-                for r in range(r0 + 1, r1):
-                    nh = _crossings(xs, ys, ring_off[r], ring_off[r + 1], yc, holes, nh)
-                _insertion_sort(shell, ns)
-                _insertion_sort(holes, nh)
-                sh = shell
-                ho = holes
-                js = 0  # crossings left of the current centre
-                jh = 0
-                for ix in range(ix0, ix1 + 1):
-                    xc = gx0 + (ix + 0.5) * cs
-                    while js < ns and sh[js] < xc:
-                        js += 1
-                    while jh < nh and ho[jh] < xc:
-                        jh += 1
-                    if (ns - js) % 2 == 0 or (nh - jh) % 2 == 1:
+            for j in range(per_row[iy], per_row[iy + 1]):
+                pid = row_polys[j]
+                for part in range(poly_part[pid], poly_part[pid + 1]):
+                    r0 = part_ring[part]
+                    r1 = part_ring[part + 1]
+                    ns = _crossings(xs, ys, ring_off[r0], ring_off[r0 + 1], yc, shell, 0)
+                    if ns == 0:
                         continue
-                    cell = iy * nx + ix
-                    st = state[cell]
-                    if st <= -2:
-                        slot = -st - 2
-                        touched = False
-                        for k in range(slot_start[slot], slot_start[slot + 1]):
-                            if slot_cand[k] == pid:
-                                touched = True
-                                break
-                        if touched:
+                    nh = 0
+                    for r in range(r0 + 1, r1):
+                        nh = _crossings(xs, ys, ring_off[r], ring_off[r + 1], yc, holes, nh)
+                    _insertion_sort(shell, ns)
+                    _insertion_sort(holes, nh)
+                    js = 0  # crossings left of the current centre
+                    jh = 0
+                    for ix in range(box[pid, 0], box[pid, 1] + 1):
+                        xc = gx0 + (ix + 0.5) * cs
+                        while js < ns and shell[js] < xc:
+                            js += 1
+                        while jh < nh and holes[jh] < xc:
+                            jh += 1
+                        if (ns - js) % 2 == 0 or (nh - jh) % 2 == 1:
                             continue
-                        own = slot_owner[slot]
-                        if own < 0 or rank[pid] < rank[own]:
-                            slot_owner[slot] = pid
-                    elif st == -1 or rank[pid] < rank[st]:
-                        state[cell] = pid
+                        cell = iy * nx + ix
+                        st = state[cell]
+                        if st <= -2:
+                            slot = -st - 2
+                            touched = False
+                            for k in range(slot_start[slot], slot_start[slot + 1]):
+                                if slot_cand[k] == pid:
+                                    touched = True
+                                    break
+                            if touched:
+                                continue
+                            own = slot_owner[slot]
+                            if own < 0 or rank[pid] < rank[own]:
+                                slot_owner[slot] = pid
+                        elif st == -1 or rank[pid] < rank[st]:
+                            state[cell] = pid
     return True
 
 
@@ -459,11 +488,12 @@ def _insertion_sort(a, n):  # pragma: no cover - compiled
         a[j + 1] = v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def build_slots(cells, pids, edges, rank, n_cells):  # pragma: no cover - compiled
     """Group (cell, polygon, edge) triples by cell: the cells, their start offsets into the
     candidates, each cell's distinct polygons ordered by rank, and each candidate's edges in the
-    cell (``cand_edges[cand_edge_start[k]:cand_edge_start[k + 1]]``)."""
+    cell (``cand_edges[cand_edge_start[k]:cand_edge_start[k + 1]]``). Cells are sorted and
+    emitted in parallel, at offsets counted beforehand."""
     counts = np.zeros(n_cells + 1, dtype=np.int64)
     for c in cells:
         counts[c + 1] += 1
@@ -480,36 +510,45 @@ def build_slots(cells, pids, edges, rank, n_cells):  # pragma: no cover - compil
         if counts[c + 1] > counts[c]:
             n_slots += 1
     slot_cells = np.empty(n_slots, dtype=np.int64)
-    slot_start = np.empty(n_slots + 1, dtype=np.int64)
-    cand_rank = np.empty(len(cells), dtype=np.int64)
-    cand_edge_start = np.empty(len(cells) + 1, dtype=np.int64)
-    cand_edges = np.empty(len(cells), dtype=np.int64)
-    low = np.int64((1 << 32) - 1)
-    k = 0
     s = 0
     for c in range(n_cells):
-        a = counts[c]
-        b = counts[c + 1]
-        if b == a:
-            continue
+        if counts[c + 1] > counts[c]:
+            slot_cells[s] = c
+            s += 1
+    slot_start = np.zeros(n_slots + 1, dtype=np.int64)  # first: each cell's distinct polygons
+    for s in prange(n_slots):
+        a = counts[slot_cells[s]]
+        b = counts[slot_cells[s] + 1]
         grp = by_cell[a:b]
         if b - a > 32:
             grp.sort()
         else:
             _insertion_sort(grp, b - a)
-        slot_cells[s] = c
-        slot_start[s] = k
-        for i in range(b - a):
-            r = grp[i] >> 32
-            if i == 0 or r != grp[i - 1] >> 32:
+        d = 1
+        for i in range(1, b - a):
+            if grp[i] >> 32 != grp[i - 1] >> 32:
+                d += 1
+        slot_start[s + 1] = d
+    for s in range(n_slots):
+        slot_start[s + 1] += slot_start[s]
+    n_cand = slot_start[n_slots]
+    cand_rank = np.empty(n_cand, dtype=np.int64)
+    cand_edge_start = np.empty(n_cand + 1, dtype=np.int64)
+    cand_edges = np.empty(len(cells), dtype=np.int64)
+    low = np.int64((1 << 32) - 1)
+    for s in prange(n_slots):
+        a = counts[slot_cells[s]]
+        b = counts[slot_cells[s] + 1]
+        k = slot_start[s]
+        for i in range(a, b):
+            r = by_cell[i] >> 32
+            if i == a or r != by_cell[i - 1] >> 32:
                 cand_rank[k] = r
-                cand_edge_start[k] = a + i
+                cand_edge_start[k] = i
                 k += 1
-            cand_edges[a + i] = grp[i] & low
-        s += 1
-    slot_start[n_slots] = k
-    cand_edge_start[k] = len(cells)
-    return slot_cells, slot_start, cand_rank[:k].copy(), cand_edge_start[:k + 1].copy(), cand_edges
+            cand_edges[i] = by_cell[i] & low
+    cand_edge_start[n_cand] = len(cells)
+    return slot_cells, slot_start, cand_rank, cand_edge_start, cand_edges
 
 
 @njit(cache=True, nogil=True)

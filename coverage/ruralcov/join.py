@@ -247,9 +247,11 @@ class PolygonIndex:
         if len(self._xs) >= 1 << 32:  # build_slots packs (rank, edge) into one 64-bit key
             raise ValueError("PolygonIndex: at most 2**32 - 1 vertices")
         empty_i64 = np.empty(0, dtype=np.int64)
-        n = k.rasterize(*args, empty_i64, empty_i64, empty_i64, True)
-        cells, pids, edges = (np.empty(n, dtype=np.int64) for _ in range(3))
-        k.rasterize(*args, cells, pids, edges, False)
+        start = np.zeros(len(self._ring_off), dtype=np.int64)
+        k.rasterize(*args, start, empty_i64, empty_i64, empty_i64, True)
+        np.cumsum(start, out=start)
+        cells, pids, edges = (np.empty(int(start[-1]), dtype=np.int64) for _ in range(3))
+        k.rasterize(*args, start, cells, pids, edges, False)
         n_cells = self._nx * self._ny
         slot_cells, slot_start, cand_rank, cand_edge_start, cand_edges = k.build_slots(
             cells, pids, edges, self._rank, n_cells)

@@ -42,6 +42,7 @@ import shutil
 import tempfile
 import unicodedata
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from fractions import Fraction
 from importlib import metadata, resources
@@ -1049,9 +1050,14 @@ def write_skipped_index(folder: Path | str) -> Path:
 
 def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, created: str) -> None:
     """Write every file of the run folder into ``tmp`` (which will become ``out``)."""
-    result.villages.to_parquet(tmp / "villages.parquet", index=False)
-    write_tables(result, tmp / "tables")
-    write_xlsx(result, tmp / "report.xlsx")
+    # villages.parquet is written by a thread (pyarrow and GEOS work without the GIL) while the
+    # tables and the workbook are formatted (Python work); it gets a frame of its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        parquet = pool.submit(result.villages.copy(deep=False).to_parquet,
+                              tmp / "villages.parquet", index=False)
+        write_tables(result, tmp / "tables")
+        write_xlsx(result, tmp / "report.xlsx")
+        parquet.result()
     maps_dir = tmp / "maps"
     figures: list[tuple[str, str]] = []
     if maps:  # folium is imported only when maps are drawn

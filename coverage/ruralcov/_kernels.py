@@ -615,18 +615,13 @@ def path_parity(ref, edges, s, e, xs, ys, px, py, xc, yc):  # pragma: no cover -
         oq = orient(ax, ay, bx, by, xc, py)  # the corner, shared by both legs
         if oq == 0:
             return 2
-        if horizontal == 1:
-            op = orient(ax, ay, bx, by, px, py)
-            if op == 0:
-                return 2
-            if op != oq:
-                par ^= 1
-        if vertical == 1:
-            om = orient(ax, ay, bx, by, xc, yc)
-            if om == 0:
-                return 2
-            if om != oq:
-                par ^= 1
+        for leg, x, y in ((horizontal, px, py), (vertical, xc, yc)):
+            if leg == 1:  # the leg from the corner to (x, y) may cross: sides decide
+                o = orient(ax, ay, bx, by, x, y)
+                if o == 0:
+                    return 2
+                if o != oq:
+                    par ^= 1
     return par
 
 

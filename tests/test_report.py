@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
@@ -400,3 +401,25 @@ def test_gap_tables_reuse_village_rows_byte_for_byte(
     sheet = openpyxl.load_workbook(tmp_path / "reused.xlsx")["gaps_below_speed"]
     names = result.gaps["below_speed"]["village_name"].tolist()
     assert [c.value for c in sheet["B"][1:]] == [report.neutralise(n) for n in names]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 50_000])
+def test_csv_written_in_chunks_keeps_the_lines_asked_for(tmp_path: Path, chunk: int) -> None:
+    frame = pd.DataFrame({"code": [f"14{i}" for i in range(7)],
+                          "name": ["a", 'b, "c"', "d", "", "e", "f", "g"],
+                          "x": [0.1, 1 / 3, None, 2.0, -1e-300, 5.0, 1e20]})
+    report._for_csv(frame).to_csv(tmp_path / "whole.csv", index=False, encoding="utf-8-sig",
+                                  lineterminator="\r\n")
+    whole = (tmp_path / "whole.csv").read_bytes()
+    lines = whole.decode("utf-8-sig").split("\r\n")
+    kept = report._write_csv_keeping(report._for_csv(frame), tmp_path / "chunks.csv",
+                                     np.array([5, 0, 5, 6]), chunk=chunk)
+    assert (tmp_path / "chunks.csv").read_bytes() == whole
+    assert kept == {-1: lines[0], 0: lines[1], 5: lines[6], 6: lines[7]}
+    frame.loc[3, "name"] = "two\r\nlines"  # lines are no longer rows: nothing is kept
+    report._for_csv(frame).to_csv(tmp_path / "whole.csv", index=False, encoding="utf-8-sig",
+                                  lineterminator="\r\n")
+    kept = report._write_csv_keeping(report._for_csv(frame), tmp_path / "chunks.csv",
+                                     np.array([5]), chunk=chunk)
+    assert kept is None
+    assert (tmp_path / "chunks.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()

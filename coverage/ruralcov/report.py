@@ -268,25 +268,45 @@ def write_tables(result: CoverageResult, folder: Path | str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     tables = result_tables(result)
     reuse = village_rows(tables)
-    lines: list[str] | None = None  # the villages table's CSV lines, header first
+    lines: dict[int, str] | None = None  # villages' CSV lines the gap tables use (-1: header)
     written = []
     for name, frame in tables.items():
         path = folder / f"{name}.csv"
         pos = reuse.get(name)
         if pos is not None and lines is not None and _same_csv_kinds(frame, tables["villages"]):
-            text = "\r\n".join([lines[0], *(lines[p] for p in (pos + 1).tolist()), ""])
+            text = "\r\n".join([lines[-1], *(lines[p] for p in pos.tolist()), ""])
+            path.write_text(text, encoding="utf-8-sig", newline="")
         elif name == "villages" and reuse:
-            text = _for_csv(frame).to_csv(index=False, lineterminator="\r\n")
-            lines = text.split("\r\n")
-            if len(lines) != len(frame) + 2:  # a text with a line break: no reuse
-                lines = None
+            lines = _write_csv_keeping(_for_csv(frame), path, np.concatenate(list(reuse.values())))
         else:
             _for_csv(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
-            written.append(path)
-            continue
-        path.write_text(text, encoding="utf-8-sig", newline="")
         written.append(path)
     return written
+
+
+def _write_csv_keeping(frame: pd.DataFrame, path: Path, keep: np.ndarray,
+                       chunk: int = 50_000) -> dict[int, str] | None:
+    """Write ``frame`` as :func:`write_tables` does, a chunk of rows at a time, and return its
+    lines at the 0-based rows ``keep`` (and the header at -1); None when a cell holds a line
+    break, so that lines are not rows."""
+    wanted = np.unique(keep)
+    kept: dict[int, str] | None = {}
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        for a in range(0, max(len(frame), 1), chunk):
+            text = frame.iloc[a:a + chunk].to_csv(index=False, header=a == 0,
+                                                   lineterminator="\r\n")
+            fh.write(text)
+            if kept is None:
+                continue
+            lines = text.split("\r\n")
+            if a == 0:
+                kept[-1] = lines.pop(0)
+            if len(lines) != len(frame.iloc[a:a + chunk]) + 1:  # a text with a line break
+                kept = None
+                continue
+            for p in wanted[np.searchsorted(wanted, a):np.searchsorted(wanted, a + chunk)]:
+                kept[int(p)] = lines[p - a]
+    return kept
 
 
 def _same_csv_kinds(table: pd.DataFrame, villages: pd.DataFrame) -> bool:

@@ -8,14 +8,13 @@ kept rows (village, download, upload, latency, device key) sorted by village.
 
 Kept rows gather in memory up to half of ``buffer_mb``; a thread then sorts them into a run
 and appends it to a spill file on disk while the next half fills (reading never waits for a
-sort, and memory stays within the buffer). At the
-end the villages are cut into ranges whose tests fit in a fraction of the buffer; for each
-range the slices of every run are gathered and the statistics computed exactly (medians as the
-mean of the two middle values, the interval from the order statistics of
-:func:`ruralcov.classify.median_ci_ranks`), so the result equals
-:func:`ruralcov.classify.speed_statistics` on the same tests while memory stays bounded by the
-buffer and does not grow with the number of points. (The one exception: a single village with
-more tests than the buffer holds is processed in one piece.)
+sort, and memory stays within the buffer). At the end the villages are cut into ranges whose
+tests fit in a fraction of the buffer; for each range the slices of every run are gathered
+and the statistics computed exactly (medians as the mean of the two middle values, the
+interval from the order statistics of :func:`ruralcov.classify.median_ci_ranks`), so the
+result equals :func:`ruralcov.classify.speed_statistics` on the same tests while memory stays
+bounded by the buffer and does not grow with the number of points. (The one exception: a
+single village with more tests than the buffer holds is processed in one piece.)
 
 Devices are counted by a 64-bit key per device id: the id itself for integer columns (exact),
 a SipHash of the text otherwise. Two different ids of one village would have to share a 64-bit

@@ -90,8 +90,8 @@ def test_column_names() -> None:
 
 def test_rows_placed_again_in_a_later_sheet(tmp_path: Path) -> None:
     """A sheet of rows of an earlier sheet (a gap list of villages) reuses their XML: the same
-    bytes as xlsxwriter writing those rows cell by cell; a sheet with other column formats, or
-    whose source comes after it, is refused."""
+    bytes as xlsxwriter writing those rows cell by cell; a sheet with other column formats,
+    with rows its source lacks, or whose source comes after it, is refused."""
     pos = [7, 0, 2, 2]
     picked = [[col[p] for p in pos] for col in COLUMNS]
 
@@ -122,6 +122,9 @@ def test_rows_placed_again_in_a_later_sheet(tmp_path: Path) -> None:
     book(tmp_path / "other.xlsx", cell_by_cell=False, text_format=False)
     with pytest.raises(ValueError, match="formats differ"):
         splice_rows(tmp_path / "other.xlsx", {0: COLUMNS}, {gaps: (0, pos)})
+    book(tmp_path / "outside.xlsx", cell_by_cell=False)
+    with pytest.raises(ValueError, match="rows outside"):
+        splice_rows(tmp_path / "outside.xlsx", {0: COLUMNS}, {gaps: (0, [0, len(COLUMNS[0])])})
     book(tmp_path / "order.xlsx", cell_by_cell=False)
     with pytest.raises(ValueError, match="not a plain sheet before it"):
         splice_rows(tmp_path / "order.xlsx", {gaps: picked}, {0: (gaps, [0])})

@@ -92,8 +92,8 @@ def _cells(values: Sequence[Any], letter: str, style: int | None) -> list[str]:
     return out
 
 
-def row_templates(columns: Sequence[Sequence[Any]], styles: Sequence[int | None], a: int,
-                  b: int) -> list[str]:
+def _row_templates(columns: Sequence[Sequence[Any]], styles: Sequence[int | None], a: int,
+                   b: int) -> list[str]:
     """The ``<row>`` elements of data rows ``a`` to ``b`` with the row number left as
     :data:`_ROW` ("" for a row without values): a row's XML is made once and numbered where it
     is placed (a village's row is placed again in each gap sheet that lists it)."""
@@ -102,7 +102,7 @@ def row_templates(columns: Sequence[Sequence[Any]], styles: Sequence[int | None]
             for cells in zip(*cols, strict=True)]
 
 
-def numbered(templates: Sequence[str], first: int) -> str:
+def _numbered(templates: Sequence[str], first: int) -> str:
     """Row templates placed from Excel row ``first`` on."""
     return "".join([t.replace(_ROW, str(i)) for i, t in enumerate(templates, first)])
 
@@ -122,10 +122,10 @@ def rows_xml(
     wanted = np.array(sorted(keep), dtype=np.int64) if keep else np.empty(0, np.int64)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
-        templates = row_templates(columns, styles, a, b)
+        templates = _row_templates(columns, styles, a, b)
         for p in wanted[np.searchsorted(wanted, a):np.searchsorted(wanted, b)].tolist():
             keep[p] = templates[p - a]  # type: ignore[index]
-        yield numbered(templates, first + a)
+        yield _numbered(templates, first + a)
 
 
 def column_styles(sheet_xml: str, n_columns: int) -> list[int | None]:
@@ -158,7 +158,10 @@ def splice_rows(
     tmp = path.with_name(path.name + ".rows")
     kept: dict[int, dict[int, str]] = {}  # source sheet -> data row -> template
     done: dict[int, list[int | None]] = {}  # sheets written so far -> their column styles
-    for source, positions in subsets.values():
+    for k, (source, positions) in subsets.items():
+        n = len(sheets[source][0]) if sheets.get(source) else 0
+        if len(positions) and not 0 <= min(positions) <= max(positions) < n:
+            raise ValueError(f"sheet {k}: rows outside the {n} rows of sheet {source}")
         kept.setdefault(source, {}).update(dict.fromkeys(positions, ""))
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
         for info in src.infolist():
@@ -169,18 +172,18 @@ def splice_rows(
                 dst.writestr(info, data)
                 continue
             source = subsets[k][0] if k in subsets else k
+            if k in subsets and (source in subsets or source not in done):
+                raise ValueError(f"sheet {k}: its rows come from sheet {source}, which is not a "
+                                 "plain sheet before it")
             columns = sheets[source]
             head, tail = data.decode("utf-8").split("</sheetData>", 1)
             styles = column_styles(head, len(columns))
             if k in subsets:
-                if source in subsets or source not in done:
-                    raise ValueError(f"sheet {k}: its rows come from sheet {source}, which is "
-                                     "not a plain sheet before it")
                 if styles != done[source]:
                     raise ValueError(f"sheet {k}: column formats differ from sheet {source}")
                 templates = [kept[source][p] for p in subsets[k][1]]
                 last = max((i + 1 for i, t in enumerate(templates) if t), default=0)
-                rows: Iterator[str] = (numbered(templates[a:a + _CHUNK], 2 + a)
+                rows: Iterator[str] = (_numbered(templates[a:a + _CHUNK], 2 + a)
                                        for a in range(0, len(templates), _CHUNK))
             else:
                 last = _last_row(columns)

@@ -205,9 +205,10 @@ def test_centre_path_equals_ring_tests_and_shapely(world, seed):
     rng = np.random.default_rng(seed)
     xy = np.vstack([rng.uniform(-1, 13, (300, 2)), _near_boundaries(polys, rng, 200)])
     index = PolygonIndex(polys, priority=priority, cells_per_edge=rng.choice([0.5, 8, 64]))
-    known = index._cand_ref >= 0
+    _, ref, where = index._candidates()
+    known = ref >= 0
     got = index.assign_xy(xy[:, 0], xy[:, 1])
-    index._cand_ref[:] = -1  # the same index, every candidate tested ring by ring
+    index._rec[where] = -1  # the same index, every candidate tested ring by ring
     np.testing.assert_array_equal(got, index.assign_xy(xy[:, 0], xy[:, 1]))
     np.testing.assert_array_equal(got, brute_force(polys, xy, priority))
     # MultiPolygons are tested ring by ring; single polygons mostly from the centre.
@@ -221,7 +222,7 @@ def test_centre_path_used_on_villages_and_equal_to_the_tree():
     cells = shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=box(0, 0, 10, 10)))
     cells = shapely.segmentize(shapely.intersection(cells, box(0, 0, 10, 10)), 0.05)
     index = PolygonIndex(cells)
-    assert (index._cand_ref >= 0).mean() > 0.99  # nearly every boundary cell from its centre
+    assert (index._candidates()[1] >= 0).mean() > 0.99  # nearly all answered from the centre
     xy = np.vstack([rng.uniform(0, 10, (100_000, 2)), _near_boundaries(cells, rng, 20_000)])
     got = index.assign_xy(xy[:, 0], xy[:, 1])
     want = assign_points(points(xy[:, 0], xy[:, 1]), cells, method="tree")
@@ -234,13 +235,14 @@ def test_invalid_polygons_are_tested_ring_by_ring():
     bowtie = Polygon([(0, 0), (4, 4), (4, 0), (0, 4)], [[(0.5, 1.5), (0.5, 2.5), (1, 2)]])
     assert not bowtie.is_valid
     index = PolygonIndex([bowtie, box(5, 5, 6, 6)])
-    of_bowtie = index._cand == 0
-    assert of_bowtie.any() and (index._cand_ref[of_bowtie] == -1).all()
-    assert (index._cand_ref[~of_bowtie] >= 0).all()
+    cand, ref, where = index._candidates()
+    of_bowtie = cand == 0
+    assert of_bowtie.any() and (ref[of_bowtie] == -1).all()
+    assert (ref[~of_bowtie] >= 0).all()
     rng = np.random.default_rng(3)
     xy = rng.uniform(-0.5, 6.5, (5000, 2))
     got = index.assign_xy(xy[:, 0], xy[:, 1])
-    index._cand_ref[:] = -1
+    index._rec[where] = -1
     np.testing.assert_array_equal(got, index.assign_xy(xy[:, 0], xy[:, 1]))
 
 

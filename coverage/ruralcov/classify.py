@@ -25,6 +25,14 @@ def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray,
     >>> median_ci_ranks([5, 6, 10, 100])
     (array([ 0,  1,  2, 40]), array([ 0,  6,  9, 61]))
     """
+    n = np.asarray(n, dtype=np.int64)
+    counts, where = np.unique(n, return_inverse=True)  # villages share counts: once each
+    lo, hi = _ci_ranks(counts, confidence)
+    return lo[where].reshape(n.shape), hi[where].reshape(n.shape)
+
+
+def _ci_ranks(n: NDArray[np.int64], confidence: float) -> tuple[NDArray, NDArray]:
+    """:func:`median_ci_ranks` of the counts ``n`` (one binomial quantile per count)."""
     try:  # scipy.stats' own binomial ufuncs (boost), without its second-long import
         from scipy.special._ufuncs import _binom_cdf, _binom_ppf
     except ImportError:  # pragma: no cover - a scipy that moved them
@@ -32,7 +40,6 @@ def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray,
 
         _binom_cdf, _binom_ppf = binom.cdf, binom.ppf
 
-    n = np.asarray(n, dtype=np.int64)
     alpha = (1.0 - confidence) / 2.0
     m = np.maximum(n, 1).astype(np.float64)
 

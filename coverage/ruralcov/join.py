@@ -281,18 +281,24 @@ class PolygonIndex:
         first = cand[slot_start[:-1]]
         direct = (slot_owner >= 0) & (self._rank[np.maximum(slot_owner, 0)] < self._rank[first])
         state[slot_cells[direct]] = slot_owner[direct].astype(np.int32)
-        self._state, self._slot_start, self._cand = state, slot_start, cand
-        self._slot_owner = slot_owner
-        self._cand_edge_start, self._cand_edges, self._cand_ref = cand_edge_start, cand_edges, ref
+        self._state = state
+        self._rec_start, self._rec = k.pack_slots(slot_start, cand, slot_owner, self._rank,
+                                                  cand_edge_start, cand_edges, ref, self._xs,
+                                                  self._ys)
 
     @property
     def nbytes(self) -> int:
         """Memory held by the grid arrays."""
         if not self._grid_ok:
             return 0
-        return sum(a.nbytes for a in (self._state, self._slot_start, self._cand, self._slot_owner,
-                                      self._xs, self._ys, self._cand_edge_start,
-                                      self._cand_edges, self._cand_ref))
+        return sum(a.nbytes for a in (self._state, self._rec_start, self._rec, self._xs,
+                                      self._ys))
+
+    def _candidates(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """The candidates tested in boundary cells: polygon (compact position), answer at the
+        cell's centre (-1: none, rings are tested), and where that answer is kept in the
+        records (tests set it to -1 to compare both ways of answering)."""
+        return _kernels().record_candidates(self._rec_start, self._rec)
 
     def assign_xy(self, x: ArrayLike, y: ArrayLike) -> NDArray[np.intp]:
         """Position of the polygon covering each point ``(x, y)``, or -1 (also for NaN)."""
@@ -303,10 +309,9 @@ class PolygonIndex:
             return out.astype(np.intp)
         if self._grid_ok:
             _kernels().assign(
-                x, y, out, self._state, self._slot_start, self._cand, self._slot_owner,
-                self._rank, self.keep, self._gx0, self._gy0, self._cs, self._nx, self._ny,
-                self._xs, self._ys, self._ring_off, self._part_ring, self._poly_part,
-                self._cand_edge_start, self._cand_edges, self._cand_ref,
+                x, y, out, self._state, self._rec_start, self._rec, self.keep, self._gx0,
+                self._gy0, self._cs, self._nx, self._ny, self._xs, self._ys, self._ring_off,
+                self._part_ring, self._poly_part,
             )
         # Points near a boundary, and any non-polygon geometries, are settled by GEOS.
         redo = out == _UNCERTAIN

@@ -205,7 +205,7 @@ def test_centre_path_equals_ring_tests_and_shapely(world, seed):
     rng = np.random.default_rng(seed)
     xy = np.vstack([rng.uniform(-1, 13, (300, 2)), _near_boundaries(polys, rng, 200)])
     index = PolygonIndex(polys, priority=priority, cells_per_edge=rng.choice([0.5, 8, 64]))
-    _, ref, where = index._candidates()
+    _, _, ref, where = index._candidates()
     known = ref >= 0
     got = index.assign_xy(xy[:, 0], xy[:, 1])
     index._rec[where] = -1  # the same index, every candidate tested ring by ring
@@ -222,11 +222,49 @@ def test_centre_path_used_on_villages_and_equal_to_the_tree():
     cells = shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=box(0, 0, 10, 10)))
     cells = shapely.segmentize(shapely.intersection(cells, box(0, 0, 10, 10)), 0.05)
     index = PolygonIndex(cells)
-    assert (index._candidates()[1] >= 0).mean() > 0.99  # nearly all answered from the centre
+    assert (index._candidates()[2] >= 0).mean() > 0.99  # nearly all answered from the centre
     xy = np.vstack([rng.uniform(0, 10, (100_000, 2)), _near_boundaries(cells, rng, 20_000)])
     got = index.assign_xy(xy[:, 0], xy[:, 1])
     want = assign_points(points(xy[:, 0], xy[:, 1]), cells, method="tree")
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("origin", [(0.0, 0.0), (112.3, 37.8)])
+def test_centre_answers_are_exact_when_edges_run_through_centres(origin):
+    """Vertices on cell centres, an edge along a row of centres, another along a column and a
+    diagonal through centres (up to rounding): every answer kept for a centre is shapely's,
+    none is kept for a centre on the boundary, and points there and a hair off are right."""
+    ox, oy = origin
+    frame = box(ox, oy, ox + 10, oy + 10)
+    probe = PolygonIndex([frame, box(ox + 1, oy + 1, ox + 2, oy + 2)])  # the same vertex count
+    g0x, g0y, cs = probe._gx0, probe._gy0, probe._cs
+
+    def centre(ix, iy):  # as the index computes it
+        return g0x + (ix + 0.5) * cs, g0y + (iy + 0.5) * cs
+
+    shape = Polygon([centre(3, 3), centre(13, 3), centre(13, 8), centre(8, 13), centre(3, 8)])
+    index = PolygonIndex([frame, shape], priority=[1, 0])
+    assert (index._gx0, index._gy0, index._cs) == (g0x, g0y, cs)
+    slot, cand, ref, _ = index._candidates()
+    cells = np.flatnonzero(index._state <= -2)
+    cell_of_slot = dict(zip(-index._state[cells] - 2, cells, strict=True))
+    polys = [frame, shape]
+    on_boundary = 0
+    for s, c, r in zip(slot, cand, ref, strict=True):
+        iy, ix = divmod(cell_of_slot[s], index._nx)
+        pt = shapely.Point(centre(ix, iy))
+        on = shapely.intersects(polys[c].boundary, pt)
+        on_boundary += on
+        if on:
+            assert r == -1
+        elif r >= 0:
+            assert r == polys[c].covers(pt)
+    assert on_boundary >= 10  # the row, the column and the corners at least
+    centres = np.array([centre(ix, iy) for ix in range(index._nx) for iy in range(index._ny)])
+    rng = np.random.default_rng(5)
+    xy = np.vstack([centres, centres + rng.choice([-1, 1], centres.shape) * 1e-13 * (1 + ox)])
+    np.testing.assert_array_equal(index.assign_xy(xy[:, 0], xy[:, 1]),
+                                  brute_force(polys, xy, [1, 0]))
 
 
 def test_invalid_polygons_are_tested_ring_by_ring():
@@ -235,7 +273,7 @@ def test_invalid_polygons_are_tested_ring_by_ring():
     bowtie = Polygon([(0, 0), (4, 4), (4, 0), (0, 4)], [[(0.5, 1.5), (0.5, 2.5), (1, 2)]])
     assert not bowtie.is_valid
     index = PolygonIndex([bowtie, box(5, 5, 6, 6)])
-    cand, ref, where = index._candidates()
+    _, cand, ref, where = index._candidates()
     of_bowtie = cand == 0
     assert of_bowtie.any() and (ref[of_bowtie] == -1).all()
     assert (ref[~of_bowtie] >= 0).all()

@@ -168,32 +168,50 @@ def rasterize(xs, ys, ring_off, ring_poly, gx0, gy0, cs, nx, ny, margin, start, 
 
 
 @njit(cache=True, nogil=True)
-def _crossings(xs, ys, s, e, yc, buf, k):
-    """Append to ``buf`` (from ``k``) the x of ring [s, e)'s crossings with y = yc."""
+def _crossings(xs, ys, s, e, yc, buf, k):  # pragma: no cover - compiled
+    """Append to ``buf`` (from ``k``) the x of ring [s, e)'s crossings with y = yc; returns the
+    end, and whether a vertex lies on that line (where crossings do not tell a point on the
+    boundary)."""
+    on_line = False
     for i in range(s, e - 1):
         ay = ys[i]
         by = ys[i + 1]
+        if ay == yc:
+            on_line = True
         if (ay > yc) != (by > yc):
             ax = xs[i]
             buf[k] = ax + (yc - ay) * (xs[i + 1] - ax) / (by - ay)
             k += 1
-    return k
+    return k, on_line
+
+
+@njit(cache=True, nogil=True)
+def _near(buf, n, j, xc, tol):  # pragma: no cover - compiled
+    """Whether a crossing next to position ``j`` of the sorted ``buf[:n]`` is within ``tol``
+    of ``xc``."""
+    return (j > 0 and xc - buf[j - 1] <= tol) or (j < n and buf[j] - xc <= tol)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def fill(state, slot_start, slot_cand, slot_owner, rank, bbox, gx0, gy0, cs, nx, ny,
-         xs, ys, ring_off, part_ring, poly_part):  # pragma: no cover - compiled
-    """Give every cell that lies wholly inside a polygon its owner (the lowest rank).
+def fill(state, slot_start, slot_cand, slot_owner, ref, by_parity, rank, bbox, gx0, gy0, cs,
+         nx, ny, xs, ys, ring_off, part_ring, poly_part):  # pragma: no cover - compiled
+    """Give every cell that lies wholly inside a polygon its owner (the lowest rank), and every
+    candidate of a boundary cell whose polygon is ``by_parity`` its answer at the cell's centre
+    (``ref``: 1 covered, 0 not, -1 unsure; given 0 for by-parity candidates, -1 otherwise).
 
-    A cell of polygon P's bounding box that none of P's edges comes near is wholly inside P or
-    wholly outside; its centre decides, by scanlines through the row centres: crossings of
-    the shell to the right odd, of the holes even. The crossings are at least half a cell
-    from such a centre, so rounding cannot change the answer. Rows of cells are filled in
+    Scanlines through the row centres decide, over each polygon's bounding box: a centre is
+    inside when the crossings of the shell to its right are odd and of the holes even. A cell
+    no edge of P comes near lies wholly inside P or outside; its centre is at least half a
+    cell from every crossing, so rounding cannot change the answer. In a cell P's edges touch,
+    the centre's answer is kept only when every crossing is farther from it than the rounding
+    of the crossing's x can reach and no vertex lies on the scanline (otherwise the centre
+    could be on the boundary); cells outside the box keep 0. Rows of cells are filled in
     parallel (a cell is written only by its own row, and the lowest rank wins in any order).
     """
     inv = 1.0 / cs
     n = len(rank)
     box = np.empty((n, 4), dtype=np.int64)  # ix0, ix1, iy0, iy1 of each polygon's cells
+    tol = np.empty(n)  # bound on the error of a crossing's computed x
     per_row = np.zeros(ny + 1, dtype=np.int64)
     biggest = 1
     for pid in range(n):
@@ -201,6 +219,8 @@ def fill(state, slot_start, slot_cand, slot_owner, rank, bbox, gx0, gy0, cs, nx,
         box[pid, 1] = min(int(np.floor((bbox[pid, 2] - gx0) * inv)), nx - 1)
         box[pid, 2] = max(int(np.floor((bbox[pid, 1] - gy0) * inv)), 0)
         box[pid, 3] = min(int(np.floor((bbox[pid, 3] - gy0) * inv)), ny - 1)
+        # ax + (yc - ay) * (bx - ax) / (by - ay): five roundings of terms below 3 max|x|.
+        tol[pid] = 64.0 * _EPS * max(abs(bbox[pid, 0]), abs(bbox[pid, 2]))
         for iy in range(box[pid, 2], box[pid, 3] + 1):
             per_row[iy + 1] += 1
         p0 = poly_part[pid]
@@ -225,12 +245,16 @@ def fill(state, slot_start, slot_cand, slot_owner, rank, bbox, gx0, gy0, cs, nx,
                 for part in range(poly_part[pid], poly_part[pid + 1]):
                     r0 = part_ring[part]
                     r1 = part_ring[part + 1]
-                    ns = _crossings(xs, ys, ring_off[r0], ring_off[r0 + 1], yc, shell, 0)
-                    if ns == 0:
-                        continue
+                    ns, on_line = _crossings(xs, ys, ring_off[r0], ring_off[r0 + 1], yc, shell,
+                                             0)
                     nh = 0
                     for r in range(r0 + 1, r1):
-                        nh = _crossings(xs, ys, ring_off[r], ring_off[r + 1], yc, holes, nh)
+                        nh, hole_on = _crossings(xs, ys, ring_off[r], ring_off[r + 1], yc, holes,
+                                                 nh)
+                        on_line |= hole_on
+                    centres = by_parity[pid]  # one part: its answers at centres are wanted
+                    if ns == 0 and not (centres and on_line):
+                        continue  # the line misses the part: no cell of this row is inside
                     _insertion_sort(shell, ns)
                     _insertion_sort(holes, nh)
                     js = 0  # crossings left of the current centre
@@ -241,23 +265,28 @@ def fill(state, slot_start, slot_cand, slot_owner, rank, bbox, gx0, gy0, cs, nx,
                             js += 1
                         while jh < nh and holes[jh] < xc:
                             jh += 1
-                        if (ns - js) % 2 == 0 or (nh - jh) % 2 == 1:
-                            continue
+                        inside = (ns - js) % 2 == 1 and (nh - jh) % 2 == 0
                         cell = iy * nx + ix
                         st = state[cell]
                         if st <= -2:
                             slot = -st - 2
-                            touched = False
+                            touched = -1
                             for k in range(slot_start[slot], slot_start[slot + 1]):
                                 if slot_cand[k] == pid:
-                                    touched = True
+                                    touched = k
                                     break
-                            if touched:
+                            if touched >= 0:
+                                if centres:
+                                    unsure = (on_line or _near(shell, ns, js, xc, tol[pid])
+                                              or _near(holes, nh, jh, xc, tol[pid]))
+                                    ref[touched] = -1 if unsure else (1 if inside else 0)
+                                continue
+                            if not inside:
                                 continue
                             own = slot_owner[slot]
                             if own < 0 or rank[pid] < rank[own]:
                                 slot_owner[slot] = pid
-                        elif st == -1 or rank[pid] < rank[st]:
+                        elif inside and (st == -1 or rank[pid] < rank[st]):
                             state[cell] = pid
     return True
 
@@ -561,23 +590,6 @@ def cell_centre(gx0, gy0, cs, nx, cell):  # pragma: no cover - compiled
     return gx0 + (ix + 0.5) * cs, gy0 + (iy + 0.5) * cs
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def centre_parity(slot_cells, slot_start, slot_cand, by_parity, gx0, gy0, cs, nx, xs, ys,
-                  ring_off, part_ring, poly_part):  # pragma: no cover - compiled
-    """For every candidate of every cell: 1 or 0 when its polygon covers the cell's centre or
-    not, -1 when that is uncertain or the polygon is not ``by_parity`` (see :func:`assign`)."""
-    ref = np.full(len(slot_cand), -1, dtype=np.int8)
-    for s in prange(len(slot_cells)):
-        xc, yc = cell_centre(gx0, gy0, cs, nx, slot_cells[s])
-        for k in range(slot_start[s], slot_start[s + 1]):
-            c = slot_cand[k]
-            if by_parity[c]:
-                cov = covers(c, xc, yc, xs, ys, ring_off, part_ring, poly_part)
-                if cov != 2:
-                    ref[k] = cov
-    return ref
-
-
 @njit(cache=True, nogil=True)
 def _across(da, db, a, b, lo, hi):  # pragma: no cover - compiled
     """How an edge meets the line of a path leg: ``da``, ``db`` are its endpoints' offsets
@@ -685,24 +697,24 @@ def pack_slots(slot_start, slot_cand, slot_owner, rank, cand_edge_start, cand_ed
 
 @njit(cache=True, nogil=True)
 def record_candidates(rec_start, rec):  # pragma: no cover - compiled
-    """Every candidate of :func:`pack_slots`' records: its polygon, its centre answer, and the
-    position of that answer in ``rec`` (tests set it to -1 to force the ring tests)."""
+    """Every candidate of :func:`pack_slots`' records: its slot, its polygon, its answer at the
+    cell's centre, and the position of that answer in ``rec`` (tests set it to -1 to force the
+    ring tests)."""
     n = 0
     for s in range(len(rec_start)):
         n += rec[rec_start[s] + 1]
-    cand = np.empty(n, dtype=np.int64)
-    ref = np.empty(n, dtype=np.int64)
-    where = np.empty(n, dtype=np.int64)
+    out = np.empty((4, n), dtype=np.int64)
     k = 0
     for s in range(len(rec_start)):
         p = rec_start[s] + 2
         for _ in range(rec[rec_start[s] + 1]):
-            cand[k] = rec[p]
-            ref[k] = rec[p + 1]
-            where[k] = p + 1
+            out[0, k] = s
+            out[1, k] = rec[p]
+            out[2, k] = rec[p + 1]
+            out[3, k] = p + 1
             k += 1
             p += 3 + 4 * rec[p + 2]
-    return cand, ref, where
+    return out
 
 
 # --- duplicate rows ----------------------------------------------------------------------------

@@ -265,14 +265,12 @@ class PolygonIndex:
         by_parity = (n_parts == 1) & (n_rings == 1)
         holed = np.flatnonzero((n_parts == 1) & (n_rings > 1))
         by_parity[holed] = shapely.is_valid(self.polygons[self.keep[holed]])
-        ref = k.centre_parity(slot_cells, slot_start, cand, by_parity, self._gx0, self._gy0,
-                              self._cs, self._nx, self._xs, self._ys, self._ring_off,
-                              self._part_ring, self._poly_part)
+        ref = np.where(by_parity[cand], 0, -1).astype(np.int8)
         state = np.full(n_cells, -1, dtype=np.int32)
         state[slot_cells] = -(np.arange(len(slot_cells), dtype=np.int32) + 2)
         slot_owner = np.full(len(slot_cells), -1, dtype=np.int64)
-        ok = k.fill(state, slot_start, cand, slot_owner, self._rank, self._bbox, self._gx0,
-                    self._gy0, self._cs, self._nx, self._ny, self._xs, self._ys,
+        ok = k.fill(state, slot_start, cand, slot_owner, ref, by_parity, self._rank, self._bbox,
+                    self._gx0, self._gy0, self._cs, self._nx, self._ny, self._xs, self._ys,
                     self._ring_off, self._part_ring, self._poly_part)
         if not ok:  # pragma: no cover - cannot happen with the margin used
             self._grid_ok = False
@@ -294,10 +292,11 @@ class PolygonIndex:
         return sum(a.nbytes for a in (self._state, self._rec_start, self._rec, self._xs,
                                       self._ys))
 
-    def _candidates(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-        """The candidates tested in boundary cells: polygon (compact position), answer at the
-        cell's centre (-1: none, rings are tested), and where that answer is kept in the
-        records (tests set it to -1 to compare both ways of answering)."""
+    def _candidates(self) -> NDArray[np.int64]:
+        """The candidates tested in boundary cells, one column each, in four rows: slot (the
+        cell's ``-state - 2``), polygon (compact position), answer at the cell's centre (-1:
+        none, its rings are tested), and where that answer is kept in the records (tests set
+        it to -1 to compare both ways of answering)."""
         return _kernels().record_candidates(self._rec_start, self._rec)
 
     def assign_xy(self, x: ArrayLike, y: ArrayLike) -> NDArray[np.intp]:

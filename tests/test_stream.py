@@ -200,6 +200,47 @@ def test_many_copies_stream_equals_loader(tmp_path, monkeypatch, buffer_mb, arro
     assert len(dups) > 500  # the loader's pandas comparison of every column is the reference
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet_parts"])
+@pytest.mark.parametrize("buffer_mb", [64, 0.01])
+def test_copies_in_columns_the_run_does_not_read(tmp_path, monkeypatch, fmt, buffer_mb):
+    """A column no run setting uses is not read batch by batch: rows agreeing in every other
+    column but that one are not copies, rows agreeing in it too are, inside and outside the
+    villages, as the loader finds them. With room for the candidates they are compared after
+    the stream (only the unread column read back); with too many (a tiny buffer) the file is
+    streamed again with every column."""
+    config = load_config(write_north_world(tmp_path))
+    polys = gpd.read_file(tmp_path / "polygons.gpkg").geometry.values
+    rng = np.random.default_rng(17)
+    frame = _messy_tests(polys, rng, 1500).assign(note=rng.choice(["a", "b", None], 1504))
+    near = frame.iloc[rng.integers(0, len(frame), 300)].copy()
+    near["note"] = near["note"].map({"a": "b", "b": None, None: "a"})  # differs in the note only
+    same = frame.iloc[rng.integers(0, len(frame), 300)]
+    frame = pd.concat([frame, near, same, near.iloc[::4]], ignore_index=True)
+    frame = frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
+    if fmt == "csv":
+        path = tmp_path / "copies.csv"
+        frame.to_csv(path, index=False)
+    else:
+        path = write_parts(frame, tmp_path / "copies_parts", rows=1000)
+    speed = dataclasses.replace(config.speed, path=path)
+    config = replace(config, speed=speed, run=dataclasses.replace(config.run, buffer_mb=buffer_mb))
+    checker = stream.Checker(stream.plan(speed), speed, every_column=False)
+    assert checker.other_columns == ["note"]
+    passes, compared = [], []
+    real_stream, real_copies = stream._stream, stream._copies
+    monkeypatch.setattr(stream, "_stream", lambda *a, **k: passes.append(k) or real_stream(*a, **k))
+    monkeypatch.setattr(stream, "_copies",
+                        lambda c, *a: compared.append(len(c)) or real_copies(c, *a))
+    streamed, loaded = _both_ways(config, monkeypatch)
+    _assert_same_run(streamed, loaded)
+    dups = streamed.issues[streamed.issues["reason"] == "duplicate_test"]
+    assert len(dups) > 250
+    if buffer_mb == 64:
+        assert passes == [{"every_column": False}] and sum(compared) > len(dups)
+    else:
+        assert passes == [{"every_column": False}, {"every_column": True}]
+
+
 def test_projected_crs_stream_equals_loader(tmp_path, monkeypatch):
     config = load_config(write_north_world(tmp_path))
     tests = pd.read_csv(tmp_path / "tests.csv")

@@ -24,7 +24,10 @@ Copies of an earlier row (every column and the location) are found with two 64-b
 hashes. A copy shares its original's location, hence its village, so the hashes travel with
 the kept rows in the runs and copies are found village by village, in row order, when each
 range is gathered for the statistics (no extra pass over the data); copies among the rows
-outside every village go through :class:`DuplicateFinder`.
+outside every village go through :class:`DuplicateFinder`. Only the columns the run uses are
+read batch by batch, so the hashes cover those; rows that agree in them are candidates, and
+the other columns are read back for the candidates alone and compared (:func:`_copies`). When
+the candidates would not fit in the buffer, the file is streamed again with every column.
 
 With ``statistic = "device_median"`` or ``sample = "device_day"`` (:mod:`ruralcov.sampling`)
 the runs also carry each row's day and sampling key; the sample is drawn and the per-device
@@ -40,7 +43,7 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,8 +325,9 @@ class Prepared:
 class Checker:
     """The row checks of the reader and the loader, batch by batch (state: the CRS)."""
 
-    def __init__(self, p: Plan, speed: SpeedConfig) -> None:
+    def __init__(self, p: Plan, speed: SpeedConfig, *, every_column: bool = True) -> None:
         self.plan, self.speed = p, speed
+        self.every_column = every_column
         self.roles = _wanted(p, speed)
         if speed.download not in p.columns:
             raise SchemaError(f"speed: download column {speed.download!r} not found in "
@@ -340,10 +344,27 @@ class Checker:
         self._resolved = False
 
     @property
-    def read_columns(self) -> list[str]:
+    def all_columns(self) -> list[str]:
         """Every column: a duplicate test is a copy of an earlier row in all of them."""
         cols = [*self.plan.columns, *([self.plan.geometry] if self.plan.geometry else [])]
         return list(dict.fromkeys(cols))
+
+    @property
+    def read_columns(self) -> list[str]:
+        """The columns read batch by batch: every column, or (without ``every_column``) those
+        the checks and statistics use; the row hashes cover the columns read."""
+        if self.every_column:
+            return self.all_columns
+        used = {self.plan.lon, self.plan.lat, self.plan.geometry, self.speed.download,
+                *(self.roles[r] for r in ("upload", "latency", "device", "time")),
+                self.speed.period if self.speed.period_filter else None}
+        return [c for c in self.all_columns if c in used]
+
+    @property
+    def other_columns(self) -> list[str]:
+        """The columns not read batch by batch (see :func:`_copies`)."""
+        read = set(self.read_columns)
+        return [c for c in self.all_columns if c not in read]
 
     def _resolve_crs(self) -> None:
         """The CRS the coordinates are in, decided as :func:`ruralcov.io.read_layer` does."""
@@ -512,20 +533,15 @@ def _column_keys(col: pa.Array, key: str) -> np.ndarray:
     return out
 
 
-def row_hashes(table: pa.Table, rows: np.ndarray, p: Plan, x: np.ndarray, y: np.ndarray,
-               other: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent 64-bit hashes of every column (and the geometry) of the ``rows``.
-
-    Two rows are taken as copies when both hashes agree: for different rows that happens with
-    probability 2^-128, so the check equals the loader's exact comparison in practice.
-    """
+def _hash_columns(table: pa.Table, sel: np.ndarray, *, skip: str | None = None
+                  ) -> list[np.ndarray]:
+    """The two 64-bit hashes of the rows ``sel`` of ``table`` over its columns (but ``skip``)."""
     k = _stat_kernels()
-    sel = np.flatnonzero(rows)
     every = len(sel) == table.num_rows
     take = None if every else pa.array(sel)
     h = [np.zeros(len(sel), dtype=np.uint64) for _ in _HASH_KEYS]
     for i, name in enumerate(table.column_names):
-        if name == p.geometry:
+        if name == skip:
             continue
         col = table.column(name).combine_chunks()
         col = col if every else col.take(take)
@@ -539,6 +555,20 @@ def row_hashes(table: pa.Table, rows: np.ndarray, p: Plan, x: np.ndarray, y: np.
         keys = _column_keys(col, _HASH_KEYS[0]) if numeric else None  # the same for both
         for seed, key in enumerate(_HASH_KEYS):
             k.combine(h[seed], keys if numeric else _column_keys(col, key), seed * 1000 + i)
+    return h
+
+
+def row_hashes(table: pa.Table, rows: np.ndarray, p: Plan, x: np.ndarray, y: np.ndarray,
+               other: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of every column of ``table`` (and the geometry) of the
+    ``rows``.
+
+    Two rows are taken as copies when both hashes agree: for different rows that happens with
+    probability 2^-128, so the check equals the loader's exact comparison in practice.
+    """
+    k = _stat_kernels()
+    sel = np.flatnonzero(rows)
+    h = _hash_columns(table, sel, skip=p.geometry)
     if p.geometry:  # the location as read (after any CRS conversion)
         gx, gy = x[sel].view(np.uint64), y[sel].view(np.uint64)
         for seed, key in enumerate(_HASH_KEYS):
@@ -549,6 +579,45 @@ def row_hashes(table: pa.Table, rows: np.ndarray, p: Plan, x: np.ndarray, y: np.
             k.combine(h[seed], np.ascontiguousarray(hx), seed * 1000 + 998)
             k.combine(h[seed], np.ascontiguousarray(gy), seed * 1000 + 999)
     return h[0], h[1]
+
+
+def _sharing(rows: np.ndarray, village: np.ndarray, h1: np.ndarray, h2: np.ndarray
+             ) -> pd.DataFrame:
+    """The rows whose village and both hashes another row shares (row, village, h1, h2)."""
+    frame = pd.DataFrame({"row": np.asarray(rows, np.int64),
+                          "village": np.asarray(village, np.int64),
+                          "h1": np.asarray(h1, np.uint64), "h2": np.asarray(h2, np.uint64)})
+    return frame[frame.duplicated(["village", "h1", "h2"], keep=False).to_numpy()]
+
+
+class _TooManyCandidates(Exception):
+    """More rows to compare in the columns not read than the buffer allows (see :func:`_copies`)."""
+
+
+def _copies(cands: pd.DataFrame, p: Plan, others: list[str]) -> np.ndarray:
+    """Source rows (sorted) among ``cands`` that copy an earlier candidate in every column.
+
+    The candidates share their village and both row hashes over the columns read with another
+    row; the columns ``others``, not read batch by batch, are read back for these rows only
+    (one pass that decodes just those columns), hashed the same way and compared: a row copies
+    an earlier one when the hashes over the columns read and over the others both agree.
+    """
+    if cands.empty:
+        return np.empty(0, np.int64)
+    cands = cands.sort_values("row", kind="stable")
+    want = cands["row"].to_numpy()
+    pieces, row0 = [], 1
+    for table in iter_batches(p, others):
+        lo, hi = np.searchsorted(want, [row0, row0 + table.num_rows])
+        if hi > lo:
+            pieces.append(table.take(pa.array(want[lo:hi] - row0)))
+        row0 += table.num_rows
+        if hi == len(want):
+            break
+    rest = pa.concat_tables(pieces)
+    o1, o2 = _hash_columns(rest, np.arange(rest.num_rows))
+    copy = cands.assign(o1=o1, o2=o2).duplicated(["village", "h1", "h2", "o1", "o2"])
+    return want[copy.to_numpy()]
 
 
 class DuplicateFinder:
@@ -597,25 +666,31 @@ class DuplicateFinder:
                         c[a:b].tofile(fh)
                 self.sizes[q].append(int(b - a))
 
-    def duplicates(self) -> tuple[np.ndarray, np.ndarray]:
-        """Rows (sorted) that copy an earlier row, and their villages."""
+    def _parts(self) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
+        """Each hash partition (h1, h2, row, village) with at least two rows, and which of its
+        rows copy an earlier one."""
         k = _stat_kernels()
-        rows_out, vill_out = [], []
         if self.folder is None and self.buffered <= (16 << 20):
             if not self.chunks:
-                return np.empty(0, np.int64), np.empty(0, np.int64)
+                return
             offsets, cols = self._partitioned()
             parts: Any = [[c[offsets[q]:offsets[q + 1]] for c in cols]
                           for q in range(self.PARTS)]
         else:  # one partition in memory at a time
             self._flush()
             parts = (self._load(q) for q in range(self.PARTS))
-        for h1, h2, rows, village in parts:
+        for part in parts:
+            h1, h2 = part[0], part[1]
             if len(h1) < 2:
                 continue
             size = 1 << int(np.ceil(np.log2(2 * len(h1))))
-            dup = k.first_seen(h1, h2, np.empty(size, np.uint64), np.empty(size, np.uint64),
-                               np.zeros(size, np.bool_))
+            yield part, k.first_seen(h1, h2, np.empty(size, np.uint64),
+                                     np.empty(size, np.uint64), np.zeros(size, np.bool_))
+
+    def duplicates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (sorted) that copy an earlier row, and their villages."""
+        rows_out, vill_out = [], []
+        for (_, _, rows, village), dup in self._parts():
             rows_out.append(rows[dup])
             vill_out.append(village[dup])
         if not rows_out:
@@ -623,6 +698,13 @@ class DuplicateFinder:
         rows, village = np.concatenate(rows_out), np.concatenate(vill_out)
         order = np.argsort(rows)
         return rows[order], village[order]
+
+    def candidates(self) -> pd.DataFrame:
+        """Rows sharing both hashes with another row (row, village, h1, h2): when the hashes
+        cover only some columns, the rows :func:`_copies` compares in the others."""
+        found = [_sharing(rows, village, h1, h2)
+                 for (h1, h2, rows, village), dup in self._parts() if dup.any()]
+        return pd.concat(found, ignore_index=True) if found else _sharing(*[np.empty(0)] * 4)
 
     def _load(self, q: int) -> list[np.ndarray]:
         """Partition ``q`` from its file (blocks of h1, h2, row, village per flush)."""
@@ -1091,6 +1173,17 @@ class Accumulator:
         keep = ~drop
         return offsets, {f: v[keep] for f, v in vals.items()}
 
+    def _sample_and_stats(self, a: int, b: int, offsets: np.ndarray,
+                          vals: dict[str, np.ndarray], target: np.ndarray, out: np.ndarray,
+                          sampled: list[np.ndarray]) -> None:
+        """Villages [a, b) without their copies: device-day sample, then statistics."""
+        if self.sample:
+            k = _stat_kernels()
+            drop = k.device_day_sample(offsets, vals["dev"], vals["dev_ok"], vals["day"],
+                                       vals["day_ok"], vals["skey"])
+            offsets, vals = self._leave_out(a, offsets, vals, drop, sampled)
+        self._stats(a, b, offsets, vals, target, out)
+
     def _stats(self, a: int, b: int, offsets: np.ndarray, vals: dict[str, np.ndarray],
                target: np.ndarray, out: np.ndarray) -> None:
         """The statistics of villages [a, b) into ``out[a:b]``."""
@@ -1114,14 +1207,24 @@ class Accumulator:
                         target[a:b], lo, hi, by_device)
         out[a:b, 2:7] = by_device[:, 2:7]  # medians, interval, upload, latency
 
-    def statistics(self, target_mbps: np.ndarray) -> pd.DataFrame:
-        """Per village: the columns of :func:`ruralcov.classify.speed_statistics`, exactly."""
+    def statistics(self, target_mbps: np.ndarray,
+                   confirm: Callable[[pd.DataFrame], np.ndarray] | None = None,
+                   max_candidates: int | None = None) -> pd.DataFrame:
+        """Per village: the columns of :func:`ruralcov.classify.speed_statistics`, exactly.
+
+        With ``confirm``, rows sharing both hashes with an earlier row of their village are
+        only candidates: ``confirm`` gets them all (see :func:`_sharing`) and returns the rows
+        that are copies; the ranges holding candidates are gathered again once it has answered.
+        More than ``max_candidates`` raises :class:`_TooManyCandidates`.
+        """
         k = _stat_kernels()
         target = np.asarray(target_mbps, dtype=np.float64)
         out = np.empty((self.n, 8))
         dup_rows: list[np.ndarray] = []
         dup_villages: list[np.ndarray] = []
         sampled: list[np.ndarray] = []
+        pending: list[tuple[int, int]] = []
+        candidates: list[pd.DataFrame] = []
         self._wait()
         memory = self._sorted(self.chunks) if self.chunks else None  # the last run stays here
         self.buffered = 0
@@ -1132,13 +1235,24 @@ class Accumulator:
             if "h1" in vals:
                 dup = k.group_duplicates(offsets, vals["h1"], vals["h2"],
                                          k.numba.get_num_threads())
+                if confirm is not None and dup.any():
+                    village = np.repeat(np.arange(a, b), np.diff(offsets))
+                    candidates.append(_sharing(vals["row"], village, vals["h1"], vals["h2"]))
+                    if max_candidates is not None and sum(map(len, candidates)) > max_candidates:
+                        raise _TooManyCandidates
+                    pending.append((a, b))
+                    continue
                 offsets, vals = self._leave_out(a, offsets, vals, dup, dup_rows, dup_villages)
-            if self.sample:
-                drop = k.device_day_sample(offsets, vals["dev"], vals["dev_ok"], vals["day"],
-                                           vals["day_ok"], vals["skey"])
-                offsets, vals = self._leave_out(a, offsets, vals, drop, sampled)
-            self._stats(a, b, offsets, vals, target, out)
+            self._sample_and_stats(a, b, offsets, vals, target, out, sampled)
             del vals
+        if pending:
+            copies = confirm(pd.concat(candidates, ignore_index=True))  # type: ignore[misc]
+            for a, b in pending:
+                offsets, vals = self._gather(a, b, memory)
+                offsets, vals = self._leave_out(a, offsets, vals, np.isin(vals["row"], copies),
+                                                dup_rows, dup_villages)
+                self._sample_and_stats(a, b, offsets, vals, target, out, sampled)
+                del vals
         if dup_rows:
             rows, villages = np.concatenate(dup_rows), np.concatenate(dup_villages)
             order = np.argsort(rows, kind="stable")
@@ -1230,8 +1344,38 @@ def stream_speed_tests(
     p = plan(speed)
     if p is None:
         raise ValueError(f"speed: {speed.path} cannot be streamed; use load_speed_tests")
-    checker = Checker(p, speed)
+    Checker(p, speed)  # the schema errors, before anything is started
     hasher, digest = _sha256_in_background(p.path) if hash_input else (None, {})
+    args = (p, speed, index, n_villages, target_mbps, buffer_mb, batch_rows, spill_dir)
+    try:
+        stats, issues, rows, spilled = _stream(*args, every_column=False)
+    except _TooManyCandidates:  # so many possible copies that reading every column is cheaper
+        stats, issues, rows, spilled = _stream(*args, every_column=True)
+    if hasher is not None:
+        hasher.join()
+    dropped = dropped_counts(issues, "speed")
+    record = InputRecord(layer="speed", path=p.path, sha256=digest.get("sha256", ""),
+                         rows_read=rows, rows_used=rows - sum(dropped.values()), dropped=dropped)
+    return StreamedSpeed(stats=stats, issues=issues, record=record, spilled_rows=spilled)
+
+
+#: Rows that may be copies, per MB of buffer, compared after the stream (:func:`_copies`);
+#: past that, the input is streamed again with every column read and hashed.
+CANDIDATES_PER_MB = 4096
+
+
+def _stream(p: Plan, speed: SpeedConfig, index: PolygonIndex, n_villages: int,
+            target_mbps: np.ndarray, buffer_mb: float, batch_rows: int,
+            spill_dir: str | Path | None, *, every_column: bool
+            ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
+    """One pass of :func:`stream_speed_tests`: statistics, issues, rows read, rows spilled.
+
+    Without ``every_column`` only the columns the checks and statistics use are read (a third
+    of the decoding and hashing on a six-column file whose other columns no run uses); rows
+    that agree in those are compared in the others afterwards (:func:`_copies`).
+    """
+    checker = Checker(p, speed, every_column=every_column)
+    others = checker.other_columns
     log = IssueLog()
     acc = Accumulator(
         n_villages, has_upload=checker.roles["upload"] is not None,
@@ -1270,20 +1414,23 @@ def stream_speed_tests(
                               skey=prep.skey[keep])
             acc.add(village[keep], values)
             rows += len(prep.status)
-        outside_dups, _ = dups.duplicates()
-        stats = acc.statistics(target_mbps)
+        limit = int(CANDIDATES_PER_MB * buffer_mb)
+        if others:
+            found = dups.candidates()
+            if len(found) > limit:
+                raise _TooManyCandidates
+            outside_dups = _copies(found, p, others)
+            stats = acc.statistics(target_mbps, lambda c: _copies(c, p, others),
+                                   max_candidates=limit - len(found))
+        else:
+            outside_dups, _ = dups.duplicates()
+            stats = acc.statistics(target_mbps)
         dup_rows = np.sort(np.concatenate([outside_dups, acc.duplicates[0]]))
         issues = log.frame(checker, rows_read=rows, duplicates=dup_rows, sampled=acc.sampled)
-        spilled = acc.spilled_rows
     finally:
         acc.close()
         dups.close()
-    if hasher is not None:
-        hasher.join()
-    dropped = dropped_counts(issues, "speed")
-    record = InputRecord(layer="speed", path=p.path, sha256=digest.get("sha256", ""),
-                         rows_read=rows, rows_used=rows - sum(dropped.values()), dropped=dropped)
-    return StreamedSpeed(stats=stats, issues=issues, record=record, spilled_rows=spilled)
+    return stats, issues, rows, acc.spilled_rows
 
 
 def streamed_statistics(

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pyogrio
 import pyproj
 import shapely
 
@@ -568,6 +567,8 @@ def _read_vector(
     wkt: str | None,
     geometry: str,
 ) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
+    import pyogrio  # here: GDAL's import is a quarter second the Parquet and CSV paths skip
+
     source = _vector_source(path, layer, name)
     zipped = path.suffix.lower() == ".zip"
     try:

@@ -1370,9 +1370,10 @@ def _stream(p: Plan, speed: SpeedConfig, index: PolygonIndex, n_villages: int,
             ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
     """One pass of :func:`stream_speed_tests`: statistics, issues, rows read, rows spilled.
 
-    Without ``every_column`` only the columns the checks and statistics use are read (a third
-    of the decoding and hashing on a six-column file whose other columns no run uses); rows
-    that agree in those are compared in the others afterwards (:func:`_copies`).
+    Without ``every_column`` only the columns the checks and statistics use are read (half
+    the decoding and hashing of ``bench/join.py``'s six-column file, of which the bare engine
+    uses three); rows that agree in those are compared in the others afterwards
+    (:func:`_copies`).
     """
     checker = Checker(p, speed, every_column=every_column)
     others = checker.other_columns

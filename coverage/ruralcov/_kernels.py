@@ -825,6 +825,13 @@ def group_duplicates(offsets, h1, h2, n_shares):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, parallel=True)
+def scatter(values, dest, out):  # pragma: no cover - compiled
+    """``out[dest] = values``, the writes shared between threads (``dest`` has no repeats)."""
+    for i in prange(len(values)):
+        out[dest[i]] = values[i]
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def interleave(values, starts, offsets, out):  # pragma: no cover - compiled
     """Rows of village-grouped runs, concatenated in ``values``, grouped by village in ``out``:
     run ``r``'s rows of group ``g`` are ``values[starts[r, g]:starts[r, g + 1]]`` and go, after

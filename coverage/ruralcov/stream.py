@@ -1045,8 +1045,9 @@ class Accumulator:
         """The rows of ``chunks`` sorted by village, one column at a time to bound memory:
         each column is scattered chunk by chunk into place and, with ``sink(field, column)``,
         handed over (and dropped) before the next one is built."""
+        k = _stat_kernels()
         village = np.concatenate([c[0] for c in chunks])
-        dest, offsets = _stat_kernels().group_positions(village, self.n)
+        dest, offsets = k.group_positions(village, self.n)
         del village
         run = {}
         for f in self.fields:
@@ -1054,7 +1055,10 @@ class Accumulator:
             a = 0
             for c in chunks:
                 part = c[1].pop(f)
-                col[dest[a:a + len(part)]] = part
+                if sink is None:  # the last run, after the reading: the cores are free
+                    k.scatter(part, dest[a:a + len(part)], col)
+                else:  # the flusher: one thread, leaving the other core to the reading
+                    col[dest[a:a + len(part)]] = part
                 a += len(part)
                 del part
             if sink is None:

@@ -200,7 +200,7 @@ def test_many_copies_stream_equals_loader(tmp_path, monkeypatch, buffer_mb, arro
     assert len(dups) > 500  # the loader's pandas comparison of every column is the reference
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet_parts"])
+@pytest.mark.parametrize("fmt", ["csv", "parquet_parts", "geoparquet"])
 @pytest.mark.parametrize("buffer_mb", [64, 0.01])
 def test_copies_in_columns_the_run_does_not_read(tmp_path, monkeypatch, fmt, buffer_mb):
     """A column no run setting uses is not read batch by batch: rows agreeing in every other
@@ -220,8 +220,16 @@ def test_copies_in_columns_the_run_does_not_read(tmp_path, monkeypatch, fmt, buf
     if fmt == "csv":
         path = tmp_path / "copies.csv"
         frame.to_csv(path, index=False)
-    else:
+    elif fmt == "parquet_parts":
         path = write_parts(frame, tmp_path / "copies_parts", rows=1000)
+    else:
+        typed = frame.astype({c: float for c in ("lon", "lat", "down", "up", "ping")})
+        ok = (typed["lon"].notna() & typed["lat"].notna()).to_numpy()
+        geoms = np.full(len(typed), None, dtype=object)
+        geoms[ok] = shapely.points(typed.loc[ok, "lon"], typed.loc[ok, "lat"])
+        path = tmp_path / "copies.geoparquet"
+        gpd.GeoDataFrame(typed.drop(columns=["lon", "lat"]), geometry=geoms,
+                         crs="EPSG:4326").to_parquet(path)
     speed = dataclasses.replace(config.speed, path=path)
     config = replace(config, speed=speed, run=dataclasses.replace(config.run, buffer_mb=buffer_mb))
     checker = stream.Checker(stream.plan(speed), speed, every_column=False)

@@ -1229,6 +1229,7 @@ class Accumulator:
         sampled: list[np.ndarray] = []
         pending: list[tuple[int, int]] = []
         candidates: list[pd.DataFrame] = []
+        n_candidates = 0
         self._wait()
         memory = self._sorted(self.chunks) if self.chunks else None  # the last run stays here
         self.buffered = 0
@@ -1242,7 +1243,8 @@ class Accumulator:
                 if confirm is not None and dup.any():
                     village = np.repeat(np.arange(a, b), np.diff(offsets))
                     candidates.append(_sharing(vals["row"], village, vals["h1"], vals["h2"]))
-                    if max_candidates is not None and sum(map(len, candidates)) > max_candidates:
+                    n_candidates += len(candidates[-1])
+                    if max_candidates is not None and n_candidates > max_candidates:
                         raise _TooManyCandidates
                     pending.append((a, b))
                     continue

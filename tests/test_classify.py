@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scipy.stats import binom
 from shapely import box, points
 
+from ruralcov import classify
 from ruralcov.classify import (
     fibre_evidence,
     group_median,
@@ -31,9 +32,19 @@ def test_ci_ranks_cover_at_least_95_percent_and_are_tightest(n):
     assert tighter < 0.95
 
 
+def test_rank_table_holds_the_binomial_quantile_of_every_count():
+    """The file tabulating the ranks below TABULATED tests equals scipy's quantile, count by
+    count (and counts from TABULATED on are computed, not looked up)."""
+    want = classify.binomial_ranks(np.arange(classify.TABULATED), 0.95)
+    np.testing.assert_array_equal(classify._rank_table(), want)
+    big = np.array([classify.TABULATED, classify.TABULATED + 1, 3 * classify.TABULATED])
+    np.testing.assert_array_equal(median_ci_ranks(big)[0], classify.binomial_ranks(big, 0.95))
+
+
 def test_ci_ranks_equal_scipy_stats_binom():
-    # The ranks come from scipy.special's binomial functions (a fast import); the reference is
-    # scipy.stats.binom's ppf and cdf, over every n to 30,000 and large random ones.
+    # The ranks come from a table below TABULATED and scipy.special's binomial functions above;
+    # the reference is scipy.stats.binom's ppf and cdf, over every n to 30,000 and large random
+    # ones (on both sides of TABULATED).
     n = np.r_[np.arange(0, 30_000), np.random.default_rng(5).integers(30_000, 10**8, 3000)]
     lo, hi = median_ci_ranks(n)
     m = np.maximum(n, 1)

@@ -355,3 +355,28 @@ def test_group_duplicates_equals_a_set_per_group(sizes, seed, n_shares):
             want[i] = (int(h1[i]), int(h2[i])) in seen
             seen.add((int(h1[i]), int(h2[i])))
     np.testing.assert_array_equal(_kernels.group_duplicates(offsets, h1, h2, n_shares), want)
+
+
+def test_loading_kernels_and_ranks_imports_no_scipy_yet_numba_keeps_blas(tmp_path):
+    """Neither the first kernel nor the median ranks import scipy.linalg or scipy.special (a
+    third of a second of every run); numba still knows BLAS is there and imports it when a
+    function needs it. In a fresh interpreter: this one has scipy imported by the tests."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from ruralcov import _kernels
+from ruralcov.classify import median_ci_ranks
+import numba.np.arraymath as arraymath
+ranks = median_ci_ranks([100])[0].tolist()  # the classic table: 40
+offsets = _kernels.group_positions(np.array([1, 0, 1], np.int32), 2)[1].tolist()
+loaded = sorted(m for m in sys.modules if m.startswith(("scipy.linalg", "scipy.special")))
+print(ranks, offsets, loaded, arraymath._HAVE_BLAS)
+dot = _kernels.njit(lambda a: np.dot(a, a))
+print(dot(np.arange(4.0)), "scipy.linalg" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=tmp_path).stdout.splitlines()
+    assert out == ["[40] [0, 1, 3] [] True", "14.0 True"]

@@ -21,28 +21,52 @@ def import_numba():
     coverage.py's API, and numba's import fails; in that case numba is imported as if coverage.py
     were absent.
     """
-    if "numba" in sys.modules:
-        return sys.modules["numba"]
-    shadow = False
-    if "coverage" not in sys.modules:
-        spec = importlib.util.find_spec("coverage")
-        shadow = spec is not None and spec.origin in (None, "namespace")
-    elif getattr(sys.modules["coverage"], "__file__", None) is None:
-        shadow = True
-    if not shadow:
-        import numba
-
-        return numba
-    saved = sys.modules.get("coverage")
-    sys.modules["coverage"] = None  # type: ignore[assignment]  # makes `import coverage` fail
-    try:
-        import numba
-    finally:
-        if saved is None:
-            del sys.modules["coverage"]
+    if "numba" not in sys.modules:
+        if "coverage" not in sys.modules:
+            spec = importlib.util.find_spec("coverage")
+            shadow = spec is not None and spec.origin in (None, "namespace")
         else:
-            sys.modules["coverage"] = saved
-    return numba
+            shadow = getattr(sys.modules["coverage"], "__file__", None) is None
+        saved = sys.modules.get("coverage")
+        if shadow:
+            sys.modules["coverage"] = None  # type: ignore[assignment]  # `import coverage` fails
+        try:
+            import numba  # noqa: F401
+        finally:
+            if shadow and saved is None:
+                del sys.modules["coverage"]
+            elif shadow:
+                sys.modules["coverage"] = saved
+    _defer_blas_probe()
+    return sys.modules["numba"]
+
+
+def _defer_blas_probe() -> None:
+    """Import numba's array functions without their BLAS probe, which imports scipy.linalg.
+
+    The probe (``numba.np.arraymath._HAVE_BLAS``) runs when the first kernel is loaded and
+    imports scipy.linalg, a third of a second that none of our kernels needs. Its answer is
+    set from whether scipy is installed (what the probe finds with scipy >= 0.16); numba still
+    imports scipy.linalg itself when it compiles a function that calls BLAS.
+    """
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return  # probed already, or nothing to save
+    try:
+        import numba.np.linalg as linalg
+    except ImportError:  # pragma: no cover - a numba that moved it: let it probe
+        return
+    probe = linalg.ensure_blas
+
+    def deferred() -> None:
+        raise ImportError("deferred")
+
+    linalg.ensure_blas = deferred
+    try:
+        import numba.np.arraymath as arraymath
+    finally:
+        linalg.ensure_blas = probe
+    arraymath.ensure_blas = probe
+    arraymath._HAVE_BLAS = importlib.util.find_spec("scipy.linalg") is not None
 
 
 

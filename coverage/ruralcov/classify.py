@@ -10,6 +10,10 @@ and the bounds are left empty.
 
 from __future__ import annotations
 
+import functools
+import zlib
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
@@ -27,12 +31,46 @@ def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray,
     """
     n = np.asarray(n, dtype=np.int64)
     counts, where = np.unique(n, return_inverse=True)  # villages share counts: once each
-    lo, hi = _ci_ranks(counts, confidence)
+    lo = np.zeros(len(counts), np.int64)
+    small = counts < TABULATED if confidence == 0.95 else np.zeros(len(counts), bool)
+    lo[small] = _rank_table()[counts[small]]
+    if not small.all():
+        lo[~small] = binomial_ranks(counts[~small], confidence)
+    hi = np.where(lo > 0, counts - lo + 1, 0)
     return lo[where].reshape(n.shape), hi[where].reshape(n.shape)
 
 
-def _ci_ranks(n: NDArray[np.int64], confidence: float) -> tuple[NDArray, NDArray]:
-    """:func:`median_ci_ranks` of the counts ``n`` (one binomial quantile per count)."""
+#: Counts below this have their 95 % ranks from ``median_ranks.bin`` (see :func:`rank_table`).
+TABULATED = 1 << 20
+_RANK_FILE = Path(__file__).with_name("median_ranks.bin")
+
+
+@functools.cache
+def _rank_table() -> NDArray[np.int64]:
+    """``l`` of the 95 % interval for every count below :data:`TABULATED`, from the file."""
+    steps = np.unpackbits(np.frombuffer(zlib.decompress(_RANK_FILE.read_bytes()), np.uint8))
+    return np.concatenate([[0], np.cumsum(steps[:TABULATED - 1], dtype=np.int64)])
+
+
+def rank_table() -> bytes:
+    """The contents of ``median_ranks.bin``: ``l`` rises by 0 or 1 from one count to the next,
+    so the steps are stored as bits (zlib-compressed, 4 kB). The ranks come from scipy's
+    binomial quantile (:func:`binomial_ranks`), whose import costs more than the statistics of
+    10 M tests; tabulated, runs import scipy only for villages of a million tests or more.
+    Written by ``python -c "import ruralcov.classify as c; c.write_rank_table()"``."""
+    lo = binomial_ranks(np.arange(TABULATED), 0.95)
+    steps = np.diff(lo)
+    if steps.min() < 0 or steps.max() > 1:  # pragma: no cover - not for a binomial(n, 1/2)
+        raise AssertionError("ranks do not rise by 0 or 1")
+    return zlib.compress(np.packbits(steps.astype(np.uint8)).tobytes(), 9)
+
+
+def write_rank_table() -> None:  # pragma: no cover - run by hand (see rank_table)
+    _RANK_FILE.write_bytes(rank_table())
+
+
+def binomial_ranks(n: NDArray[np.int64], confidence: float) -> NDArray[np.int64]:
+    """``l`` of :func:`median_ci_ranks` for the counts ``n``, from the binomial quantile."""
     try:  # scipy.stats' own binomial ufuncs (boost), without its second-long import
         from scipy.special._ufuncs import _binom_cdf, _binom_ppf
     except ImportError:  # pragma: no cover - a scipy that moved them
@@ -50,9 +88,7 @@ def _ci_ranks(n: NDArray[np.int64], confidence: float) -> tuple[NDArray, NDArray
     # taking l = k leaves at most alpha below x_(l). Above, u = n - l + 1 by symmetry.
     lo = np.where(n > 0, _binom_ppf(alpha, m, 0.5), 0).astype(np.int64)
     ok = (lo >= 1) & (cdf(lo - 1) <= alpha)
-    lo = np.where(ok, lo, 0)
-    hi = np.where(ok, n - lo + 1, 0)
-    return lo, hi
+    return np.where(ok, lo, 0)
 
 
 def _sorted_groups(

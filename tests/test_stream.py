@@ -338,23 +338,26 @@ def test_a_run_that_cannot_be_spilled_fails_the_stream(tmp_path):
 
 @settings(max_examples=60, deadline=None)
 @given(sizes=st.lists(st.integers(0, 40), min_size=0, max_size=30), seed=st.integers(0, 2**31),
-       n_shares=st.integers(1, 5))
-def test_group_duplicates_equals_a_set_per_group(sizes, seed, n_shares):
+       n_shares=st.integers(1, 5), pairs=st.booleans())
+def test_group_duplicates_equals_a_set_per_group(sizes, seed, n_shares, pairs):
     """Village by village, split across any number of threads' shares: a row is a copy when
-    its hash pair appeared earlier in its own village (plain Python sets as the reference)."""
+    its hash pair (or its one hash, without a second) appeared earlier in its own village
+    (plain Python sets as the reference)."""
     from ruralcov import _kernels
 
     rng = np.random.default_rng(seed)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     h1 = rng.integers(0, 4, offsets[-1]).astype(np.uint64)  # few values: many copies
     h2 = rng.integers(0, 3, offsets[-1]).astype(np.uint64)
+    keys = list(zip(h1.tolist(), h2.tolist(), strict=True)) if pairs else h1.tolist()
     want = np.zeros(offsets[-1], dtype=bool)
     for g in range(len(sizes)):
-        seen: set[tuple[int, int]] = set()
+        seen: set = set()
         for i in range(offsets[g], offsets[g + 1]):
-            want[i] = (int(h1[i]), int(h2[i])) in seen
-            seen.add((int(h1[i]), int(h2[i])))
-    np.testing.assert_array_equal(_kernels.group_duplicates(offsets, h1, h2, n_shares), want)
+            want[i] = keys[i] in seen
+            seen.add(keys[i])
+    got = _kernels.group_duplicates(offsets, h1, h2 if pairs else h2[:0], n_shares)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_loading_kernels_and_ranks_imports_no_scipy_yet_numba_keeps_blas(tmp_path):
@@ -380,3 +383,40 @@ print(dot(np.arange(4.0)), "scipy.linalg" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=tmp_path).stdout.splitlines()
     assert out == ["[40] [0, 1, 3] [] True", "14.0 True"]
+
+
+@pytest.mark.parametrize("buffer_mb", [64, 0.002])
+def test_rows_far_apart_keep_their_numbers(buffer_mb):
+    """Kept rows are 32-bit offsets from the first row of their run: rows further apart than
+    that, inside one batch or from one batch to the next, go to windows or runs of their own,
+    and copies come back under their own source rows and medians are unchanged, spilled to
+    disk or not."""
+    rng = np.random.default_rng(3)
+    n, n_villages = 3000, 7
+    gaps = rng.integers(1, 4, n)
+    gaps[rng.choice(n, 5, replace=False)] += 1 << 32  # five jumps past a 32-bit offset
+    rows = np.cumsum(gaps)
+    village = rng.integers(0, n_villages, n)
+    down = rng.random(n) * 100
+    h1 = rng.integers(0, 2**63, n, dtype=np.uint64)
+    h2 = rng.integers(0, 2**63, n, dtype=np.uint64)
+    later = rng.choice(np.arange(n // 2, n), 400, replace=False)
+    earlier = rng.integers(0, n // 2, 400)
+    for arr in (village, down, h1, h2):
+        arr[later] = arr[earlier]
+    acc = stream.Accumulator(n_villages, has_upload=False, has_latency=False, has_device=False,
+                             buffer_mb=buffer_mb, hashes=2)
+    try:
+        for s in range(0, n, 250):
+            sl = slice(s, s + 250)
+            acc.add(village[sl], {"row": rows[sl], "down": down[sl], "h1": h1[sl], "h2": h2[sl]})
+        got = acc.statistics(np.full(n_villages, 12.0))
+    finally:
+        acc.close()
+    copy = pd.DataFrame({"v": village, "h1": h1, "h2": h2}).duplicated().to_numpy()
+    np.testing.assert_array_equal(acc.duplicates[0], rows[copy])
+    np.testing.assert_array_equal(acc.duplicates[1], village[copy])
+    want = speed_statistics(village[~copy], down[~copy], n_villages=n_villages,
+                            target_mbps=np.full(n_villages, 12.0))
+    _equal_stats(want, got)
+    assert acc.spilled_rows > 0  # a jump starts a run: the one before goes to disk

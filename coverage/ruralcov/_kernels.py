@@ -769,8 +769,19 @@ def combine(h, values, seed):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def combine_both(h1, h2, words, is_float, seed1, seed2):  # pragma: no cover - compiled
-    """:func:`combine` into both row hashes in one pass over a null-free float64 or int64
+def fold(h, values, seed):  # pragma: no cover - compiled
+    """Fold one column's 64-bit values into the running row hashes ``h`` (in place):
+    ``h * G + mix(value + seed)``. The mix is a bijection and G is odd, so rows differing in
+    one column never collide, and rows differing in more collide with probability 2^-64; the
+    running hash itself needs no mixing (a third of :func:`combine`'s work)."""
+    s = np.uint64(seed)
+    for i in range(len(h)):
+        h[i] = h[i] * _GOLD + _mix(values[i] + s)
+
+
+@njit(cache=True, nogil=True)
+def fold_both(h1, h2, words, is_float, seed1, seed2):  # pragma: no cover - compiled
+    """:func:`fold` into both row hashes in one pass over a null-free float64 or int64
     column given as its 64-bit words; for floats every NaN first becomes the missing-cell
     key (the keys ``stream._column_keys`` would build, without building them)."""
     s1 = np.uint64(seed1)
@@ -779,8 +790,8 @@ def combine_both(h1, h2, words, is_float, seed1, seed2):  # pragma: no cover - c
         v = words[i]
         if is_float and (v & _EXP) == _EXP and (v & _MANT) != np.uint64(0):
             v = _NA_KEY
-        h1[i] = _mix(h1[i] * _GOLD + _mix(v + s1))
-        h2[i] = _mix(h2[i] * _GOLD + _mix(v + s2))
+        h1[i] = h1[i] * _GOLD + _mix(v + s1)
+        h2[i] = h2[i] * _GOLD + _mix(v + s2)
 
 
 @njit(cache=True, nogil=True)
@@ -811,10 +822,13 @@ def first_seen(h1, h2, table1, table2, used):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True, parallel=True)
 def group_duplicates(offsets, h1, h2, n_shares):  # pragma: no cover - compiled
     """True for rows whose (h1, h2) appeared earlier in their own group (rows sorted by group,
-    in row order within each): copies share their location, hence their village, so each
-    village is checked alone with a small, cache-resident table. Villages are split into
-    ``n_shares`` contiguous shares of the rows (one per thread), each with its own table."""
+    in row order within each; with ``h2`` empty, h1 alone): copies share their location,
+    hence their village, so each village is checked alone with a small, cache-resident
+    table. Villages are split into ``n_shares`` contiguous shares of the rows (one per
+    thread), each with its own table."""
     dup = np.zeros(len(h1), dtype=np.bool_)
+    pairs = len(h2) == len(h1)
+    zero = np.uint64(0)
     n_groups = len(offsets) - 1
     n_shares = max(min(n_shares, n_groups), 1)
     cut = np.searchsorted(offsets, np.linspace(0, offsets[-1], n_shares + 1)[1:-1])
@@ -843,7 +857,7 @@ def group_duplicates(offsets, h1, h2, n_shares):  # pragma: no cover - compiled
                 m *= 2
             mask = np.uint64(m - 1)
             for i in range(s, e):
-                dup[i] = _seen(h1[i], h2[i], table1, table2, used, mask)
+                dup[i] = _seen(h1[i], h2[i] if pairs else zero, table1, table2, used, mask)
             used[:m] = False
     return dup
 

@@ -502,6 +502,8 @@ class Checker:
 
 
 _NA = np.uint64(0x5A5A5A5A5A5A5A5A)
+_NO_HASH = np.empty(0, np.uint64)  # the second hash of rows that carry one
+_MAX_OFFSET = (1 << 32) - 1  # of a row from its run's first (Accumulator.kept)
 _HASH_KEYS = ("0123456789123456", "ruralcov-dup-key")
 
 
@@ -548,13 +550,13 @@ def _hash_columns(table: pa.Table, sel: np.ndarray, *, skip: str | None = None
         if col.null_count == 0 and (pa.types.is_float64(col.type)
                                     or pa.types.is_int64(col.type)):
             # both hashes in one pass over the column's own buffer, with the same keys
-            k.combine_both(h[0], h[1], col.to_numpy(zero_copy_only=True).view(np.uint64),
+            k.fold_both(h[0], h[1], col.to_numpy(zero_copy_only=True).view(np.uint64),
                            pa.types.is_float64(col.type), i, 1000 + i)
             continue
         numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
         keys = _column_keys(col, _HASH_KEYS[0]) if numeric else None  # the same for both
         for seed, key in enumerate(_HASH_KEYS):
-            k.combine(h[seed], keys if numeric else _column_keys(col, key), seed * 1000 + i)
+            k.fold(h[seed], keys if numeric else _column_keys(col, key), seed * 1000 + i)
     return h
 
 
@@ -576,47 +578,51 @@ def row_hashes(table: pa.Table, rows: np.ndarray, p: Plan, x: np.ndarray, y: np.
             if other is not None and (other[sel] != None).any():  # noqa: E711
                 wkb = shapely.to_wkb(other[sel], hex=True)
                 hx = gx ^ pd.util.hash_array(wkb.astype(object), hash_key=key)
-            k.combine(h[seed], np.ascontiguousarray(hx), seed * 1000 + 998)
-            k.combine(h[seed], np.ascontiguousarray(gy), seed * 1000 + 999)
+            k.fold(h[seed], np.ascontiguousarray(hx), seed * 1000 + 998)
+            k.fold(h[seed], np.ascontiguousarray(gy), seed * 1000 + 999)
     return h[0], h[1]
 
 
-def _sharing(rows: np.ndarray, village: np.ndarray, h1: np.ndarray, h2: np.ndarray
-             ) -> pd.DataFrame:
-    """The rows whose village and both hashes another row shares (row, village, h1, h2)."""
-    frame = pd.DataFrame({"row": np.asarray(rows, np.int64),
-                          "village": np.asarray(village, np.int64),
-                          "h1": np.asarray(h1, np.uint64), "h2": np.asarray(h2, np.uint64)})
-    return frame[frame.duplicated(["village", "h1", "h2"], keep=False).to_numpy()]
+def _sharing(rows: np.ndarray, village: np.ndarray, h1: np.ndarray,
+             h2: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows whose village and hashes another row shares (row, village, h1[, h2])."""
+    cols = {"row": np.asarray(rows, np.int64), "village": np.asarray(village, np.int64),
+            "h1": np.asarray(h1, np.uint64)}
+    if h2 is not None:
+        cols["h2"] = np.asarray(h2, np.uint64)
+    frame = pd.DataFrame(cols)
+    return frame[frame.duplicated(list(cols)[1:], keep=False).to_numpy()]
 
 
 class _TooManyCandidates(Exception):
     """More rows to compare in the columns not read than the buffer allows (see :func:`_copies`)."""
 
 
-def _copies(cands: pd.DataFrame, p: Plan, others: list[str]) -> np.ndarray:
+def _copies(cands: pd.DataFrame, p: Plan, speed: SpeedConfig) -> np.ndarray:
     """Source rows (sorted) among ``cands`` that copy an earlier candidate in every column.
 
-    The candidates share their village and both row hashes over the columns read with another
-    row; the columns ``others``, not read batch by batch, are read back for these rows only
-    (one pass that decodes just those columns), hashed the same way and compared: a row copies
-    an earlier one when the hashes over the columns read and over the others both agree.
+    The candidates share their village and a hash over the columns read with another row.
+    Their every column is read back (one pass, up to the last candidate) and checked and
+    hashed as a stream reading every column does: a row copies an earlier one of its village
+    when both 64-bit hashes over every column agree, as in that stream.
     """
     if cands.empty:
         return np.empty(0, np.int64)
     cands = cands.sort_values("row", kind="stable")
     want = cands["row"].to_numpy()
+    checker = Checker(p, speed)  # every column
     pieces, row0 = [], 1
-    for table in iter_batches(p, others):
+    for table in iter_batches(p, checker.read_columns):
         lo, hi = np.searchsorted(want, [row0, row0 + table.num_rows])
         if hi > lo:
             pieces.append(table.take(pa.array(want[lo:hi] - row0)))
         row0 += table.num_rows
         if hi == len(want):
             break
-    rest = pa.concat_tables(pieces)
-    o1, o2 = _hash_columns(rest, np.arange(rest.num_rows))
-    copy = cands.assign(o1=o1, o2=o2).duplicated(["village", "h1", "h2", "o1", "o2"])
+    prep = checker.check(pa.concat_tables(pieces), 1)
+    if not (prep.status == OK).all():  # pragma: no cover - the same rows, the same checks
+        raise AssertionError("a candidate copy no longer passes the row checks")
+    copy = cands.assign(h1=prep.h1, h2=prep.h2).duplicated(["village", "h1", "h2"])
     return want[copy.to_numpy()]
 
 
@@ -701,7 +707,7 @@ class DuplicateFinder:
 
     def candidates(self) -> pd.DataFrame:
         """Rows sharing both hashes with another row (row, village, h1, h2): when the hashes
-        cover only some columns, the rows :func:`_copies` compares in the others."""
+        cover only some columns, the rows :func:`_copies` compares in every column."""
         found = [_sharing(rows, village, h1, h2)
                  for (h1, h2, rows, village), dup in self._parts() if dup.any()]
         return pd.concat(found, ignore_index=True) if found else _sharing(*[np.empty(0)] * 4)
@@ -980,11 +986,12 @@ class Accumulator:
         (and, at the end, an eighth for one range of villages at a time).
     spill_dir
         Folder for the spill file (default: the system's temporary folder).
-    has_hashes
-        Rows carry two 64-bit row hashes (``h1``, ``h2``): copies of an earlier row of the same
-        village are left out at the end (a copy shares its location, hence its village, so
-        the check runs village by village on data already grouped for the statistics) and
-        listed in :attr:`duplicates`.
+    hashes
+        Rows carry that many 64-bit row hashes (``h1``, and ``h2`` with 2): copies of an
+        earlier row of the same village are left out at the end (a copy shares its location,
+        hence its village, so the check runs village by village on data already grouped for
+        the statistics) and listed in :attr:`duplicates`. With one hash (over some of the
+        columns) rows sharing it are candidates that :meth:`statistics` has confirmed.
     statistic, sample
         ``"median"`` or ``"device_median"``; with ``sample`` the rows carry ``day``, ``day_ok``
         and ``skey`` and are sampled one per device and day (:mod:`ruralcov.sampling`), the rows
@@ -993,15 +1000,14 @@ class Accumulator:
 
     def __init__(self, n_villages: int, *, has_upload: bool, has_latency: bool, has_device: bool,
                  buffer_mb: float = 256, spill_dir: str | Path | None = None,
-                 has_hashes: bool = False, statistic: str = "median",
+                 hashes: int = 0, statistic: str = "median",
                  sample: bool = False) -> None:
         self.n = n_villages
         self.fields = ["row", "down"] + (["up"] if has_upload else []) + (
             ["lat"] if has_latency else [])
         if has_device:
             self.fields += ["dev", "dev_ok"]
-        if has_hashes:
-            self.fields += ["h1", "h2"]
+        self.fields += ["h1", "h2"][:hashes]
         self.statistic = statistic
         self.sample = sample and has_device
         if self.sample:
@@ -1013,12 +1019,17 @@ class Accumulator:
         self.dtypes = {"row": np.int64, "down": np.float64, "up": np.float64, "lat": np.float64,
                        "dev": np.uint64, "dev_ok": np.bool_, "h1": np.uint64, "h2": np.uint64,
                        "day": np.int64, "day_ok": np.bool_, "skey": np.uint64}
-        self.row_bytes = sum(np.dtype(self.dtypes[f]).itemsize for f in self.fields)
+        #: How the fields are kept and spilled: source rows as 32-bit offsets from the first
+        #: row of their run (a third of the bytes of a row of the bench's tests).
+        self.kept = {**self.dtypes, "row": np.uint32}
+        self.row_bytes = sum(np.dtype(self.kept[f]).itemsize for f in self.fields)
         self.budget = int(buffer_mb * (1 << 20))
         self.counts = np.zeros(n_villages, dtype=np.int64)  # tests (download not NaN)
         self.rows = np.zeros(n_villages, dtype=np.int64)
         self.chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
-        self.disk_runs: list[tuple[np.ndarray, dict[str, int]]] = []  # offsets, byte offsets
+        self.base = 0  # the row the offsets of the buffered rows count from
+        #: Spilled runs: village offsets, byte offset of each field, base row.
+        self.disk_runs: list[tuple[np.ndarray, dict[str, int], int]] = []
         self.buffered = 0
         self.spill_dir = spill_dir
         self._spill: SpillFile | None = None
@@ -1030,6 +1041,19 @@ class Accumulator:
         """Add kept rows (``village`` >= 0) with their measures."""
         if len(village) == 0:
             return
+        rows = values["row"]
+        lo, hi = int(rows.min()), int(rows.max())
+        if hi - lo > _MAX_OFFSET:  # wider apart than an offset reaches: window by window
+            window = (rows - lo) >> 32
+            for w in np.unique(window):
+                take = window == w
+                self.add(village[take], {f: v[take] for f, v in values.items()})
+            return
+        if self.chunks and (lo < self.base or hi - self.base > _MAX_OFFSET):
+            self._flush()
+        if not self.chunks:
+            self.base = lo
+        values = {**values, "row": (rows - self.base).astype(np.uint32)}
         village = village.astype(np.int32)
         self.rows += np.bincount(village, minlength=self.n)
         valid = ~np.isnan(values["down"])
@@ -1051,7 +1075,7 @@ class Accumulator:
         del village
         run = {}
         for f in self.fields:
-            col = np.empty(len(dest), dtype=self.dtypes[f])
+            col = np.empty(len(dest), dtype=self.kept[f])
             a = 0
             for c in chunks:
                 part = c[1].pop(f)
@@ -1077,10 +1101,12 @@ class Accumulator:
         if self._spill is None:
             self._spill = SpillFile(self.spill_dir)
         chunks, self.chunks, self.buffered = self.chunks, [], 0
-        self._flusher = threading.Thread(target=self._spill_run, args=(chunks,), daemon=True)
+        self._flusher = threading.Thread(target=self._spill_run, args=(chunks, self.base),
+                                         daemon=True)
         self._flusher.start()
 
-    def _spill_run(self, chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> None:
+    def _spill_run(self, chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]],
+                   base: int) -> None:
         try:
             where: dict[str, int] = {}
 
@@ -1088,7 +1114,7 @@ class Accumulator:
                 where[f] = self._spill.append(col)  # type: ignore[union-attr]
 
             offsets, _ = self._sorted(chunks, write)
-            self.disk_runs.append((offsets, where))
+            self.disk_runs.append((offsets, where, base))
             self.spilled_rows += int(offsets[-1])
         except BaseException as exc:  # raised in the caller's thread by _wait
             self._flush_error = exc
@@ -1112,7 +1138,8 @@ class Accumulator:
     def _ranges(self) -> list[tuple[int, int]]:
         """Village ranges whose tests take at most an eighth of the buffer each (a village with
         more tests than that is a range of its own; the last run stays in memory meanwhile)."""
-        per_range = max(self.budget // (8 * self.row_bytes), 1)
+        gathered = sum(np.dtype(self.dtypes[f]).itemsize for f in self.fields)
+        per_range = max(self.budget // (8 * gathered), 1)
         ranges, start, acc = [], 0, 0
         for v in range(self.n):
             c = int(self.rows[v])
@@ -1123,27 +1150,30 @@ class Accumulator:
         ranges.append((start, self.n))
         return ranges
 
-    def _gather(self, a: int, b: int, memory: tuple[np.ndarray, dict[str, np.ndarray]] | None
+    def _gather(self, a: int, b: int,
+                memory: tuple[np.ndarray, dict[str, np.ndarray], int] | None
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The rows of villages [a, b) grouped by village: local offsets and values. The spilled
-        runs come in the order they were written and the run in ``memory`` last, so rows keep
-        their source order within a village."""
+        """The rows of villages [a, b) grouped by village: local offsets and values (source
+        rows as such). The spilled runs come in the order they were written and the run in
+        ``memory`` last, so rows keep their source order within a village."""
         pieces: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
         starts: list[np.ndarray] = []  # per run: where its villages' rows start in the pieces
         size = 0
-        for offsets, where in self.disk_runs:
+        for offsets, where, base in self.disk_runs:
             s, e = int(offsets[a]), int(offsets[b])
             if e > s:
                 for f in self.fields:
-                    dt = np.dtype(self.dtypes[f])
+                    dt = np.dtype(self.kept[f])
                     pieces[f].append(self._spill.read(where[f] + s * dt.itemsize, dt, e - s))
+                pieces["row"][-1] = pieces["row"][-1] + np.int64(base)
                 starts.append(offsets[a:b + 1] - s + size)
                 size += e - s
         if memory is not None and memory[0][b] > memory[0][a]:
-            offsets, run = memory
+            offsets, run, base = memory
             s, e = int(offsets[a]), int(offsets[b])
             for f in self.fields:
                 pieces[f].append(run[f][s:e])
+            pieces["row"][-1] = pieces["row"][-1] + np.int64(base)
             starts.append(offsets[a:b + 1] - s + size)
         if len(starts) <= 1:  # one run (or none): already grouped
             local = starts[0] if starts else np.zeros(b - a + 1, np.int64)
@@ -1216,7 +1246,7 @@ class Accumulator:
                    max_candidates: int | None = None) -> pd.DataFrame:
         """Per village: the columns of :func:`ruralcov.classify.speed_statistics`, exactly.
 
-        With ``confirm``, rows sharing both hashes with an earlier row of their village are
+        With ``confirm``, rows sharing their hashes with an earlier row of their village are
         only candidates: ``confirm`` gets them all (see :func:`_sharing`) and returns the rows
         that are copies; the ranges holding candidates are gathered again once it has answered.
         More than ``max_candidates`` raises :class:`_TooManyCandidates`.
@@ -1231,18 +1261,18 @@ class Accumulator:
         candidates: list[pd.DataFrame] = []
         n_candidates = 0
         self._wait()
-        memory = self._sorted(self.chunks) if self.chunks else None  # the last run stays here
+        memory = (*self._sorted(self.chunks), self.base) if self.chunks else None  # kept here
         self.buffered = 0
         if self._spill is not None:
             self._spill.finish()
         for a, b in self._ranges() if self.disk_runs else [(0, self.n)]:
             offsets, vals = self._gather(a, b, memory)
             if "h1" in vals:
-                dup = k.group_duplicates(offsets, vals["h1"], vals["h2"],
+                dup = k.group_duplicates(offsets, vals["h1"], vals.get("h2", _NO_HASH),
                                          k.numba.get_num_threads())
                 if confirm is not None and dup.any():
                     village = np.repeat(np.arange(a, b), np.diff(offsets))
-                    candidates.append(_sharing(vals["row"], village, vals["h1"], vals["h2"]))
+                    candidates.append(_sharing(vals["row"], village, vals["h1"], vals.get("h2")))
                     n_candidates += len(candidates[-1])
                     if max_candidates is not None and n_candidates > max_candidates:
                         raise _TooManyCandidates
@@ -1378,17 +1408,20 @@ def _stream(p: Plan, speed: SpeedConfig, index: PolygonIndex, n_villages: int,
 
     Without ``every_column`` only the columns the checks and statistics use are read (half
     the decoding and hashing of ``bench/join.py``'s six-column file, of which the bare engine
-    uses three); rows that agree in those are compared in the others afterwards
+    uses three); rows that agree in those are compared in every column afterwards
     (:func:`_copies`).
     """
     checker = Checker(p, speed, every_column=every_column)
-    others = checker.other_columns
+    # Without every column read, the accumulator keeps one hash (over the columns read) and
+    # rows sharing it are compared in every column after the stream; with every column, two
+    # hashes over all of them decide (2^-128 for a false copy).
+    confirm = bool(checker.other_columns)
     log = IssueLog()
     acc = Accumulator(
         n_villages, has_upload=checker.roles["upload"] is not None,
         has_latency=checker.roles["latency"] is not None,
         has_device=checker.roles["device"] is not None, buffer_mb=buffer_mb, spill_dir=spill_dir,
-        has_hashes=True, statistic=speed.statistic or "median",
+        hashes=1 if confirm else 2, statistic=speed.statistic or "median",
         sample=checker.roles["time"] is not None,
     )
     # Copies inside the villages are found by the accumulator, village by village; this finds
@@ -1407,8 +1440,9 @@ def _stream(p: Plan, speed: SpeedConfig, index: PolygonIndex, n_villages: int,
                          village[usable[out]])
             keep = usable[inside] if not inside.all() else usable
             values = {"row": prep.rows[keep], "down": prep.download[keep],
-                      "h1": prep.h1[inside] if not inside.all() else prep.h1,
-                      "h2": prep.h2[inside] if not inside.all() else prep.h2}
+                      "h1": prep.h1[inside] if not inside.all() else prep.h1}
+            if not confirm:
+                values["h2"] = prep.h2[inside] if not inside.all() else prep.h2
             if prep.upload is not None:
                 values["up"] = prep.upload[keep]
             if prep.latency is not None:
@@ -1422,12 +1456,12 @@ def _stream(p: Plan, speed: SpeedConfig, index: PolygonIndex, n_villages: int,
             acc.add(village[keep], values)
             rows += len(prep.status)
         limit = int(CANDIDATES_PER_MB * buffer_mb)
-        if others:
+        if confirm:
             found = dups.candidates()
             if len(found) > limit:
                 raise _TooManyCandidates
-            outside_dups = _copies(found, p, others)
-            stats = acc.statistics(target_mbps, lambda c: _copies(c, p, others),
+            outside_dups = _copies(found, p, speed)
+            stats = acc.statistics(target_mbps, lambda c: _copies(c, p, speed),
                                    max_candidates=limit - len(found))
         else:
             outside_dups, _ = dups.duplicates()

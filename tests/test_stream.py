@@ -420,3 +420,25 @@ def test_rows_far_apart_keep_their_numbers(buffer_mb):
                             target_mbps=np.full(n_villages, 12.0))
     _equal_stats(want, got)
     assert acc.spilled_rows > 0  # a jump starts a run: the one before goes to disk
+
+
+@pytest.mark.parametrize("map_bytes", [1, 1 << 30])
+def test_parquet_read_through_bounded_memory_maps(tmp_path, monkeypatch, map_bytes):
+    """A Parquet file is read through memory maps of at most MAP_BYTES of the columns read
+    (a row group at least): every row comes back once, in order, whatever the windows, and
+    a file without rows gives no batch."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"lon": rng.random(7000), "lat": rng.random(7000),
+                          "down": rng.random(7000), "note": rng.choice(["x", "y"], 7000)})
+    path = tmp_path / "tests.parquet"
+    frame.to_parquet(path, row_group_size=1000)
+    frame.iloc[:0].to_parquet(tmp_path / "empty.parquet")
+    opened = []
+    real = stream.pq.ParquetFile
+    monkeypatch.setattr(stream.pq, "ParquetFile", lambda *a, **k: opened.append(k) or real(*a, **k))
+    monkeypatch.setattr(stream, "MAP_BYTES", map_bytes)
+    got = pa.concat_tables(stream._mapped_batches(path, ["lon", "down"], 1500)).to_pandas()
+    pd.testing.assert_frame_equal(got, frame[["lon", "down"]])
+    assert all(k == {"memory_map": True} for k in opened)
+    assert len(opened) == (1 + 7 if map_bytes == 1 else 1 + 1)  # the footer, then each map
+    assert list(stream._mapped_batches(tmp_path / "empty.parquet", ["lon"], 100)) == []

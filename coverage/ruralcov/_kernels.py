@@ -845,8 +845,8 @@ def group_duplicates(offsets, h1, h2, n_shares):  # pragma: no cover - compiled
         while size < 2 * biggest:
             size *= 2
         table1 = np.empty(size, dtype=np.uint64)
-        table2 = np.empty(size, dtype=np.uint64)
-        used = np.zeros(size, dtype=np.bool_)
+        table2 = np.empty(size if pairs else 1, dtype=np.uint64)
+        owner = np.full(size, -1, dtype=np.int64)  # the group a slot was filled for
         for g in range(g0, g1):
             s = offsets[g]
             e = offsets[g + 1]
@@ -857,8 +857,19 @@ def group_duplicates(offsets, h1, h2, n_shares):  # pragma: no cover - compiled
                 m *= 2
             mask = np.uint64(m - 1)
             for i in range(s, e):
-                dup[i] = _seen(h1[i], h2[i] if pairs else zero, table1, table2, used, mask)
-            used[:m] = False
+                a = h1[i]
+                b = h2[i] if pairs else zero
+                slot = (a ^ b) & mask  # the hashes are mixed already: their low bits will do
+                while owner[slot] == g:
+                    if table1[slot] == a and (not pairs or table2[slot] == b):
+                        dup[i] = True
+                        break
+                    slot = (slot + np.uint64(1)) & mask
+                else:
+                    owner[slot] = g  # a slot of an earlier group counts as empty
+                    table1[slot] = a
+                    if pairs:
+                        table2[slot] = b
     return dup
 
 

@@ -20,14 +20,15 @@ Devices are counted by a 64-bit key per device id: the id itself for integer col
 a SipHash of the text otherwise. Two different ids of one village would have to share a 64-bit
 hash to be counted once (probability below 3e-12 for a village with 10,000 devices).
 
-Copies of an earlier row (every column and the location) are found with two 64-bit row
-hashes. A copy shares its original's location, hence its village, so the hashes travel with
-the kept rows in the runs and copies are found village by village, in row order, when each
-range is gathered for the statistics (no extra pass over the data); copies among the rows
-outside every village go through :class:`DuplicateFinder`. Only the columns the run uses are
-read batch by batch, so the hashes cover those; rows that agree in them are candidates, and
-the other columns are read back for the candidates alone and compared (:func:`_copies`). When
-the candidates would not fit in the buffer, the file is streamed again with every column.
+Copies of an earlier row (every column and the location) are found with 64-bit row hashes.
+A copy shares its original's location, hence its village, so a hash travels with the kept
+rows in the runs and copies are found village by village, in row order, when each range is
+gathered for the statistics (no extra pass over the data); copies among the rows outside
+every village go through :class:`DuplicateFinder`. Only the columns the run uses are read
+batch by batch, so the hash covers those; rows that share it are candidates, read back with
+every column and hashed as a stream of every column hashes them (:func:`_copies`). When the
+candidates would not fit in the buffer, the file is streamed again with every column, and two
+64-bit hashes over all of them decide.
 
 With ``statistic = "device_median"`` or ``sample = "device_day"`` (:mod:`ruralcov.sampling`)
 the runs also carry each row's day and sampling key; the sample is drawn and the per-device
@@ -566,7 +567,7 @@ def _column_keys(col: pa.Array, key: str) -> np.ndarray:
 
 def _hash_columns(table: pa.Table, sel: np.ndarray, *, skip: str | None = None
                   ) -> list[np.ndarray]:
-    """The two 64-bit hashes of the rows ``sel`` of ``table`` over its columns (but ``skip``)."""
+    """Two 64-bit hashes of the rows ``sel`` of ``table`` over its columns (but ``skip``)."""
     k = _stat_kernels()
     every = len(sel) == table.num_rows
     take = None if every else pa.array(sel)

@@ -292,6 +292,14 @@ def main() -> None:
     villages = make_villages(folder, n=args.villages)
     print(f"world: {args.villages} villages ({time.perf_counter() - t0:.1f} s)", flush=True)
     report: dict = {"villages": args.villages, "cpus": os.cpu_count(), "runs": []}
+    warm = [e for e in engines if e in ("ruralcov", "run")]
+    if warm:  # numba compiles ruralcov's kernels on a machine's first run: not timed
+        t0 = time.perf_counter()
+        small = make_points(folder, villages, 10_000)
+        for engine in warm:
+            run_engine(engine, villages, small, folder)
+        print(f"warm-up of {', '.join(warm)} on 10,000 points (numba's cache): "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
     for n in sizes:
         t0 = time.perf_counter()
         tests = make_points(folder, villages, n)

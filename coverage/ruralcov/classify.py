@@ -32,7 +32,7 @@ def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray,
     n = np.asarray(n, dtype=np.int64)
     counts, where = np.unique(n, return_inverse=True)  # villages share counts: once each
     lo = np.zeros(len(counts), np.int64)
-    small = counts < TABULATED if confidence == 0.95 else np.zeros(len(counts), bool)
+    small = (counts >= 0) & (counts < TABULATED) & (confidence == 0.95)
     lo[small] = _rank_table()[counts[small]]
     if not small.all():
         lo[~small] = binomial_ranks(counts[~small], confidence)

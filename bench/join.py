@@ -274,6 +274,8 @@ def main() -> None:
     ap.add_argument("--engines", default="ruralcov,duckdb,geopandas")
     ap.add_argument("--end-to-end", action="store_true",
                     help="also time `ruralcov run --no-maps` on the same data")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each engine, in turn; the median is reported (noisy machines)")
     ap.add_argument("--data", type=Path, default=HERE / "data",
                     help="folder for the generated world (reused when present)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -304,14 +306,21 @@ def main() -> None:
         t0 = time.perf_counter()
         tests = make_points(folder, villages, n)
         print(f"\n{n:,} points in {tests} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        runs: dict[str, list[dict]] = {e: [] for e in engines}
+        for _ in range(args.repeat):  # engines in turn, so that a slow phase hits them all
+            for engine in engines:
+                runs[engine].append(run_engine(engine, villages, tests, folder))
         results = {}
-        for engine in engines:
-            results[engine] = run_engine(engine, villages, tests, folder)
-            r = results[engine]
-            print(f"  {engine:<10} {float(r['seconds']):8.2f} s   peak RSS "
-                  f"{float(r['rss']) / 2**30:6.2f} GiB", flush=True)
+        for engine, rs in runs.items():
+            seconds = [float(r["seconds"]) for r in rs]
+            results[engine] = dict(rs[0], seconds=float(np.median(seconds)),
+                                   rss=max(float(r["rss"]) for r in rs))
+            every = f"  (runs: {', '.join(f'{t:.2f}' for t in seconds)})" if len(rs) > 1 else ""
+            print(f"  {engine:<10} {results[engine]['seconds']:8.2f} s   peak RSS "
+                  f"{results[engine]['rss'] / 2**30:6.2f} GiB{every}", flush=True)
         entry: dict = {"points": n, "engines": {
             e: {"seconds": round(float(r["seconds"]), 3),
+                "seconds_each": [round(float(x["seconds"]), 3) for x in runs[e]],
                 "peak_rss_gib": round(float(r["rss"]) / 2**30, 3)} for e, r in results.items()}}
         base = "ruralcov" if "ruralcov" in results else engines[0]
         entry["agreement"] = {e: compare(results[base], r) for e, r in results.items() if e != base}

@@ -565,15 +565,20 @@ def _column_keys(col: pa.Array, key: str) -> np.ndarray:
     return out
 
 
-def _hash_columns(table: pa.Table, sel: np.ndarray, *, skip: str | None = None
-                  ) -> list[np.ndarray]:
-    """Two 64-bit hashes of the rows ``sel`` of ``table`` over its columns (but ``skip``)."""
+def row_hashes(table: pa.Table, rows: np.ndarray, p: Plan, x: np.ndarray, y: np.ndarray,
+               other: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of every column (and the geometry) of the ``rows``.
+
+    Two rows are taken as copies when both hashes agree: for different rows that happens with
+    probability 2^-128, so the check equals the loader's exact comparison in practice.
+    """
     k = _stat_kernels()
+    sel = np.flatnonzero(rows)
     every = len(sel) == table.num_rows
     take = None if every else pa.array(sel)
     h = [np.zeros(len(sel), dtype=np.uint64) for _ in _HASH_KEYS]
     for i, name in enumerate(table.column_names):
-        if name == skip:
+        if name == p.geometry:
             continue
         col = table.column(name).combine_chunks()
         col = col if every else col.take(take)
@@ -587,20 +592,6 @@ def _hash_columns(table: pa.Table, sel: np.ndarray, *, skip: str | None = None
         keys = _column_keys(col, _HASH_KEYS[0]) if numeric else None  # the same for both
         for seed, key in enumerate(_HASH_KEYS):
             k.fold(h[seed], keys if numeric else _column_keys(col, key), seed * 1000 + i)
-    return h
-
-
-def row_hashes(table: pa.Table, rows: np.ndarray, p: Plan, x: np.ndarray, y: np.ndarray,
-               other: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent 64-bit hashes of every column of ``table`` (and the geometry) of the
-    ``rows``.
-
-    Two rows are taken as copies when both hashes agree: for different rows that happens with
-    probability 2^-128, so the check equals the loader's exact comparison in practice.
-    """
-    k = _stat_kernels()
-    sel = np.flatnonzero(rows)
-    h = _hash_columns(table, sel, skip=p.geometry)
     if p.geometry:  # the location as read (after any CRS conversion)
         gx, gy = x[sel].view(np.uint64), y[sel].view(np.uint64)
         for seed, key in enumerate(_HASH_KEYS):

@@ -121,6 +121,26 @@ def analysed(cfg: Path):
     return analyse(load_config(cfg))
 
 
+def speeds_in(folder: Path, per_mbps: float) -> pd.DataFrame:
+    """The world's tests with download and upload written in another unit (1000: kbit/s,
+    10^6: bit/s); latency stays in milliseconds. Whole numbers times 1000 are exact."""
+    frame = speed_frame(folder)
+    frame[["down", "up"]] = frame[["down", "up"]] * per_mbps
+    return frame
+
+
+def write_as(cfg: Path, frame: pd.DataFrame, fmt: str) -> None:
+    """The tests as the world's CSV (streamed), a Parquet file (streamed) or a GeoPackage
+    (read whole by the loader)."""
+    if fmt == "gpkg":
+        speed_as_gpkg(cfg, frame)
+    elif fmt == "parquet":
+        frame.to_parquet(cfg.parent / "tests.parquet")
+        edit(cfg, {"speed.path": "tests.parquet"})
+    else:
+        frame.to_csv(cfg.parent / "tests.csv", index=False)
+
+
 # --- errors: exit 2, one line ----------------------------------------------------------------
 
 
@@ -302,6 +322,38 @@ def test_e26_misspelt_download_column(world, tmp_path):
 def test_e27_missing_speed_file(world, tmp_path):
     (world.parent / "tests.csv").unlink()
     assert_error(world, tmp_path, "speed", "tests.csv", "not found")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "gpkg"])
+def test_e28_download_in_kbps_read_as_mbps(world, tmp_path, fmt):
+    """The issue's case: kbit/s read as Mbit/s dropped most tests as absurd and published the
+    survivors' villages; now the run stops and names the setting (stream and loader)."""
+    write_as(world, speeds_in(world.parent, 1000), fmt)
+    line = assert_error(world, tmp_path, "'down'", f"tests.{fmt}", "median", "Mbit/s",
+                        "kbit/s", 'download_unit = "kbps"', "[speed]")
+    assert "above 10,000 Mbit/s" in line  # what was seen: the absurd share too
+
+
+@pytest.mark.parametrize("fmt", ["csv", "gpkg"])
+def test_e29_download_in_bps_read_as_mbps(world, tmp_path, fmt):
+    write_as(world, speeds_in(world.parent, 1e6), fmt)
+    line = assert_error(world, tmp_path, "'down'", "bit/s", 'download_unit = "bps"')
+    assert "30 (100.0%) are above 10,000 Mbit/s" in line  # every located numeric test
+
+
+def test_e30_mbps_declared_as_kbps(world, tmp_path):
+    """The other side: Mbit/s values divided by 1000 give a median far below 0.1 Mbit/s."""
+    edit(world, {"speed.download_unit": "kbps"})
+    assert_error(world, tmp_path, "'down'", "does not read as kbit/s", "0.1 to 2,000",
+                 'download_unit = "mbps"')
+
+
+def test_e31_download_unit_for_ookla_tiles_and_unknown_units(world, tmp_path):
+    edit(world, {"speed.download_unit": "kbit"})
+    assert_error(world, tmp_path, "download_unit", "'kbit'", "mbps", "kbps", "bps")
+    edit(world, {"speed.download_unit": "kbps", "speed.kind": "ookla_tiles",
+                 "speed.network": "fixed"})
+    assert_error(world, tmp_path, "download_unit", "ookla_tiles", "kbit/s")
 
 
 # --- recorded issues: the run goes on --------------------------------------------------------
@@ -491,6 +543,24 @@ def test_i11_absurd_speed(world):
     assert "10 Gbit/s" in hits["message"].iat[0]
     assert record(result, "speed").dropped["absurd_speed"] == 1
     assert_intact(result)
+
+
+@pytest.mark.parametrize(("fmt", "per_mbps", "unit"), [("csv", 1000, "kbps"),
+                                                      ("parquet", 1000, "kbps"),
+                                                      ("gpkg", 1000, "kbps"),
+                                                      ("csv", 1e6, "bps")])
+def test_i11b_speeds_in_kbps_with_download_unit(world, fmt, per_mbps, unit):
+    """With the unit declared, the kbit/s (bit/s) world gives exactly the world's answers,
+    known by construction; upload is converted too (a quarter of each download), latency not."""
+    write_as(world, speeds_in(world.parent, per_mbps), fmt)
+    edit(world, {"speed.download_unit": unit})
+    result = analysed(world)
+    assert_intact(result)
+    assert len(found(result, "speed", "absurd_speed")) == 0
+    v = result.villages[result.villages["tests"] > 0]
+    assert (v["upload_median_mbps"] == v["download_median_mbps"] / 4).all()
+    assert (v["latency_median_ms"] == 20.0).all()
+    assert result.config.speed.download_unit == unit
 
 
 def test_i12_duplicate_tests(world):

@@ -221,3 +221,30 @@ def test_config_errors():
                 "speed": [{"path": "c.csv", "kind": "capability"}],
             }
         )
+
+
+def test_capability_in_kbps(tmp_path):
+    """download_unit applies to capability tables too (download and upload): a table in kbit/s
+    read as Mbit/s would make every village capable, so it stops the run naming the setting;
+    declared, it gives the classes known by construction."""
+    from ruralcov.errors import UnitError
+
+    path = write_world(tmp_path)
+    cap = pd.read_csv(tmp_path / "capability.csv")
+    numeric = pd.to_numeric(cap["down"], errors="coerce")
+    cap["down"] = (numeric * 1000).astype(object).where(numeric.notna(), cap["down"])
+    cap["up"] = cap["up"] * 1000
+    cap.to_csv(tmp_path / "capability.csv", index=False)
+    with pytest.raises(UnitError, match=r'capability\[0\]: .*\'down\'.*download_unit = "kbps" '
+                                        r"in its \[\[speed\]\] block"):
+        analyse(load_config(path))
+    text = path.read_text(encoding="utf-8").replace('kind = "capability"\n',
+                                                    'kind = "capability"\n'
+                                                    'download_unit = "kbps"\n')
+    path.write_text(text, encoding="utf-8")
+    v = analyse(load_config(path)).villages.set_index("village_code")
+    for code, (measured, cap_class, cls, best) in EXPECTED.items():
+        assert (v.at[code, "capability_class"], v.at[code, "speed_class"]) == (cap_class, cls)
+        got = v.at[code, "capability_download_mbps"]
+        assert np.isnan(got) if best is None else got == best, code
+    assert v.at["V1", "capability_upload_mbps"] == 10.0  # op-a's 10 Mbit/s upload, in kbit/s

@@ -51,6 +51,11 @@ def test_single_fibre_table_or_list(tmp_path):
         ({"villages": {"path": "v"}, "targets": {"fibre_share": 98}}, ["fibre_share"]),
         ({"villages": {"path": "v"}, "speed": {"path": "s", "min_tests": "five"}}, ["min_tests"]),
         ({"villages": {"path": "v", "register": "xx"}}, ["register", "cn-nbs"]),
+        ({"villages": {"path": "v"}, "speed": {"path": "s", "download_unit": "Mbit/s"}},
+         ["download_unit", "'Mbit/s'", "['mbps', 'kbps', 'bps']"]),
+        ({"villages": {"path": "v"}, "speed": {"path": "s", "kind": "ookla_tiles",
+                                                "network": "fixed", "download_unit": "kbps"}},
+         ["download_unit", "ookla_tiles", "always kbit/s", "remove download_unit"]),
     ],
 )
 def test_errors_name_the_problem(tmp_path, raw, words):
@@ -90,3 +95,13 @@ def test_dump_and_reload_round_trip(tmp_path):
     again = load_config(out)
     assert config_to_dict(again) == config_to_dict(c)
     assert isinstance(again.villages.names["county"], Path)
+
+
+def test_download_unit_is_recorded_only_when_set(tmp_path):
+    """Runs without the key record exactly the parameters they always did."""
+    plain = config_from_dict({"villages": {"path": "v"}, "speed": {"path": "s"}}, base=tmp_path)
+    assert plain.speed.download_unit is None
+    assert "download_unit" not in config_to_dict(plain)["speed"]
+    kbps = config_from_dict({"villages": {"path": "v"},
+                             "speed": {"path": "s", "download_unit": "kbps"}}, base=tmp_path)
+    assert config_to_dict(kbps)["speed"]["download_unit"] == "kbps"

@@ -95,3 +95,26 @@ def test_period_column_dask_equals_local(tmp_path, cluster):
     _assert_same_run(on_dask, local)
     for level in local.trends:
         pd.testing.assert_frame_equal(on_dask.trends[level], local.trends[level])
+
+
+def test_download_unit_on_dask(tmp_path, cluster):
+    """Dask converts with download_unit exactly as the local engine (the kbit/s world gives the
+    world's answers), and decides the unit rule on the complete counts of its partitions."""
+    from ruralcov.errors import UnitError
+    from test_bad_inputs import assert_intact
+    from test_stream import _equal_stats, _mixed_units
+
+    config = load_config(write_north_world(tmp_path))
+    tests = pd.read_csv(tmp_path / "tests.csv")
+    tests[["down", "up"]] *= 1000
+    tests.to_parquet(tmp_path / "kbps.parquet")
+    speed = dataclasses.replace(config.speed, path=tmp_path / "kbps.parquet",
+                                download_unit="kbps")
+    on_dask = analyse(_dask(replace(config, speed=speed), cluster))
+    assert_intact(on_dask)
+    mbps = analyse(config)  # the world in Mbit/s, local engine: every statistic the same
+    _equal_stats(on_dask.villages, mbps.villages)
+    pd.testing.assert_frame_equal(on_dask.issues, mbps.issues)
+    mixed = dataclasses.replace(config.speed, path=_mixed_units(tmp_path, "parquet"))
+    with pytest.raises(UnitError, match=r'500 \(2\.4%\).*download_unit = "kbps"'):
+        analyse(_dask(replace(config, speed=mixed), cluster, dask_partition_rows=5000))

@@ -442,3 +442,51 @@ def test_parquet_read_through_bounded_memory_maps(tmp_path, monkeypatch, map_byt
     assert all(k == {"memory_map": True} for k in opened)
     assert len(opened) == (1 + 7 if map_bytes == 1 else 1 + 1)  # the footer, then each map
     assert list(stream._mapped_batches(tmp_path / "empty.parquet", ["lon"], 100)) == []
+
+
+def _mixed_units(folder, fmt):
+    """20,000 tests in Mbit/s (20 Mbit/s in V1) followed by 500 in kbit/s (20,000): the first
+    rows, which the pipeline checks before streaming, look clean; the whole file does not."""
+    sq = gpd.read_file(folder / "polygons.gpkg").geometry.values[0]
+    rng = np.random.default_rng(4)
+    n = 20_500
+    x0, y0, x1, y1 = sq.bounds
+    frame = pd.DataFrame({
+        "lon": rng.uniform(x0 + 1e-4, x1 - 1e-4, n).round(7),
+        "lat": rng.uniform(y0 + 1e-4, y1 - 1e-4, n).round(7),
+        "down": np.r_[np.full(20_000, 20.0), np.full(500, 20_000.0)],
+        "up": 5.0, "ping": 20.0, "device": rng.choice(["a", "b", "c"], n),
+    })
+    path = folder / f"mixed.{fmt}"
+    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_unit_check_on_the_complete_counts(tmp_path, fmt):
+    """The rule is decided on every row streamed, not only on the early sample: 500 rows in
+    kbit/s after 20,000 clean ones (2.4 % above 10 Gbit/s) stop the run, naming a mix."""
+    from ruralcov.errors import UnitError
+
+    config = load_config(write_north_world(tmp_path))
+    speed = dataclasses.replace(config.speed, path=_mixed_units(tmp_path, fmt))
+    sample = stream.sample_tally(speed)
+    assert sample.checked == 20_000 and sample.absurd == 0  # the early check passes
+    with pytest.raises(UnitError) as exc:
+        analyse(replace(config, speed=speed))
+    message = str(exc.value)
+    for words in ("'down'", f"mixed.{fmt}", "20,500 checked rows", "500 (2.4%)",
+                  'download_unit = "kbps"', "mixes units"):
+        assert words in message, (words, message)
+    assert "first" not in message
+
+
+def test_sample_tally_counts_the_first_rows(tmp_path):
+    config = load_config(write_north_world(tmp_path))
+    sample = stream.sample_tally(config.speed, rows=10)
+    assert (sample.checked, sample.absurd) == (10, 0)  # the world's first 10 rows are clean
+    assert 10 <= sample.median() <= 30
+    whole = stream.sample_tally(config.speed)
+    # 32 rows: 28 tests and 1 edge test in villages, 1 outside every village (checked),
+    # 1 negative and 1 without coordinates (not checked).
+    assert (whole.checked, whole.absurd) == (30, 0)

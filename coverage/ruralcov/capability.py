@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from ruralcov import io
+from ruralcov import io, units
 from ruralcov.config import SpeedConfig
 from ruralcov.errors import SchemaError, did_you_mean
 from ruralcov.loaders import Loaded, input_record
@@ -77,11 +77,17 @@ def load_capability(s: SpeedConfig, index: int, register_codes: pd.Series) -> Lo
             f'{list(frame.columns)[:20]}. Set code = "..." / download = "..." in [[speed]]'
         )
     code = frame[code_col].astype("string").str.strip()
-    download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
+    download = units.to_mbps(pd.to_numeric(frame[s.download], errors="coerce").astype(float),
+                             s.download_unit)
     no_code = code.isna() | (code == "")
     unknown = ~no_code & ~code.isin(set(register_codes.astype(str)))
     bad = ~no_code & ~unknown & download.isna()
     negative = ~no_code & ~unknown & (download < 0)
+    # The unit rules of measured tests (a table in kbit/s read as Mbit/s would make every
+    # village capable); rows above 10 Gbit/s are not dropped here, only counted.
+    units.check_plausible(
+        units.SpeedTally.of(download.to_numpy(), (~no_code & ~unknown & ~bad & ~negative)),
+        column=s.download, path=s.path, unit=s.download_unit, layer=layer)
     issues = concat_issues(
         [
             row_issues(
@@ -124,10 +130,11 @@ def load_capability(s: SpeedConfig, index: int, register_codes: pd.Series) -> Lo
             return frame[name].astype(object)
         return pd.Series(None, index=frame.index, dtype=object)
 
-    upload = (
+    upload = units.to_mbps(
         pd.to_numeric(frame[s.upload], errors="coerce").astype(float)
         if s.upload and s.upload in frame.columns
-        else pd.Series(np.nan, index=frame.index)
+        else pd.Series(np.nan, index=frame.index),
+        s.download_unit,
     )
     out = pd.DataFrame(
         {

@@ -40,6 +40,9 @@ SPEED_BASES = ("capability", "measured", "either")
 #: Per-test records (:mod:`ruralcov.sampling`): the village statistic, and the sampling.
 STATISTICS = ("median", "device_median")
 SAMPLES = ("none", "device_day")
+#: ``[speed] download_unit``: the unit of the download and upload columns of ``tests`` and
+#: ``capability`` sources (None: ``mbps``); converted to Mbit/s by :mod:`ruralcov.units`.
+DOWNLOAD_UNITS = ("mbps", "kbps", "bps")
 #: ``local``: the streaming engine in this process (``ruralcov.stream``); ``dask``: the same
 #: analysis on a dask.distributed cluster through dask-geopandas (``ruralcov.distributed``).
 ENGINES = ("local", "dask")
@@ -173,6 +176,10 @@ class SpeedConfig:
     period: str | None = None
     #: tests with ``period``: the one period this analysis reads (set by the run per period).
     period_value: str | None = None
+    #: tests / capability: the unit of the download and upload columns, one of
+    #: :data:`DOWNLOAD_UNITS` (default ``mbps``); latency is milliseconds always. Ookla tiles
+    #: are kbit/s by Ookla's schema and refuse the key.
+    download_unit: str | None = None
 
     @property
     def time_column(self) -> str | None:
@@ -427,7 +434,8 @@ def _speed_sources(
             raise ConfigError("[speed] min_tests must be ≥ 1 and min_devices ≥ 0")
         for key, allowed in (("network", ("fixed", "mobile")),
                              ("assignment", ("centroid", "area_weighted")),
-                             ("statistic", STATISTICS), ("sample", SAMPLES)):
+                             ("statistic", STATISTICS), ("sample", SAMPLES),
+                             ("download_unit", DOWNLOAD_UNITS)):
             value = getattr(s, key)
             if value is not None and value not in allowed:
                 raise ConfigError(
@@ -438,6 +446,12 @@ def _speed_sources(
         if tuning and s.kind != "tests":
             raise ConfigError(f"[speed] {', '.join(tuning)}: only for kind = \"tests\" "
                               f"(per-test records), not {s.kind!r}")
+        if s.download_unit is not None and s.kind == "ookla_tiles":
+            raise ConfigError(
+                f'[speed] download_unit = "{s.download_unit}": kind = "ookla_tiles" is always '
+                "kbit/s (avg_d_kbps, avg_u_kbps by Ookla's schema) and converted by the tile "
+                "reader; remove download_unit"
+            )
         if s.period_value is not None and s.period is None:
             raise ConfigError("[speed] period_value names one period of a period column: "
                               'set period = "<column>" too')

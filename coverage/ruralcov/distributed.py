@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ruralcov import io, stream
+from ruralcov import io, stream, units
 from ruralcov.config import Config, SpeedConfig
 from ruralcov.errors import ConfigError
 from ruralcov.join import PolygonIndex
@@ -160,6 +160,22 @@ def _present(part: pd.DataFrame) -> pd.DataFrame:
                                                          & part["day_ok"].to_numpy()).sum())]})
 
 
+def _tally(part: pd.DataFrame) -> pd.DataFrame:
+    """The unit check's counts of a partition (:func:`ruralcov.stream.status_tally`), as its
+    non-empty histogram bins."""
+    counts = stream.status_tally(part["down"].to_numpy(), part["status"].to_numpy()).counts
+    nz = np.flatnonzero(counts[0])
+    return pd.DataFrame({"bin": nz, "all": counts[0][nz], "absurd": counts[1][nz]})
+
+
+def _merged_tally(bins: pd.DataFrame) -> units.SpeedTally:
+    """The partitions' bins of :func:`_tally` summed into one tally."""
+    out = units.SpeedTally()
+    np.add.at(out.counts[0], bins["bin"].to_numpy(np.int64), bins["all"].to_numpy(np.int64))
+    np.add.at(out.counts[1], bins["bin"].to_numpy(np.int64), bins["absurd"].to_numpy(np.int64))
+    return out
+
+
 def _village_stats(part: pd.DataFrame, target: np.ndarray, fields: tuple[str, ...],
                    statistic: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Exact statistics of the villages whose tests are all in this partition, and the rows
@@ -249,7 +265,12 @@ def dask_speed_tests(
     dups = usable.shuffle(on="h1", npartitions=n_out).map_partitions(
         _duplicates, meta=pd.DataFrame({"row": np.int64(0), "village": np.int64(0)},
                                        index=[0]).iloc[:0])
-    issues_df, present_df, row_counts, dups_df = dask.compute(issue_rows, present, rows, dups)
+    tallies = tests.map_partitions(_tally, meta=pd.DataFrame(
+        {"bin": np.int64(0), "all": np.int64(0), "absurd": np.int64(0)}, index=[0]).iloc[:0])
+    issues_df, present_df, row_counts, dups_df, bins = dask.compute(issue_rows, present, rows,
+                                                                    dups, tallies)
+    log = stream.IssueLog(tally=_merged_tally(bins))
+    log.check_units(checker)  # before the statistics are computed
     dup_rows = np.sort(dups_df["row"].to_numpy(np.int64))
     kept = joined[(joined["status"] == stream.OK) & (joined["village"] >= 0)]
     kept = kept[["row", "village", "down", "up", "lat", "dev", "dev_ok", "day", "day_ok",
@@ -264,7 +285,6 @@ def dask_speed_tests(
     sampled = np.sort(np.concatenate([f[1] for f in found]))
     n_rows = int(np.sum(row_counts))
 
-    log = stream.IssueLog()
     issues_df = issues_df.sort_values("row")
     for code, key in _STATUS_KEYS.items():
         log.add(key, issues_df.loc[issues_df["status"] == code, "row"].to_numpy())

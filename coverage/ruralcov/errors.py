@@ -19,6 +19,11 @@ class SchemaError(RuralcovError, ValueError):
     """An input lacks a required column or has values of the wrong type."""
 
 
+class UnitError(SchemaError):
+    """A speed column's values cannot be in the unit the configuration declares for them
+    (:mod:`ruralcov.units`)."""
+
+
 class CRSError(RuralcovError, ValueError):
     """An input has no CRS and none was given, or its coordinates cannot be in its CRS."""
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ruralcov import io
+from ruralcov import io, units
 from ruralcov.classify import parse_yes_no
 from ruralcov.config import (
     BoundariesConfig,
@@ -479,12 +479,15 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
         gone = np.flatnonzero(~take | no_period.to_numpy()) + 1
         read_issues = read_issues[~read_issues["row"].isin(gone)]
     in_scope = ~(skip | no_period)  # the rows checked
-    download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
+    download = units.to_mbps(
+        pd.to_numeric(frame[s.download], errors="coerce").astype(float), s.download_unit)
     no_geom = (frame.geometry.isna() | frame.geometry.is_empty) & in_scope
     has_geom = ~no_geom & in_scope
     bad = download.isna() & has_geom
     negative = (download < 0) & has_geom
-    absurd = _absurd_speed(download) & has_geom
+    absurd = pd.Series(units.absurd(download.to_numpy()), index=frame.index) & has_geom
+    units.check_plausible(units.SpeedTally.of(download.to_numpy(), has_geom & ~bad & ~negative),
+                          column=s.download, path=s.path, unit=s.download_unit)
     duplicate = _duplicate_tests(frame) & has_geom & ~(bad | negative | absurd)
     issues = [
         read_issues.assign(dropped=read_issues["row"].notna()),
@@ -493,8 +496,7 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
             layer=layer,
             reason="absurd_speed",
             dropped=True,
-            message=f"{s.download!r} is above {MAX_PLAUSIBLE_MBPS:,.0f} Mbps (10 Gbit/s), "
-            "beyond any access line; probably kbit/s or bit/s instead of Mbit/s",
+            message=units.absurd_message(s.download, s.download_unit),
         ),
         row_issues(
             duplicate,
@@ -531,6 +533,8 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
         name = "upload_mbps" if key == "upload" else "latency_ms"
         if col and col in frame.columns:
             values = pd.to_numeric(frame[col], errors="coerce").astype(float)
+            if key == "upload":  # latency is milliseconds whatever download_unit says
+                values = units.to_mbps(values, s.download_unit)
             neg = values < 0
             issues.append(
                 row_issues(
@@ -627,16 +631,6 @@ def read_issues_mask(read_issues: pd.DataFrame, n: int) -> pd.Series:
     rows = read_issues["row"].dropna().to_numpy(dtype=np.int64)
     mask[rows[(rows >= 1) & (rows <= n)] - 1] = True
     return pd.Series(mask)
-
-
-#: Download speeds above this (Mbit/s) are rejected: 10 Gbit/s is beyond any access line
-#: (XGS-PON delivers 10 Gbit/s shared), so such values are unit mistakes (kbit/s, bit/s).
-MAX_PLAUSIBLE_MBPS = 10_000.0
-
-
-def _absurd_speed(download: pd.Series) -> pd.Series:
-    """Row check: download speed above :data:`MAX_PLAUSIBLE_MBPS`."""
-    return (download > MAX_PLAUSIBLE_MBPS).fillna(False)
 
 
 def _duplicate_tests(frame: gpd.GeoDataFrame) -> pd.Series:

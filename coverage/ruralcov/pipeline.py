@@ -124,6 +124,19 @@ def _check_positions(
     return concat_issues(found)
 
 
+def _check_units_early(config: Config) -> None:
+    """The unit check (:func:`ruralcov.units.check_plausible`) on the first rows of a
+    streamed tests file, so that a file in kbit/s stops the run before a long stream; the
+    engines decide again on the complete counts (the loader reads the whole file at once)."""
+    from ruralcov import stream, units
+
+    speed = config.speed
+    sample = stream.sample_tally(speed)
+    if sample is not None:
+        units.check_plausible(sample, column=speed.download, path=speed.path,
+                              unit=speed.download_unit, sample=True)
+
+
 def _corrections(
     config: Config, villages: gpd.GeoDataFrame, issues: list[pd.DataFrame],
     records: list[InputRecord],
@@ -222,6 +235,7 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
     ).astype(float)
     if config.speed is not None and config.speed.kind == "tests":
         issues.append(_check_positions(config, villages, None))
+        _check_units_early(config)
     stats = measure.speed_statistics(config, villages, code_rank, target, metric, issues, records)
 
     tell("classify")

@@ -58,14 +58,13 @@ import pyarrow.parquet as pq
 import pyproj
 import shapely
 
-from ruralcov import io
+from ruralcov import io, units
 from ruralcov.classify import median_ci_ranks
 from ruralcov.config import SpeedConfig
 from ruralcov.crs import bd09_to_wgs84, gcj02_to_wgs84, parse_crs, source_crs
 from ruralcov.errors import CRSError, InputError, SchemaError
 from ruralcov.join import PolygonIndex
 from ruralcov.loaders import (
-    MAX_PLAUSIBLE_MBPS,
     SAMPLED_OUT,
     InputRecord,
     bad_time_message,
@@ -76,7 +75,8 @@ from ruralcov.periods import MISSING_PERIOD, no_period_column, period_rows
 from ruralcov.sampling import days, sampling_keys, wall_clock_ns
 from ruralcov.validate import concat_issues, dropped_counts, issue, row_issues
 
-__all__ = ["StreamedSpeed", "stream_speed_tests", "supports", "streamed_statistics"]
+__all__ = ["StreamedSpeed", "sample_tally", "stream_speed_tests", "supports",
+           "streamed_statistics"]
 
 #: Row status codes of a prepared batch (0: usable); order = order of the loader's checks.
 (OK, MISSING, BAD_GEOMETRY, OUT_OF_RANGE, NATIVE_MISSING, BAD_DOWNLOAD, NEGATIVE, ABSURD,
@@ -492,12 +492,13 @@ class Checker:
             status[outside] = OUT_OF_RANGE
             if other is not None:
                 other[outside] = None
-        download, _ = _floats(table.column(self.speed.download))
+        unit = self.speed.download_unit
+        download = units.to_mbps(_floats(table.column(self.speed.download))[0], unit)
         geom_ok = status == OK
         with np.errstate(invalid="ignore"):
             status[geom_ok & np.isnan(download)] = BAD_DOWNLOAD
             status[geom_ok & (download < 0)] = NEGATIVE
-            status[geom_ok & (download > MAX_PLAUSIBLE_MBPS)] = ABSURD
+            status[geom_ok & units.absurd(download)] = ABSURD
         if no_period is not None:
             status[no_period] = NO_PERIOD
         counted = (status == OK) | (status == ABSURD)
@@ -508,6 +509,8 @@ class Checker:
                 measures[role] = measures["neg_" + role] = None
                 continue
             values, _ = _floats(table.column(col))
+            if role == "upload":  # latency is milliseconds whatever download_unit says
+                values = units.to_mbps(values, unit)
             with np.errstate(invalid="ignore"):
                 neg = values < 0
             measures["neg_" + role] = neg & counted
@@ -790,6 +793,34 @@ def join_batch(prep: Prepared, index: PolygonIndex) -> np.ndarray:
 # --- issues ------------------------------------------------------------------------------------
 
 
+def status_tally(download: np.ndarray, status: np.ndarray) -> units.SpeedTally:
+    """The unit check's counts of checked rows (a batch, or a Dask partition): those with a
+    location and a numeric, non-negative download, usable or absurd."""
+    return units.SpeedTally.of(download, (status == OK) | (status == ABSURD))
+
+
+def sample_tally(speed: SpeedConfig, rows: int = 20_000) -> units.SpeedTally | None:
+    """The unit check's counts of the first ``rows`` rows of a streamable tests file (None
+    when it cannot be streamed or read), so that a unit mistake stops the run before the long
+    stream does; any problem reading them is left for the stream to report."""
+    from ruralcov.errors import RuralcovError
+
+    try:
+        p = plan(speed)
+        if p is None:
+            return None
+        checker = Checker(p, speed, every_column=False)
+        batches = iter_batches(p, checker.read_columns, batch_rows=rows)
+        table = next(batches, None)
+        getattr(batches, "close", lambda: None)()  # release the file (Windows locks it)
+        if table is None:
+            return None
+        prep = checker.check(table.slice(0, rows), 1)
+        return status_tally(prep.download, prep.status)
+    except RuralcovError:
+        return None
+
+
 @dataclass
 class IssueLog:
     """Source rows per finding, collected batch by batch and turned into the issues frame."""
@@ -798,6 +829,8 @@ class IssueLog:
     present: int = 0
     swapped_all: bool = True
     timed: int = 0  # usable rows with a readable time (device-day sampling)
+    #: The checked downloads (usable and absurd rows), for the unit check.
+    tally: units.SpeedTally = field(default_factory=units.SpeedTally)
 
     def add(self, key: str, rows: np.ndarray) -> None:
         if len(rows):
@@ -823,9 +856,17 @@ class IssueLog:
             ok = prep.status == OK
             self.add("bad_time", rows[ok & ~prep.day_ok])
             self.timed += int((ok & prep.day_ok).sum())
+        self.tally = self.tally + status_tally(prep.download, prep.status)
         self.present += prep.present
         if len(prep.swapped):
             self.swapped_all &= bool(prep.swapped.all())
+
+    def check_units(self, checker: Checker) -> None:
+        """Stop when the downloads of the whole file cannot be in the declared unit
+        (:func:`ruralcov.units.check_plausible`, on the complete counts)."""
+        s = checker.speed
+        units.check_plausible(self.tally, column=s.download, path=checker.plan.path,
+                              unit=s.download_unit)
 
     def frame(self, checker: Checker, *, rows_read: int,
               duplicates: np.ndarray | None = None,
@@ -887,9 +928,8 @@ class IssueLog:
                 dropped=True))
         found = [
             *read,
-            rows_issue("absurd", "absurd_speed",
-                       f"{s.download!r} is above {MAX_PLAUSIBLE_MBPS:,.0f} Mbps (10 Gbit/s), "
-                       "beyond any access line; probably kbit/s or bit/s instead of Mbit/s",
+            rows_issue("absurd", "absurd_speed", units.absurd_message(s.download,
+                                                                      s.download_unit),
                        dropped=True),
             rows_issue("duplicate", "duplicate_test",
                        "exact copy of an earlier row (every column and the location); "
@@ -1477,6 +1517,7 @@ def _stream(p: Plan, speed: SpeedConfig, index: PolygonIndex, n_villages: int,
                               skey=prep.skey[keep])
             acc.add(village[keep], values)
             rows += len(prep.status)
+        log.check_units(checker)
         limit = int(CANDIDATES_PER_MB * buffer_mb)
         if confirm:
             found = dups.candidates()

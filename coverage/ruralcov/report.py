@@ -44,7 +44,6 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from fractions import Fraction
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ruralcov import aggregate
 from ruralcov.config import config_to_dict, dump_config
 from ruralcov.errors import ConfigError, OutputExistsError, RuralcovError
 from ruralcov.pipeline import CoverageResult
@@ -463,11 +463,6 @@ def _about_rows(result: CoverageResult) -> list[tuple[str, Any]]:
 # --------------------------------------------------------------------------- figures
 
 
-def _exact_gap(target: float, villages: int, fibre: int) -> int:
-    frac = Fraction(repr(float(target)))
-    return max(0, -(-frac.numerator * villages // frac.denominator) - fibre)
-
-
 def headline_figures(result: CoverageResult) -> dict[str, Any]:
     """The headline numbers shown in the report, over the whole register.
 
@@ -493,7 +488,9 @@ def headline_figures(result: CoverageResult) -> dict[str, Any]:
         "fibre_villages": fibre,
         "fibre_share": fibre / n if n else None,
         "fibre_target": targets.fibre_share,
-        "fibre_gap_villages": _exact_gap(targets.fibre_share, n, fibre),
+        "fibre_gap_villages": aggregate.gap_villages(
+            n, fibre, aggregate.target_fraction(targets.fibre_share)
+        ),
         "speed_meets": meets,
         "speed_below": int((adm["speed_class"] == "below").sum()),
         "speed_insufficient": int((adm["speed_class"] == "insufficient_data").sum()),
@@ -618,7 +615,9 @@ def render_report_html(
     f = headline_figures(result)
     target = f.get("fibre_target")
     share = f.get("fibre_share")
-    on_target = share is not None and target is not None and share >= target
+    # on target by the exact gap, never share >= target in floats (two different exact
+    # values can round to one float)
+    on_target = share is not None and f.get("fibre_gap_villages") == 0
     parts = [f"<h1>ruralcov report — {_e(cfg.run.name)}</h1>"]
     meta = f"profile {_e(cfg.run.profile)}"
     if created:

@@ -33,6 +33,7 @@ __all__ = [
     "columns",
     "dissolve",
     "encode_geometry",
+    "fibre_met",
     "map_class",
     "script_json",
     "share_bins",
@@ -122,12 +123,23 @@ def share_bins(target: float | None) -> list[tuple[float, float, str, str]]:
     return bins
 
 
+def fibre_met(summary: pd.DataFrame, measure: str = AREA_FIBRE) -> pd.Series | None:
+    """The exact "fibre target met" of each area of a summary (its published gap is 0), for
+    :func:`area_classes`; None for another measure or a summary without gaps."""
+    if measure != AREA_FIBRE or "fibre_gap_villages" not in summary.columns:
+        return None
+    return pd.to_numeric(summary["fibre_gap_villages"], errors="coerce").eq(0)
+
+
 def area_classes(
-    share: pd.Series, target: float | None
+    share: pd.Series, target: float | None, *, met: Any = None
 ) -> tuple[NDArray[np.intp], list[tuple[str, str]]]:
     """Class index of each area's share and the ``(label, colour)`` of every class.
 
-    The last class is "no administrative villages" (a share that is missing).
+    The last class is "no administrative villages" (a share that is missing). ``met`` (the
+    exact "target met" of each area, :func:`ruralcov.aggregate.target_met`, i.e. a fibre gap
+    of 0) decides the side of the target: a share compared as a float can round onto the
+    target from below, and the map would then show an area with a gap as at the target.
     """
     bins = share_bins(target)
     values = pd.to_numeric(share, errors="coerce").to_numpy(dtype=float)
@@ -136,6 +148,13 @@ def area_classes(
         last = i == len(bins) - 1
         inside = (values >= lo) & ((values <= hi) if last else (values < hi))
         cls[inside & (cls == len(bins))] = i
+    if met is not None and target is not None:
+        first_at = sum(1 for lo, _, _, _ in bins if lo < min(max(float(target), 0.0), 1.0))
+        at = np.asarray(met, dtype=bool) & ~np.isnan(values)
+        below = ~np.asarray(met, dtype=bool) & ~np.isnan(values)
+        if first_at > 0:  # a float share on the target that the exact gap says is below
+            cls[below & (cls >= first_at) & (cls < len(bins))] = first_at - 1
+        cls[at & (cls < first_at)] = first_at
     labels = [(label, colour) for _, _, label, colour in bins]
     labels.append(("no administrative villages", _NO_DATA))
     return cls, labels

@@ -24,6 +24,7 @@ from ruralcov.maps.data import (
     area_classes,
     columns,
     encode_geometry,
+    fibre_met,
     map_class,
     script_json,
 )
@@ -261,7 +262,7 @@ def area_layer(
     """
     s = summary[summary["code"].isin(geoms.index)].reset_index(drop=True)
     s = s.assign(href=[(hrefs or {}).get(c) for c in s["code"]])
-    cls, keys = area_classes(s[measure], target)
+    cls, keys = area_classes(s[measure], target, met=fibre_met(s, measure))
     counts = np.bincount(cls, minlength=len(keys))
     what = "fibre share" if measure == "fibre_share" else "speed share"
     cols = columns(s, AREA_FIELDS)

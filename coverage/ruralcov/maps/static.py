@@ -14,7 +14,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ruralcov.maps.data import MAP_CLASSES, area_classes, map_class
+from ruralcov.maps.data import MAP_CLASSES, area_classes, fibre_met, map_class
 
 __all__ = ["FIGURES", "write_static_maps"]
 
@@ -85,12 +85,13 @@ def write_static_maps(
     target = result.config.targets.fibre_share
     if counties is not None and len(counties) and "county" in result.summaries:
         summary = result.summaries["county"].set_index("code")
+        shown = summary.reindex(counties.index)
         frame = gpd.GeoDataFrame(
-            {"share": summary.reindex(counties.index)["fibre_share"].to_numpy()},
+            {"share": shown["fibre_share"].to_numpy()},
             geometry=list(counties.to_numpy()),
             crs="EPSG:4326",
         ).to_crs(metric)
-        cls, keys = area_classes(frame["share"], target)
+        cls, keys = area_classes(frame["share"], target, met=fibre_met(shown))
         colours = np.array([c for _, c in keys], dtype=object)[cls]
         fig, ax = _axes()
         frame.plot(ax=ax, color=list(colours), edgecolor="#444444", linewidth=0.5)

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from ruralcov import aggregate
+from ruralcov.capability import FIVE_WAY_TEXT, is_five_way
 from ruralcov.config import config_to_dict, dump_config
 from ruralcov.errors import ConfigError, OutputExistsError, RuralcovError
 from ruralcov.pipeline import CoverageResult
@@ -780,27 +781,21 @@ def render_report_html(
     return page(f"ruralcov report — {cfg.run.name}", "\n".join(parts))
 
 
-#: Five-way speed classes (ruralcov.capability) with the report's wording.
-_FIVE_WAY_LABELS = (
-    ("meets", "capability and measurement both meet the target", "good"),
-    ("capability_only", "capability meets, measurement below or too thin", ""),
-    ("measured_only", "measurement meets, capability below or not recorded", ""),
-    ("fails", "neither meets (at least one says below)", "bad"),
-    ("insufficient_data", "no capability record and too few measurements", ""),
-)
+#: Five-way speed classes (ruralcov.capability) with the style of their card.
+_FIVE_WAY_CSS = {"meets": "good", "fails": "bad"}
 
 
 def _five_way_html(result: CoverageResult, card: Callable[..., str]) -> list[str]:
     """Cards for the five-way classes and links to the discrepancy lists (runs with
     capability records only)."""
     v = result.villages
-    if "capability_class" not in v.columns:
+    if not is_five_way(v):
         return []
     is_village = v["kind"] == "village"
     counts = v.loc[is_village, "speed_class"].value_counts()
     basis = str(v["speed_basis"].iloc[0]) if len(v) and "speed_basis" in v.columns else ""
-    cards = [card(_fmt_int(int(counts.get(cls, 0))), f"{cls.replace('_', ' ')}: {text}", css)
-             for cls, text, css in _FIVE_WAY_LABELS]
+    cards = [card(_fmt_int(int(counts.get(cls, 0))), f"{cls.replace('_', ' ')}: {text}",
+                  _FIVE_WAY_CSS.get(cls, "")) for cls, text in FIVE_WAY_TEXT.items()]
     links = [
         (key, f"tables/gaps_{key}.csv", text)
         for key, text in (

@@ -178,6 +178,7 @@ def test_run_with_a_target_of_many_digits(tmp_path, share, county_gap, township_
     county = _table(out, "summary_county.csv").set_index("code")
     assert county.loc["K1", ["villages", "fibre_villages"]].tolist() == [2000, 1960]
     assert county.loc["K1", "fibre_gap_villages"] == county_gap
+    assert county.loc["K1", "fibre_target"] == share  # written as given, not rounded
     township = _table(out, "summary_township.csv").set_index("code")
     assert township["fibre_gap_villages"].to_dict() == township_gaps
     h = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["headline"]

@@ -16,9 +16,10 @@ locale, and auditors who compare numbers one village at a time):
   turn these cells into real booleans (filterable), and pandas, R and csvkit read them back as
   booleans.
 - Floats are rounded in the CSV and HTML tables only: speeds (``*_mbps``) to 0.01 Mbps,
-  latencies (``*_ms``) to 0.1 ms, shares and targets to 4 decimals, distances (``*_m``) to
-  0.1 m. ``villages.parquet`` and ``report.xlsx`` keep full precision (the workbook shows the
-  rounded value through a number format).
+  latencies (``*_ms``) to 0.1 ms, shares to 4 decimals, distances (``*_m``) to 0.1 m. A
+  target (``fibre_target``) is written as given: 0.9800000000000001 is not 0.98, and its gap
+  would not add up against a rounded target. ``villages.parquet`` and ``report.xlsx`` keep
+  full precision (the workbook shows the rounded value through a number format).
 - Codes (``code``, ``*_code``) are text everywhere. In ``report.xlsx`` they are text cells, so a
   12-digit village code never becomes ``1.40105E+11``. A CSV cannot carry that type: Excel
   shows long numeric-looking codes in scientific notation when it opens a CSV directly, which
@@ -99,7 +100,7 @@ def _decimals(column: str) -> int | None:
         return 2
     if column.endswith("_ms"):
         return 1
-    if "share" in column or column.endswith("_target"):
+    if "share" in column:
         return 4
     if column.endswith("_m"):
         return 1

@@ -218,11 +218,10 @@ def area_classes(
         cls[inside & (cls == len(bins))] = i
     if met is not None and target is not None:
         first_at = sum(1 for lo, _, _, _ in bins if lo < min(max(float(target), 0.0), 1.0))
-        at = np.asarray(met, dtype=bool) & ~np.isnan(values)
-        below = ~np.asarray(met, dtype=bool) & ~np.isnan(values)
+        met_arr, known = np.asarray(met, dtype=bool), ~np.isnan(values)
         if first_at > 0:  # a float share on the target that the exact gap says is below
-            cls[below & (cls >= first_at) & (cls < len(bins))] = first_at - 1
-        cls[at & (cls < first_at)] = first_at
+            cls[known & ~met_arr & (cls >= first_at)] = first_at - 1
+        cls[known & met_arr & (cls < first_at)] = first_at
     labels = [(label, colour) for _, _, label, colour in bins]
     labels.append(("no administrative villages", _NO_DATA))
     return cls, labels

@@ -394,3 +394,17 @@ def build_small_result(folder: Path) -> CoverageResult:
 def small_result(tmp_path_factory: pytest.TempPathFactory) -> CoverageResult:
     """The small world (see the module docstring); inputs live in their own temp folder."""
     return build_small_result(tmp_path_factory.mktemp("small_inputs"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``ruralcov demo`` written once per session, maps included (slow tests only): read it,
+    never change it, so that every test sees the same run folder."""
+    from click.testing import CliRunner
+
+    from ruralcov.cli import cli
+
+    out = tmp_path_factory.mktemp("demo_run") / "demo"
+    result = CliRunner().invoke(cli, ["-q", "demo", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out

@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import pandas as pd
 from shapely.geometry import LineString
 
 from ruralcov.pipeline import CoverageResult
@@ -70,3 +72,65 @@ def decode_ring(flat: list[int], q: float) -> list[tuple[float, float]]:
         y += flat[i + 1]
         out.append((x / q, y / q))
     return out
+
+
+# --------------------------------------------------------------------------- village legends
+
+GAP = ("no fibre (gap)", "#d73027")
+NOT_COUNTED = ("not an administrative village or community", "#d9d9d9")
+
+#: The village legend of a run without capability records, as it has always been:
+#: speed class of a village with fibre -> (label, fill colour); then the gap and the rest.
+THREE_WAY_LEGEND = {
+    "meets": ("fibre and speed target met", "#1a9850"),
+    "below": ("fibre only: speed below target", "#fdae61"),
+    "insufficient_data": ("fibre, too few speed tests", "#91bfdb"),
+}
+
+#: The village legend of a run with capability records: one class per five-way speed class
+#: (the meaning of each class in words, as in ruralcov.capability's table), today's colours
+#: for meets / fails (drawn as "below") / too few, and two new ones for the disagreements.
+FIVE_WAY_LEGEND = {
+    "meets": ("fibre; meets: capability and measurement both meet the target", "#1a9850"),
+    "capability_only": (
+        "fibre; capability only: capability meets, measurement below or too thin",
+        "#a6d96a",
+    ),
+    "measured_only": (
+        "fibre; measured only: measurement meets, capability below or not recorded",
+        "#c2a5cf",
+    ),
+    "fails": ("fibre; fails: neither meets (at least one says below)", "#fdae61"),
+    "insufficient_data": (
+        "fibre; insufficient data: no capability record and too few measurements",
+        "#91bfdb",
+    ),
+}
+
+
+def legend_from_csv(
+    run: Path, *, five_way: bool, county: str | None = None
+) -> list[tuple[str, str, int]]:
+    """The village legend ``(label, colour, count)`` a map page must show, counted straight
+    from the run's ``tables/villages.csv``: every register unit with geometry (of ``county``),
+    by kind, fibre and speed class, by the README's definitions."""
+    v = pd.read_csv(run / "tables" / "villages.csv", dtype=str, encoding="utf-8-sig")
+    v = v[v["has_geometry"].str.lower() == "true"]
+    if county is not None:
+        v = v[v["county_code"] == county]
+    counted = v["kind"].isin(["village", "community"])
+    fibre = v["fibre"].str.lower() == "true"
+    scheme = FIVE_WAY_LEGEND if five_way else THREE_WAY_LEGEND
+    out = [
+        (label, colour, int((counted & fibre & (v["speed_class"] == cls)).sum()))
+        for cls, (label, colour) in scheme.items()
+    ]
+    out.append((*GAP, int((counted & ~fibre).sum())))
+    out.append((*NOT_COUNTED, int((~counted).sum())))
+    assert sum(n for _, _, n in out) == len(v)  # every drawn unit in exactly one class
+    return out
+
+
+def legend_of(layer: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """The ``(label, colour, count)`` of every class of a layer payload."""
+    return [(c["label"], c["color"], c["n"]) for c in layer["classes"]]

@@ -13,6 +13,7 @@ import pytest
 import tomli_w
 from shapely import Point, box
 
+from mapworld import FIVE_WAY_LEGEND, GAP, NOT_COUNTED, layers, legend_from_csv, legend_of
 from ruralcov import analyse, load_config, write_run
 from ruralcov.capability import FIVE_WAY, counts_for_basis, five_way_class
 from ruralcov.config import config_from_dict
@@ -191,6 +192,27 @@ def test_run_folder_lists_and_manifest(five, tmp_path):
     # the written config.toml recomputes the same classes
     again = analyse(load_config(out / "config.toml")).villages
     assert again["speed_class"].tolist() == five.villages["speed_class"].tolist()
+
+
+def test_map_legend_has_a_class_for_every_five_way_class(five, tmp_path):
+    out = write_run(five, tmp_path / "run", maps=True)
+    page = (out / "maps" / "province.html").read_text(encoding="utf-8")
+    got = legend_of(layers(page)["villages"])
+    assert got == legend_from_csv(out, five_way=True)
+    # by construction (WORLD): fibre in V1 (meets), V2 (capability only), V5 (fails); no
+    # fibre in V3, V4, V6, V7 and the community C1
+    label = {cls: text for cls, (text, _) in FIVE_WAY_LEGEND.items()}
+    assert {text: n for text, _, n in got} == {
+        label["meets"]: 1,
+        label["capability_only"]: 1,
+        label["measured_only"]: 0,
+        label["fails"]: 1,
+        label["insufficient_data"]: 0,
+        GAP[0]: 5,
+        NOT_COUNTED[0]: 0,
+    }
+    # every colour of the legend is its own
+    assert len({colour for _, colour, _ in got}) == len(got)
 
 
 def test_rule_properties():

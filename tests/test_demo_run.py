@@ -23,11 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "demo"
-    result = CliRunner().invoke(cli, ["-q", "demo", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
+def demo(demo_run):
+    return demo_run  # the session's demo run (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,25 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mapworld import HOSTILE, QUOTES, XSS, column, decode_ring, hostile_result, layers, small_plan
+from mapworld import (
+    HOSTILE,
+    QUOTES,
+    XSS,
+    column,
+    decode_ring,
+    hostile_result,
+    layers,
+    legend_from_csv,
+    legend_of,
+    small_plan,
+)
 from ruralcov.cli import cli
 from ruralcov.config import config_from_dict
 from ruralcov.crs import wgs84_to_gcj02
 from ruralcov.errors import ConfigError
 from ruralcov.maps import county_file, write_maps
 from ruralcov.maps.data import MAP_CLASSES, area_classes, encode_geometry, share_bins
+from ruralcov.maps.static import village_legend
 from ruralcov.pipeline import CoverageResult
 from ruralcov.report import sha256_file, write_run
 from ruralcov.runfolder import read_run
@@ -323,3 +335,55 @@ def test_map_command_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert res.output.count("\n") == 1
     assert "villages.parquet is missing" in res.output
+
+
+# --------------------------------------------------------------------------- village legends
+
+
+def assert_legends_count_the_csv(run: Path, *, five_way: bool) -> list[tuple[str, str, int]]:
+    """The village legend of the province page, of every county page and of the static figure
+    against ``legend_from_csv`` (counted from tables/villages.csv); returns the province's."""
+    maps = run / "maps"
+    want = legend_from_csv(run, five_way=five_way)
+    assert legend_of(layers(_html(maps / "province.html"))["villages"]) == want
+    pages = sorted(maps.glob("county_*.html"))
+    assert pages
+    for page in pages:
+        county = page.stem.removeprefix("county_")
+        got = legend_of(layers(_html(page))["villages"])
+        assert got == legend_from_csv(run, five_way=five_way, county=county), page.name
+    v = read_run(run, assets=False).villages
+    static = village_legend(v[v["has_geometry"].astype(bool)])
+    assert static == [(f"{label} ({n:,})", colour) for label, colour, n in want if n]
+    return want
+
+
+def test_village_legend_of_a_run_without_capability_is_today_s(tmp_path: Path) -> None:
+    cfg = write_north_world(tmp_path / "in")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["-q", "run", str(cfg), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    want = assert_legends_count_the_csv(out, five_way=False)
+    # by construction (tests/worlds.py), units with a polygon: V1 and V4 fibre and meet, V2
+    # fibre with too few devices, C1 fibre below the urban target, V3 and V5 without fibre
+    assert [n for _, _, n in want] == [2, 1, 1, 2, 0]
+
+
+@pytest.mark.slow
+def test_demo_village_legends_count_the_csv(demo_run: Path) -> None:
+    want = assert_legends_count_the_csv(demo_run, five_way=True)
+    # the demo has capability records, and units with geometry in every class (so that
+    # every count is checked), none of them in the three-way "too few speed tests"
+    assert len(want) == 7 and all(n > 0 for _, _, n in want)
+    assert MAP_CLASSES["fibre_insufficient"][0] not in {label for label, _, _ in want}
+    # the report's five-way cards count administrative villages (with or without geometry)
+    v = pd.read_csv(demo_run / "tables" / "villages.csv", dtype=str, encoding="utf-8-sig")
+    by_class = v[v["kind"] == "village"]["speed_class"].value_counts()
+    html = _html(demo_run / "report.html")
+    for cls in ("meets", "capability_only", "measured_only", "fails", "insufficient_data"):
+        card = re.search(
+            r'<div class="value[^"]*">([0-9,]+)</div><div class="label">'
+            + re.escape(cls.replace("_", " ")) + ":",
+            html,
+        )
+        assert card is not None and int(card.group(1).replace(",", "")) == by_class[cls], cls

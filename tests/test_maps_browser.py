@@ -19,7 +19,7 @@ import playwright.sync_api as playwright_api
 import pytest
 from playwright.sync_api import expect
 
-from mapworld import HOSTILE, QUOTES, XSS, hostile_result, small_plan
+from mapworld import HOSTILE, QUOTES, XSS, hostile_result, legend_from_csv, small_plan
 from ruralcov.maps import write_maps
 from ruralcov.maps.assets import CHROMIUM, CHROMIUM_ARGS
 from ruralcov.pipeline import CoverageResult
@@ -220,22 +220,20 @@ def test_hostile_names_stay_text(browser: Any, small_maps: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_province_map(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from click.testing import CliRunner
-
-    from ruralcov.cli import cli
-
-    out = tmp_path_factory.mktemp("demo_maps") / "demo"
-    res = CliRunner().invoke(cli, ["-q", "demo", "--out", str(out)], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
+def test_demo_province_map(browser: Any, demo_run: Path) -> None:
     import geopandas as gpd
 
+    out = demo_run
     villages = gpd.read_parquet(out / "villages.parquet")
     page = Page(browser, out / "maps" / "province.html")
     assert page.errors == [] and page.blocked == []
     page.theme("Villages: fibre and speed class")
     assert page.js("ruralcov.drawn('villages')") == int(villages["has_geometry"].sum())
     assert page.js("ruralcov.drawn('county_fibre_share')") == 0
+    # the legend as drawn: every five-way class with its count from tables/villages.csv
+    legend = page.page.locator(".rc-legend").inner_text()
+    for label, _, n in legend_from_csv(out, five_way=True):
+        assert f"{label} ({n:,})" in legend, (label, n, legend)
     page.theme("County: fibre share")
     assert (
         page.js("ruralcov.drawn('county_fibre_share')")

@@ -16,13 +16,33 @@ import pandas as pd
 from ruralcov.schema import SUMMARY_COLUMNS
 
 
-def target_fraction(share: float) -> Fraction:
-    """The target as an exact fraction of its decimal text: 0.98 -> 49/50, not 0.97999..."""
-    return Fraction(str(share))
+def target_fraction(share: float | Fraction) -> Fraction:
+    """The target as an exact fraction of its decimal text: 0.98 -> 49/50, not 0.97999...
+
+    A float is read by its shortest decimal text (``repr``), which is what the TOML said for
+    any value a TOML float can hold; a :class:`~fractions.Fraction` is kept as it is.
+
+    Examples
+    --------
+    >>> target_fraction(0.98), target_fraction(0.9800000000000001)
+    (Fraction(49, 50), Fraction(9800000000000001, 10000000000000000))
+    >>> target_fraction(1e-30) == Fraction(1, 10**30)
+    True
+    """
+    if isinstance(share, Fraction):
+        return share
+    return Fraction(repr(float(share)))
 
 
 def gap_villages(villages: Any, fibre_villages: Any, target: Fraction) -> Any:
     """``max(0, ceil(target * villages) - fibre_villages)``, exactly, element-wise.
+
+    The one implementation of the gap rule: every gap and every "target met" (gap 0) of
+    ruralcov comes from here. The products are Python integers, never int64: a target such
+    as 0.9800000000000001 is 9800000000000001/10**16, and its product with a few thousand
+    villages no longer fits 64 bits (numpy would wrap it round with only a warning). Arrays
+    of counts (at most one element per area) are done in a loop and returned as int64, which
+    holds any gap (it is at most the number of villages).
 
     Examples
     --------
@@ -30,11 +50,34 @@ def gap_villages(villages: Any, fibre_villages: Any, target: Fraction) -> Any:
     (1, 0)
     >>> gap_villages(np.array([1, 101]), np.array([0, 98]), Fraction(49, 50))
     array([1, 1])
+    >>> gap_villages(2000, 1960, target_fraction(0.9800000000000001))
+    1
     """
     num, den = target.numerator, target.denominator
-    needed = -(-np.asarray(villages, dtype=np.int64) * num // den)
-    gap = np.maximum(0, needed - np.asarray(fibre_villages, dtype=np.int64))
-    return gap if np.ndim(gap) else int(gap)
+
+    def one(n: Any, fibre: Any) -> int:
+        return max(0, -(-int(n) * num // den) - int(fibre))
+
+    if np.ndim(villages) == 0 and np.ndim(fibre_villages) == 0:
+        return one(villages, fibre_villages)
+    n_arr, f_arr = np.broadcast_arrays(np.asarray(villages), np.asarray(fibre_villages))
+    gaps = [one(n, f) for n, f in zip(n_arr.ravel().tolist(), f_arr.ravel().tolist(), strict=True)]
+    return np.asarray(gaps, dtype=np.int64).reshape(n_arr.shape)
+
+
+def target_met(villages: Any, fibre_villages: Any, target: Fraction) -> Any:
+    """True where the fibre share reaches ``target`` exactly: the gap of
+    :func:`gap_villages` is 0 (a share of exactly 98 % meets 98 %, and does not meet
+    0.9800000000000001). Compare shares with the target through this, never as floats:
+    two different exact values can round to the same float.
+
+    Examples
+    --------
+    >>> target_met(50, 49, Fraction(49, 50)), target_met(50, 49, target_fraction(0.98 + 1e-16))
+    (True, False)
+    """
+    gap = gap_villages(villages, fibre_villages, target)
+    return gap == 0 if np.ndim(gap) else bool(gap == 0)
 
 
 def _share(part: pd.Series, whole: pd.Series) -> pd.Series:

@@ -40,9 +40,11 @@ from ruralcov.validate import concat_issues, row_issues
 __all__ = [
     "BASIS_CLASSES",
     "FIVE_WAY",
+    "FIVE_WAY_TEXT",
     "counts_for_basis",
     "discrepancies",
     "five_way_class",
+    "is_five_way",
     "load_capability",
     "village_capability",
 ]
@@ -54,6 +56,14 @@ FIVE_WAY: tuple[str, ...] = (
     "fails",
     "insufficient_data",
 )
+#: What each five-way class means, in the words of the report and the map legends.
+FIVE_WAY_TEXT: dict[str, str] = {
+    "meets": "capability and measurement both meet the target",
+    "capability_only": "capability meets, measurement below or too thin",
+    "measured_only": "measurement meets, capability below or not recorded",
+    "fails": "neither meets (at least one says below)",
+    "insufficient_data": "no capability record and too few measurements",
+}
 #: The five-way classes each ``speed_basis`` counts towards the speed share.
 BASIS_CLASSES: dict[str, tuple[str, ...]] = {
     "capability": ("meets", "capability_only"),
@@ -207,6 +217,15 @@ def five_way_class(
     ).astype(object)
     cap_class = np.where(cap_meets, "meets", np.where(has_cap, "below", "none")).astype(object)
     return classes, cap_class
+
+
+def is_five_way(villages: pd.DataFrame) -> bool:
+    """Whether a village table holds five-way speed classes (a run with capability records):
+    its ``capability_class`` column, or a class that only the five-way scheme has."""
+    if "capability_class" in villages.columns:
+        return True
+    only_five = set(FIVE_WAY) - {"meets", "insufficient_data"}
+    return bool(villages["speed_class"].isin(only_five).any())
 
 
 def counts_for_basis(speed_class: ArrayLike, basis: str) -> NDArray[np.bool_]:

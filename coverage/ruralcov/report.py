@@ -16,9 +16,10 @@ locale, and auditors who compare numbers one village at a time):
   turn these cells into real booleans (filterable), and pandas, R and csvkit read them back as
   booleans.
 - Floats are rounded in the CSV and HTML tables only: speeds (``*_mbps``) to 0.01 Mbps,
-  latencies (``*_ms``) to 0.1 ms, shares and targets to 4 decimals, distances (``*_m``) to
-  0.1 m. ``villages.parquet`` and ``report.xlsx`` keep full precision (the workbook shows the
-  rounded value through a number format).
+  latencies (``*_ms``) to 0.1 ms, shares to 4 decimals, distances (``*_m``) to 0.1 m. A
+  target (``fibre_target``) is written as given: 0.9800000000000001 is not 0.98, and its gap
+  would not add up against a rounded target. ``villages.parquet`` and ``report.xlsx`` keep
+  full precision (the workbook shows the rounded value through a number format).
 - Codes (``code``, ``*_code``) are text everywhere. In ``report.xlsx`` they are text cells, so a
   12-digit village code never becomes ``1.40105E+11``. A CSV cannot carry that type: Excel
   shows long numeric-looking codes in scientific notation when it opens a CSV directly, which
@@ -44,7 +45,6 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from fractions import Fraction
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ruralcov import aggregate
+from ruralcov.capability import FIVE_WAY_TEXT, is_five_way
 from ruralcov.config import config_to_dict, dump_config
 from ruralcov.errors import ConfigError, OutputExistsError, RuralcovError
 from ruralcov.pipeline import CoverageResult
@@ -98,7 +100,7 @@ def _decimals(column: str) -> int | None:
         return 2
     if column.endswith("_ms"):
         return 1
-    if "share" in column or column.endswith("_target"):
+    if "share" in column:
         return 4
     if column.endswith("_m"):
         return 1
@@ -463,11 +465,6 @@ def _about_rows(result: CoverageResult) -> list[tuple[str, Any]]:
 # --------------------------------------------------------------------------- figures
 
 
-def _exact_gap(target: float, villages: int, fibre: int) -> int:
-    frac = Fraction(repr(float(target)))
-    return max(0, -(-frac.numerator * villages // frac.denominator) - fibre)
-
-
 def headline_figures(result: CoverageResult) -> dict[str, Any]:
     """The headline numbers shown in the report, over the whole register.
 
@@ -493,7 +490,9 @@ def headline_figures(result: CoverageResult) -> dict[str, Any]:
         "fibre_villages": fibre,
         "fibre_share": fibre / n if n else None,
         "fibre_target": targets.fibre_share,
-        "fibre_gap_villages": _exact_gap(targets.fibre_share, n, fibre),
+        "fibre_gap_villages": aggregate.gap_villages(
+            n, fibre, aggregate.target_fraction(targets.fibre_share)
+        ),
         "speed_meets": meets,
         "speed_below": int((adm["speed_class"] == "below").sum()),
         "speed_insufficient": int((adm["speed_class"] == "insufficient_data").sum()),
@@ -618,7 +617,9 @@ def render_report_html(
     f = headline_figures(result)
     target = f.get("fibre_target")
     share = f.get("fibre_share")
-    on_target = share is not None and target is not None and share >= target
+    # on target by the exact gap, never share >= target in floats (two different exact
+    # values can round to one float)
+    on_target = share is not None and f.get("fibre_gap_villages") == 0
     parts = [f"<h1>ruralcov report — {_e(cfg.run.name)}</h1>"]
     meta = f"profile {_e(cfg.run.profile)}"
     if created:
@@ -781,27 +782,21 @@ def render_report_html(
     return page(f"ruralcov report — {cfg.run.name}", "\n".join(parts))
 
 
-#: Five-way speed classes (ruralcov.capability) with the report's wording.
-_FIVE_WAY_LABELS = (
-    ("meets", "capability and measurement both meet the target", "good"),
-    ("capability_only", "capability meets, measurement below or too thin", ""),
-    ("measured_only", "measurement meets, capability below or not recorded", ""),
-    ("fails", "neither meets (at least one says below)", "bad"),
-    ("insufficient_data", "no capability record and too few measurements", ""),
-)
+#: Five-way speed classes (ruralcov.capability) with the style of their card.
+_FIVE_WAY_CSS = {"meets": "good", "fails": "bad"}
 
 
 def _five_way_html(result: CoverageResult, card: Callable[..., str]) -> list[str]:
     """Cards for the five-way classes and links to the discrepancy lists (runs with
     capability records only)."""
     v = result.villages
-    if "capability_class" not in v.columns:
+    if not is_five_way(v):
         return []
     is_village = v["kind"] == "village"
     counts = v.loc[is_village, "speed_class"].value_counts()
     basis = str(v["speed_basis"].iloc[0]) if len(v) and "speed_basis" in v.columns else ""
-    cards = [card(_fmt_int(int(counts.get(cls, 0))), f"{cls.replace('_', ' ')}: {text}", css)
-             for cls, text, css in _FIVE_WAY_LABELS]
+    cards = [card(_fmt_int(int(counts.get(cls, 0))), f"{cls.replace('_', ' ')}: {text}",
+                  _FIVE_WAY_CSS.get(cls, "")) for cls, text in FIVE_WAY_TEXT.items()]
     links = [
         (key, f"tables/gaps_{key}.csv", text)
         for key, text in (

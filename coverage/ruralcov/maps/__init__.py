@@ -34,22 +34,26 @@ import shapely
 from ruralcov.errors import ConfigError, RuralcovError
 from ruralcov.maps.assets import copy_assets
 from ruralcov.maps.data import (
+    FIVE_WAY_MAP_CLASSES,
     MAP_CLASSES,
     dissolve,
     map_class,
     simplify_polygons,
     speed_cells,
+    village_classes,
 )
 from ruralcov.maps.pages import BASEMAPS, county_map, province_map
 from ruralcov.maps.static import write_static_maps
 from ruralcov.pipeline import CoverageResult
 
 __all__ = [
+    "FIVE_WAY_MAP_CLASSES",
     "MAP_CLASSES",
     "PROVINCE_TOLERANCE_M",
     "county_file",
     "map_class",
     "report_figures",
+    "village_classes",
     "write_maps",
 ]
 

@@ -26,17 +26,23 @@ import pyproj
 import shapely
 from numpy.typing import NDArray
 
+from ruralcov.capability import FIVE_WAY_TEXT, is_five_way
+
 __all__ = [
     "AREA_FIBRE",
+    "FIVE_WAY_MAP_CLASSES",
     "MAP_CLASSES",
     "area_classes",
     "columns",
     "dissolve",
     "encode_geometry",
+    "fibre_met",
     "map_class",
     "script_json",
     "share_bins",
     "simplify_polygons",
+    "village_class_index",
+    "village_classes",
 ]
 
 #: Village map class -> (legend label, fill colour, outline colour, outline weight).
@@ -49,6 +55,38 @@ MAP_CLASSES: dict[str, tuple[str, str, str, float]] = {
     "not_counted": ("not an administrative village or community", "#d9d9d9", "#ffffff", 0.4),
 }
 
+#: Speed class (three-way or five-way) of a village with fibre -> its map class.
+_WITH_FIBRE = {
+    "meets": "fibre_meets",
+    "below": "fibre_below",
+    "insufficient_data": "fibre_insufficient",
+    "capability_only": "fibre_capability_only",
+    "measured_only": "fibre_measured_only",
+    "fails": "fibre_fails",
+}
+#: Fill colours of the five-way classes: meets, fails (as "below") and too few keep the
+#: colours of :data:`MAP_CLASSES`; where capability and measurement disagree, light green
+#: (the capability meets) and light purple (only the measurement meets).
+_FIVE_WAY_FILL = {
+    "meets": "#1a9850",
+    "capability_only": "#a6d96a",
+    "measured_only": "#c2a5cf",
+    "fails": "#fdae61",
+    "insufficient_data": "#91bfdb",
+}
+
+#: The village map classes of a run with capability records: with fibre, one class per
+#: five-way speed class (:data:`ruralcov.capability.FIVE_WAY`, labelled with the class and
+#: its meaning as in the report); without fibre, the gap as in :data:`MAP_CLASSES`.
+FIVE_WAY_MAP_CLASSES: dict[str, tuple[str, str, str, float]] = {
+    **{
+        _WITH_FIBRE[c]: (f"fibre; {c.replace('_', ' ')}: {text}", _FIVE_WAY_FILL[c], "#ffffff", 0.4)
+        for c, text in FIVE_WAY_TEXT.items()
+    },
+    "no_fibre": MAP_CLASSES["no_fibre"],
+    "not_counted": MAP_CLASSES["not_counted"],
+}
+
 #: Diverging colours for shares: four warm steps below the target, two cool steps at or above.
 _BELOW = ("#b2182b", "#d6604d", "#f4a582", "#fddbc7")
 _ABOVE = ("#92c5de", "#2166ac")
@@ -58,29 +96,60 @@ _NO_DATA = "#bdbdbd"
 AREA_FIBRE = "fibre_share"
 
 
+def village_classes(villages: pd.DataFrame) -> dict[str, tuple[str, str, str, float]]:
+    """The village map classes of a village table: :data:`FIVE_WAY_MAP_CLASSES` when it holds
+    five-way speed classes (:func:`ruralcov.capability.is_five_way`), else :data:`MAP_CLASSES`.
+    """
+    return FIVE_WAY_MAP_CLASSES if is_five_way(villages) else MAP_CLASSES
+
+
 def map_class(villages: pd.DataFrame) -> pd.Series:
-    """The map class of each village (a key of :data:`MAP_CLASSES`), aligned to its index.
+    """The map class of each village (a key of :func:`village_classes`), aligned to its index.
 
     Communities are classed like villages (fibre, then speed against the urban target); other
-    register units are ``not_counted``.
+    register units are ``not_counted``. A village with fibre gets the class of its speed
+    class, whichever scheme made it (three-way, or five-way with capability records).
 
     Examples
     --------
-    >>> v = pd.DataFrame({"kind": ["village", "village", "other"],
-    ...                   "fibre": [True, False, True],
-    ...                   "speed_class": ["below", "meets", "meets"]})
+    >>> v = pd.DataFrame({"kind": ["village", "village", "other", "village"],
+    ...                   "fibre": [True, False, True, True],
+    ...                   "speed_class": ["below", "meets", "meets", "measured_only"]})
     >>> map_class(v).tolist()
-    ['fibre_below', 'no_fibre', 'not_counted']
+    ['fibre_below', 'no_fibre', 'not_counted', 'fibre_measured_only']
     """
     fibre = villages["fibre"].fillna(False).astype(bool).to_numpy()
-    speed = villages["speed_class"].astype(object).to_numpy()
     counted = villages["kind"].isin(["village", "community"]).to_numpy()
-    cls = np.select(
-        [~counted, ~fibre, speed == "meets", speed == "below"],
-        ["not_counted", "no_fibre", "fibre_meets", "fibre_below"],
-        default="fibre_insufficient",
-    )
+    speed = villages["speed_class"].astype(object).map(_WITH_FIBRE).to_numpy(dtype=object)
+    unknown = counted & fibre & pd.isna(speed)
+    if unknown.any():  # a class the map would put in the wrong box: a bug, never a guess
+        found = sorted(map(str, set(villages["speed_class"].to_numpy(dtype=object)[unknown])))
+        raise ValueError(f"speed class(es) {found} have no map class; known: {list(_WITH_FIBRE)}")
+    cls = np.where(~counted, "not_counted", np.where(~fibre, "no_fibre", speed))
     return pd.Series(cls, index=villages.index, name="map_class", dtype=object)
+
+
+def village_class_index(
+    villages: pd.DataFrame,
+) -> tuple[NDArray[np.intp], dict[str, tuple[str, str, str, float]]]:
+    """Position of each village's :func:`map_class` in its :func:`village_classes`, and those
+    classes: what the legend counts and the colours of the village layers and figures.
+
+    Examples
+    --------
+    >>> v = pd.DataFrame({"kind": ["village", "village"], "fibre": [True, True],
+    ...                   "speed_class": ["fails", "meets"]})
+    >>> cls, scheme = village_class_index(v)
+    >>> [list(scheme)[i] for i in cls]
+    ['fibre_fails', 'fibre_meets']
+    """
+    scheme = village_classes(villages)
+    pos = {key: i for i, key in enumerate(scheme)}
+    keys = map_class(villages).to_numpy(dtype=object)
+    outside = sorted({str(k) for k in keys if k not in pos})
+    if outside:  # a three-way class in a five-way table (or back): a bug, never hidden
+        raise ValueError(f"map class(es) {outside} are not among {list(scheme)}")
+    return np.array([pos[k] for k in keys], dtype=np.intp), scheme
 
 
 def _pct(x: float) -> str:
@@ -122,12 +191,23 @@ def share_bins(target: float | None) -> list[tuple[float, float, str, str]]:
     return bins
 
 
+def fibre_met(summary: pd.DataFrame, measure: str = AREA_FIBRE) -> pd.Series | None:
+    """The exact "fibre target met" of each area of a summary (its published gap is 0), for
+    :func:`area_classes`; None for another measure or a summary without gaps."""
+    if measure != AREA_FIBRE or "fibre_gap_villages" not in summary.columns:
+        return None
+    return pd.to_numeric(summary["fibre_gap_villages"], errors="coerce").eq(0)
+
+
 def area_classes(
-    share: pd.Series, target: float | None
+    share: pd.Series, target: float | None, *, met: Any = None
 ) -> tuple[NDArray[np.intp], list[tuple[str, str]]]:
     """Class index of each area's share and the ``(label, colour)`` of every class.
 
-    The last class is "no administrative villages" (a share that is missing).
+    The last class is "no administrative villages" (a share that is missing). ``met`` (the
+    exact "target met" of each area, :func:`ruralcov.aggregate.target_met`, i.e. a fibre gap
+    of 0) decides the side of the target: a share compared as a float can round onto the
+    target from below, and the map would then show an area with a gap as at the target.
     """
     bins = share_bins(target)
     values = pd.to_numeric(share, errors="coerce").to_numpy(dtype=float)
@@ -136,6 +216,12 @@ def area_classes(
         last = i == len(bins) - 1
         inside = (values >= lo) & ((values <= hi) if last else (values < hi))
         cls[inside & (cls == len(bins))] = i
+    if met is not None and target is not None:
+        first_at = sum(1 for lo, _, _, _ in bins if lo < min(max(float(target), 0.0), 1.0))
+        met_arr, known = np.asarray(met, dtype=bool), ~np.isnan(values)
+        if first_at > 0:  # a float share on the target that the exact gap says is below
+            cls[known & ~met_arr & (cls >= first_at)] = first_at - 1
+        cls[known & met_arr & (cls < first_at)] = first_at
     labels = [(label, colour) for _, _, label, colour in bins]
     labels.append(("no administrative villages", _NO_DATA))
     return cls, labels

@@ -20,12 +20,12 @@ from folium.template import Template
 
 from ruralcov.maps.assets import offline
 from ruralcov.maps.data import (
-    MAP_CLASSES,
     area_classes,
     columns,
     encode_geometry,
-    map_class,
+    fibre_met,
     script_json,
+    village_class_index,
 )
 
 __all__ = ["BASEMAPS", "DataLayer", "county_map", "province_map"]
@@ -218,15 +218,14 @@ def village_layer(
     layer_id: str = "villages",
     name: str = "Villages: fibre and speed class",
 ) -> dict[str, Any]:
-    """Layer data of village polygons coloured by :func:`~ruralcov.maps.data.map_class`."""
+    """Layer data of village polygons coloured by :func:`~ruralcov.maps.data.map_class`, with
+    every class of :func:`~ruralcov.maps.data.village_classes` and its count in the legend."""
     v = village_evidence(villages)
-    cls_key = map_class(v)
-    keys = list(MAP_CLASSES)
-    cls = np.array([keys.index(k) for k in cls_key], dtype=np.intp)
-    counts = np.bincount(cls, minlength=len(keys))
+    cls, scheme = village_class_index(v)
+    counts = np.bincount(cls, minlength=len(scheme))
     classes = [
         {"label": label, "color": fill, "stroke": stroke, "weight": weight, "n": int(n)}
-        for (label, fill, stroke, weight), n in zip(MAP_CLASSES.values(), counts, strict=True)
+        for (label, fill, stroke, weight), n in zip(scheme.values(), counts, strict=True)
     ]
     return {
         "id": layer_id,
@@ -261,7 +260,7 @@ def area_layer(
     """
     s = summary[summary["code"].isin(geoms.index)].reset_index(drop=True)
     s = s.assign(href=[(hrefs or {}).get(c) for c in s["code"]])
-    cls, keys = area_classes(s[measure], target)
+    cls, keys = area_classes(s[measure], target, met=fibre_met(s, measure))
     counts = np.bincount(cls, minlength=len(keys))
     what = "fibre share" if measure == "fibre_share" else "speed share"
     cols = columns(s, AREA_FIELDS)

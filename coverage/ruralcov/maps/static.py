@@ -7,6 +7,7 @@ need CJK fonts that a machine may not have, and the report's caption carries the
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ruralcov.maps.data import MAP_CLASSES, area_classes, map_class
+from ruralcov.maps.data import area_classes, fibre_met, village_class_index
 
-__all__ = ["FIGURES", "write_static_maps"]
+__all__ = ["FIGURES", "village_legend", "write_static_maps"]
 
 #: File name -> caption of each static map, in the order they appear in the report.
 FIGURES: dict[str, str] = {
@@ -39,7 +40,10 @@ def _axes(width_px: int = 1100, height_px: int = 1000) -> tuple[Any, Any]:
 def _legend(ax: Any, items: list[tuple[str, str]], title: str) -> None:
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=c, edgecolor="#555555", label=lab) for lab, c in items]
+    # long labels (the five-way classes say what they mean) wrap to stay inside the figure
+    handles = [
+        Patch(facecolor=c, edgecolor="#555555", label=textwrap.fill(lab, 52)) for lab, c in items
+    ]
     ax.legend(
         handles=handles,
         title=title,
@@ -68,6 +72,19 @@ def _fill(ax: Any, geoms: Any, colour: str) -> None:
     ax.add_collection(PathCollection(paths, facecolors=colour, edgecolors="none", linewidths=0))
 
 
+def village_legend(villages: pd.DataFrame) -> list[tuple[str, str]]:
+    """``(label with count, fill colour)`` of each village class drawn in the village figure:
+    the classes of :func:`~ruralcov.maps.data.village_classes` that ``villages`` (those with
+    geometry) hold, counted as the province page counts them."""
+    cls, scheme = village_class_index(villages)
+    counts = np.bincount(cls, minlength=len(scheme))
+    return [
+        (f"{label} ({n:,})", fill)
+        for (label, fill, _, _), n in zip(scheme.values(), counts.tolist(), strict=True)
+        if n
+    ]
+
+
 def write_static_maps(
     result: Any,
     villages: gpd.GeoDataFrame,
@@ -85,12 +102,13 @@ def write_static_maps(
     target = result.config.targets.fibre_share
     if counties is not None and len(counties) and "county" in result.summaries:
         summary = result.summaries["county"].set_index("code")
+        shown = summary.reindex(counties.index)
         frame = gpd.GeoDataFrame(
-            {"share": summary.reindex(counties.index)["fibre_share"].to_numpy()},
+            {"share": shown["fibre_share"].to_numpy()},
             geometry=list(counties.to_numpy()),
             crs="EPSG:4326",
         ).to_crs(metric)
-        cls, keys = area_classes(frame["share"], target)
+        cls, keys = area_classes(frame["share"], target, met=fibre_met(shown))
         colours = np.array([c for _, c in keys], dtype=object)[cls]
         fig, ax = _axes()
         frame.plot(ax=ax, color=list(colours), edgecolor="#444444", linewidth=0.5)
@@ -102,16 +120,13 @@ def write_static_maps(
     drawn = villages[villages.geometry.notna() & ~villages.geometry.is_empty]
     if len(drawn):
         frame = drawn.to_crs(metric)
-        cls = map_class(frame)
+        cls, scheme = village_class_index(frame)
         fig, ax = _axes()
-        items = []
-        for key, (label, fill, _, _) in MAP_CLASSES.items():
-            part = frame[(cls == key).to_numpy()]
-            if len(part):
-                _fill(ax, part.geometry.to_numpy(), fill)
-                items.append((f"{label} ({len(part):,})", fill))
+        for i, (_, fill, _, _) in enumerate(scheme.values()):
+            if (cls == i).any():
+                _fill(ax, frame[cls == i].geometry.to_numpy(), fill)
         ax.autoscale_view()
-        _legend(ax, items, "villages")
+        _legend(ax, village_legend(frame), "villages")
         path = folder / "village_classes.png"
         fig.savefig(path, dpi=100)
         out.append((path, FIGURES[path.name]))

@@ -35,6 +35,7 @@ from ruralcov import io
 from ruralcov.config import SpeedConfig
 from ruralcov.errors import SchemaError, did_you_mean
 from ruralcov.loaders import Loaded, input_record
+from ruralcov.schema import read_codes
 from ruralcov.validate import concat_issues, row_issues
 
 __all__ = [
@@ -76,7 +77,7 @@ def load_capability(s: SpeedConfig, index: int, register_codes: pd.Series) -> Lo
             f"{layer}: column(s) {missing} not found in {s.path}{hint}; the file has "
             f'{list(frame.columns)[:20]}. Set code = "..." / download = "..." in [[speed]]'
         )
-    code = frame[code_col].astype("string").str.strip()
+    code = read_codes(frame[code_col], source=f"{layer} ({s.path.name})", column=code_col)
     download = pd.to_numeric(frame[s.download], errors="coerce").astype(float)
     no_code = code.isna() | (code == "")
     unknown = ~no_code & ~code.isin(set(register_codes.astype(str)))

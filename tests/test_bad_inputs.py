@@ -373,7 +373,7 @@ def test_e33_boundary_float_code_that_is_no_whole_number(world, tmp_path):
     polys["vcode"] = polys["vcode"].astype(float)
     polys.loc[polys["vcode"] == float(codes["V1"]), "vcode"] = 140105001001.5
     polys.to_file(path, layer="villages")
-    assert_error(world, tmp_path, "polygons.gpkg", "column 'vcode'", "no exact whole number",
+    assert_error(world, tmp_path, "polygons.gpkg", "column 'vcode'", "not an exact whole number",
                  "store the codes as text")
 
 

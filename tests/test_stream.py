@@ -442,3 +442,32 @@ def test_parquet_read_through_bounded_memory_maps(tmp_path, monkeypatch, map_byt
     assert all(k == {"memory_map": True} for k in opened)
     assert len(opened) == (1 + 7 if map_bytes == 1 else 1 + 1)  # the footer, then each map
     assert list(stream._mapped_batches(tmp_path / "empty.parquet", ["lon"], 100)) == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_column_named_twice_stops_the_stream_and_the_loader_alike(tmp_path, fmt):
+    from ruralcov.errors import SchemaError
+    from ruralcov.loaders import load_speed_tests
+
+    config = load_config(write_north_world(tmp_path))
+    frame = pd.read_csv(tmp_path / "tests.csv")
+    names = [*frame.columns, "down"]  # the upload column again, under the download's name
+    columns = [pa.array(frame[c]) for c in frame.columns] + [pa.array(frame["up"])]
+    table = pa.Table.from_arrays(columns, names=names)
+    path = tmp_path / f"twice.{fmt}"
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, path)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    speed = dataclasses.replace(config.speed, path=path)
+    with pytest.raises(SchemaError) as streamed:
+        stream.plan(speed)
+    with pytest.raises(SchemaError) as loaded:
+        load_speed_tests(speed)
+    assert str(streamed.value) == str(loaded.value)
+    assert f"twice.{fmt} has the column 'down' twice in its header (columns 3 and 7)" in str(
+        streamed.value)

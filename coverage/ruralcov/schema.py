@@ -179,6 +179,7 @@ def _code_text(x: object) -> object:
 #: Floats hold integers exactly only below this magnitude (53 bits of mantissa).
 _EXACT_BELOW = 2.0**53
 
+SPREADSHEET = "changed by a spreadsheet"
 #: The fix named by every :func:`read_codes` error about text a spreadsheet changed.
 SPREADSHEET_FIX = "format the column as text in the spreadsheet and export again"
 
@@ -224,32 +225,38 @@ format the column as text in the spreadsheet and export again
     """
     codes = normalise_codes(values)
     text = codes.astype("string")
+    # Cells that were numbers (a float column, or floats among text) are checked as numbers;
+    # text cells for what a spreadsheet writes when it took the codes for numbers.
     if pd.api.types.is_float_dtype(values.dtype):
-        store = "store the codes as text (a string column) and export again"
-        inexact = text.notna() & ~text.str.fullmatch(r"-?\d+").fillna(False)
-        checks = [(inexact, "a number that is no exact whole number (a fraction, or above "
-                            "2**53), so not a code", store)]
+        numbers = values.notna()
+    elif pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty", "integer"):
+        numbers = pd.Series(False, index=values.index)
     else:
-        decimals = text.str.fullmatch(r"\d+\.\d*[1-9]\d*").fillna(False).any()
-        checks = [
-            (text.str.fullmatch(r"[+-]?\d(\.\d+)?[eE][+-]?\d+"),
-             "scientific notation: only the first digits of the code are left", SPREADSHEET_FIX),
-            # '.0' codes among '.1', '.2' codes are a dotted scheme, not a float export
-            (text.str.fullmatch(r"\d+\.0+") & (not decimals),
-             "a number written with '.0': the column was read as numbers", SPREADSHEET_FIX),
-        ]
+        numbers = values.map(lambda x: isinstance(x, float | np.floating)).astype(bool)
+    words = ~numbers & text.notna()
+    # '.0' codes among '.1', '.2' codes are a dotted scheme, not a float export
+    decimals = (words & text.str.fullmatch(r"\d+\.\d*[1-9]\d*").fillna(False)).any()
+    checks = [
+        (numbers & ~text.str.fullmatch(r"-?\d+").fillna(False), "stored as numbers",
+         "a number that is not an exact whole number: a fraction, or beyond 2**53 where floats "
+         "skip integers", "store the codes as text (a string column) and export again"),
+        (words & text.str.fullmatch(r"[+-]?\d(\.\d+)?[eE][+-]?\d+").fillna(False), SPREADSHEET,
+         "scientific notation: only the first digits of the code are left", SPREADSHEET_FIX),
+        (words & text.str.fullmatch(r"\d+\.0+").fillna(False) & (not decimals), SPREADSHEET,
+         "a number written with '.0': the column was read as numbers", SPREADSHEET_FIX),
+    ]
     if length is not None:
         digits = text.str.fullmatch(r"\d+").fillna(False)
-        checks.append((digits & (text.str.len() < length),
+        checks.append((digits & (text.str.len() < length), SPREADSHEET,
                        f"fewer digits than the {length} of the register's codes: leading zeros "
                        "or digits were lost", SPREADSHEET_FIX))
-    for mask, why, fix in checks:
-        bad = np.flatnonzero(pd.Series(mask, index=codes.index).fillna(False).to_numpy(bool))
+    for mask, what, why, fix in checks:
+        bad = np.flatnonzero(mask.to_numpy(dtype=bool, na_value=False))
         if len(bad):
             first = values.iloc[bad[0]]
             raise SchemaError(
-                f"{source}: column {column!r} holds {len(bad)} code(s) changed by a "
-                f"spreadsheet, e.g. row {bad[0] + 1} {str(first)!r} ({why}); {fix}"
+                f"{source}: column {column!r} holds {len(bad)} code(s) {what}, e.g. row "
+                f"{bad[0] + 1} {str(first)!r} ({why}); {fix}"
             )
     return codes
 

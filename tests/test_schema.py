@@ -99,3 +99,25 @@ def test_numbers_among_text_cells_are_read_as_numbers():
     assert read(mixed).tolist() == ["140105001001", "140105001002", "140105001003"]
     with pytest.raises(SchemaError, match=r"stored as numbers, e\.g\. row 2 '1\.5'"):
         read(pd.Series(["140105001001", 1.5], dtype=object))
+
+
+def test_the_real_register_reads_and_its_excel_copy_stops():
+    from pathlib import Path
+
+    from ruralcov.schema import apply_register
+
+    data = Path(__file__).parents[1] / "data"
+    reg = pd.read_csv(data / "shanxi_villages.csv", dtype=str, keep_default_na=False)
+    std = apply_register(reg, preset="cn-nbs", code="code", name="name",
+                         layer="villages (shanxi_villages.csv)")
+    assert std["village_code"].tolist() == reg["code"].tolist()
+    for name in ("townships", "counties", "cities", "province"):  # the level-name tables
+        table = pd.read_csv(data / f"shanxi_{name}.csv", dtype=str)
+        got = read_codes(table["code"], source=name, column="code")
+        assert got.tolist() == table["code"].tolist()
+    # Saved from Excel, the 21,895 codes would collapse into a few hundred
+    excel = reg.assign(code=reg["code"].map(lambda c: f"{int(c):.5E}"))
+    assert excel["code"].nunique() < len(reg) // 10
+    with pytest.raises(SchemaError, match=r"shanxi_villages.csv\): column 'code' holds 21895 "):
+        apply_register(excel, preset="cn-nbs", code="code", name="name",
+                       layer="villages (shanxi_villages.csv)")

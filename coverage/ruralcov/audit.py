@@ -348,6 +348,9 @@ def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
     """A claimed list: CSV (UTF-8 or GB18030), xlsx (first sheet, or ``sheet``) or Parquet."""
     path = Path(path)
     if sheet is not None:
+        if path.suffix.lower() not in (".xlsx", ".xlsm"):
+            raise InputError(f"claimed list: cannot read sheet {sheet!r} of {path}: only an "
+                             "Excel workbook (.xlsx) has sheets")
         return io.read_table(path, sheet=sheet, name="claimed list")
     try:
         return io.read_table(path, name="claimed list")

@@ -373,3 +373,26 @@ def test_commands_have_examples():
     for command in ("audit", "diff", "verify"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_claimed_codes_changed_by_a_spreadsheet_stop_the_audit(tmp_path):
+    from ruralcov.audit import read_claimed
+
+    villages = pd.DataFrame(
+        {"village_code": ["140105001001"], "village_name": ["东关村委会"], "kind": ["village"],
+         "township_code": ["140105001"], "county_code": ["140105"], "fibre": [True],
+         "fibre_basis": ["register"], "speed_class": ["meets"], "meets_targets": [True],
+         "tests": [5]}
+    )
+    claimed = pd.DataFrame({"village_code": ["140105001001", "1.40105E+11"]})
+    with pytest.raises(SchemaError, match=r"claimed list \(ops.csv\): column 'village_code' .*"
+                                          r"row 2 '1.40105E\+11'.*format the column as text"):
+        audit_claims(villages, claimed, source="claimed list (ops.csv)")
+    # a named sheet is read through the same reader: a column named twice is refused too
+    book = openpyxl.Workbook()
+    book.active.title = "fibre"
+    book.active.append(["village_code", "village_code"])
+    book.active.append(["140105001001", "140105001002"])
+    book.save(tmp_path / "ops.xlsx")
+    with pytest.raises(SchemaError, match="'village_code' twice"):
+        read_claimed(tmp_path / "ops.xlsx", sheet="fibre")

@@ -270,3 +270,19 @@ def test_capability_in_kbps(tmp_path):
         got = v.at[code, "capability_download_mbps"]
         assert np.isnan(got) if best is None else got == best, code
     assert v.at["V1", "capability_upload_mbps"] == 10.0  # op-a's 10 Mbit/s upload, in kbit/s
+
+
+def test_capability_codes_changed_by_a_spreadsheet_are_an_error(tmp_path):
+    from ruralcov.capability import load_capability
+    from ruralcov.errors import SchemaError
+
+    path = tmp_path / "cap.csv"
+    path.write_text("village_code,down\n140105001001,50\n1.40105E+11,100\n", encoding="utf-8")
+    s = config_from_dict(
+        {"villages": {"path": "v.csv"},
+         "speed": [{"path": str(path), "kind": "capability", "download": "down"}]},
+        base=tmp_path,
+    ).capability[0]
+    with pytest.raises(SchemaError, match=r"capability\[0\] \(cap.csv\): column 'village_code'"
+                                          r".*row 2 '1.40105E\+11'"):
+        load_capability(s, 0, pd.Series(["140105001001"]))

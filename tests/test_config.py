@@ -105,3 +105,35 @@ def test_download_unit_is_recorded_only_when_set(tmp_path):
     kbps = config_from_dict({"villages": {"path": "v"},
                              "speed": {"path": "s", "download_unit": "kbps"}}, base=tmp_path)
     assert config_to_dict(kbps)["speed"]["download_unit"] == "kbps"
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ({"targets": {"village_download_mbps": -5}}, "[targets] village_download_mbps"),
+        ({"targets": {"community_download_mbps": float("nan")}},
+         "[targets] community_download_mbps must be a finite number"),
+        ({"fibre": {"path": "f", "max_distance_m": float("nan")}},
+         "[fibre] max_distance_m must be a finite number"),
+        ({"fibre": {"path": "f", "nearby_m": float("inf")}}, "[fibre] nearby_m"),
+        ({"fibre": {"path": "f", "operational": ["operational", " "]}}, "blank value(s) [' ']"),
+    ],
+)
+def test_values_that_would_change_numbers_silently(tmp_path, raw, words):
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict({"villages": {"path": "v"}, **raw}, base=tmp_path)
+    assert words in str(exc.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.5])
+def test_fibre_share_must_be_a_share(tmp_path, value):
+    # held before the finite check too (nan fails 0 <= x <= 1): kept as a guard
+    with pytest.raises(ConfigError, match="fibre_share"):
+        config_from_dict({"villages": {"path": "v"}, "targets": {"fibre_share": value}},
+                         base=tmp_path)
+
+
+def test_zero_speed_target_is_allowed(tmp_path):
+    c = config_from_dict({"villages": {"path": "v"}, "targets": {"village_download_mbps": 0}},
+                         base=tmp_path)
+    assert c.targets.village_download_mbps == 0

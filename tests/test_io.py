@@ -411,3 +411,23 @@ def test_vector_rows_without_geometry_are_reported(tmp_path, world):
     frame, issues = read_layer(path, name="villages")
     assert len(frame) == 3 and frame.geometry.iloc[1] is None
     assert issues[["row", "reason"]].values.tolist() == [[2, "missing_geometry"]]
+
+
+def test_a_column_named_twice_in_an_excel_header(tmp_path):
+    path = tmp_path / "claims.xlsx"
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["village_code", "name", " village_code"])  # the same name, one stray blank
+    sheet.append(["140105001001", "东村", "140105001002"])
+    book.save(path)
+    with pytest.raises(SchemaError, match=r"claims.xlsx has the column 'village_code' twice "
+                                          r"in its header \(columns 1 and 3\)"):
+        read_table(path, name="claimed list")
+
+
+def test_blank_header_names_are_not_duplicates(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("code,name,,\n1,a,,\n", encoding="utf-8")  # trailing empty columns
+    assert list(read_table(path)["code"]) == ["1"]

@@ -593,3 +593,20 @@ def test_demo_kilometres_equal_an_independent_prim(demo):
         expected_km = lengths[:gap].sum() / 1000 * 1.3
         got = s.set_index("code").loc[code, "planned_km"]
         assert got == pytest.approx(expected_km, rel=1e-3), code
+
+
+def test_codes_changed_by_a_spreadsheet_stop_the_plan(tmp_path):
+    from ruralcov.errors import SchemaError
+    from ruralcov.plan import points_from_file
+
+    points = tmp_path / "committees.csv"
+    points.write_text("code,lon,lat\n140105002001,112.53,37.80\n1.40105E+11,112.54,37.80\n",
+                      encoding="utf-8")
+    with pytest.raises(SchemaError, match=r"points \(committees.csv\): column 'code' .*row 2 "
+                                          r"'1.40105E\+11'"):
+        points_from_file(points)
+    exclude = tmp_path / "exclude.csv"
+    exclude.write_text("village_code\n# moved\n140101001004.0\n", encoding="utf-8")
+    with pytest.raises(SchemaError, match=r"exclusion list \(exclude.csv\).*row 3 "
+                                          r"'140101001004.0'"):
+        read_codes(exclude)

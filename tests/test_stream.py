@@ -490,3 +490,32 @@ def test_sample_tally_counts_the_first_rows(tmp_path):
     # 32 rows: 28 tests and 1 edge test in villages, 1 outside every village (checked),
     # 1 negative and 1 without coordinates (not checked).
     assert (whole.checked, whole.absurd) == (30, 0)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_column_named_twice_stops_the_stream_and_the_loader_alike(tmp_path, fmt):
+    from ruralcov.errors import SchemaError
+    from ruralcov.loaders import load_speed_tests
+
+    config = load_config(write_north_world(tmp_path))
+    frame = pd.read_csv(tmp_path / "tests.csv")
+    names = [*frame.columns, "down"]  # the upload column again, under the download's name
+    columns = [pa.array(frame[c]) for c in frame.columns] + [pa.array(frame["up"])]
+    table = pa.Table.from_arrays(columns, names=names)
+    path = tmp_path / f"twice.{fmt}"
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, path)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    speed = dataclasses.replace(config.speed, path=path)
+    with pytest.raises(SchemaError) as streamed:
+        stream.plan(speed)
+    with pytest.raises(SchemaError) as loaded:
+        load_speed_tests(speed)
+    assert str(streamed.value) == str(loaded.value)
+    assert f"twice.{fmt} has the column 'down' twice in its header (columns 3 and 7)" in str(
+        streamed.value)

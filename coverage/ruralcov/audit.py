@@ -27,7 +27,7 @@ import pandas as pd
 
 from ruralcov import io
 from ruralcov.errors import ConfigError, InputError, SchemaError, did_you_mean
-from ruralcov.schema import normalise_codes
+from ruralcov.schema import read_codes
 
 __all__ = [
     "CLAIMS",
@@ -140,6 +140,7 @@ def audit_claims(
     name: str | None = None,
     township: str | None = None,
     scope: str = "county",
+    source: str = "claimed list",
 ) -> AuditResult:
     """Check a claimed list against the villages of a run.
 
@@ -160,6 +161,10 @@ def audit_claims(
         Where unclaimed supported villages are looked for: the counties (``county``) or
         townships (``township``) of the matched claims, or the whole run (``all``). A county's
         list is not faulted for omitting the villages of other counties.
+    source
+        The list as named in error messages, with its file: ``"claimed list (ops.xlsx)"``.
+        Codes a spreadsheet changed (``1.40121E+11``) stop the audit
+        (:func:`ruralcov.schema.read_codes`): they would be reported as unknown codes.
     """
     if claim not in CLAIMS:
         raise ValueError(f"`claim` was {claim!r} but is expected to be in {list(CLAIMS)}")
@@ -182,7 +187,7 @@ def audit_claims(
     by_code = {c: i for i, c in enumerate(v["village_code"])}
     n = len(claimed)
     claimed_codes = (
-        normalise_codes(claimed[code]).reset_index(drop=True)
+        read_codes(claimed[code], source=source, column=code).reset_index(drop=True)
         if code
         else pd.Series([None] * n, dtype=object)
     )
@@ -192,7 +197,7 @@ def audit_claims(
         else pd.Series([None] * n, dtype=object)
     )
     claimed_towns = (
-        normalise_codes(claimed[township]).reset_index(drop=True)
+        read_codes(claimed[township], source=source, column=township).reset_index(drop=True)
         if township
         else pd.Series([None] * n, dtype=object)
     )
@@ -343,12 +348,10 @@ def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
     """A claimed list: CSV (UTF-8 or GB18030), xlsx (first sheet, or ``sheet``) or Parquet."""
     path = Path(path)
     if sheet is not None:
-        if not path.is_file():
-            raise InputError(f"claimed list: file {path} not found")
-        try:
-            return pd.read_excel(path, sheet_name=sheet, dtype=str, engine="openpyxl")
-        except Exception as exc:
-            raise InputError(f"claimed list: cannot read sheet {sheet!r} of {path}: {exc}") from exc
+        if path.suffix.lower() not in (".xlsx", ".xlsm"):
+            raise InputError(f"claimed list: cannot read sheet {sheet!r} of {path}: only an "
+                             "Excel workbook (.xlsx) has sheets")
+        return io.read_table(path, sheet=sheet, name="claimed list")
     try:
         return io.read_table(path, name="claimed list")
     except InputError as exc:

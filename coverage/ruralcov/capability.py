@@ -35,6 +35,7 @@ from ruralcov import io, units
 from ruralcov.config import SpeedConfig
 from ruralcov.errors import SchemaError, did_you_mean
 from ruralcov.loaders import Loaded, input_record
+from ruralcov.schema import read_codes
 from ruralcov.validate import concat_issues, row_issues
 
 __all__ = [
@@ -86,7 +87,7 @@ def load_capability(s: SpeedConfig, index: int, register_codes: pd.Series) -> Lo
             f"{layer}: column(s) {missing} not found in {s.path}{hint}; the file has "
             f'{list(frame.columns)[:20]}. Set code = "..." / download = "..." in [[speed]]'
         )
-    code = frame[code_col].astype("string").str.strip()
+    code = read_codes(frame[code_col], source=f"{layer} ({s.path.name})", column=code_col)
     download = units.to_mbps(pd.to_numeric(frame[s.download], errors="coerce").astype(float),
                              s.download_unit)
     no_code = code.isna() | (code == "")

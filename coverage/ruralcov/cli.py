@@ -301,7 +301,8 @@ def audit(
         if code is None and name is None:
             code = next((c for c in ("village_code", "code") if c in table.columns), "village_code")
         result = audit_mod.audit_claims(
-            villages, table, claim=claim, code=code, name=name, township=township, scope=scope
+            villages, table, claim=claim, code=code, name=name, township=township, scope=scope,
+            source=f"claimed list ({claimed.name})",
         )
         target = out or run_dir / "audits" / claimed.stem
         audit_mod.write_audit(result, target)

@@ -8,6 +8,7 @@ silently ignored: a typo in a key would otherwise change a published number.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ruralcov.errors import ConfigError, did_you_mean
-from ruralcov.schema import LEVELS, REGISTERS
+from ruralcov.schema import LEVELS, REGISTERS, status_key
 
 #: Targets presets. ``shanxi-2020``: Shanxi's rural broadband plan (98 % of administrative
 #: villages on fibre, 12 Mbps in villages, 100 Mbps in towns).
@@ -311,6 +312,12 @@ def _check_types(obj: Any, section: str) -> None:
             ok = isinstance(value, bool)
         elif isinstance(default, int | float):
             ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if ok and not math.isfinite(value):
+                # TOML allows nan and inf; no setting means either, and a nan target
+                # compares false with everything, so every village would silently fail it.
+                raise ConfigError(
+                    f"[{section}] {f.name} must be a finite number, got {value!r}"
+                )
         elif isinstance(default, str):
             ok = isinstance(value, str)
         else:
@@ -381,6 +388,13 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
             )
         if f.max_distance_m < 0 or f.nearby_m < 0:
             raise ConfigError("[fibre] max_distance_m and nearby_m must be zero or positive metres")
+        blank = [v for v in f.operational if status_key(v) is None]
+        if blank:
+            raise ConfigError(
+                f"[fibre] operational {list(f.operational)} has blank value(s) {blank}; list "
+                "the status values that mean in service (an asset with no status is reported, "
+                "never counted)"
+            )
     speed, capability = _speed_sources(raw.get("speed"), base, run)
     targets_raw = {**PROFILES[run.profile], **dict(raw.get("targets", {}))}
     targets = _build(TargetsConfig, "targets", targets_raw, base)
@@ -388,6 +402,12 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
         raise ConfigError(
             f"[targets] fibre_share must be between 0 and 1, got {targets.fibre_share}"
         )
+    for key in ("village_download_mbps", "community_download_mbps"):
+        # 0 is legal (every measured village meets it); below 0 is a typo, not a target.
+        if getattr(targets, key) < 0:
+            raise ConfigError(
+                f"[targets] {key} must be zero or more Mbps, got {getattr(targets, key)}"
+            )
     maps = _build(MapsConfig, "maps", raw.get("maps", {}), base)
     if maps.basemap not in BASEMAPS:
         raise ConfigError(

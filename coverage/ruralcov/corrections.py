@@ -28,7 +28,7 @@ from ruralcov import io
 from ruralcov.classify import parse_yes_no
 from ruralcov.config import CorrectionsConfig
 from ruralcov.errors import SchemaError, did_you_mean
-from ruralcov.schema import SPEED_CLASSES, normalise_codes
+from ruralcov.schema import SPEED_CLASSES, read_codes
 from ruralcov.validate import row_issues
 
 __all__ = [
@@ -98,7 +98,9 @@ def read_ledger(c: CorrectionsConfig) -> pd.DataFrame:
             f"{list(LEDGER_COLUMNS)}"
         )
     out = table.loc[:, list(LEDGER_COLUMNS)].astype("string").apply(lambda s: s.str.strip())
-    out["village_code"] = normalise_codes(out["village_code"])
+    out["village_code"] = read_codes(
+        table["village_code"], source=f"{layer} ({c.path.name})", column="village_code"
+    )
     out.insert(0, "row", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)
 

@@ -195,11 +195,13 @@ def read_table(
     encoding: str = "utf-8",
     columns: Sequence[str] | None = None,
     name: str = "input",
+    sheet: str | int = 0,
 ) -> pd.DataFrame:
     """Read a non-spatial table: CSV (all columns as strings), Parquet or Excel (.xlsx).
 
     Codes such as ``140105001001`` and ``0351`` stay strings: a leading zero or twelve digits
-    must never pass through a float. Errors follow :func:`read_layer`.
+    must never pass through a float. ``sheet`` is the Excel sheet (name or position). Errors
+    follow :func:`read_layer`.
     """
     path = _existing(path, name)
     wanted = list(dict.fromkeys(columns)) if columns is not None else None
@@ -212,10 +214,15 @@ def read_table(
     if suffix in _CSV_SUFFIXES:
         return _read_csv(path, encoding=encoding, columns=wanted, name=name)
     if suffix in _EXCEL_SUFFIXES:
+        what = f"sheet {sheet!r} of {path}" if sheet != 0 else f"{path} as Excel"
         try:
-            frame = pd.read_excel(path, sheet_name=0, dtype=str, engine="openpyxl")
+            # The header row alone first: read with it, pandas renames a repeated name.
+            head = pd.read_excel(path, sheet_name=sheet, header=None, nrows=1, dtype=str,
+                                 engine="openpyxl")
+            frame = pd.read_excel(path, sheet_name=sheet, dtype=str, engine="openpyxl")
         except Exception as exc:
-            raise InputError(f"{name}: cannot read {path} as Excel: {exc}") from exc
+            raise InputError(f"{name}: cannot read {what}: {exc}") from exc
+        _unique_columns(head.iloc[0].tolist() if len(head) else [], path, name)
         frame.columns = [_clean_name(c) for c in frame.columns]
         _check_columns(wanted, list(frame.columns), path, name)
         return frame.loc[:, wanted] if wanted is not None else frame
@@ -382,6 +389,29 @@ def _clean_name(col: object) -> str:
     return str(col).replace("\ufeff", "").strip()
 
 
+def _unique_columns(header: Sequence[object], path: Path, name: str) -> None:
+    """Refuse a header that names a column twice (blank names aside).
+
+    Readers keep such files quietly: pandas renames the second ``code`` to ``code.1``, so
+    which column is read depends on the reader. Every reader checks its file's header here,
+    before anything is read, so the loader, the stream and the Dask engine fail alike.
+    """
+    seen: dict[str, int] = {}
+    for i, col in enumerate(header, start=1):
+        if col is None or (isinstance(col, float) and col != col):
+            continue
+        key = _clean_name(col)
+        if not key:
+            continue
+        if key in seen:
+            raise SchemaError(
+                f"{name}: {path} has the column {key!r} twice in its header (columns "
+                f"{seen[key]} and {i}); a reader would take one and ignore the other. Rename "
+                "or remove one of them"
+            )
+        seen[key] = i
+
+
 def _codec(encoding: str) -> str:
     try:
         info = codecs.lookup(encoding)
@@ -439,10 +469,14 @@ def _csv_header(path: Path, encoding: str, name: str) -> list[str]:
     sep = _sniff_sep(line, path.suffix.lower())
     try:
         head = pd.read_csv(path, sep=sep, nrows=0, encoding=codec, dtype=str)
+        # The header as written: pandas renames a repeated name ("code" -> "code.1").
+        raw = pd.read_csv(path, sep=sep, header=None, nrows=1, encoding=codec, dtype=str,
+                          keep_default_na=False)
     except UnicodeDecodeError as exc:
         raise _encoding_error(path, encoding, name, exc) from exc
     except Exception as exc:
         raise InputError(f"{name}: cannot read {path} as CSV: {exc}") from exc
+    _unique_columns(raw.iloc[0].tolist() if len(raw) else [], path, name)
     return [_clean_name(c) for c in head.columns]
 
 
@@ -491,7 +525,9 @@ def _parquet_schema(path: Path, name: str) -> pa.Schema:
 
 
 def _parquet_columns(path: Path, name: str) -> list[str]:
-    return list(_parquet_schema(path, name).names)
+    names = list(_parquet_schema(path, name).names)
+    _unique_columns(names, path, name)
+    return names
 
 
 def _geo_metadata(path: Path, name: str) -> dict | None:
@@ -591,6 +627,7 @@ def _read_vector(
     except Exception as exc:
         raise InputError(f"{name}: cannot read {path}: {exc}") from exc
     fields = [str(f) for f in info["fields"]]
+    _unique_columns(fields, path, name)
     has_geometry = info.get("geometry_type") is not None
     geo_cols = [c for c in (lon, lat, wkt) if c] if not has_geometry and geometry != "none" else []
     _check_columns(_union(columns, geo_cols), fields, path, name)

@@ -29,7 +29,15 @@ from ruralcov.config import (
 from ruralcov.errors import SchemaError, did_you_mean
 from ruralcov.periods import MISSING_PERIOD, no_period_column, period_rows
 from ruralcov.sampling import days, sampling_keys, wall_clock_ns
-from ruralcov.schema import LEVELS, apply_register, cn_nbs_code_problems, normalise_codes
+from ruralcov.schema import (
+    LEVELS,
+    apply_register,
+    cn_nbs_code_problems,
+    read_codes,
+    register_code_length,
+    status_key,
+    status_keys,
+)
 from ruralcov.validate import concat_issues, dropped_counts, issue, no_issues, row_issues
 
 POLYGONAL = ("Polygon", "MultiPolygon")
@@ -205,7 +213,11 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
     )
     boundaries = None
     if config.boundaries is not None:
-        boundaries = load_boundaries(config.boundaries, register.frame["village_code"])
+        boundaries = load_boundaries(
+            config.boundaries,
+            register.frame["village_code"],
+            code_length=register_code_length(std["village_code"], preset=v.register),
+        )
         geo = boundaries.frame.set_index("village_code").geometry
         merged = register.frame["village_code"].map(geo)
         register = Loaded(
@@ -230,14 +242,22 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
             raise SchemaError(
                 f"names.{level}: {path} needs columns 'code' and 'name'; missing {missing}"
             )
-        lookup = table.assign(code=normalise_codes(table["code"])).drop_duplicates("code")
+        codes = read_codes(table["code"], source=f"names.{level} ({path.name})", column="code")
+        lookup = table.assign(code=codes).drop_duplicates("code")
         out[f"{level}_name"] = out[f"{level}_code"].map(lookup.set_index("code")["name"])
         names.append(input_record(f"names.{level}", path, len(table), no_issues()))
     return register, boundaries, names
 
 
-def load_boundaries(b: BoundariesConfig, register_codes: pd.Series) -> Loaded:
-    """Village polygons from a separate file, matched to the register by code."""
+def load_boundaries(
+    b: BoundariesConfig, register_codes: pd.Series, *, code_length: int | None = None
+) -> Loaded:
+    """Village polygons from a separate file, matched to the register by code.
+
+    ``code_length`` is the register's (:func:`ruralcov.schema.register_code_length`): shorter
+    all-digit codes lost digits in a spreadsheet, and their villages would silently have no
+    polygon, so they stop the run (:func:`ruralcov.schema.read_codes`).
+    """
     layer = "boundaries"
     frame, read_issues = io.read_layer(
         b.path,
@@ -248,7 +268,9 @@ def load_boundaries(b: BoundariesConfig, register_codes: pd.Series) -> Loaded:
         columns=[b.code],
         name=layer,
     )
-    codes = normalise_codes(frame[b.code])
+    codes = read_codes(
+        frame[b.code], source=f"{layer} ({b.path.name})", column=b.code, length=code_length
+    )
     keep, dup_issues = _flag_duplicates(codes, layer=layer, what="boundary")
     unknown = keep & ~codes.isin(set(register_codes))
     geometry, geo_issues = clean_polygons(frame.geometry, layer=layer, codes=codes, drop=True)
@@ -275,18 +297,51 @@ def load_boundaries(b: BoundariesConfig, register_codes: pd.Series) -> Loaded:
     return Loaded(frame=out, issues=issues, record=input_record(layer, b.path, len(frame), issues))
 
 
-def _status_mask(frame: pd.DataFrame, f: FibreConfig, layer: str) -> pd.Series:
-    """True for rows whose status is operational (all rows when no status column is set)."""
+def status_classes(frame: pd.DataFrame, f: FibreConfig, layer: str) -> pd.Series:
+    """Each row's status: ``operational``, ``not_operational`` (a known value such as
+    ``planned``) or ``unknown`` (anything else, a blank included: reported, never counted).
+
+    Every row is exactly one of the three, because the row's value, ``operational`` and
+    :data:`NOT_OPERATIONAL_STATUSES` are compared in one form (:func:`status_key`): a status
+    spelt ``In Service`` is counted, and one spelt ``in servce`` is reported. All rows are
+    operational when no status column is set.
+    """
     if not f.status:
-        return pd.Series(True, index=frame.index)
+        return pd.Series("operational", index=frame.index, dtype=object)
     if f.status not in frame.columns:
         raise SchemaError(
             f"{layer}: status column {f.status!r} not found in {f.path}"
             f"{did_you_mean(f.status, frame.columns)}; the file has "
             f'{list(frame.columns)[:20]}. Set status = "" if every asset is operational.'
         )
-    allowed = {s.strip().lower() for s in f.operational}
-    return frame[f.status].astype("string").str.strip().str.lower().isin(allowed).fillna(False)
+    keys = status_keys(frame[f.status])
+    operational = keys.isin({status_key(s) for s in f.operational} - {None})
+    known = keys.isin(_NOT_OPERATIONAL_KEYS)
+    return pd.Series(
+        np.where(operational, "operational", np.where(known, "not_operational", "unknown")),
+        index=frame.index,
+        dtype=object,
+    )
+
+
+def _unknown_status_issues(
+    frame: pd.DataFrame, f: FibreConfig, layer: str, unknown: pd.Series, ids: pd.Series
+) -> pd.DataFrame:
+    """The ``unknown_status`` issues (not dropped: the row is read, but not counted)."""
+    values = frame[f.status] if f.status in frame.columns else pd.Series("", index=frame.index)
+    shown = values.map(repr).where(values.notna(), "empty")
+    return row_issues(
+        unknown,
+        layer=layer,
+        reason="unknown_status",
+        codes=ids,
+        message=(
+            f"status {f.status!r} is " + shown.astype(str)
+            + f", neither operational {list(f.operational)} nor a known not-operational "
+            "value; the asset is not counted (add the value to operational if it means in "
+            "service)"
+        ),
+    )
 
 
 def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[Loaded, str]:
@@ -307,8 +362,9 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
                 f"{layer}: column(s) {missing} not found in {f.path}; "
                 f"the file has {list(table.columns)[:20]}"
             )
-        codes = normalise_codes(table[f.code])
-        operational = _status_mask(table, f, layer)
+        codes = read_codes(table[f.code], source=f"{layer} ({f.path.name})", column=f.code)
+        status = status_classes(table, f, layer)
+        operational = status == "operational"
         value = (
             parse_yes_no(table[f.value])
             if f.value
@@ -344,6 +400,9 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
             ]
         )
         used = codes.notna() & ~unknown & ~bad
+        issues = concat_issues(
+            [issues, _unknown_status_issues(table, f, layer, used & (status == "unknown"), codes)]
+        )
         not_op = int((used & ~operational).sum())
         out = pd.DataFrame(
             {
@@ -376,7 +435,8 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
         if id_col
         else pd.Series([f"{layer}:{i + 1}" for i in range(len(frame))], index=frame.index)
     )
-    operational = _status_mask(frame, f, layer)
+    status = status_classes(frame, f, layer)
+    operational = status == "operational"
     types = frame.geometry.geom_type
     if f.kind == "access_points":
         role = pd.Series(np.where(types == "Point", "points", None), index=frame.index)
@@ -409,19 +469,8 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
                 dropped=True,
                 message=f"geometry is not a {expected}; left out",
             ),
-            row_issues(
-                _unknown_status(frame, f) & ~missing & ~wrong,
-                layer=layer,
-                reason="unknown_status",
-                codes=ids,
-                message=(
-                    f"status {f.status!r} = "
-                    + (frame[f.status].astype(str) if f.status in frame.columns else "")
-                    + f" is neither operational {list(f.operational)} nor a known "
-                    "not-operational value; the asset is not counted (add the value to "
-                    "operational if it means in service)"
-                ),
-            ),
+            _unknown_status_issues(frame, f, layer, (status == "unknown") & ~missing & ~wrong,
+                                   ids),
         ]
     )
     usable = ~missing & ~wrong
@@ -659,17 +708,7 @@ NOT_OPERATIONAL_STATUSES = frozenset(
         "规划", "计划", "在建", "建设中", "拆除", "停用", "废弃", "故障",
     }
 )
-
-
-def _unknown_status(frame: pd.DataFrame, f: FibreConfig) -> pd.Series:
-    """Row check: a status value that is neither operational nor known as not operational."""
-    if not f.status or f.status not in frame.columns:
-        return pd.Series(False, index=frame.index)
-    text = frame[f.status].astype("string").str.strip().str.lower()
-    norm = text.str.replace(r"[\s\-]+", "_", regex=True)
-    allowed = {s.strip().lower() for s in f.operational}
-    known = norm.isin(NOT_OPERATIONAL_STATUSES) | text.isin(allowed) | norm.isin(allowed)
-    return (~known & text.notna()).fillna(False).astype(bool)
+_NOT_OPERATIONAL_KEYS = frozenset(status_key(s) for s in NOT_OPERATIONAL_STATUSES)
 
 
 def _require_villages(std: pd.DataFrame, frame: pd.DataFrame, v: VillagesConfig) -> None:
@@ -720,7 +759,8 @@ def _parent_mismatch(
                     f"villages: level column {col!r} not found{did_you_mean(col, frame.columns)}; "
                     f"the file has {list(frame.columns)[:20]}"
                 )
-            given = normalise_codes(frame[col]).astype("string")
+            given = read_codes(frame[col], source=f"{layer} ({v.path.name})", column=col)
+            given = given.astype("string")
             implied = std[f"{level}_code"].astype("string")
             ok12 = ~cn_nbs_code_problems(codes)
             bad = (keep & ok12 & given.notna() & (given != implied)).fillna(False)

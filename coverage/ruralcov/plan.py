@@ -47,7 +47,7 @@ import shapely
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
-from ruralcov import aggregate, crs, join
+from ruralcov import aggregate, crs, join, schema
 from ruralcov.errors import ConfigError, InputError, SchemaError
 from ruralcov.schema import LEVELS, present_levels
 
@@ -1042,7 +1042,8 @@ def write_plan(plan: Plan, folder: Path | str) -> list[Path]:
 
 def read_codes(path: Path | str) -> frozenset[str]:
     """Village codes from a text file: one per line (first comma-separated field); blank
-    lines, ``#`` comments and a header ``code`` / ``village_code`` are skipped."""
+    lines, ``#`` comments and a header ``code`` / ``village_code`` are skipped. Codes a
+    spreadsheet changed stop the plan (:func:`ruralcov.schema.read_codes`, rows are lines)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"exclusion list {str(path)!r} not found")
@@ -1050,12 +1051,15 @@ def read_codes(path: Path | str) -> frozenset[str]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text; save the exclusion list as UTF-8") from exc
-    codes = []
+    codes: list[str | None] = []  # one per line, so that an error names the line
     for line in text.splitlines():
         field_ = line.split("#", 1)[0].split(",", 1)[0].strip().strip('"')
-        if field_ and field_.lower() not in ("code", "village_code"):
-            codes.append(field_)
-    return frozenset(codes)
+        keep = field_ and field_.lower() not in ("code", "village_code")
+        codes.append(field_ if keep else None)
+    checked = schema.read_codes(
+        pd.Series(codes, dtype=object), source=f"exclusion list ({path.name})", column="code"
+    )
+    return frozenset(checked.dropna())
 
 
 def plan_run(
@@ -1114,7 +1118,6 @@ def points_from_file(
 ) -> pd.Series:
     """Village-committee points by village code from any readable point file."""
     from ruralcov import io
-    from ruralcov.schema import normalise_codes
 
     frame, _ = io.read_layer(
         path,
@@ -1131,7 +1134,7 @@ def points_from_file(
             f"{list(frame.columns)[:20]}; set it with --points-code"
         )
     ok = frame.geometry.notna() & (frame.geometry.geom_type == "Point")
-    codes = normalise_codes(frame.loc[ok, code])
+    codes = schema.read_codes(frame[code], source=f"points ({Path(path).name})", column=code)[ok]
     return (
         pd.Series(frame.geometry[ok].to_numpy(dtype=object), index=codes.to_numpy())
         .groupby(level=0)

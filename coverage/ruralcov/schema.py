@@ -8,6 +8,8 @@ level. ``cn-nbs`` derives everything from the Chinese 12-digit statistical code 
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 
 import numpy as np
@@ -107,11 +109,175 @@ def cn_nbs_kind(names: pd.Series) -> pd.Series:
     return pd.Series(kind, index=names.index, name="kind", dtype=object)
 
 
+#: Runs of blanks, hyphens and underscores: one ``_`` in a status key.
+_STATUS_SEPARATORS = re.compile(r"[\s\-_\u2010-\u2015\u2212]+")
+
+
+def status_key(value: object) -> str | None:
+    """The form in which status values are compared; None for a blank or missing status.
+
+    One normalisation for the asset's status, the configured ``operational`` values and the
+    known not-operational values, so that a status is either counted or reported, never
+    neither: NFKC (full-width letters become plain), case folded, blanks around removed and
+    each run of blanks, hyphens and underscores made one ``_``.
+
+    Examples
+    --------
+    >>> [status_key(s) for s in ["In Service", "in-service", "ＩＮ＿ＳＥＲＶＩＣＥ", " in_service "]]
+    ['in_service', 'in_service', 'in_service', 'in_service']
+    >>> status_key("  "), status_key(None)
+    (None, None)
+    """
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    text = unicodedata.normalize("NFKC", str(value)).casefold()
+    return _STATUS_SEPARATORS.sub("_", text).strip("_") or None
+
+
+def status_keys(values: pd.Series) -> pd.Series:
+    """:func:`status_key` of every value (computed once per distinct value)."""
+    positions, uniques = pd.factorize(values, use_na_sentinel=True)
+    keys = np.array([status_key(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(keys[positions], index=values.index, name=values.name, dtype=object)
+
+
 def normalise_codes(values: pd.Series) -> pd.Series:
-    """Codes as text without surrounding blanks; numbers read as floats lose their ``.0``."""
-    out = values.astype("string").str.strip()
-    out = out.str.replace(r"\.0$", "", regex=True)
-    return out.astype(object).where(out.notna(), None)
+    """Codes as text without surrounding blanks; missing codes are None.
+
+    A numeric column (GeoPackage, Parquet) becomes integer text: floats are exact integers
+    below 2**53, so ``140105001001.0`` is ``"140105001001"``. Text is never rewritten (a
+    trailing ``.0`` in text is a spreadsheet's doing, which :func:`read_codes` refuses), and
+    a float that is no exact integer keeps its digits for :func:`read_codes` to report.
+    """
+    if pd.api.types.is_integer_dtype(values.dtype):
+        out = values.astype("string")
+    elif pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+        out = pd.Series(
+            [_code_text(x) if x == x else None for x in numbers.tolist()],
+            index=values.index,
+            dtype="string",
+        )
+    else:
+        if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+            values = values.map(_code_text, na_action="ignore")  # numbers among text cells
+        out = values.astype("string").str.strip()
+    return out.astype(object).where(out.notna(), None).rename(values.name)
+
+
+def _code_text(x: object) -> object:
+    """An exact whole number as integer text; anything else unchanged (a float as its repr)."""
+    if isinstance(x, bool | np.bool_) or not isinstance(x, int | float | np.number):
+        return x
+    if isinstance(x, int | np.integer):
+        return str(int(x))
+    value = float(x)  # type: ignore[arg-type]
+    exact = np.isfinite(value) and abs(value) < _EXACT_BELOW and value == np.floor(value)
+    return str(int(value)) if exact else repr(value)
+
+
+#: Floats hold integers exactly only below this magnitude (53 bits of mantissa).
+_EXACT_BELOW = 2.0**53
+
+SPREADSHEET = "changed by a spreadsheet"
+#: The fix named by every :func:`read_codes` error about text a spreadsheet changed.
+SPREADSHEET_FIX = "format the column as text in the spreadsheet and export again"
+
+
+def read_codes(
+    values: pd.Series, *, source: str, column: str, length: int | None = None
+) -> pd.Series:
+    """Codes read from a user's file, or a :class:`SchemaError` when a spreadsheet changed them.
+
+    Excel shows a 12-digit code as ``1.40121E+11`` and saves it so: the digits after the sixth
+    are gone, and different villages collapse into one code. Numbers written as ``...0.0``
+    and all-digit codes that lost leading zeros are the same accident. None of these can be
+    repaired, and reading them as they are would move villages in or out of the denominator
+    silently, so the run stops with the file, the column, an example row and the fix.
+
+    Parameters
+    ----------
+    values
+        The code column as read, in source row order (row ``i`` of it is data row ``i + 1``).
+    source
+        The input as named in messages, with its file: ``"villages (register.csv)"``.
+    column
+        The column's name in the file.
+    length
+        The register's code length (:func:`register_code_length`), for the register and its
+        boundaries: all-digit codes shorter than it lost digits. Other inputs pass None, as
+        they hold codes of any level, and a code not in the register is reported there.
+
+    Returns
+    -------
+    pandas.Series
+        :func:`normalise_codes` of ``values``.
+
+    Examples
+    --------
+    >>> read_codes(pd.Series([140105001001.0]), source="x", column="code").tolist()
+    ['140105001001']
+    >>> read_codes(pd.Series(["1.40121E+11"]), source="x.csv", column="code")
+    Traceback (most recent call last):
+    ruralcov.errors.SchemaError: x.csv: column 'code' holds 1 code(s) changed by a spreadsheet, \
+e.g. row 1 '1.40121E+11' (scientific notation: only the first digits of the code are left); \
+format the column as text in the spreadsheet and export again
+    """
+    codes = normalise_codes(values)
+    text = codes.astype("string")
+    # Cells that were numbers (a float column, or floats among text) are checked as numbers;
+    # text cells for what a spreadsheet writes when it took the codes for numbers.
+    if pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.notna()
+    elif pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty", "integer"):
+        numbers = pd.Series(False, index=values.index)
+    else:
+        numbers = values.map(lambda x: isinstance(x, float | np.floating)).astype(bool)
+    words = ~numbers & text.notna()
+    # '.0' codes among '.1', '.2' codes are a dotted scheme, not a float export
+    decimals = (words & text.str.fullmatch(r"\d+\.\d*[1-9]\d*").fillna(False)).any()
+    checks = [
+        (numbers & ~text.str.fullmatch(r"-?\d+").fillna(False), "stored as numbers",
+         "a number that is not an exact whole number: a fraction, or beyond 2**53 where floats "
+         "skip integers", "store the codes as text (a string column) and export again"),
+        (words & text.str.fullmatch(r"[+-]?\d(\.\d+)?[eE][+-]?\d+").fillna(False), SPREADSHEET,
+         "scientific notation: only the first digits of the code are left", SPREADSHEET_FIX),
+        (words & text.str.fullmatch(r"\d+\.0+").fillna(False) & (not decimals), SPREADSHEET,
+         "a number written with '.0': the column was read as numbers", SPREADSHEET_FIX),
+    ]
+    if length is not None:
+        digits = text.str.fullmatch(r"\d+").fillna(False)
+        checks.append((digits & (text.str.len() < length), SPREADSHEET,
+                       f"fewer digits than the {length} of the register's codes: leading zeros "
+                       "or digits were lost", SPREADSHEET_FIX))
+    for mask, what, why, fix in checks:
+        bad = np.flatnonzero(mask.to_numpy(dtype=bool, na_value=False))
+        if len(bad):
+            first = values.iloc[bad[0]]
+            raise SchemaError(
+                f"{source}: column {column!r} holds {len(bad)} code(s) {what}, e.g. row "
+                f"{bad[0] + 1} {str(first)!r} ({why}); {fix}"
+            )
+    return codes
+
+
+def register_code_length(codes: pd.Series, *, preset: str) -> int | None:
+    """The length every all-digit code of a register should have, or None when there is none.
+
+    ``cn-nbs`` codes have 12 digits. A ``generic`` register has a length when its codes are
+    digits and one length holds at least 90 % of them: a few shorter ones then lost leading
+    zeros rather than following another scheme.
+    """
+    if preset == "cn-nbs":
+        return 12
+    text = normalise_codes(codes).astype("string").dropna()
+    text = text[text.str.len() > 0]
+    digits = text[text.str.fullmatch(r"\d+")]
+    if digits.empty:
+        return None
+    lengths = digits.str.len().value_counts()
+    top = int(lengths.idxmax())
+    return top if lengths.max() >= 0.9 * len(text) else None
 
 
 def apply_register(
@@ -127,7 +293,8 @@ def apply_register(
     """Standard register columns from a user's table, aligned to its index.
 
     Returns ``village_code, village_name, kind`` and ``<level>_code`` for each level the preset
-    provides. Raises :class:`SchemaError` listing every missing column at once.
+    provides. Raises :class:`SchemaError` listing every missing column at once, and for codes a
+    spreadsheet changed (:func:`read_codes`, with the :func:`register_code_length`).
     """
     if preset not in REGISTERS:
         raise SchemaError(f"register preset {preset!r} is not known; use one of {list(REGISTERS)}")
@@ -147,7 +314,8 @@ def apply_register(
             "Set the column names in the [villages] section of the configuration."
         )
     out = pd.DataFrame(index=table.index)
-    out["village_code"] = normalise_codes(table[code])
+    length = register_code_length(table[code], preset=preset)
+    out["village_code"] = read_codes(table[code], source=layer, column=code, length=length)
     out["village_name"] = table[name].astype("string").str.strip().astype(object)
     if preset == "cn-nbs":
         out["kind"] = cn_nbs_kind(table[name])
@@ -161,7 +329,9 @@ def apply_register(
             out["kind"] = "village"
         for level in LEVELS:
             if level in levels:
-                out[f"{level}_code"] = normalise_codes(table[levels[level]])
+                out[f"{level}_code"] = read_codes(
+                    table[levels[level]], source=layer, column=levels[level]
+                )
     return out
 
 

@@ -111,8 +111,8 @@ class Plan:
 def plan(speed: SpeedConfig) -> Plan | None:
     """How :func:`stream_speed_tests` would read ``speed.path``; None when it cannot stream it.
 
-    Raises the same errors as :func:`ruralcov.io.read_layer` for a missing file or missing
-    coordinate columns.
+    Raises the same errors as :func:`ruralcov.io.read_layer` for a missing file, missing
+    coordinate columns or a column named twice in the header.
     """
     name = "speed"
     path = io._existing(speed.path, name)
@@ -144,7 +144,7 @@ def plan(speed: SpeedConfig) -> Plan | None:
         header = io._csv_header(path, speed.encoding, name)
         io._check_columns([c for c in (speed.lon, speed.lat) if c], header, path, name)
         found = io._geometry_columns(header, speed.lon, speed.lat, None)
-        if found is None or found[0] != "points" or len(set(header)) != len(header):
+        if found is None or found[0] != "points":
             return None
         codec = io._codec(speed.encoding)
         sep = io._sniff_sep(io._first_line(path, codec, name, speed.encoding), suffix)

@@ -15,7 +15,6 @@ fits several villages of its township is reported ``name_ambiguous``, never gues
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -321,15 +320,12 @@ def _scope_mask(v: pd.DataFrame, claimed: np.ndarray, scope: str) -> np.ndarray:
 def read_run(run: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A run folder's village table (from ``villages.parquet``, full precision, no geometry)
     and its manifest."""
-    run = Path(run)
-    manifest_path = run / "manifest.json"
-    if not manifest_path.is_file():
-        raise InputError(f"{run} is not a ruralcov run folder (no manifest.json)")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(f"{manifest_path} is not valid JSON ({exc})") from exc
     import pyarrow.parquet as pq
+
+    from ruralcov.runfolder import read_manifest
+
+    run = Path(run)
+    manifest = read_manifest(run)
 
     try:
         table = pq.read_table(run / "villages.parquet")
@@ -359,8 +355,9 @@ def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
 
 def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
     """``audit.csv``, ``audit_summary.csv`` and ``audit.xlsx`` (sheets summary, audit) in
-    ``out``; cells are neutralised against formula injection, codes stay text."""
-    from ruralcov.report import neutralise
+    ``out``; cells are written as the run's tables are (``ruralcov.report``): neutralised
+    against formula injection, codes as text."""
+    from ruralcov.report import _cell_values, _for_csv, neutralise
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -368,7 +365,7 @@ def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
     paths = []
     for name, frame in tables.items():
         path = out / f"{name}.csv"
-        _csv_ready(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+        _for_csv(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
         paths.append(path)
     import xlsxwriter
 
@@ -381,38 +378,20 @@ def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
         bold = book.add_format({"bold": True})
         for name, frame in (("summary", audit.summary), ("audit", audit.rows)):
             ws = book.add_worksheet(name)
-            ws.write_row(0, 0, list(frame.columns), bold)
-            for i, row in enumerate(frame.astype(object).itertuples(index=False), start=1):
-                for j, value in enumerate(row):
-                    if (
-                        value is None
-                        or value is pd.NA
-                        or (isinstance(value, float) and not np.isfinite(value))
-                    ):
+            ws.write_row(0, 0, [neutralise(str(c)) for c in frame.columns], bold)
+            for j, col in enumerate(frame.columns):
+                for i, value in enumerate(_cell_values(frame[col]), start=1):
+                    if value is None:
                         continue
-                    if isinstance(value, bool | np.bool_):
-                        ws.write_boolean(i, j, bool(value))
-                    elif isinstance(value, int | float | np.integer | np.floating):
-                        ws.write_number(i, j, float(value))
+                    if isinstance(value, bool):
+                        ws.write_boolean(i, j, value)
+                    elif isinstance(value, int | float):
+                        ws.write_number(i, j, value)
                     else:
-                        ws.write_string(i, j, neutralise(str(value)))
+                        ws.write_string(i, j, value)
             ws.freeze_panes(1, 0)
             ws.autofilter(0, 0, max(len(frame), 1), len(frame.columns) - 1)
     finally:
         book.close()
     paths.append(path)
     return paths
-
-
-def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
-    from ruralcov.report import neutralise
-
-    out = frame.copy()
-    for col in out.columns:
-        if out[col].dtype == object:
-            out[col] = out[col].map(
-                lambda x: (
-                    ("TRUE" if x else "FALSE") if isinstance(x, bool | np.bool_) else neutralise(x)
-                )
-            )
-    return out

@@ -55,6 +55,8 @@ STATUSES: dict[str, str] = {
     "name_not_found": "no village of that name in that township",
     "name_ambiguous": "several villages of that name in that township",
     "missing_key": "the row has neither a code nor a name",
+    "uncached_formula": "a key cell is an xlsx formula without a computed value "
+    "(open and save the list in Excel or WPS, or paste values)",
 }
 
 SCOPES = ("county", "township", "all")
@@ -147,7 +149,9 @@ def audit_claims(
     villages
         The run's village table (``villages.parquet`` or ``CoverageResult.villages``).
     claimed
-        The claimed list, one village per row, in the order of the user's file.
+        The claimed list, one village per row, in the order of the user's file (as
+        :func:`read_claimed` reads it: rows whose code, name or township cell is an xlsx
+        formula without a value are ``uncached_formula``, never matched on what is left).
     claim
         What the list claims: a key of :data:`CLAIMS`.
     code
@@ -176,6 +180,8 @@ def audit_claims(
             f"claimed list lacks column(s) {missing}{hints}; its columns are "
             f"{list(claimed.columns)[:20]}. Name the columns with --code, --name and --township"
         )
+    # row -> column -> cell of xlsx formulas without a value (ruralcov.io.read_table)
+    unread: dict[int, dict[str, str]] = claimed.attrs.get("uncached_formulas", {})
     v = villages.reset_index(drop=True)
     supported = _supported(v, claim).to_numpy()
     by_code = {c: i for i, c in enumerate(v["village_code"])}
@@ -220,7 +226,15 @@ def audit_claims(
         }
         pos: int | None = None
         c = claimed_codes.iat[j]
-        if c is not None:
+        formulas = [ref for col, ref in unread.get(j, {}).items() if col in cols]
+        if formulas:
+            rec.update(
+                status="uncached_formula",
+                message=f"{', '.join(formulas)}: a formula without a computed value, read as "
+                "nothing; open and save the list in Excel or WPS (or paste values) and audit "
+                "again",
+            )
+        elif c is not None:
             pos = by_code.get(c)
             if pos is None:
                 rec.update(status="unknown_code", message=f"code {c} is not in the register")
@@ -336,21 +350,20 @@ def read_run(run: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
-    """A claimed list: CSV (UTF-8 or GB18030), xlsx (first sheet, or ``sheet``) or Parquet."""
+    """A claimed list: CSV (UTF-8 or GB18030), xlsx (first sheet, or ``sheet``) or Parquet.
+
+    An xlsx cell holding a formula without a computed value is not read as empty: its row is
+    noted (``attrs["uncached_formulas"]``, see :func:`ruralcov.io.read_table`) and
+    :func:`audit_claims` reports it as ``uncached_formula``.
+    """
     path = Path(path)
-    if sheet is not None:
-        if not path.is_file():
-            raise InputError(f"claimed list: file {path} not found")
-        try:
-            return pd.read_excel(path, sheet_name=sheet, dtype=str, engine="openpyxl")
-        except Exception as exc:
-            raise InputError(f"claimed list: cannot read sheet {sheet!r} of {path}: {exc}") from exc
+    read = {"name": "claimed list", "sheet": 0 if sheet is None else sheet, "uncached": "report"}
     try:
-        return io.read_table(path, name="claimed list")
+        return io.read_table(path, **read)
     except InputError as exc:
         if "utf-8" not in str(exc).lower():
             raise
-        return io.read_table(path, encoding="gb18030", name="claimed list")
+        return io.read_table(path, encoding="gb18030", **read)
 
 
 def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:

@@ -188,7 +188,7 @@ def result_tables(result: CoverageResult) -> dict[str, pd.DataFrame]:
 _FORMULA_SIGNS = frozenset("=+-@")
 #: A cell starting with one of these can start a formula after a re-import (tab, CR, LF).
 _CONTROL_START = ("\t", "\r", "\n")
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)  # 0-9 only
 
 
 def _formula_like(text: str) -> bool:

@@ -540,3 +540,16 @@ def test_verify_passes_an_honest_run_with_later_additions(north_run, tmp_path):
     assert result.stdout.splitlines()[-1].endswith(" 0 differences")
     page = (run / "report.html").read_text(encoding="utf-8")
     assert '<section id="plan">' in page and "<figure>" not in page  # maps came later
+
+
+def test_verify_accepts_a_workbook_stamped_with_another_time(north_run, tmp_path):
+    """Runs made before report.xlsx carried the manifest's time have another creation time in
+    the workbook, and nothing else different: not a difference."""
+    from ruralcov.report import write_xlsx
+
+    cfg, base = north_run
+    run = copied(base, tmp_path)
+    write_xlsx(analyse(load_config(cfg)), run / "report.xlsx", created="2020-01-02T03:04:05+00:00")
+    rehash(run, "report.xlsx")
+    result = invoke("verify", run)
+    assert result.exit_code == 0, result.output

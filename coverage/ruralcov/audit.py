@@ -340,7 +340,6 @@ def read_run(run: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
 
     run = Path(run)
     manifest = read_manifest(run)
-
     try:
         table = pq.read_table(run / "villages.parquet")
     except Exception as exc:

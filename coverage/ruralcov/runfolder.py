@@ -54,26 +54,25 @@ _INPUT_KEYS: dict[str, type] = {
 }
 
 
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+def _check_type(value: Any, kind: type, where: str) -> None:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = {dict: "an object", list: "a list", str: "text", int: "a whole number",
+                 bool: "true or false", float: "a decimal number"}
+        found = "null" if value is None else names.get(type(value), type(value).__name__)
+        raise ValueError(f"{where} is {found}, not {names.get(kind, kind.__name__)}")
 
 
 def _check_keys(record: Any, keys: dict[str, type], where: str) -> None:
-    if not isinstance(record, dict):
-        raise ValueError(f"{where} is {_kind(record)}, not an object")
+    _check_type(record, dict, where)
     for key, kind in keys.items():
         if key not in record:
             raise ValueError(f"{where} has no {key!r}")
-        value = record[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(f"{where}[{key!r}] is {_kind(value)}, not {kind.__name__}")
+        _check_type(record[key], kind, f"{where}[{key!r}]")
 
 
-def _check_names(mapping: dict[str, Any], kind: type, where: str) -> None:
-    """Every value of ``mapping`` of type ``kind`` (int: not a bool)."""
+def _check_values(mapping: dict[str, Any], kind: type, where: str) -> None:
     for key, value in mapping.items():
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(f"{where}[{key!r}] is {_kind(value)}, not {kind.__name__}")
+        _check_type(value, kind, f"{where}[{key!r}]")
 
 
 def read_manifest(folder: Path | str) -> dict[str, Any]:
@@ -93,14 +92,17 @@ def read_manifest(folder: Path | str) -> dict[str, Any]:
         raise InputError(f"{path} is not valid JSON ({exc})") from exc
     try:
         _check_keys(manifest, _MANIFEST_KEYS, "the manifest")
-        datetime.fromisoformat(manifest["created"])
-        _check_names(manifest["outputs"], str, "outputs")
+        try:
+            datetime.fromisoformat(manifest["created"])
+        except ValueError:
+            raise ValueError(f"created {manifest['created']!r} is not a time") from None
+        _check_values(manifest["outputs"], str, "outputs")
         for i, rec in enumerate(manifest["inputs"]):
             _check_keys(rec, _INPUT_KEYS, f"inputs[{i}]")
-            _check_names(rec["dropped"], int, f"inputs[{i}]['dropped']")
+            _check_values(rec["dropped"], int, f"inputs[{i}]['dropped']")
         if "plan" in manifest:
             _check_keys(manifest["plan"], {"outputs": dict}, "plan")
-            _check_names(manifest["plan"]["outputs"], str, "plan['outputs']")
+            _check_values(manifest["plan"]["outputs"], str, "plan['outputs']")
     except ValueError as exc:
         raise InputError(
             f"{path} is not a ruralcov manifest: {exc}. It is written by `ruralcov run`; "

@@ -542,14 +542,29 @@ def test_verify_passes_an_honest_run_with_later_additions(north_run, tmp_path):
     assert '<section id="plan">' in page and "<figure>" not in page  # maps came later
 
 
-def test_verify_accepts_a_workbook_stamped_with_another_time(north_run, tmp_path):
-    """Runs made before report.xlsx carried the manifest's time have another creation time in
-    the workbook, and nothing else different: not a difference."""
+def test_verify_accepts_runs_written_before_it_recomputed_everything(tmp_path):
+    """Runs made before report.xlsx carried the manifest's time, and before config.toml named
+    the inputs inside the run folder relatively (the demo's), differ in nothing else: no
+    difference. A config.toml that says something else gives another report and manifest."""
     from ruralcov.report import write_xlsx
 
-    cfg, base = north_run
-    run = copied(base, tmp_path)
-    write_xlsx(analyse(load_config(cfg)), run / "report.xlsx", created="2020-01-02T03:04:05+00:00")
+    run = tmp_path / "run"
+    cfg = write_north_world(run / "inputs")
+    result = analyse(load_config(cfg))
+    write_run(result, run, maps=False)
+    write_xlsx(result, run / "report.xlsx", created="2020-01-02T03:04:05+00:00")
     rehash(run, "report.xlsx")
+    text = (run / "config.toml").read_text(encoding="utf-8")
+    assert 'path = "inputs/tests.csv"' in text
+    absolute = text.replace('"inputs/', f'"{(run / "inputs").resolve().as_posix()}/')
+    (run / "config.toml").write_text(absolute, encoding="utf-8")
+    rehash(run, "config.toml")
     result = invoke("verify", run)
     assert result.exit_code == 0, result.output
+    (run / "config.toml").write_text(absolute.replace("Hand-made test world.", "Census 2026."),
+                                     encoding="utf-8")
+    rehash(run, "config.toml")
+    lines = differences(run)  # recomputed from it: the report and manifest say otherwise
+    assert has(lines, "differs  rerun    report.html", "Census 2026.")
+    assert has(lines, "differs  manifest manifest.json",
+               "provenance: Hand-made test world. -> Census 2026.")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,8 @@ def _same_file(run: Path, rel: str, path: Path, recorded_html: str | None) -> di
         return _row("rerun", rel, "differs", "recomputed report differs from the recorded "
                     "one" + _first_difference(recorded_html or "", new))
     found, digest = sha256_file(where), sha256_file(path)
-    if found == digest or (rel.endswith(".xlsx") and _same_workbook(where, path)):
+    if (found == digest or (rel.endswith(".xlsx") and _same_workbook(where, path))
+            or (rel == "config.toml" and _same_config(where, path, run))):
         return _row("rerun", rel)
     return _row("rerun", rel, "differs", "recomputed file differs from the recorded one: "
                 f"sha256 {digest[:12]}… but the folder's has {found[:12]}…")
@@ -198,6 +200,28 @@ def _same_workbook(a: Path, b: Path) -> bool:
             )
     except (OSError, zipfile.BadZipFile):
         return False
+
+
+def _same_config(a: Path, b: Path, run: Path) -> bool:
+    """Whether two ``config.toml`` say the same once paths inside the run folder are
+    relative (runs made before they were written so name them by absolute path)."""
+    root = run.resolve()
+
+    def relative(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: relative(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [relative(v) for v in value]
+        if isinstance(value, str) and Path(value).is_absolute():
+            where = Path(value).resolve()
+            return where.relative_to(root).as_posix() if where.is_relative_to(root) else value
+        return value
+
+    try:
+        old, new = (tomllib.loads(p.read_text(encoding="utf-8")) for p in (a, b))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return bool(relative(old) == relative(new))
 
 
 def _first_difference(old: str, new: str) -> str:

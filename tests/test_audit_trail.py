@@ -568,3 +568,13 @@ def test_verify_accepts_runs_written_before_it_recomputed_everything(tmp_path):
     assert has(lines, "differs  rerun    report.html", "Census 2026.")
     assert has(lines, "differs  manifest manifest.json",
                "provenance: Hand-made test world. -> Census 2026.")
+
+
+def test_verify_notes_other_versions_without_failing(north_run, tmp_path):
+    _, base = north_run
+    run = copied(base, tmp_path)
+    forge_manifest(run, lambda m: m["versions"].__setitem__("pandas", "0.1"))
+    result = invoke("verify", run)
+    assert result.exit_code == 0, result.output
+    assert has(result.stdout.splitlines(), "note     manifest manifest.json",
+               "recomputed with other versions: versions.pandas: 0.1 -> ")

@@ -356,13 +356,14 @@ def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
     :func:`audit_claims` reports it as ``uncached_formula``.
     """
     path = Path(path)
-    read = {"name": "claimed list", "sheet": 0 if sheet is None else sheet, "uncached": "report"}
+    which = 0 if sheet is None else sheet
     try:
-        return io.read_table(path, **read)
+        return io.read_table(path, name="claimed list", sheet=which, uncached="report")
     except InputError as exc:
         if "utf-8" not in str(exc).lower():
             raise
-        return io.read_table(path, encoding="gb18030", **read)
+        return io.read_table(path, encoding="gb18030", name="claimed list", sheet=which,
+                             uncached="report")
 
 
 def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:

@@ -8,8 +8,12 @@ folder, file by file:
 - every file the run writes apart from the maps (``villages.parquet``, ``tables/*.csv``,
   ``report.xlsx``, ``report.html``, ``config.toml``, ``charts/``): byte for byte, the
   workbook and the report rendered with the manifest's ``created`` time (the only time they
-  hold). The maps are only re-hashed: they are drawn again by ``ruralcov map`` and hold
-  nothing the tables do not;
+  hold). Runs written before that was so may differ only in the workbook's creation time and
+  in absolute paths to the inputs inside the folder in ``config.toml``: those are accepted.
+  The maps are only re-hashed: ``ruralcov map`` (after a plan, say) redraws them from the
+  folder with other bytes than the run drew, and with a basemap it does not record, so a
+  recomputation could not tell an honest redraw from an edit; they hold no number that the
+  tables do not;
 - ``manifest.json``: every field (inputs with their row counts per reason, parameters,
   targets, corrections, the headline numbers); other versions of ruralcov or its libraries
   are reported as a note, not a difference.

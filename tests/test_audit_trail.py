@@ -15,13 +15,17 @@ import pandas as pd
 import pytest
 import tomli_w
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ruralcov import analyse, load_config
 from ruralcov.audit import audit_claims, read_run
 from ruralcov.cli import cli
 from ruralcov.config import CorrectionsConfig
 from ruralcov.corrections import check_ledger, read_ledger
 from ruralcov.errors import OutputExistsError, SchemaError
 from ruralcov.report import write_run
+from sheetcells import HYPERLINK, formula_like, unsafe_cells
 from worlds import EXPECTED, square, write_north_world
 
 
@@ -115,6 +119,66 @@ def test_formula_injection_is_neutralised(small_result, tmp_path):
     assert rows[1][dist_col] == -12.5
 
 
+def test_run_diff_and_plan_files_have_no_formula_cells(north_run, tmp_path):
+    """Names and codes of the register that start formulas reach every table of the run,
+    the workbook, the diff against another run and the plan: no cell of any is a formula."""
+    base, run_a = north_run
+    folder = tmp_path / "in"
+    shutil.copytree(base.parent, folder)
+    register = pd.read_csv(folder / "register.csv", encoding="utf-8-sig", dtype=str)
+    names = ["=1+1", "-1+1", "@evil", HYPERLINK, "\t=1+1", " =2+2", "＝1+1", "-3.5"]
+    register["name"] = names
+    register["county"] = "=K1"  # every summary's and plan's area code
+    extra = {"code": "@V9", "name": "+SUM(1,2)", "kind": "village", "township": "T1",
+             "county": "=K1"}  # a village the other run lacks: a row of the diff
+    register = pd.concat([register, pd.DataFrame([extra])], ignore_index=True)
+    register.to_csv(folder / "register.csv", index=False, encoding="utf-8-sig")
+    run = tmp_path / "run"
+    assert invoke("-q", "run", folder / base.name, "--out", run, "--no-maps").exit_code == 0
+    villages = pd.read_csv(run / "tables" / "villages.csv", encoding="utf-8-sig", dtype=str,
+                           keep_default_na=False)
+    assert villages["village_name"].tolist() == [
+        "'=1+1", "'-1+1", "'@evil", "'" + HYPERLINK, "'=1+1", "'=2+2", "'＝1+1", "-3.5",
+        "'+SUM(1,2)"]
+    assert set(villages["county_code"]) == {"'=K1"}
+    assert invoke("-q", "diff", run_a, run, "--out", tmp_path / "diff").exit_code == 0
+    assert invoke("-q", "plan", run, "--no-maps").exit_code == 0
+    files = [*sorted((run / "tables").glob("*.csv")), run / "report.xlsx",
+             *sorted((tmp_path / "diff").glob("*.csv"))]
+    assert {"plan.csv", "plan_summary_county.csv", "diff_villages.csv", "diff_county.csv",
+            "issues.csv"} <= {p.name for p in files}
+    assert unsafe_cells(*files) == []
+    diff = pd.read_csv(tmp_path / "diff" / "diff_villages.csv", encoding="utf-8-sig", dtype=str)
+    assert "'@V9" in diff["village_code"].tolist()
+
+
+_STARTS = st.sampled_from(["=", "+", "-", "@", "\t", "\r", "\n", " ", "  =", "＝", "－", "＠",
+                           "-3", "+1", "1", "'", "-3.5"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.tuples(_STARTS, st.text()).map("".join)))
+def test_no_written_cell_can_start_a_formula(text):
+    """Any text, in any kind of column (text, pandas string, categorical, code) or as a
+    header, is written as itself or behind a quote, and never as a cell that starts a
+    formula unless it is a plain number."""
+    from ruralcov.report import _cell_values, _for_csv
+
+    frame = pd.DataFrame({
+        "name": pd.Series([text], dtype=object),
+        "note": pd.Series([text], dtype="string"),
+        "kind": pd.Series([text], dtype="category"),
+        "village_code": pd.Series([text], dtype=object),
+    })
+    out = _for_csv(frame)
+    headed = _for_csv(pd.DataFrame({text: [1.5]}))
+    cells = [*out.iloc[0].tolist(), headed.columns[0]]
+    cells += [v for col in frame.columns for v in _cell_values(frame[col])]
+    for cell in cells:
+        assert cell in (text, "'" + text)
+        assert not formula_like(cell), cell
+
+
 # --- determinism ---------------------------------------------------------------------------
 
 
@@ -167,7 +231,7 @@ def test_corrections_are_applied_and_listed_everywhere(tmp_path):
     assert v.loc["V2", "corrections"] == ""
     applied = pd.read_csv(out / "tables" / "corrections.csv", encoding="utf-8-sig", dtype=str)
     assert applied[["village_code", "field", "old_value", "new_value"]].values.tolist() == [
-        ["V3", "fibre", "False", "True"],
+        ["V3", "fibre", "FALSE", "TRUE"],  # booleans as in every CSV
         ["V1", "speed_class", "meets", "insufficient_data"],
     ]
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
@@ -396,3 +460,144 @@ def test_claimed_codes_changed_by_a_spreadsheet_stop_the_audit(tmp_path):
     book.save(tmp_path / "ops.xlsx")
     with pytest.raises(SchemaError, match="'village_code' twice"):
         read_claimed(tmp_path / "ops.xlsx", sheet="fibre")
+
+
+def copied(run: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    return out
+
+
+def forge_manifest(run: Path, change) -> None:
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    change(manifest)
+    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def rehash(run: Path, rel: str) -> None:
+    """What a forger does after editing an output: put its new hash into the manifest."""
+    digest = hashlib.sha256((run / rel).read_bytes()).hexdigest()
+    forge_manifest(run, lambda m: m["outputs"].__setitem__(rel, digest))
+
+
+def differences(run: Path, *args: str) -> list[str]:
+    result = invoke("verify", run, *args)
+    assert result.exit_code == 1, result.output
+    return result.stdout.splitlines()
+
+
+def has(lines: list[str], start: str, *words: str) -> bool:
+    return any(line.startswith(start) and all(w in line for w in words) for line in lines)
+
+
+def test_verify_catches_forged_input_counts(north_run, tmp_path):
+    _, base = north_run
+    run = copied(base, tmp_path)
+
+    def forge(m):  # the negative speed row "used" after all; the counts still balance
+        speed = next(i for i in m["inputs"] if i["layer"] == "speed")
+        speed["rows_used"] += 1
+        speed["rows_dropped"] -= 1
+        speed["dropped"]["negative_speed"] -= 1
+
+    forge_manifest(run, forge)
+    lines = differences(run)
+    # by construction: 29 of the speed file's rows are used, 1 dropped as negative
+    assert has(lines, "differs  manifest manifest.json", "inputs[speed].rows_used: 30 -> 29",
+               "inputs[speed].dropped.negative_speed: 0 -> 1"), lines
+    assert lines[-1].endswith(" 1 differences")
+
+
+def test_verify_catches_an_edited_output_taken_off_the_manifest(north_run, tmp_path):
+    _, base = north_run
+    run = copied(base, tmp_path)
+    path = run / "tables" / "villages.csv"
+    path.write_bytes(path.read_bytes().replace(b"Nordby", b"Nordbx"))
+    forge_manifest(run, lambda m: m["outputs"].pop("tables/villages.csv"))
+    lines = differences(run)
+    assert has(lines, "unlisted output   tables/villages.csv", "not among the manifest's outputs")
+    assert has(lines, "differs  rerun    tables/villages.csv")
+    assert has(lines, "missing  rerun    tables/villages.csv", "do not list it")
+    assert has(differences(run, "--no-rerun"), "unlisted output   tables/villages.csv")
+
+
+def test_verify_catches_rehashed_report_and_workbook(north_run, tmp_path):
+    _, base = north_run
+    run = copied(base, tmp_path)
+    page = run / "report.html"
+    text = page.read_text(encoding="utf-8")
+    card = '<div class="value bad">50.00 %</div>'  # by construction: 3 of 6 villages
+    assert card in text
+    page.write_text(text.replace(card, card.replace("50.00", "99.00")), encoding="utf-8")
+    rehash(run, "report.html")
+    book = openpyxl.load_workbook(run / "report.xlsx")
+    about = book["about"]
+    row = next(r for r in about.iter_rows() if r[0].value == "fibre_villages")
+    assert row[1].value == 3
+    row[1].value = 6
+    book.save(run / "report.xlsx")
+    rehash(run, "report.xlsx")
+    lines = differences(run)
+    assert has(lines, "differs  rerun    report.html", "99.00 %", "50.00 %"), lines
+    assert has(lines, "differs  rerun    report.xlsx"), lines
+    assert lines[-1].endswith(" 2 differences")
+
+
+def test_verify_passes_an_honest_run_with_later_additions(north_run, tmp_path):
+    """What other commands and programs add to a run folder is not a difference: a plan, maps
+    drawn later, audits, diffs, Excel's lock file; nor the demo's inputs inside the folder."""
+    _, base = north_run
+    run = tmp_path / "run"
+    cfg = write_north_world(run / "inputs")  # the inputs inside the run folder, as the demo's
+    write_run(analyse(load_config(cfg)), run, maps=False)
+    assert (run / "inputs" / "tests.csv").is_file()
+    assert invoke("-q", "plan", run, "--no-maps").exit_code == 0
+    assert invoke("-q", "map", run).exit_code == 0
+    assert invoke("-q", "diff", base, run).exit_code == 0
+    (tmp_path / "claimed.csv").write_text("village_code\nV1\n", encoding="utf-8")
+    assert invoke("-q", "audit", run, "--claimed", tmp_path / "claimed.csv").exit_code == 0
+    (run / "~$report.xlsx").write_bytes(b"lock")
+    result = invoke("verify", run)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].endswith(" 0 differences")
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert '<section id="plan">' in page and "<figure>" not in page  # maps came later
+
+
+def test_verify_accepts_runs_written_before_it_recomputed_everything(tmp_path):
+    """Runs made before report.xlsx carried the manifest's time, and before config.toml named
+    the inputs inside the run folder relatively (the demo's), differ in nothing else: no
+    difference. A config.toml that says something else gives another report and manifest."""
+    from ruralcov.report import write_xlsx
+
+    run = tmp_path / "run"
+    cfg = write_north_world(run / "inputs")
+    result = analyse(load_config(cfg))
+    write_run(result, run, maps=False)
+    write_xlsx(result, run / "report.xlsx", created="2020-01-02T03:04:05+00:00")
+    rehash(run, "report.xlsx")
+    text = (run / "config.toml").read_text(encoding="utf-8")
+    assert 'path = "inputs/tests.csv"' in text
+    absolute = text.replace('"inputs/', f'"{(run / "inputs").resolve().as_posix()}/')
+    (run / "config.toml").write_text(absolute, encoding="utf-8")
+    rehash(run, "config.toml")
+    result = invoke("verify", run)
+    assert result.exit_code == 0, result.output
+    (run / "config.toml").write_text(absolute.replace("Hand-made test world.", "Census 2026."),
+                                     encoding="utf-8")
+    rehash(run, "config.toml")
+    lines = differences(run)  # recomputed from it: the report and manifest say otherwise
+    assert has(lines, "differs  rerun    report.html", "Census 2026.")
+    assert has(lines, "differs  manifest manifest.json",
+               "provenance: Hand-made test world. -> Census 2026.")
+
+
+def test_verify_notes_other_versions_without_failing(north_run, tmp_path):
+    _, base = north_run
+    run = copied(base, tmp_path)
+    forge_manifest(run, lambda m: m["versions"].__setitem__("pandas", "0.1"))
+    result = invoke("verify", run)
+    assert result.exit_code == 0, result.output
+    assert has(result.stdout.splitlines(), "note     manifest manifest.json",
+               "recomputed with other versions: versions.pandas: 0.1 -> ")

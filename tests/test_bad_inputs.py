@@ -11,11 +11,14 @@ Each case asserts its exact outcome, one of two:
 
 from __future__ import annotations
 
+import datetime
+import json
 import tomllib
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import openpyxl
 import pandas as pd
 import pyproj
 import pytest
@@ -27,6 +30,7 @@ from ruralcov import analyse, load_config
 from ruralcov.cli import cli
 from ruralcov.crs import wgs84_to_gcj02
 from ruralcov.validate import check_positions
+from sheetcells import SAFE, claimed_lists, unsafe_cells
 from worlds import EXPECTED, square, write_north_world
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -494,6 +498,64 @@ def test_e40_download_unit_for_ookla_tiles_and_unknown_units(world, tmp_path):
     assert_error(world, tmp_path, "download_unit", "ookla_tiles", "kbit/s")
 
 
+def ledger_xlsx(cfg: Path, rows: list[list[object]]) -> Path:
+    """The corrections ledger as an xlsx written by openpyxl (as a script would write it:
+    formulas without computed values), on sheet ``ledger``."""
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.title = "ledger"
+    ws.append(LEDGER_HEAD.strip().split(","))
+    for row in rows:
+        ws.append(row)
+    path = cfg.parent / "ledger.xlsx"
+    book.save(path)
+    edit(cfg, {"corrections.path": "ledger.xlsx"})
+    return path
+
+
+def test_e41_ledger_formula_without_value(world, tmp_path):
+    ledger_xlsx(world, [["V3", "fibre", '=IF(1,"yes","no")', "asset_verified_on_site",
+                         "photo 1", "Kari", "2026-05-02"]])
+    assert_error(world, tmp_path, "corrections", "ledger.xlsx", "ledger!C2",
+                 "formulas without a computed value", "save it", "Paste Special, Values")
+
+
+#: Broken manifests: raw text, or a change to the real one.
+BROKEN_MANIFESTS = {
+    "not JSON": "{",
+    "not UTF-8": b"\xff\xfe{}",
+    "a list": "[]",
+    "no keys": "{}",
+    "created not a time": lambda m: m.__setitem__("created", "yesterday"),
+    "rows as text": lambda m: m["inputs"][0].__setitem__("rows_read", "12"),
+    "a hash as a number": lambda m: m["outputs"].__setitem__("report.html", 5),
+}
+
+
+@pytest.mark.parametrize(("command", "broken"), [
+    *(("verify", name) for name in BROKEN_MANIFESTS),
+    ("audit", "a list"), ("plan", "no keys"), ("map", "rows as text"),
+])
+def test_e42_run_folder_with_a_broken_manifest(world, tmp_path, command, broken):
+    result, out = run_cli(world, tmp_path)
+    assert result.exit_code == 0, result.output
+    path = out / "manifest.json"
+    change = BROKEN_MANIFESTS[broken]
+    if callable(change):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        change(manifest)
+        change = json.dumps(manifest)
+    path.write_bytes(change if isinstance(change, bytes) else change.encode("utf-8"))
+    claimed = tmp_path / "claimed.csv"
+    claimed.write_text("village_code\nV1\n", encoding="utf-8")
+    args = {"audit": ["--claimed", str(claimed)], "plan": ["--no-maps"]}.get(command, [])
+    result = CliRunner().invoke(cli, ["-q", command, str(out), *args], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ruralcov: error: "), result.stderr
+    assert "manifest.json" in lines[0] and "Traceback" not in result.output
+
+
 # --- recorded issues: the run goes on --------------------------------------------------------
 
 
@@ -892,6 +954,84 @@ def test_i25_boundary_codes_stored_as_exact_floats(world):
     assert found(result, "boundaries", "unknown_code").empty
     result.villages["village_code"] = result.villages["village_code"].map(back)
     assert_intact(result)
+
+
+def test_i26_ledger_with_real_excel_dates(world):
+    """A date typed in Excel is a date cell, and a date-formatted number is one too: both are
+    dates (Excel counts days from 1899-12-30: 46145 is 2026-05-03)."""
+    path = ledger_xlsx(world, [
+        ["V3", "fibre", "yes", "asset_verified_on_site", "photo 1", "Kari",
+         datetime.datetime(2026, 5, 2)],
+        ["V1", "speed_class", "insufficient_data", "test_data_not_representative", "outage",
+         "Ola", 46145],
+    ])
+    book = openpyxl.load_workbook(path)
+    book["ledger"]["G3"].number_format = "yyyy-mm-dd"
+    book.save(path)
+    result = analysed(world)
+    applied = result.corrections.set_index("village_code")
+    assert applied.loc["V3", "date"] == "2026-05-02"
+    assert applied.loc["V1", "date"] == "2026-05-03"
+    v = result.villages.set_index("village_code")
+    assert v.loc["V3", "fibre"] and v.loc["V1", "speed_class"] == "insufficient_data"
+    assert_intact(result, skip=("V1", "V3"))
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_i27_claimed_list_with_formula_texts(world, tmp_path, kind):
+    """Codes, names and townships of a claimed list that start formulas are written behind a
+    quote in every cell of the audit (CSV and xlsx); plain numbers stay numbers."""
+    result, run = run_cli(world, tmp_path)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(cli, [
+        "-q", "audit", str(run), "--claimed", str(claimed_lists(tmp_path)[kind]),
+        "--code", "village_code", "--name", "name", "--township", "township", "--out", str(out),
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert unsafe_cells(out / "audit.csv", out / "audit_summary.csv", out / "audit.xlsx") == []
+    table = pd.read_csv(out / "audit.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    claimed = table[table["claim_row"] != ""]
+    assert claimed["status"].tolist() == ["unknown_code"] * len(SAFE) + ["confirmed"]
+    for col, honest in (("claimed_code", "V1"), ("claimed_name", "Nordby"),
+                        ("claimed_township", "T1")):
+        assert claimed[col].tolist() == [*SAFE, honest], col
+    sheet = openpyxl.load_workbook(out / "audit.xlsx")["audit"]
+    header = [c.value for c in sheet[1]]
+    codes = [r[header.index("claimed_code")] for r in sheet.iter_rows(min_row=2, values_only=True)]
+    assert codes[: len(SAFE) + 1] == [*SAFE, "V1"]  # text cells, the same texts
+
+
+def test_i28_claimed_list_with_formula_without_value(world, tmp_path):
+    """A claimed code that is a formula without a computed value is neither read as "no code"
+    nor dropped: its row is reported as uncached_formula, naming the cell, and counted."""
+    result, run = run_cli(world, tmp_path)
+    assert result.exit_code == 0, result.output
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.title = "claims"
+    for row in (["village_code", "note"], ["V1", "ok"], ['="V"&2', "typed by a script"],
+                ["V4", '=UPPER("x")'], ['="V"&5', None]):
+        ws.append(row)
+    book.save(tmp_path / "claimed.xlsx")
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(cli, ["audit", str(run), "--claimed",
+                                      str(tmp_path / "claimed.xlsx"), "--out", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "audit.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    claimed = table[table["claim_row"] != ""]
+    # rows 2 and 4 (sheet rows 3 and 5) have no code to match; a formula in the note column
+    # does not matter (row 3, V4)
+    assert claimed[["claim_row", "status"]].values.tolist() == [
+        ["1", "confirmed"], ["2", "uncached_formula"], ["3", "confirmed"],
+        ["4", "uncached_formula"],
+    ]
+    assert claimed["message"].iat[1].startswith("claims!A3: a formula without a computed value")
+    assert "claims!A5" in claimed["message"].iat[3]
+    summary = pd.read_csv(out / "audit_summary.csv", encoding="utf-8-sig").set_index("status")
+    assert summary.loc["uncached_formula", "rows"] == 2
+    assert "uncached_formula" in result.stdout
 
 
 def test_catalogue_has_at_least_30_cases():

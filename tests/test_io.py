@@ -431,3 +431,37 @@ def test_blank_header_names_are_not_duplicates(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("code,name,,\n1,a,,\n", encoding="utf-8")  # trailing empty columns
     assert list(read_table(path)["code"]) == ["1"]
+
+
+def test_read_table_excel_dates_and_formulas_without_values(tmp_path):
+    """Excel is read as text like a CSV, except that date cells are dates (not
+    ``2026-05-02 00:00:00``), and a formula without a computed value (openpyxl, like any
+    script, writes the formula only) is never read as an empty cell."""
+    import datetime
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.title = "Blad1"
+    ws.append(["code", "when", "n"])
+    ws.append(["0351", datetime.datetime(2026, 5, 2), 7])
+    ws.append(["0352", datetime.datetime(2026, 5, 2, 14, 30), 1.5])
+    ws.append(["0353", datetime.date(2026, 1, 31), None])
+    ws.append(["0354", None, "=B2+1"])  # the last rows: only formulas without values
+    ws.append(['="03"&"55"', None, None])
+    path = tmp_path / "t.xlsx"
+    book.save(path)
+    with pytest.raises(InputError, match=r"formulas without a computed value in Blad1!C5, "
+                                         r"Blad1!A6 \(.*Excel or WPS"):
+        read_table(path, name="names")
+    frame = read_table(path, name="names", uncached="report")
+    assert frame["code"].tolist()[:4] == ["0351", "0352", "0353", "0354"]
+    assert pd.isna(frame["code"].iat[4])
+    assert frame["when"].tolist()[:3] == ["2026-05-02", "2026-05-02 14:30:00", "2026-01-31"]
+    assert frame["n"].tolist()[:2] == ["7", "1.5"]
+    assert frame.attrs["uncached_formulas"] == {3: {"n": "Blad1!C5"}, 4: {"code": "Blad1!A6"}}
+    ws["A1"] = "=UPPER(\"code\")"  # a header without a value: not even a column name
+    book.save(path)
+    with pytest.raises(InputError, match=r"Blad1!A1"):
+        read_table(path, name="names", uncached="report")

@@ -15,7 +15,6 @@ fits several villages of its township is reported ``name_ambiguous``, never gues
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -56,6 +55,8 @@ STATUSES: dict[str, str] = {
     "name_not_found": "no village of that name in that township",
     "name_ambiguous": "several villages of that name in that township",
     "missing_key": "the row has neither a code nor a name",
+    "uncached_formula": "a key cell is an xlsx formula without a computed value "
+    "(open and save the list in Excel or WPS, or paste values)",
 }
 
 SCOPES = ("county", "township", "all")
@@ -149,7 +150,9 @@ def audit_claims(
     villages
         The run's village table (``villages.parquet`` or ``CoverageResult.villages``).
     claimed
-        The claimed list, one village per row, in the order of the user's file.
+        The claimed list, one village per row, in the order of the user's file (as
+        :func:`read_claimed` reads it: rows whose code, name or township cell is an xlsx
+        formula without a value are ``uncached_formula``, never matched on what is left).
     claim
         What the list claims: a key of :data:`CLAIMS`.
     code
@@ -182,6 +185,8 @@ def audit_claims(
             f"claimed list lacks column(s) {missing}{hints}; its columns are "
             f"{list(claimed.columns)[:20]}. Name the columns with --code, --name and --township"
         )
+    # row -> column -> cell of xlsx formulas without a value (ruralcov.io.read_table)
+    unread: dict[int, dict[str, str]] = claimed.attrs.get("uncached_formulas", {})
     v = villages.reset_index(drop=True)
     supported = _supported(v, claim).to_numpy()
     by_code = {c: i for i, c in enumerate(v["village_code"])}
@@ -226,7 +231,15 @@ def audit_claims(
         }
         pos: int | None = None
         c = claimed_codes.iat[j]
-        if c is not None:
+        formulas = [ref for col, ref in unread.get(j, {}).items() if col in cols]
+        if formulas:
+            rec.update(
+                status="uncached_formula",
+                message=f"{', '.join(formulas)}: a formula without a computed value, read as "
+                "nothing; open and save the list in Excel or WPS (or paste values) and audit "
+                "again",
+            )
+        elif c is not None:
             pos = by_code.get(c)
             if pos is None:
                 rec.update(status="unknown_code", message=f"code {c} is not in the register")
@@ -326,16 +339,12 @@ def _scope_mask(v: pd.DataFrame, claimed: np.ndarray, scope: str) -> np.ndarray:
 def read_run(run: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A run folder's village table (from ``villages.parquet``, full precision, no geometry)
     and its manifest."""
-    run = Path(run)
-    manifest_path = run / "manifest.json"
-    if not manifest_path.is_file():
-        raise InputError(f"{run} is not a ruralcov run folder (no manifest.json)")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(f"{manifest_path} is not valid JSON ({exc})") from exc
     import pyarrow.parquet as pq
 
+    from ruralcov.runfolder import read_manifest
+
+    run = Path(run)
+    manifest = read_manifest(run)
     try:
         table = pq.read_table(run / "villages.parquet")
     except Exception as exc:
@@ -345,25 +354,31 @@ def read_run(run: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
-    """A claimed list: CSV (UTF-8 or GB18030), xlsx (first sheet, or ``sheet``) or Parquet."""
+    """A claimed list: CSV (UTF-8 or GB18030), xlsx (first sheet, or ``sheet``) or Parquet.
+
+    An xlsx cell holding a formula without a computed value is not read as empty: its row is
+    noted (``attrs["uncached_formulas"]``, see :func:`ruralcov.io.read_table`) and
+    :func:`audit_claims` reports it as ``uncached_formula``.
+    """
     path = Path(path)
-    if sheet is not None:
-        if path.suffix.lower() not in (".xlsx", ".xlsm"):
-            raise InputError(f"claimed list: cannot read sheet {sheet!r} of {path}: only an "
+    if sheet is not None and path.suffix.lower() not in (".xlsx", ".xlsm"):
+        raise InputError(f"claimed list: cannot read sheet {sheet!r} of {path}: only an "
                              "Excel workbook (.xlsx) has sheets")
-        return io.read_table(path, sheet=sheet, name="claimed list")
+    which = 0 if sheet is None else sheet
     try:
-        return io.read_table(path, name="claimed list")
+        return io.read_table(path, name="claimed list", sheet=which, uncached="report")
     except InputError as exc:
         if "utf-8" not in str(exc).lower():
             raise
-        return io.read_table(path, encoding="gb18030", name="claimed list")
+        return io.read_table(path, encoding="gb18030", name="claimed list", sheet=which,
+                             uncached="report")
 
 
 def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
     """``audit.csv``, ``audit_summary.csv`` and ``audit.xlsx`` (sheets summary, audit) in
-    ``out``; cells are neutralised against formula injection, codes stay text."""
-    from ruralcov.report import neutralise
+    ``out``; cells are written as the run's tables are (``ruralcov.report``): neutralised
+    against formula injection, codes as text."""
+    from ruralcov.report import _cell_values, _for_csv, neutralise
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -371,7 +386,7 @@ def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
     paths = []
     for name, frame in tables.items():
         path = out / f"{name}.csv"
-        _csv_ready(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+        _for_csv(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
         paths.append(path)
     import xlsxwriter
 
@@ -384,38 +399,20 @@ def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
         bold = book.add_format({"bold": True})
         for name, frame in (("summary", audit.summary), ("audit", audit.rows)):
             ws = book.add_worksheet(name)
-            ws.write_row(0, 0, list(frame.columns), bold)
-            for i, row in enumerate(frame.astype(object).itertuples(index=False), start=1):
-                for j, value in enumerate(row):
-                    if (
-                        value is None
-                        or value is pd.NA
-                        or (isinstance(value, float) and not np.isfinite(value))
-                    ):
+            ws.write_row(0, 0, [neutralise(str(c)) for c in frame.columns], bold)
+            for j, col in enumerate(frame.columns):
+                for i, value in enumerate(_cell_values(frame[col]), start=1):
+                    if value is None:
                         continue
-                    if isinstance(value, bool | np.bool_):
-                        ws.write_boolean(i, j, bool(value))
-                    elif isinstance(value, int | float | np.integer | np.floating):
-                        ws.write_number(i, j, float(value))
+                    if isinstance(value, bool):
+                        ws.write_boolean(i, j, value)
+                    elif isinstance(value, int | float):
+                        ws.write_number(i, j, value)
                     else:
-                        ws.write_string(i, j, neutralise(str(value)))
+                        ws.write_string(i, j, value)
             ws.freeze_panes(1, 0)
             ws.autofilter(0, 0, max(len(frame), 1), len(frame.columns) - 1)
     finally:
         book.close()
     paths.append(path)
     return paths
-
-
-def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
-    from ruralcov.report import neutralise
-
-    out = frame.copy()
-    for col in out.columns:
-        if out[col].dtype == object:
-            out[col] = out[col].map(
-                lambda x: (
-                    ("TRUE" if x else "FALSE") if isinstance(x, bool | np.bool_) else neutralise(x)
-                )
-            )
-    return out

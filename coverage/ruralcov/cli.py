@@ -355,8 +355,11 @@ def diff(ctx: click.Context, run_a: Path, run_b: Path, out: Path | None) -> None
 def verify(ctx: click.Context, run_dir: Path, no_rerun: bool) -> None:
     """Re-hash the inputs and outputs of RUN and recompute it from its config.toml.
 
-    Exit status 0 when everything matches the manifest, 1 when anything differs (each
-    difference is printed), 2 when RUN cannot be read.
+    Every file the run writes (except the maps) is recomputed and compared byte for byte,
+    every field of manifest.json too (input row counts, parameters, headline numbers); a file
+    in RUN that the manifest does not list is a difference. Exit status 0 when everything
+    matches, 1 when anything differs (each difference is printed), 2 when RUN or its
+    manifest cannot be read.
 
     \b
     Example:
@@ -366,7 +369,9 @@ def verify(ctx: click.Context, run_dir: Path, no_rerun: bool) -> None:
 
     with _user_errors():
         checks = verify_run(run_dir, rerun=not no_rerun)
-    bad = checks[checks["status"] != "ok"]
+    for row in checks[checks["status"] == "note"].itertuples(index=False):
+        click.echo(f"{row.status:<8} {row.check:<8} {row.path}  {row.message}")
+    bad = checks[~checks["status"].isin(["ok", "note"])]
     for row in bad.itertuples(index=False):
         click.echo(f"{row.status:<8} {row.check:<8} {row.path}  {row.message}")
     if not ctx.obj["quiet"] or len(bad):

@@ -569,11 +569,12 @@ def config_to_dict(config: Config, *, relative_to: Path | None = None) -> dict[s
     return out
 
 
-def dump_config(config: Config, path: Path) -> None:
-    """Write the resolved configuration as TOML, paths relative to the file's folder."""
+def dump_config(config: Config, path: Path, *, relative_to: Path | None = None) -> None:
+    """Write the resolved configuration as TOML, paths relative to the file's folder (or to
+    ``relative_to``, the folder the file will end up in when it is written elsewhere first)."""
     import tomli_w
 
-    data = config_to_dict(config, relative_to=path.parent)
+    data = config_to_dict(config, relative_to=path.parent if relative_to is None else relative_to)
     data["run"].pop("out", None)  # the run folder is wherever this file is
     path.write_text(tomli_w.dumps(data), encoding="utf-8")
 

@@ -232,7 +232,7 @@ def diff_runs(
 
 def write_diff(diff: DiffResult, out: Path | str) -> list[Path]:
     """``diff_villages.csv``, ``diff_<level>.csv`` and ``diff_parameters.csv`` in ``out``."""
-    from ruralcov.audit import _csv_ready
+    from ruralcov.report import _for_csv
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,7 +241,7 @@ def write_diff(diff: DiffResult, out: Path | str) -> list[Path]:
     paths = []
     for name, frame in tables.items():
         path = out / f"{name}.csv"
-        _csv_ready(frame.astype(object).where(frame.notna(), None)).to_csv(
+        _for_csv(frame.astype(object).where(frame.notna(), None)).to_csv(
             path, index=False, encoding="utf-8-sig", lineterminator="\r\n"
         )
         paths.append(path)

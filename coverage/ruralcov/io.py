@@ -14,11 +14,13 @@ Rows keep their source order and a RangeIndex, so row ``i`` of a frame is source
 from __future__ import annotations
 
 import codecs
+import datetime
 import hashlib
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -196,12 +198,20 @@ def read_table(
     columns: Sequence[str] | None = None,
     name: str = "input",
     sheet: str | int = 0,
+    uncached: str = "error",
 ) -> pd.DataFrame:
     """Read a non-spatial table: CSV (all columns as strings), Parquet or Excel (.xlsx).
 
     Codes such as ``140105001001`` and ``0351`` stay strings: a leading zero or twelve digits
-    must never pass through a float. ``sheet`` is the Excel sheet (name or position). Errors
-    follow :func:`read_layer`.
+    must never pass through a float. Errors follow :func:`read_layer`.
+
+    Excel (``sheet``: the first one, or a name) is read as text like a CSV; real date cells
+    (and numbers with a date format) become ``YYYY-MM-DD`` (with the time when there is one),
+    not a number of days. A formula without a computed value (files written by scripts, such as
+    openpyxl's, store the formula only) would read as an empty cell: with ``uncached="error"``
+    that is an :class:`InputError` naming the cells; with ``"report"`` the frame says where
+    they are in ``frame.attrs["uncached_formulas"]`` (row -> column -> ``Sheet!C4``), for
+    callers that account for such rows themselves.
     """
     path = _existing(path, name)
     wanted = list(dict.fromkeys(columns)) if columns is not None else None
@@ -214,18 +224,13 @@ def read_table(
     if suffix in _CSV_SUFFIXES:
         return _read_csv(path, encoding=encoding, columns=wanted, name=name)
     if suffix in _EXCEL_SUFFIXES:
-        what = f"sheet {sheet!r} of {path}" if sheet != 0 else f"{path} as Excel"
-        try:
-            # The header row alone first: read with it, pandas renames a repeated name.
-            head = pd.read_excel(path, sheet_name=sheet, header=None, nrows=1, dtype=str,
-                                 engine="openpyxl")
-            frame = pd.read_excel(path, sheet_name=sheet, dtype=str, engine="openpyxl")
-        except Exception as exc:
-            raise InputError(f"{name}: cannot read {what}: {exc}") from exc
-        _unique_columns(head.iloc[0].tolist() if len(head) else [], path, name)
-        frame.columns = [_clean_name(c) for c in frame.columns]
+        frame = _read_excel(path, sheet=sheet, name=name, uncached=uncached)
         _check_columns(wanted, list(frame.columns), path, name)
-        return frame.loc[:, wanted] if wanted is not None else frame
+        if wanted is None:
+            return frame
+        out = frame.loc[:, wanted]
+        out.attrs = frame.attrs
+        return out
     if suffix in _VECTOR_SUFFIXES or suffix == ".zip":
         frame, _ = read_layer(path, encoding=encoding, columns=wanted, geometry="none", name=name)
         return pd.DataFrame(frame.drop(columns="geometry"))
@@ -233,6 +238,84 @@ def read_table(
         f"{name}: cannot read {path}: unsupported format {suffix or '(no extension)'!r}; "
         f"supported tables: {_TABLE_FORMATS}"
     )
+
+
+def _excel_text(value: object) -> object:
+    """An Excel cell as text, as ``read_excel(dtype=str)`` gives it, except dates: a date is
+    ``YYYY-MM-DD`` (with `` HH:MM:SS`` when it has a time), as it would be typed in a CSV."""
+    if isinstance(value, datetime.datetime | pd.Timestamp):
+        timed = value.time() != datetime.time()
+        return value.strftime("%Y-%m-%d %H:%M:%S" if timed else "%Y-%m-%d")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value if pd.isna(value) else str(value)  # type: ignore[arg-type]
+
+
+def _read_excel(path: Path, *, sheet: str | int, name: str, uncached: str) -> pd.DataFrame:
+    """One sheet as text columns (:func:`read_table`), uncached formulas found."""
+    if uncached not in ("error", "report"):
+        raise ValueError(f"`uncached` was {uncached!r} but is expected to be 'error' or 'report'")
+    what = f"sheet {sheet!r} of {path}" if sheet != 0 else f"{path} as Excel"
+    try:
+        # The header row alone first: read with it, pandas renames a repeated name.
+        head = pd.read_excel(path, sheet_name=sheet, header=None, nrows=1, dtype=str,
+                             engine="openpyxl")
+        frame = pd.read_excel(path, sheet_name=sheet, dtype=object, engine="openpyxl")
+        found = _uncached_formulas(path, sheet)
+    except Exception as exc:
+        raise InputError(f"{name}: cannot read {what}: {exc}") from exc
+    _unique_columns(head.iloc[0].tolist() if len(head) else [], path, name)
+    columns = [_clean_name(c) for c in frame.columns]
+    frame = pd.DataFrame(
+        {j: pd.Series([_excel_text(v) for v in frame.iloc[:, j]], dtype=str)
+         for j in range(frame.shape[1])}
+    )
+    frame.columns = columns
+    header = [ref for row, _, ref in found if row < 0]
+    if found and (uncached == "error" or header):
+        refs = [ref for _, _, ref in found]
+        shown = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
+        raise InputError(
+            f"{name}: {path}: formulas without a computed value in {shown} (the file was "
+            "saved by a program that does not calculate formulas); open it in Excel or WPS "
+            "and save it so that the values are computed, or replace the formulas by their "
+            "values (Paste Special, Values)"
+        )
+    if found:  # rows at the end made only of such formulas were cut as empty: put them back
+        last = max(row for row, _, _ in found)
+        if last >= len(frame):
+            frame = frame.reindex(range(last + 1))
+        where: dict[int, dict[str, str]] = {}
+        for row, col, ref in found:
+            where.setdefault(row, {})[columns[col] if col < len(columns) else ""] = ref
+        frame.attrs["uncached_formulas"] = where
+    return frame
+
+
+def _uncached_formulas(path: Path, sheet: str | int) -> list[tuple[int, int, str]]:
+    """``(data row, column, "Sheet!C4")`` of each formula cell of ``sheet`` that has no
+    computed value (data row 0 is sheet row 2, below the header; -1 is the header)."""
+    import openpyxl
+    from openpyxl.utils import get_column_letter
+
+    def scan(data_only: bool, keep: Callable[[Any], bool]) -> tuple[str, dict[Any, Any]]:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=data_only)
+        try:
+            ws = book.worksheets[sheet] if isinstance(sheet, int) else book[sheet]
+            return ws.title, {(c.row, c.column): c.value
+                              for row in ws.iter_rows() for c in row if keep(c)}
+        finally:
+            book.close()
+
+    title, formulas = scan(False, lambda c: getattr(c, "data_type", None) == "f")
+    if not formulas:
+        return []
+    _, values = scan(True, lambda c: (getattr(c, "row", 0), getattr(c, "column", 0)) in formulas)
+    return [
+        (row - 2, col - 1, f"{title}!{get_column_letter(col)}{row}")
+        for row, col in sorted(formulas)
+        if values.get((row, col)) is None
+    ]
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -825,6 +825,7 @@ def read_run_inputs(folder: Path | str) -> RunInputs:
     from ruralcov.config import load_config
     from ruralcov.loaders import load_fibre
     from ruralcov.report import sha256_file
+    from ruralcov.runfolder import read_manifest
 
     folder = Path(folder)
     for name in ("villages.parquet", "config.toml", "manifest.json"):
@@ -833,7 +834,7 @@ def read_run_inputs(folder: Path | str) -> RunInputs:
                 f"{str(folder)!r} is not a ruralcov run folder ({name} is missing); "
                 "give the folder written by `ruralcov run` or `ruralcov demo`"
             )
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(folder)
     config = load_config(folder / "config.toml")
     villages = gpd.read_parquet(folder / "villages.parquet")
     if villages.crs is not None and not villages.crs.equals("EPSG:4326"):
@@ -998,10 +999,11 @@ def write_plan(plan: Plan, folder: Path | str) -> list[Path]:
     including a summary of another level.
     """
     from ruralcov.report import add_report_section, sha256_file
+    from ruralcov.runfolder import read_manifest
 
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_manifest(folder)
     for old in (manifest.get("plan") or {}).get("outputs", {}):
         if _PLAN_FILE.fullmatch(str(old)):  # never anything the run itself wrote
             (folder / old).unlink(missing_ok=True)

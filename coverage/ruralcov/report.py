@@ -183,43 +183,83 @@ def result_tables(result: CoverageResult) -> dict[str, pd.DataFrame]:
     return tables
 
 
-#: First characters that make Excel, WPS or LibreOffice read a cell as a formula (or, for tab
-#: and CR, let a crafted cell start one after a re-import): OWASP "CSV injection".
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+#: First characters that make Excel, WPS or LibreOffice read a cell as a formula (OWASP "CSV
+#: injection"), compared after NFKC so that the full-width forms typed with a Chinese input
+#: method (``＝``, ``＋``, ``－``, ``＠``) count too, and after leading blanks, which a
+#: spreadsheet may trim on import.
+_FORMULA_SIGNS = frozenset("=+-@")
+#: A cell starting with one of these can start a formula after a re-import (tab, CR, LF).
+_CONTROL_START = ("\t", "\r", "\n")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)  # 0-9 only
+
+
+def _formula_like(text: str) -> bool:
+    """Whether a spreadsheet could read ``text`` as a formula (a plain number never is)."""
+    if text.startswith(_CONTROL_START):
+        return True
+    lead = text.lstrip()
+    if not lead or unicodedata.normalize("NFKC", lead[0])[:1] not in _FORMULA_SIGNS:
+        return False
+    return not _NUMBER.fullmatch(lead)
 
 
 def neutralise(value: Any) -> Any:
     """A text cell made safe against formula injection: a leading ``'`` when it starts
     like a formula.
 
-    Only text is touched; a text cell that is a plain number (``"-3.5"``) stays as it is,
-    since spreadsheets read it as that number, never as a formula.
+    The one rule for every cell of every CSV and workbook ruralcov writes (through
+    :func:`_for_csv` and :func:`_cell_values`). Only text is touched; a text cell that is a
+    plain number (``"-3.5"``, ``"+1"``) stays as it is, since spreadsheets read it as that
+    number, never as a formula.
 
     Examples
     --------
     >>> neutralise("=HYPERLINK(\"http://x\")"), neutralise("-3.5"), neutralise(-3.5)
     ('\'=HYPERLINK("http://x")', '-3.5', -3.5)
+    >>> neutralise("＝1+1"), neutralise(" @evil")
+    ("'＝1+1", "' @evil")
     """
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        if not _NUMBER.fullmatch(value):
-            return "'" + value
+    if isinstance(value, str) and _formula_like(value):
+        return "'" + value
     return value
 
 
+def _csv_cell(value: Any) -> Any:
+    """One cell of an object column as written: booleans ``TRUE``/``FALSE``, numbers and
+    missing values as they are, anything else as neutralised text."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return _TRUE if value else _FALSE
+    if isinstance(value, int | float | np.integer | np.floating):
+        return value
+    return neutralise(value if type(value) is str else str(value))
+
+
 def _neutralised(series: pd.Series) -> pd.Series:
-    if series.dtype != object and not pd.api.types.is_string_dtype(series.dtype):
+    """``series`` with every text cell neutralised (:func:`neutralise`), whatever its dtype:
+    object, ``str``/``string`` or categorical; numeric, boolean and date columns hold no
+    text and are returned as they are."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    elif dtype != object and not pd.api.types.is_string_dtype(dtype):
         return series
-    if not any(v.startswith(_FORMULA_START) for v in series.unique() if isinstance(v, str)):
+    if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
+        return series.map(_csv_cell)  # mixed values: each as it is written
+    if not any(_formula_like(v) for v in series.unique() if isinstance(v, str)):
         return series  # nothing looks like a formula
     return series.map(neutralise, na_action="ignore")
 
 
 def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as every CSV of ruralcov writes it (run tables, plan, audit, diff): codes as
+    text, booleans ``TRUE``/``FALSE``, floats rounded by column (:func:`_decimals`), and every
+    text cell, the header included, neutralised against formula injection."""
     out = frame.copy()
     for col in out.columns:
         series = out[col]
-        if _is_code(col):
+        if _is_code(str(col)):
             out[col] = _neutralised(_as_text(series))
         elif series.dtype == np.bool_:
             out[col] = pd.Series(np.where(series.to_numpy(), _TRUE, _FALSE).astype(object),
@@ -231,11 +271,12 @@ def _for_csv(frame: pd.DataFrame) -> pd.DataFrame:
                 dtype=object,
             )
         elif pd.api.types.is_float_dtype(series.dtype):
-            decimals = _decimals(col)
+            decimals = _decimals(str(col))
             if decimals is not None:
                 out[col] = series.round(decimals)
         else:
             out[col] = _neutralised(series)
+    out.columns = [neutralise(str(c)) for c in out.columns]
     return out
 
 
@@ -371,12 +412,16 @@ def _cell_value(v: Any) -> Any:
     return neutralise(str(v))
 
 
-def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
+def write_xlsx(result: CoverageResult, path: Path | str, *, created: str | None = None) -> Path:
     """Write ``report.xlsx``: an ``about`` sheet, then every table of :func:`result_tables`.
 
     Each table sheet has a frozen header row, an autofilter and column widths fitted to the
     content. Codes are text cells; floats keep full precision with a display format. A table
     longer than Excel's row limit is cut there, and the ``about`` sheet says so.
+
+    ``created`` (ISO 8601, the manifest's) is the workbook's creation time; the file holds no
+    other time, so the same result and ``created`` give the same bytes (``ruralcov verify``
+    compares them). Without it, the time now.
     """
     import xlsxwriter
 
@@ -392,6 +437,8 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
         },
     )
     try:
+        if created is not None:
+            workbook.set_properties({"created": datetime.fromisoformat(created)})
         header = workbook.add_format({"bold": True, "bg_color": "#F3F3F3", "bottom": 1})
         text = workbook.add_format({"num_format": "@"})
         formats = {
@@ -433,7 +480,7 @@ def write_xlsx(result: CoverageResult, path: Path | str) -> Path:
                 sample = [v for v in values[j][:500] if v is not None]
                 width = max([_display_width(col)] + [_display_width(v) for v in sample])
                 ws.set_column(j, j, min(max(width + 2, 8), 60), fmt)
-            ws.write_row(0, 0, columns, header)
+            ws.write_row(0, 0, [neutralise(str(c)) for c in columns], header)
             if values and ws.index not in subsets:  # data rows: spliced in after closing
                 rows[ws.index] = values  # (ruralcov.xlsxrows, faster)
             ws.freeze_panes(1, 0)
@@ -1063,18 +1110,23 @@ def write_skipped_index(folder: Path | str) -> Path:
     return path
 
 
-def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, created: str) -> None:
-    """Write every file of the run folder into ``tmp`` (which will become ``out``)."""
+def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, created: str, *,
+                    figures: list[tuple[str, str]] | None = None) -> None:
+    """Write every file of the run folder into ``tmp`` (which will become ``out``).
+
+    Every file but the maps is a function of ``result``, ``out`` and ``created``, which is
+    how ``ruralcov verify`` recomputes a run (``figures``: the static maps the report shows
+    when ``maps`` is false and they exist already)."""
     # villages.parquet is written by a thread (pyarrow and GEOS work without the GIL) while the
     # tables and the workbook are formatted (Python work); it gets a frame of its own.
     with ThreadPoolExecutor(max_workers=1) as pool:
         parquet = pool.submit(result.villages.copy(deep=False).to_parquet,
                               tmp / "villages.parquet", index=False)
         write_tables(result, tmp / "tables")
-        write_xlsx(result, tmp / "report.xlsx")
+        write_xlsx(result, tmp / "report.xlsx", created=created)
         parquet.result()
     maps_dir = tmp / "maps"
-    figures: list[tuple[str, str]] = []
+    figures = list(figures or [])
     if maps:  # folium is imported only when maps are drawn
         from ruralcov import maps as _maps  # maps builds on this module's HTML helpers
 
@@ -1088,7 +1140,7 @@ def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, cr
         encoding="utf-8",
         newline="\n",
     )
-    dump_config(result.config, tmp / "config.toml")
+    dump_config(result.config, tmp / "config.toml", relative_to=out)
     outputs = {
         p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
     }

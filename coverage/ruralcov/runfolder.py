@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ruralcov.config import load_config
 from ruralcov.errors import InputError, RuralcovError
 from ruralcov.pipeline import CoverageResult, InputRecord, _empty_assets
 
-__all__ = ["read_plan", "read_run", "redraw_maps"]
+__all__ = ["read_manifest", "read_plan", "read_run", "redraw_maps"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,74 @@ def _need(folder: Path, name: str) -> Path:
             "Give the folder written by `ruralcov run` or `ruralcov demo`."
         )
     return path
+
+
+#: What every manifest.json holds (``report.build_manifest``): key -> type, and the same for
+#: each record of ``inputs``. Other keys are free (``plan`` is checked on its own).
+_MANIFEST_KEYS: dict[str, type] = {
+    "created": str, "outputs": dict, "inputs": list, "headline": dict,
+}
+_INPUT_KEYS: dict[str, type] = {
+    "layer": str, "path": str, "sha256": str, "rows_read": int, "rows_used": int,
+    "rows_dropped": int, "dropped": dict,
+}
+
+
+def _check_type(value: Any, kind: type, where: str) -> None:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = {dict: "an object", list: "a list", str: "text", int: "a whole number",
+                 bool: "true or false", float: "a decimal number"}
+        found = "null" if value is None else names.get(type(value), type(value).__name__)
+        raise ValueError(f"{where} is {found}, not {names.get(kind, kind.__name__)}")
+
+
+def _check_keys(record: Any, keys: dict[str, type], where: str) -> None:
+    _check_type(record, dict, where)
+    for key, kind in keys.items():
+        if key not in record:
+            raise ValueError(f"{where} has no {key!r}")
+        _check_type(record[key], kind, f"{where}[{key!r}]")
+
+
+def _check_values(mapping: dict[str, Any], kind: type, where: str) -> None:
+    for key, value in mapping.items():
+        _check_type(value, kind, f"{where}[{key!r}]")
+
+
+def read_manifest(folder: Path | str) -> dict[str, Any]:
+    """``<folder>/manifest.json``, checked to have the shape ruralcov writes.
+
+    Every command that reads a run folder (``audit``, ``diff``, ``verify``, ``plan``, ``map``)
+    reads its manifest here, so that a missing, unreadable or hand-broken manifest is one
+    :class:`~ruralcov.errors.InputError` naming the file and the key, never a traceback.
+    """
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise InputError(f"{folder} is not a ruralcov run folder (no manifest.json)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise InputError(f"{path} is not valid JSON ({exc})") from exc
+    try:
+        _check_keys(manifest, _MANIFEST_KEYS, "the manifest")
+        try:
+            datetime.fromisoformat(manifest["created"])
+        except ValueError:
+            raise ValueError(f"created {manifest['created']!r} is not a time") from None
+        _check_values(manifest["outputs"], str, "outputs")
+        for i, rec in enumerate(manifest["inputs"]):
+            _check_keys(rec, _INPUT_KEYS, f"inputs[{i}]")
+            _check_values(rec["dropped"], int, f"inputs[{i}]['dropped']")
+        if "plan" in manifest:
+            _check_keys(manifest["plan"], {"outputs": dict}, "plan")
+            _check_values(manifest["plan"]["outputs"], str, "plan['outputs']")
+    except ValueError as exc:
+        raise InputError(
+            f"{path} is not a ruralcov manifest: {exc}. It is written by `ruralcov run`; "
+            "run again rather than editing it"
+        ) from exc
+    return manifest
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -130,7 +199,7 @@ def read_run(folder: Path | str, *, assets: bool = True) -> CoverageResult:
     if not folder.is_dir():
         raise InputError(f"run folder {str(folder)!r} does not exist")
     villages = gpd.read_parquet(_need(folder, "villages.parquet"))
-    manifest = json.loads(_need(folder, "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(folder)
     config = load_config(_need(folder, "config.toml"))
     tables = folder / "tables"
     summaries = {
@@ -219,7 +288,7 @@ def redraw_maps(folder: Path | str, *, basemap: str | None = None) -> list[Path]
         raise
     written = [maps_dir / p.relative_to(tmp) for p in written]
     manifest_path = folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_manifest(folder)
     outputs = {k: v for k, v in manifest.get("outputs", {}).items() if not k.startswith("maps/")}
     for path in sorted(maps_dir.rglob("*")):
         if path.is_file():

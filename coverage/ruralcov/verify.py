@@ -1,109 +1,285 @@
 """Checking that a run folder is what its manifest says, and that it can be recomputed.
 
-:func:`verify_run` re-hashes every input and output named in ``manifest.json`` and, unless told
-not to, recomputes the analysis from the run's ``config.toml`` into a temporary folder and
-compares the deterministic outputs (``villages.parquet`` and ``tables/*.csv``, byte for byte
-through their hashes) and the headline numbers. ``report.html``, ``report.xlsx`` and
-``manifest.json`` carry the time of the run, and the maps are not compared on a re-run (they are
-only re-hashed), so those are checked against the manifest only.
+:func:`verify_run` re-hashes every input and output named in ``manifest.json``, lists every
+file of the folder that the manifest does not account for, and, unless told not to,
+recomputes the run from its ``config.toml`` into a temporary folder and compares it with the
+folder, file by file:
 
-Files added to the run folder after it was written (``audits/``, ``diffs/``) are not part of
-the run and are ignored.
+- every file the run writes apart from the maps (``villages.parquet``, ``tables/*.csv``,
+  ``report.xlsx``, ``report.html``, ``config.toml``, ``charts/``): byte for byte, the
+  workbook and the report rendered with the manifest's ``created`` time (the only time they
+  hold). Runs written before that was so may differ only in the workbook's creation time and
+  in absolute paths to the inputs inside the folder in ``config.toml``: those are accepted.
+  The maps are only re-hashed: ``ruralcov map`` (after a plan, say) redraws them from the
+  folder with other bytes than the run drew, and with a basemap it does not record, so a
+  recomputation could not tell an honest redraw from an edit; they hold no number that the
+  tables do not;
+- ``manifest.json``: every field (inputs with their row counts per reason, parameters,
+  targets, corrections, the headline numbers); other versions of ruralcov or its libraries
+  are reported as a note, not a difference.
+
+Files added to the run folder after it was written are not part of the run: ``audits/`` and
+``diffs/`` (``ruralcov audit`` / ``ruralcov diff``), the folders of inputs that lie inside it
+(the demo's ``inputs/``), the plan (``ruralcov plan``: its files are checked against the
+manifest's ``plan`` entry, and its section is taken out of ``report.html`` before the
+comparison) and the lock files of office programs.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
+import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ruralcov.errors import InputError
 from ruralcov.io import sha256_file
 
 __all__ = ["VERIFY_COLUMNS", "verify_run"]
 
 VERIFY_COLUMNS = ("check", "path", "status", "message")
 
-
-def _is_deterministic(rel: str) -> bool:
-    return rel == "villages.parquet" or (rel.startswith("tables/") and rel.endswith(".csv"))
+#: Top-level folders that other commands add to a finished run folder.
+_ADDED_LATER = ("audits", "diffs")
+#: Files that programs leave next to what they open (Excel/WPS lock files, OS metadata).
+_LEAVINGS = re.compile(r"~\$.*|\.~lock\..*#|\.DS_Store|Thumbs\.db|desktop\.ini")
+#: Manifest fields that say with what the run was made, not what it found.
+_VERSION_FIELDS = ("ruralcov_version", "versions")
+_PLAN_SECTION = re.compile(r'<section id="plan">.*?</section>\n', flags=re.DOTALL)
 
 
 def verify_run(run: Path | str, *, rerun: bool = True) -> pd.DataFrame:
-    """One row per check (:data:`VERIFY_COLUMNS`); ``status`` is ``ok``, ``changed``,
-    ``missing`` or ``differs``.
+    """One row per check (:data:`VERIFY_COLUMNS`).
 
-    ``check`` is ``output`` (file vs manifest), ``input`` (input file vs manifest),
-    ``rerun`` (recomputed file vs manifest) or ``headline`` (recomputed headline numbers).
+    ``check`` is ``output`` (file vs manifest), ``plan`` (plan file vs the manifest's
+    ``plan`` entry), ``input`` (input file vs manifest), ``rerun`` (recomputed file vs the
+    file in the folder), ``manifest`` (recomputed manifest field vs the recorded one) or
+    ``headline`` (recomputed headline numbers). ``status`` is ``ok``; ``changed``,
+    ``missing``, ``unlisted`` or ``differs`` (a difference); or ``note`` (worth saying, not a
+    difference).
+
+    Raises :class:`~ruralcov.errors.InputError` when ``run`` has no readable manifest of the
+    shape ruralcov writes.
     """
+    from ruralcov.runfolder import read_manifest
+
     run = Path(run)
-    path = run / "manifest.json"
-    if not path.is_file():
-        raise InputError(f"{run} is not a ruralcov run folder (no manifest.json)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(f"{path} is not valid JSON ({exc})") from exc
+    manifest = read_manifest(run)
     rows: list[dict[str, Any]] = []
-    for rel, digest in sorted(manifest.get("outputs", {}).items()):
+    outputs: dict[str, str] = manifest["outputs"]
+    plan_outputs: dict[str, str] = manifest.get("plan", {}).get("outputs", {})
+    for rel, digest in sorted(outputs.items()):
         rows.append(_compare("output", rel, run / rel, digest))
-    for rec in manifest.get("inputs", []):
+    for rel, digest in sorted(plan_outputs.items()):
+        rows.append(_compare("plan", rel, run / rel, digest))
+    for rec in manifest["inputs"]:
         where = Path(rec["path"])
         where = where if where.is_absolute() else run / where
-        rows.append(_compare("input", rec["path"], where, rec.get("sha256")))
+        rows.append(_compare("input", rec["path"], where, rec["sha256"]))
+    rows.extend(_unlisted(run, manifest))
     if rerun:
         rows.extend(_rerun(run, manifest))
     return pd.DataFrame(rows, columns=list(VERIFY_COLUMNS))
 
 
+def _row(check: str, path: str, status: str = "ok", message: str = "") -> dict[str, Any]:
+    return {"check": check, "path": path, "status": status, "message": message}
+
+
 def _compare(check: str, label: str, where: Path, digest: str | None) -> dict[str, Any]:
     if not where.exists():
-        return {"check": check, "path": label, "status": "missing", "message": f"{where} is gone"}
+        return _row(check, label, "missing", f"{where} is gone")
     found = sha256_file(where)
     if found != digest:
-        return {
-            "check": check,
-            "path": label,
-            "status": "changed",
-            "message": f"sha256 {found[:12]}… but the manifest has {str(digest)[:12]}…",
-        }
-    return {"check": check, "path": label, "status": "ok", "message": ""}
+        return _row(check, label, "changed",
+                    f"sha256 {found[:12]}… but the manifest has {str(digest)[:12]}…")
+    return _row(check, label)
+
+
+def _unlisted(run: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row for every file of ``run`` that the manifest does not account for."""
+    known = set(manifest["outputs"]) | set(manifest.get("plan", {}).get("outputs", {}))
+    known.add("manifest.json")
+    skip = set(_ADDED_LATER)
+    root = run.resolve()
+    for rec in manifest["inputs"]:  # the folder (or file) holding an input inside the run
+        where = Path(rec["path"])
+        where = (where if where.is_absolute() else run / where).resolve()
+        if where.is_relative_to(root) and where != root:
+            skip.add(where.relative_to(root).parts[0])
+    rows = []
+    for path in sorted(run.rglob("*")):
+        rel = path.relative_to(run)
+        if (rel.parts[0] in skip or path.is_dir() or rel.as_posix() in known
+                or _LEAVINGS.fullmatch(path.name)):
+            continue
+        rows.append(_row("output", rel.as_posix(), "unlisted",
+                         "in the run folder but not among the manifest's outputs"))
+    return rows
 
 
 def _rerun(run: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Recompute the run into a temporary folder and compare it with ``run``."""
     from ruralcov.config import load_config
     from ruralcov.pipeline import analyse
-    from ruralcov.report import _json_value, write_run
+    from ruralcov.report import _write_contents
 
     config = load_config(run / "config.toml")
     result = analyse(config)
+    recorded_html = _report_text(run, manifest)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ruralcov-verify-") as tmp:
-        again = write_run(result, Path(tmp) / "run", maps=False)
-        for rel, digest in sorted(manifest.get("outputs", {}).items()):
-            if not _is_deterministic(rel):
-                continue
-            row = _compare("rerun", rel, again / rel, digest)
-            if row["status"] == "changed":
-                row["status"] = "differs"
-                row["message"] = "recomputed file differs from the recorded one: " + row["message"]
-            rows.append(row)
-        recomputed = json.loads((again / "manifest.json").read_text(encoding="utf-8"))
-    old, new = manifest.get("headline", {}), _json_value(recomputed.get("headline", {}))
-    diffs = [
-        f"{k}: {old.get(k)} -> {new.get(k)}"
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k)
-    ]
-    rows.append(
-        {
-            "check": "headline",
-            "path": "manifest.json",
-            "status": "differs" if diffs else "ok",
-            "message": "; ".join(diffs),
+        again = Path(tmp)
+        _write_contents(result, again, run.resolve(), False, manifest["created"],
+                        figures=_figures(run, recorded_html))
+        redone = {
+            p.relative_to(again).as_posix(): p
+            for p in sorted(again.rglob("*"))
+            if p.is_file() and p.name != "manifest.json" and p.relative_to(again).parts[0] != "maps"
         }
-    )
+        for rel, path in redone.items():
+            rows.append(_same_file(run, rel, path, recorded_html))
+        for rel in sorted(set(manifest["outputs"]) - set(redone)):
+            if not rel.startswith("maps/"):
+                rows.append(_row("rerun", rel, "differs",
+                                 "listed in the manifest, but the run does not write it"))
+        for rel in sorted(set(redone) - set(manifest["outputs"])):
+            rows.append(_row("rerun", rel, "missing",
+                             "the run writes it, but the manifest's outputs do not list it"))
+        recomputed = json.loads((again / "manifest.json").read_text(encoding="utf-8"))
+    rows.extend(_manifest_rows(manifest, recomputed))
     return rows
+
+
+def _report_text(run: Path, manifest: dict[str, Any]) -> str | None:
+    """``report.html`` as the run wrote it: without the section ``ruralcov plan`` added
+    (when the manifest records a plan); None when the file is missing or not text."""
+    try:
+        text = (run / "report.html").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return _PLAN_SECTION.sub("", text, count=1) if "plan" in manifest else text
+
+
+def _figures(run: Path, report: str | None) -> list[tuple[str, str]]:
+    """The static maps the recorded report shows (``ruralcov map`` may have drawn maps after
+    a run without them: the report did not show them then)."""
+    from ruralcov.maps import report_figures
+
+    return [(src, caption) for src, caption in report_figures(run / "maps")
+            if report is not None and f'src="{src}"' in report]
+
+
+def _same_file(run: Path, rel: str, path: Path, recorded_html: str | None) -> dict[str, Any]:
+    """The recomputed file ``path`` against the run's file ``rel``."""
+    where = run / rel
+    if not where.is_file():
+        return _row("rerun", rel, "missing", "the run writes it, but the folder lacks it")
+    if rel == "report.html":
+        new = path.read_text(encoding="utf-8")
+        if recorded_html == new:
+            return _row("rerun", rel)
+        return _row("rerun", rel, "differs", "recomputed report differs from the recorded "
+                    "one" + _first_difference(recorded_html or "", new))
+    found, digest = sha256_file(where), sha256_file(path)
+    if (found == digest or (rel.endswith(".xlsx") and _same_workbook(where, path))
+            or (rel == "config.toml" and _same_config(where, path, run))):
+        return _row("rerun", rel)
+    return _row("rerun", rel, "differs", "recomputed file differs from the recorded one: "
+                f"sha256 {digest[:12]}… but the folder's has {found[:12]}…")
+
+
+def _same_workbook(a: Path, b: Path) -> bool:
+    """Whether two workbooks hold the same parts apart from the creation time
+    (``docProps/core.xml``): runs made before ``report.xlsx`` took the manifest's time."""
+    try:
+        with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
+            names = [n for n in za.namelist() if n != "docProps/core.xml"]
+            return names == [n for n in zb.namelist() if n != "docProps/core.xml"] and all(
+                za.read(n) == zb.read(n) for n in names
+            )
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _same_config(a: Path, b: Path, run: Path) -> bool:
+    """Whether two ``config.toml`` say the same once paths inside the run folder are
+    relative (runs made before they were written so name them by absolute path)."""
+    root = run.resolve()
+
+    def relative(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: relative(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [relative(v) for v in value]
+        if isinstance(value, str) and Path(value).is_absolute():
+            where = Path(value).resolve()
+            return where.relative_to(root).as_posix() if where.is_relative_to(root) else value
+        return value
+
+    try:
+        old, new = (tomllib.loads(p.read_text(encoding="utf-8")) for p in (a, b))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return bool(relative(old) == relative(new))
+
+
+def _first_difference(old: str, new: str) -> str:
+    """``; first at line N: '…recorded…' -> '…recomputed…'``, a little of each around the
+    first character that differs."""
+    i = next((k for k, (x, y) in enumerate(zip(old, new, strict=False)) if x != y),
+             min(len(old), len(new)))
+    line = old.count("\n", 0, i) + 1
+    a = max(0, i - 30)
+    return f"; first at line {line}: {old[a:i + 40]!r} -> {new[a:i + 40]!r}"
+
+
+def _manifest_rows(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Recorded manifest fields against the recomputed ones (``outputs`` is compared file by
+    file and ``plan`` is a later step, so neither is here)."""
+    rows = []
+    headline = _differences(old.get("headline"), new.get("headline"), "")
+    rows.append(_row("headline", "manifest.json", "differs" if headline else "ok",
+                     "; ".join(headline)))
+    fields = sorted((set(old) | set(new)) - {"outputs", "plan", "headline", "created"})
+    found, notes = [], []
+    for key in fields:
+        diffs = _differences(old.get(key), new.get(key), key)
+        (notes if key in _VERSION_FIELDS else found).extend(diffs)
+    if found:
+        rows.append(_row("manifest", "manifest.json", "differs", "; ".join(found)))
+    else:
+        rows.append(_row("manifest", "manifest.json"))
+    if notes:
+        rows.append(_row("manifest", "manifest.json", "note",
+                         "recomputed with other versions: " + "; ".join(notes)))
+    return rows
+
+
+def _differences(old: Any, new: Any, where: str) -> list[str]:
+    """``where.key: recorded -> recomputed`` for every value that differs; list items that
+    name their ``layer`` (the inputs) are labelled by it."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            at = f"{where}.{key}" if where else str(key)
+            if key not in old:
+                out.append(f"{at}: (absent) -> {new[key]!r}")
+            elif key not in new:
+                out.append(f"{at}: {old[key]!r} -> (absent)")
+            else:
+                out.extend(_differences(old[key], new[key], at))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            label = b.get("layer", i) if isinstance(b, dict) else i
+            out.extend(_differences(a, b, f"{where}[{label}]"))
+        return out
+    if old == new and type(old) is type(new):
+        return []
+    return [f"{where}: {old} -> {new}" if where else f"{old} -> {new}"]

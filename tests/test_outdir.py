@@ -349,3 +349,32 @@ def test_a_run_folder_follows_the_umask(tmp_path: Path) -> None:
     assert {p.relative_to(tmp_path).as_posix(): _mode(p) for p in files} == {
         p.relative_to(tmp_path).as_posix(): 0o640 for p in files
     }
+
+
+def test_inputs_are_named_as_written_and_found_inside_a_linked_run_folder(tmp_path: Path) -> None:
+    def run(*args: object) -> dict:
+        result = CliRunner().invoke(cli, ["-q", "run", *map(str, args), "--no-maps"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+    real = tmp_path / "2026q3"
+    cfg = write_north_world(real)
+    (tmp_path / "current").symlink_to(real, target_is_directory=True)
+    out = tmp_path / "run"
+    manifest = run(tmp_path / "current" / cfg.name, "--out", out)
+    data = str(tmp_path / "current") + os.sep
+    assert [Path(r["path"]).parent for r in manifest["inputs"]] == [tmp_path / "current"] * 6
+    assert data in (out / "config.toml").read_text(encoding="utf-8")
+    assert str(real) not in (out / "manifest.json").read_text(encoding="utf-8")
+    # the run folder through a link, its inputs inside it: still found inside, and carried over
+    shutil.copytree(real, out / "inputs")
+    (tmp_path / "latest").symlink_to(out, target_is_directory=True)
+    manifest = run(tmp_path / "latest" / "inputs" / cfg.name, "--out", tmp_path / "latest",
+                   "--force")
+    assert [r["path"] for r in manifest["inputs"]] == [
+        f"inputs/{n}" for n in ("register.csv", "polygons.gpkg", "access_points.gpkg",
+                                "routes.geojson", "operator.csv", "tests.csv")
+    ]
+    assert_whole(out)
+    assert (tmp_path / "latest").resolve() == out and siblings(out) == []

@@ -602,13 +602,16 @@ def _read_vector(
         else encoding
     )
     try:
-        frame = pyogrio.read_dataframe(
-            source,
-            layer=layer,
-            columns=read_cols,
-            encoding=enc,
-            read_geometry=has_geometry and geometry != "none",
-        )
+        # A NaN coordinate raises numpy's "invalid value" flag while the WKB is decoded; the
+        # geometry is reported (and left out) by _to_wgs84, so the flag is not a warning.
+        with np.errstate(invalid="ignore"):
+            frame = pyogrio.read_dataframe(
+                source,
+                layer=layer,
+                columns=read_cols,
+                encoding=enc,
+                read_geometry=has_geometry and geometry != "none",
+            )
     except Exception as exc:
         raise InputError(f"{name}: cannot read {path}: {exc}") from exc
     if not isinstance(frame, gpd.GeoDataFrame):
@@ -768,8 +771,11 @@ def _to_wgs84(
     present = ~pd.isna(geoms)
     bounds = shapely.bounds(geoms)
     with np.errstate(invalid="ignore"):
+        # A NaN vertex after the first leaves the bounds finite (GEOS skips it), but not the
+        # length of the lines or rings: such a geometry cannot be used (nor repaired by GEOS).
         outside = present & ~(
             np.isfinite(bounds).all(axis=1)
+            & np.isfinite(shapely.length(geoms))
             & (bounds[:, 0] >= -180)
             & (bounds[:, 2] <= 180)
             & (bounds[:, 1] >= -90)
@@ -798,7 +804,8 @@ def _to_wgs84(
                 outside,
                 layer=name,
                 reason="coordinates_out_of_range",
-                message=f"coordinates outside longitude -180..180 / latitude -90..90 in {label}",
+                message=f"coordinates outside longitude -180..180 / latitude -90..90 in {label}, "
+                "or not numbers (NaN); the geometry is left out",
             )
         )
     return out, concat_issues(found)

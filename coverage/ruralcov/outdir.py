@@ -101,6 +101,8 @@ _HINTS = {
     "another --out folder",
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another --out folder",
     errno.EEXIST: "a part of the path is a file, not a folder; choose another --out folder",
+    errno.ENOLCK: "that file system cannot lock files (a network share?); choose a folder on a "
+    "local disk",
 }
 if hasattr(errno, "EDQUOT"):
     _HINTS[errno.EDQUOT] = _HINTS[errno.ENOSPC]
@@ -124,9 +126,10 @@ def unique_name(path: Path, kind: str) -> Path:
 
 
 def _os_error(exc: BaseException) -> OSError | None:
-    """The operating-system error behind ``exc``: itself, or one that a library wrapped
-    (xlsxwriter raises ``FileCreateError`` from it)."""
-    for candidate in (exc, exc.__cause__, exc.__context__, *getattr(exc, "args", ())[:1]):
+    """The operating-system error behind ``exc``: itself, or the one a library wrapped as its
+    first argument (xlsxwriter's ``FileCreateError``). An error merely raised while another was
+    handled is not one: that would pass a bug off as a full disk."""
+    for candidate in (exc, *getattr(exc, "args", ())[:1]):
         if (
             isinstance(candidate, OSError)
             and not isinstance(candidate, RuralcovError)
@@ -220,7 +223,9 @@ def _acquire(lock: Path, out: Path, command: str) -> int:
         with _as_output_errors(out, "lock the run folder"):
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
-            if not _try_lock(fd):
+            with _as_output_errors(out, "lock the run folder"):
+                free = _try_lock(fd)
+            if not free:
                 holder = _read_holder(fd) or {}
                 raise FolderInUseError(
                     f"run folder {str(out)!r} is in use by another ruralcov command "
@@ -437,11 +442,18 @@ def preflight(out: Path | str, *, need_bytes: int = 0) -> None:
         free = shutil.disk_usage(out.parent).free
     if free < need_bytes:
         raise OutputError(
-            f"cannot write the run folder {str(out)!r}: only {free / 2**20:,.1f} MB free on its "
-            f"disk, and this run needs at least {need_bytes / 2**20:,.1f} MB (estimated from the "
-            "size of its village inputs); free some space on that disk or choose another --out "
-            "folder"
+            f"cannot write the run folder {str(out)!r}: only {_size(free)} free on its disk, "
+            f"and this run needs at least {_size(need_bytes)} (estimated from the size of its "
+            "village inputs); free some space on that disk or choose another --out folder"
         )
+
+
+def _size(n: int) -> str:
+    """``n`` bytes for people: ``16 kB``, ``1.5 MB``, ``3.2 GB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n / 1e3:,.0f} kB"
 
 
 # --------------------------------------------------------------------------- staging

@@ -54,7 +54,7 @@ import pandas as pd
 
 from ruralcov import outdir
 from ruralcov.config import config_to_dict, dump_config, path_text, relative_inside
-from ruralcov.errors import ConfigError, OutputExistsError, RuralcovError
+from ruralcov.errors import ConfigError, OutputExistsError
 from ruralcov.pipeline import CoverageResult
 from ruralcov.schema import LEVELS, SUMMARY_COLUMNS, VILLAGE_COLUMNS
 from ruralcov.validate import ISSUE_FIELDS

@@ -518,7 +518,8 @@ def _read_geoparquet(
 ) -> tuple[pd.DataFrame, np.ndarray, pyproj.CRS | None]:
     read_cols = None if columns is None else [*columns, primary]
     try:
-        parts = [gpd.read_parquet(f, columns=read_cols) for f in files]
+        with _decoding():
+            parts = [gpd.read_parquet(f, columns=read_cols) for f in files]
     except Exception as exc:
         raise InputError(f"{name}: cannot read GeoParquet {files[0]}: {exc}") from exc
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
@@ -602,9 +603,7 @@ def _read_vector(
         else encoding
     )
     try:
-        # A NaN coordinate raises numpy's "invalid value" flag while the WKB is decoded; the
-        # geometry is reported (and left out) by _to_wgs84, so the flag is not a warning.
-        with np.errstate(invalid="ignore"):
+        with _decoding():
             frame = pyogrio.read_dataframe(
                 source,
                 layer=layer,
@@ -686,14 +685,16 @@ def _tabular_geometry(
         present = np.flatnonzero(~missing)
         if len(present) and isinstance(values[present[0]], bytes | bytearray):
             # A binary column is WKB, as in GeoParquet written without its metadata.
-            geoms[present] = shapely.from_wkb(values[present], on_invalid="ignore")
+            with _decoding():
+                geoms[present] = shapely.from_wkb(values[present], on_invalid="ignore")
         elif len(present):
             text = raw.iloc[present].astype(str).str.strip().to_numpy(dtype=object)
             # Whitespace-only cells count as empty, like blank cells.
             blank = text == ""
             missing[present[blank]] = True
             keep = present[~blank]
-            geoms[keep] = shapely.from_wkt(text[~blank].astype(str), on_invalid="ignore")
+            with _decoding():
+                geoms[keep] = shapely.from_wkt(text[~blank].astype(str), on_invalid="ignore")
         bad = ~missing & pd.isna(geoms)
         what = cols[0]
     empty = ~pd.isna(geoms) & shapely.is_empty(geoms)
@@ -715,6 +716,15 @@ def _tabular_geometry(
         ]
     )
     return geoms, cols, issues
+
+
+def _decoding() -> np.errstate:
+    """Quiet numpy's "invalid value" flag while geometries are decoded (WKB, WKT).
+
+    A NaN coordinate raises it; that geometry is reported as an issue and left out by
+    :func:`_to_wgs84`, so the flag is no warning for the user (nor an error under pytest).
+    """
+    return np.errstate(invalid="ignore")
 
 
 def _floats(values: pd.Series) -> np.ndarray:

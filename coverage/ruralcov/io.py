@@ -814,8 +814,7 @@ def _to_wgs84(
                 outside,
                 layer=name,
                 reason="coordinates_out_of_range",
-                message=f"coordinates outside longitude -180..180 / latitude -90..90 in {label}, "
-                "or not numbers (NaN); the geometry is left out",
+                message=f"coordinates outside longitude -180..180 / latitude -90..90 in {label}",
             )
         )
     return out, concat_issues(found)

@@ -16,10 +16,12 @@ Lock
     (whether its process still runs cannot be known from here); the message names the file to
     delete. The file is removed when the command ends.
 Preflight
-    Before the analysis: the parent folder is created, the temporary folder below is made (so a
-    read-only disk, a part of the path that is a file, a name too long for the file system or
-    a symbolic-link loop stop the command in the first second), and the free space must reach
-    a floor estimated from the size of the inputs (:func:`space_floor`).
+    Before the analysis (``ruralcov run`` and ``demo``): the lock is taken (which creates the
+    parent folder), the free space must reach a floor estimated from the size of the inputs
+    (:func:`space_floor`, :func:`preflight`), and the temporary folder of the swap below is
+    made. A read-only disk, a part of the path that is a file, a name too long for the file
+    system or a symbolic-link loop so stop the command in its first second, as one line naming
+    the path and the error; the same errors met later, while writing, read the same way.
 Swap
     Everything, the demo's generated inputs included, is written into ``<out>.tmp-<hex>``;
     ``manifest.json`` comes last and is written under another name and renamed, so a folder

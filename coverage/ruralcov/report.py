@@ -1185,8 +1185,7 @@ def write_run(
     with outdir.locked(out, command="ruralcov.write_run") as out:
         if extra is not None and not extra.is_dir():
             raise ConfigError(f"extra inputs folder {str(extra)!r} does not exist")
-        if os.path.lexists(out) and not out.is_dir():
-            raise ConfigError(f"run folder {str(out)!r} is a file; choose another --out folder")
+        outdir.preflight(out)  # (not a file)
         keep = _entries_to_keep(result, out, extra)
         if out.exists() and not _is_run_folder_or_empty(out, keep):
             raise ConfigError(

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -556,6 +563,147 @@ def test_e42_run_folder_with_a_broken_manifest(world, tmp_path, command, broken)
     assert "manifest.json" in lines[0] and "Traceback" not in result.output
 
 
+# --- the run folder cannot be written: exit 2, one line, the previous run untouched ----------
+# Real file systems, no mocks: a 1 MiB tmpfs (full, or read-only), a process file-size limit.
+# Mounting needs root, as `make test` in CI has; elsewhere these cases fail, never skip.
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def assert_write_error(args: list, *words: str, env: dict | None = None,
+                       limit_bytes: int | None = None) -> str:
+    """``ruralcov -q ARGS`` in a subprocess: exit 2 and one line holding ``words``."""
+    def limited() -> None:  # the process may write no file larger than limit_bytes
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ruralcov.cli", "-q", *map(str, args)], capture_output=True,
+        text=True, encoding="utf-8", env=env, timeout=300,
+        preexec_fn=limited if limit_bytes is not None else None,
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ruralcov: error: "), done.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def disk(tmp_path: Path):
+    """A 1 MiB tmpfs at ``tmp_path/disk``, unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.fail("this case mounts a 1 MiB tmpfs and needs root (CI runs the tests as root)")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], check=True)
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def _fill(folder: Path, *, leave: int) -> None:
+    """Fill the file system of ``folder`` until about ``leave`` bytes are free."""
+    free = shutil.disk_usage(folder).free
+    (folder / "filler").write_bytes(b"\0" * max(free - leave, 0))
+    assert shutil.disk_usage(folder).free <= leave + 4096
+
+
+def _previous_run(cfg: Path, out: Path) -> dict[str, bytes]:
+    result = CliRunner().invoke(cli, ["-q", "run", str(cfg), "--out", str(out), "--no-maps"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return _files(out)
+
+
+def _untouched(out: Path, before: dict[str, bytes]) -> None:
+    assert _files(out) == before
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith("run.")) == []
+
+
+def cli_error(args: list, *words: str) -> str:
+    """``ruralcov -q ARGS`` in this process: exit 2 and one line holding ``words``."""
+    result = CliRunner().invoke(cli, ["-q", *map(str, args)])
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert line.startswith("ruralcov: error: ") and "\n" not in line, result.stderr
+    for word in words:
+        assert word in line, (word, line)
+    return line
+
+
+def test_e43_parent_of_out_is_a_file(world, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    cli_error(["run", world, "--out", tmp_path / "notes.txt" / "run", "--no-maps"],
+              "Not a directory (ENOTDIR)", "is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_e44_run_name_too_long_for_the_file_system(world, tmp_path, monkeypatch):
+    edit(world, {"run.name": "n" * 250})  # a legal name, but out/<name>.tmp-* is too long
+    monkeypatch.chdir(tmp_path)
+    cli_error(["run", world, "--no-maps"], "File name too long (ENAMETOOLONG)", "shorter")
+    assert not (tmp_path / "out").exists()  # the folders it made for the run are gone again
+
+
+def test_e45_symbolic_link_loop_in_out(world, tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    cli_error(["run", world, "--out", tmp_path / "loop" / "run", "--no-maps"],
+              "(ELOOP)", "symbolic link")
+
+
+def test_e46_disk_too_full_before_the_analysis(world, disk):
+    out = disk / "run"
+    before = _previous_run(world, out)
+    _fill(disk, leave=16 * 1024)  # less than the village inputs (polygons.gpkg: ~100 kB)
+    assert_write_error(["run", world, "--out", out, "--no-maps", "--force"],
+                       "kB free", "needs at least", "free some space")
+    _untouched(out, before)
+
+
+def test_e47_disk_full_while_writing(world, disk):
+    polys = gpd.read_file(world.parent / "polygons.gpkg", layer="villages")
+    polys.to_file(world.parent / "polygons.geojson")  # 2 kB: the preflight's floor is low
+    edit(world, {"boundaries.path": "polygons.geojson", "boundaries.layer": None})
+    out = disk / "run"
+    before = _previous_run(world, out)
+    _fill(disk, leave=48 * 1024)  # above the floor, below the run folder (~100 kB on tmpfs)
+    assert_write_error(["run", world, "--out", out, "--no-maps", "--force"],
+                       "No space left on device (ENOSPC)", str(out), "free some space")
+    _untouched(out, before)
+
+
+def test_e48_file_too_large_for_the_process(world, tmp_path):
+    out = tmp_path / "run"
+    before = _previous_run(world, out)
+    assert_write_error(["run", world, "--out", out, "--no-maps", "--force"],
+                       "File too large (EFBIG)", str(out), "ulimit -f", limit_bytes=20_000)
+    _untouched(out, before)
+
+
+def test_e49_read_only_output(world, disk):
+    out = disk / "run"
+    before = _previous_run(world, out)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    assert_write_error(["run", world, "--out", out, "--no-maps", "--force"],
+                       "Read-only file system (EROFS)", "read-only", "another --out")
+    _untouched(out, before)
+
+
+def test_e50_run_name_that_climbs_out_of_out(world, tmp_path, monkeypatch):
+    edit(world, {"run.name": "../../../pwn"})  # out/../../../pwn from a/b/c would be a/pwn
+    here = tmp_path / "a" / "b" / "c"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    cli_error(["run", world, "--no-maps"],
+              "[run] name '../../../pwn' is not a plain folder name")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
+                  if not p.is_relative_to(world.parent)) == ["a", "a/b", "a/b/c"]
+
+
 # --- recorded issues: the run goes on --------------------------------------------------------
 
 
@@ -1032,6 +1180,24 @@ def test_i28_claimed_list_with_formula_without_value(world, tmp_path):
     summary = pd.read_csv(out / "audit_summary.csv", encoding="utf-8-sig").set_index("status")
     assert summary.loc["uncached_formula", "rows"] == 2
     assert "uncached_formula" in result.stdout
+
+
+def test_i29_boundary_polygon_with_a_nan_vertex(world):
+    # an unusable geometry, like an empty one: left out and listed, the village stays counted
+    x0, y0, x1, y1 = square(1, 1).bounds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # shapely warns about the NaN
+        _replace_polygon(world, "V5", Polygon([(x0, y0), (x1, y0), (np.nan, y1), (x0, y1)]))
+    result = analysed(world)
+    why = found(result, "boundaries", "coordinates_out_of_range")  # as any unusable coordinate
+    assert why["row"].tolist() == [5]
+    hits = found(result, "boundaries", "missing_geometry")
+    assert hits[["row", "code"]].values.tolist() == [[5, "V5"]] and hits["dropped"].all()
+    assert record(result, "boundaries").dropped == {"missing_geometry": 1}
+    v = result.villages.set_index("village_code")
+    assert not v.loc["V5", "has_geometry"]
+    assert result.headline["villages"] == 6  # still in the denominator
+    assert_intact(result)
 
 
 def test_catalogue_has_at_least_30_cases():

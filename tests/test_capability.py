@@ -265,7 +265,7 @@ def test_capability_in_kbps(tmp_path):
                                                     'download_unit = "kbps"\n')
     path.write_text(text, encoding="utf-8")
     v = analyse(load_config(path)).villages.set_index("village_code")
-    for code, (measured, cap_class, cls, best) in EXPECTED.items():
+    for code, (_measured, cap_class, cls, best) in EXPECTED.items():
         assert (v.at[code, "capability_class"], v.at[code, "speed_class"]) == (cap_class, cls)
         got = v.at[code, "capability_download_mbps"]
         assert np.isnan(got) if best is None else got == best, code

@@ -137,3 +137,33 @@ def test_zero_speed_target_is_allowed(tmp_path):
     c = config_from_dict({"villages": {"path": "v"}, "targets": {"village_download_mbps": 0}},
                          base=tmp_path)
     assert c.targets.village_download_mbps == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../../pwn", "a/b", "a\\b", "..", ".", "", "  ", "a:b", 'a"b', "a|b", "a?b", "a*b",
+     "a<b", "a>b", "tab\there", "name.", "name ", "CON", "nul.txt", "Com1"],
+)
+def test_run_name_is_one_plain_folder_name(tmp_path, name):
+    # without --out the run goes to out/<name>: it must stay there, on every system
+    with pytest.raises(ConfigError, match=r"\[run\] name .* is not a plain folder name"):
+        config_from_dict({"run": {"name": name}, "villages": {"path": "v"}}, base=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["shanxi-2026q3", "山西 2026", "v1.2", "console", "com10"])
+def test_ordinary_run_names_are_accepted(tmp_path, name):
+    c = config_from_dict({"run": {"name": name}, "villages": {"path": "v"}}, base=tmp_path)
+    assert c.run.name == name
+
+
+def test_input_paths_keep_the_links_the_user_wrote(tmp_path):
+    # data/current -> data/2026q3: reports name data/current, the path the user chose
+    real = tmp_path / "data" / "2026q3"
+    real.mkdir(parents=True)
+    (real / "v.csv").write_text("code\n1\n", encoding="utf-8")
+    (tmp_path / "data" / "current").symlink_to(real, target_is_directory=True)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[villages]\npath = "data/current/v.csv"\n', encoding="utf-8")
+    c = load_config(cfg)
+    assert c.villages.path == tmp_path / "data" / "current" / "v.csv"
+    assert config_to_dict(c)["villages"]["path"] == str(tmp_path / "data" / "current" / "v.csv")

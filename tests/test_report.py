@@ -16,7 +16,7 @@ import pytest
 
 from ruralcov import report
 from ruralcov.config import load_config
-from ruralcov.errors import ConfigError
+from ruralcov.errors import ConfigError, OutputError
 from ruralcov.pipeline import CoverageResult, InputRecord
 from ruralcov.report import (
     build_manifest,
@@ -341,7 +341,7 @@ def test_failed_rerun_puts_the_inputs_back(
         real_replace(src, dst)
 
     monkeypatch.setattr(report.os, "replace", refuse_swap)
-    with pytest.raises(report.RuralcovError, match="Close files opened from it"):
+    with pytest.raises(OutputError, match="Close files opened from it"):
         write_run(small_result, out, extra_inputs=out / "inputs", force=True)
     monkeypatch.undo()
     assert (out / "inputs" / "villages.csv").read_text(encoding="utf-8") == "code,name\n"

@@ -12,8 +12,8 @@ from ruralcov.schema import read_codes, register_code_length, status_key
 
 @pytest.mark.parametrize(
     "text",
-    ["In Service", "in-service", "ＩＮ＿ＳＥＲＶＩＣＥ", " in_service ", "IN  SERVICE", "in\u3000service",
-     "in - service", "In＿Service"],
+    ["In Service", "in-service", "ＩＮ＿ＳＥＲＶＩＣＥ", " in_service ", "IN  SERVICE",
+     "in\u3000service", "in - service", "In＿Service"],
 )
 def test_status_spellings_share_one_key(text):
     assert status_key(text) == "in_service"

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ruralcov import __version__
-from ruralcov.config import ENGINES, config_from_dict, load_config, replace
+from ruralcov import __version__, outdir
+from ruralcov.config import ENGINES, config_from_dict, load_config, relative_inside, replace
 from ruralcov.errors import RuralcovError
 from ruralcov.pipeline import STEPS, CoverageResult, analyse
 
@@ -83,30 +82,14 @@ def _refuse_existing(out: Path, force: bool) -> None:
         )
 
 
-@contextmanager
-def _set_aside(out: Path) -> Iterator[None]:
-    """Move an existing run folder aside while a new one is built in its place; put it back
-    if the new run fails, delete it once the new run is complete."""
-    import tempfile
+def _locked(ctx: click.Context, folder: Path) -> Any:
+    """Hold the lock of the run folder ``folder`` (see :mod:`ruralcov.outdir`)."""
+    return outdir.locked(folder, command=ctx.command_path)
 
-    if not out.exists():
-        try:
-            yield
-        except BaseException:
-            shutil.rmtree(out, ignore_errors=True)
-            raise
-        return
-    holder = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.resolve().parent))
-    aside = holder / out.name
-    out.rename(aside)
-    try:
-        yield
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        aside.rename(out)
-        holder.rmdir()
-        raise
-    shutil.rmtree(holder, ignore_errors=True)
+
+def _locked_if_inside(ctx: click.Context, target: Path, run_dir: Path) -> Any:
+    """The lock of ``run_dir`` when ``target`` (where a command writes) lies inside it."""
+    return _locked(ctx, run_dir) if relative_inside(target, run_dir) is not None else nullcontext()
 
 
 def _summary_line(result: CoverageResult) -> str:
@@ -150,6 +133,7 @@ def _run(
     maps: bool | None,
     extra_inputs: Path | None = None,
     force: bool = False,
+    stage: outdir.Staging | None = None,
 ) -> CoverageResult:
     from ruralcov.report import write_run
     from ruralcov.stream import reuse_arrow_memory
@@ -157,7 +141,7 @@ def _run(
     reuse_arrow_memory()
     with _progress(ctx.obj["quiet"]) as tell:
         result = analyse(config, progress=tell)
-    write_run(result, out, maps=maps, extra_inputs=extra_inputs, force=force)
+    write_run(result, out, maps=maps, extra_inputs=extra_inputs, force=force, stage=stage)
     if not ctx.obj["quiet"]:
         click.echo(_summary_line(result))
         click.echo(f"run folder: {out}  (open {out / 'report.html'})")
@@ -183,13 +167,22 @@ def run(
       ruralcov run shanxi.toml --out out/2026q3
       ruralcov run shanxi.toml --no-maps --engine dask
     """
-    with _user_errors():
+    with _user_errors(), _locked(ctx, out) if out is not None else nullcontext():
+        # With --out the lock comes first: it puts back a run folder that a killed command
+        # left aside, so `ruralcov run RUN/config.toml --out RUN` finds its configuration.
         config = load_config(config_path)
         if engine is not None:
             config = replace(config, run=dataclasses.replace(config.run, engine=engine))
         target = out or config.run.out or Path("out") / config.run.name
-        _refuse_existing(target, force)  # before the analysis, not after minutes of work
-        _run(ctx, config, target, maps=False if no_maps else None, force=force)
+        # Before the analysis, not after minutes of work: the lock, an existing run, the room.
+        with _locked(ctx, target):
+            _refuse_existing(target, force)
+            need = outdir.space_floor([config.villages.path, getattr(config.boundaries, "path",
+                                                                     None)])
+            outdir.preflight(target, need_bytes=need)
+            with outdir.staging(target) as stage:
+                _run(ctx, config, target, maps=False if no_maps else None, force=force,
+                     stage=stage)
 
 
 @cli.command()
@@ -236,7 +229,8 @@ def demo(ctx: click.Context, out: Path, seed: int, no_maps: bool, force: bool) -
     """Run the embedded Shanxi demo: real register and outlines, synthetic geometry and data.
 
     The generated inputs are kept in OUT/inputs/ and the resolved configuration in
-    OUT/config.toml, so `ruralcov run OUT/config.toml` recomputes the same numbers.
+    OUT/config.toml, so `ruralcov run OUT/config.toml` recomputes the same numbers. Like every
+    run folder, OUT is built beside it and swapped in whole at the end.
 
     \b
     Example:
@@ -244,15 +238,16 @@ def demo(ctx: click.Context, out: Path, seed: int, no_maps: bool, force: bool) -
     """
     from ruralcov.demo import build_demo_inputs
 
-    with _user_errors():
+    with _user_errors(), _locked(ctx, out):
         _refuse_existing(out, force)
-        with _set_aside(out):
-            inputs = out / "inputs"
-            inputs.mkdir(parents=True)
+        outdir.preflight(out, need_bytes=outdir.DEMO_FLOOR)
+        with outdir.staging(out) as stage:  # the inputs too: the old run stays whole till the end
+            inputs = stage.tmp / "inputs"
             raw = build_demo_inputs(inputs, seed=seed)
             config = config_from_dict(raw, base=inputs)
             config = replace(config, base=inputs)
-            _run(ctx, config, out, maps=False if no_maps else None, extra_inputs=inputs)
+            _run(ctx, config, out, maps=False if no_maps else None, extra_inputs=inputs,
+                 force=force, stage=stage)
 
 
 @cli.command()
@@ -295,7 +290,8 @@ def audit(
     """
     from ruralcov import audit as audit_mod
 
-    with _user_errors():
+    target = out or run_dir / "audits" / claimed.stem
+    with _user_errors(), _locked_if_inside(ctx, target, run_dir):
         villages, _ = audit_mod.read_run(run_dir)
         table = audit_mod.read_claimed(claimed, sheet=sheet)
         if code is None and name is None:
@@ -304,7 +300,6 @@ def audit(
             villages, table, claim=claim, code=code, name=name, township=township, scope=scope,
             source=f"claimed list ({claimed.name})",
         )
-        target = out or run_dir / "audits" / claimed.stem
         audit_mod.write_audit(result, target)
     if not ctx.obj["quiet"]:
         for row in result.summary.itertuples(index=False):
@@ -332,13 +327,13 @@ def diff(ctx: click.Context, run_a: Path, run_b: Path, out: Path | None) -> None
     from ruralcov import diff as diff_mod
     from ruralcov.audit import read_run
 
-    with _user_errors():
+    target = out or run_b / "diffs" / f"vs-{run_a.resolve().name}"
+    with _user_errors(), _locked_if_inside(ctx, target, run_b):
         villages_a, manifest_a = read_run(run_a)
         villages_b, manifest_b = read_run(run_b)
         result = diff_mod.diff_runs(
             villages_a, villages_b, manifest_a=manifest_a, manifest_b=manifest_b
         )
-        target = out or run_b / "diffs" / f"vs-{run_a.resolve().name}"
         diff_mod.write_diff(result, target)
     if not ctx.obj["quiet"]:
         counts = diff_mod.change_counts(result)
@@ -430,7 +425,7 @@ def plan(
 
     from ruralcov import plan as planner
 
-    with _user_errors():
+    with _user_errors(), _locked(ctx, run_dir):
         codes = {c.strip() for item in exclude for c in item.split(",") if c.strip()}
         if exclude_file is not None:
             codes |= planner.read_codes(exclude_file)
@@ -489,7 +484,7 @@ def map_(ctx: click.Context, run_dir: Path, basemap: str | None) -> None:
     """
     from ruralcov.runfolder import redraw_maps
 
-    with _user_errors():
+    with _user_errors(), _locked(ctx, run_dir):
         written = redraw_maps(run_dir, basemap=basemap)
     if not ctx.obj["quiet"]:
         pages = sum(1 for p in written if p.suffix == ".html")

@@ -1,16 +1,20 @@
 """The run configuration: frozen dataclasses loaded from TOML, every key with a default.
 
 Relative paths are resolved against the configuration file's folder, so a run folder's
-``config.toml`` recomputes the run wherever the folder is moved. Unknown keys are errors, not
-silently ignored: a typo in a key would otherwise change a published number.
+``config.toml`` recomputes the run wherever the folder is moved. They are made absolute
+without following symbolic links, so reports show an input where the user put it (a linked
+``data/current`` stays ``data/current``, not the folder it points to). Unknown keys are errors,
+not silently ignored: a typo in a key would otherwise change a published number.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,8 +301,72 @@ def _build(cls: type, section: str, raw: Any, base: Path) -> Any:
 def _resolve(value: Any, base: Path, key: str) -> Path:
     if not isinstance(value, str | Path) or not str(value):
         raise ConfigError(f"{key} must be a non-empty path string, got {value!r}")
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
+    return as_written(base / Path(value).expanduser())
+
+
+def as_written(path: Path | str) -> Path:
+    """``path`` absolute and normalised, its symbolic links left as they are.
+
+    Reports and manifests name an input the way the user wrote it; ``Path.resolve`` would name
+    the target of every link instead.
+    """
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def relative_inside(path: Path | str, root: Path | str) -> str | None:
+    """``path`` relative to ``root`` (POSIX form) when it lies inside it, else None.
+
+    Compared as written first, then with symbolic links followed, so that a file reached
+    through a link to the run folder (or the run folder through a link) still counts as inside.
+    """
+    for a, b in (
+        (as_written(path), as_written(root)),
+        (Path(os.path.realpath(path)), Path(os.path.realpath(root))),
+    ):
+        try:
+            return a.relative_to(b).as_posix()
+        except ValueError:
+            continue
+    return None
+
+
+def path_text(path: Path | str, roots: Sequence[Path]) -> str:
+    """``path`` relative to the first of ``roots`` it lies in, else absolute as written."""
+    for root in roots:
+        inside = relative_inside(path, root)
+        if inside is not None:
+            return inside
+    return str(as_written(path))
+
+
+#: Characters Windows does not allow in a file name (and the path separators), and its
+#: reserved device names: a run name is one folder name, on every system.
+_BAD_NAME_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+_RESERVED_NAMES = re.compile(r"(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?", re.IGNORECASE)
+
+
+def check_run_name(name: str) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a plain folder name.
+
+    ``ruralcov run`` writes to ``out/<name>`` without ``--out``: a name with ``..`` or a
+    separator would write elsewhere (``"../../../pwn"``), and one Windows cannot store would
+    stop the run of a colleague there.
+    """
+    bad = _BAD_NAME_CHARS.search(name)
+    why = (
+        "it is empty" if not name.strip()
+        else f"it is {name!r}, which names a folder above or the same" if name in (".", "..")
+        else f"it contains {bad.group()!r}" if bad
+        else "it ends with a dot or a space, which Windows drops" if name[-1] in ". "
+        else "it is a device name on Windows" if _RESERVED_NAMES.fullmatch(name)
+        else None
+    )
+    if why is not None:
+        raise ConfigError(
+            f"[run] name {name!r} is not a plain folder name: {why}. Use letters, digits, "
+            "'-', '_' or '.', e.g. name = \"shanxi-2026q3\"; to write elsewhere, set "
+            "[run] out or --out"
+        )
 
 
 def _check_types(obj: Any, section: str) -> None:
@@ -330,7 +398,7 @@ def _check_types(obj: Any, section: str) -> None:
 
 def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Config:
     """Build and check a :class:`Config` from parsed TOML (paths relative to ``base``)."""
-    base = (base or Path.cwd()).resolve()
+    base = as_written(base or Path.cwd())
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
         hint = "".join(
@@ -340,6 +408,7 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
             f"unknown section(s) {unknown}{hint}; allowed sections are {sorted(_SECTIONS)}"
         )
     run = _build(RunConfig, "run", raw.get("run", {}), base)
+    check_run_name(run.name)
     if run.profile not in PROFILES:
         raise ConfigError(
             f"[run] profile {run.profile!r} is not known{did_you_mean(run.profile, PROFILES)}; "
@@ -521,24 +590,27 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-    return config_from_dict(raw, base=path.resolve().parent)
+    return config_from_dict(raw, base=as_written(path).parent)
 
 
-def config_to_dict(config: Config, *, relative_to: Path | None = None) -> dict[str, Any]:
+def config_to_dict(
+    config: Config, *, relative_to: Path | Sequence[Path] | None = None
+) -> dict[str, Any]:
     """The fully resolved configuration as plain TOML-ready values.
 
-    Paths under ``relative_to`` are written relative to it (so a run folder stays movable);
-    others are absolute.
+    Paths under ``relative_to`` (a folder, or several: a run folder and the temporary folder
+    it is built in) are written relative to it (so a run folder stays movable); others are
+    absolute, as written.
     """
+    roots = (
+        () if relative_to is None
+        else (relative_to,) if isinstance(relative_to, Path)
+        else tuple(relative_to)
+    )
 
     def conv(value: Any) -> Any:
         if isinstance(value, Path):
-            if relative_to is not None:
-                try:
-                    return value.resolve().relative_to(relative_to.resolve()).as_posix()
-                except ValueError:
-                    pass
-            return str(value)
+            return path_text(value, roots)
         if isinstance(value, Mapping):
             return {k: conv(v) for k, v in value.items()}
         if isinstance(value, tuple | list):
@@ -569,12 +641,16 @@ def config_to_dict(config: Config, *, relative_to: Path | None = None) -> dict[s
     return out
 
 
-def dump_config(config: Config, path: Path, *, relative_to: Path | None = None) -> None:
-    """Write the resolved configuration as TOML, paths relative to the file's folder (or to
-    ``relative_to``, the folder the file will end up in when it is written elsewhere first)."""
+def dump_config(config: Config, path: Path, *, run_folder: Path | None = None) -> None:
+    """Write the resolved configuration as TOML, paths relative to the file's folder.
+
+    ``run_folder``: the folder ``path``'s folder will become (a run is built in a temporary
+    sibling); paths inside it are written relative too.
+    """
     import tomli_w
 
-    data = config_to_dict(config, relative_to=path.parent if relative_to is None else relative_to)
+    roots = [path.parent] + ([run_folder] if run_folder is not None else [])
+    data = config_to_dict(config, relative_to=roots)
     data["run"].pop("out", None)  # the run folder is wherever this file is
     path.write_text(tomli_w.dumps(data), encoding="utf-8")
 

@@ -32,6 +32,15 @@ class OutputExistsError(RuralcovError, FileExistsError):
     """The run folder already holds a run and replacing it was not asked for (``--force``)."""
 
 
+class OutputError(RuralcovError, OSError):
+    """The run folder cannot be written: no space left, a read-only disk, a part of the path
+    that is a file, a name too long for the file system, a symbolic-link loop."""
+
+
+class FolderInUseError(OutputError):
+    """Another ruralcov command is writing the same run folder (it holds ``<out>.lock``)."""
+
+
 def did_you_mean(name: object, candidates: object) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate to a misspelt name, else ``""``.
 

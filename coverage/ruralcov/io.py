@@ -637,7 +637,8 @@ def _read_geoparquet(
 ) -> tuple[pd.DataFrame, np.ndarray, pyproj.CRS | None]:
     read_cols = None if columns is None else [*columns, primary]
     try:
-        parts = [gpd.read_parquet(f, columns=read_cols) for f in files]
+        with _decoding():
+            parts = [gpd.read_parquet(f, columns=read_cols) for f in files]
     except Exception as exc:
         raise InputError(f"{name}: cannot read GeoParquet {files[0]}: {exc}") from exc
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
@@ -722,13 +723,14 @@ def _read_vector(
         else encoding
     )
     try:
-        frame = pyogrio.read_dataframe(
-            source,
-            layer=layer,
-            columns=read_cols,
-            encoding=enc,
-            read_geometry=has_geometry and geometry != "none",
-        )
+        with _decoding():
+            frame = pyogrio.read_dataframe(
+                source,
+                layer=layer,
+                columns=read_cols,
+                encoding=enc,
+                read_geometry=has_geometry and geometry != "none",
+            )
     except Exception as exc:
         raise InputError(f"{name}: cannot read {path}: {exc}") from exc
     if not isinstance(frame, gpd.GeoDataFrame):
@@ -803,14 +805,16 @@ def _tabular_geometry(
         present = np.flatnonzero(~missing)
         if len(present) and isinstance(values[present[0]], bytes | bytearray):
             # A binary column is WKB, as in GeoParquet written without its metadata.
-            geoms[present] = shapely.from_wkb(values[present], on_invalid="ignore")
+            with _decoding():
+                geoms[present] = shapely.from_wkb(values[present], on_invalid="ignore")
         elif len(present):
             text = raw.iloc[present].astype(str).str.strip().to_numpy(dtype=object)
             # Whitespace-only cells count as empty, like blank cells.
             blank = text == ""
             missing[present[blank]] = True
             keep = present[~blank]
-            geoms[keep] = shapely.from_wkt(text[~blank].astype(str), on_invalid="ignore")
+            with _decoding():
+                geoms[keep] = shapely.from_wkt(text[~blank].astype(str), on_invalid="ignore")
         bad = ~missing & pd.isna(geoms)
         what = cols[0]
     empty = ~pd.isna(geoms) & shapely.is_empty(geoms)
@@ -832,6 +836,15 @@ def _tabular_geometry(
         ]
     )
     return geoms, cols, issues
+
+
+def _decoding() -> np.errstate:
+    """Quiet numpy's "invalid value" flag while geometries are decoded (WKB, WKT).
+
+    A NaN coordinate raises it; that geometry is reported as an issue and left out by
+    :func:`_to_wgs84`, so the flag is no warning for the user (nor an error under pytest).
+    """
+    return np.errstate(invalid="ignore")
 
 
 def _floats(values: pd.Series) -> np.ndarray:
@@ -888,8 +901,11 @@ def _to_wgs84(
     present = ~pd.isna(geoms)
     bounds = shapely.bounds(geoms)
     with np.errstate(invalid="ignore"):
+        # A NaN vertex after the first leaves the bounds finite (GEOS skips it), but not the
+        # length of the lines or rings: such a geometry cannot be used (nor repaired by GEOS).
         outside = present & ~(
             np.isfinite(bounds).all(axis=1)
+            & np.isfinite(shapely.length(geoms))
             & (bounds[:, 0] >= -180)
             & (bounds[:, 2] <= 180)
             & (bounds[:, 1] >= -90)

@@ -30,7 +30,6 @@ import heapq
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -891,10 +890,10 @@ def _csv(frame: pd.DataFrame, path: Path) -> None:
 
 def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
     """Write through a temporary sibling so a failed write never leaves half a file."""
+    from ruralcov.outdir import unique_name
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = unique_name(path.with_name(f".{path.name}"), "tmp")  # made by ``write``, with the umask
     try:
         write(tmp)
         os.replace(tmp, path)

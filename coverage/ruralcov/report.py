@@ -2,9 +2,9 @@
 
 This module owns the run folder of DESIGN.md ("Run folder"): the GeoParquet village table, the
 CSV tables, ``report.xlsx``, ``report.html``, ``manifest.json`` and ``config.toml`` (the maps are
-delegated to :mod:`ruralcov.maps`). A run folder is written atomically: everything goes into a
-temporary sibling folder that replaces ``<out>`` only once it is complete, so a failed run
-never leaves a partial folder behind.
+delegated to :mod:`ruralcov.maps`). A run folder is written whole or not at all: everything
+goes into a temporary sibling folder that replaces ``<out>`` only once it is complete, under a
+lock, so a failed or killed run never leaves a partial folder behind (:mod:`ruralcov.outdir`).
 
 Choices made for the people who open these files (Excel and WPS on Windows, often with a Chinese
 locale, and auditors who compare numbers one village at a time):
@@ -40,10 +40,10 @@ import os
 import platform
 import re
 import shutil
-import tempfile
 import unicodedata
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib import metadata, resources
 from pathlib import Path
@@ -52,10 +52,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ruralcov import aggregate
+from ruralcov import aggregate, outdir
 from ruralcov.capability import FIVE_WAY_TEXT, is_five_way
-from ruralcov.config import config_to_dict, dump_config
-from ruralcov.errors import ConfigError, OutputExistsError, RuralcovError
+from ruralcov.config import config_to_dict, dump_config, path_text, relative_inside
+from ruralcov.errors import ConfigError, OutputExistsError
 from ruralcov.pipeline import CoverageResult
 from ruralcov.schema import LEVELS, SUMMARY_COLUMNS, VILLAGE_COLUMNS
 from ruralcov.validate import ISSUE_FIELDS
@@ -243,7 +243,7 @@ def _neutralised(series: pd.Series) -> pd.Series:
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         series = series.astype(object)
-    elif dtype != object and not pd.api.types.is_string_dtype(dtype):
+    elif dtype is not np.dtype(object) and not pd.api.types.is_string_dtype(dtype):
         return series
     if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
         return series.map(_csv_cell)  # mixed values: each as it is written
@@ -942,13 +942,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _relative_or_absolute(path: Path, root: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(Path(path).resolve())
-
-
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in _VERSIONED:
@@ -971,17 +964,21 @@ def build_manifest(
     outputs: Mapping[str, str],
     *,
     created: str | None = None,
+    staging: Path | None = None,
 ) -> dict[str, Any]:
     """The manifest of a run folder at ``out`` as a dict.
 
     ``outputs`` maps each written file's path relative to the run folder to its sha256.
-    Input paths inside ``out`` are written relative to it (the folder stays movable), others
-    absolute. Raises ``AssertionError`` if an input's rows do not balance
-    (read = used + dropped): that is a bug in a reader, not a user error.
+    Input paths inside ``out``, or inside ``staging`` (the temporary folder that becomes
+    ``out``, where the demo writes its inputs), are written relative to it (the folder stays
+    movable), others absolute as the configuration names them. Raises ``AssertionError`` if an
+    input's rows do not balance (read = used + dropped): that is a bug in a reader, not a user
+    error.
     """
     from ruralcov import __version__
 
     out = Path(out)
+    roots = [out] + ([staging] if staging is not None else [])
     inputs = []
     for rec in result.inputs:
         dropped = {str(k): int(v) for k, v in rec.dropped.items()}
@@ -994,7 +991,7 @@ def build_manifest(
         inputs.append(
             {
                 "layer": rec.layer,
-                "path": _relative_or_absolute(Path(rec.path), out),
+                "path": path_text(Path(rec.path), roots),
                 "sha256": rec.sha256,
                 "rows_read": int(rec.rows_read),
                 "rows_used": int(rec.rows_used),
@@ -1010,10 +1007,10 @@ def build_manifest(
         "profile": config.run.profile,
         "provenance": config.run.provenance,
         "targets": dataclasses.asdict(config.targets),
-        "parameters": _json_value(config_to_dict(config, relative_to=out)),
+        "parameters": _json_value(config_to_dict(config, relative_to=roots)),
         "config_sha256": hashlib.sha256(
             json.dumps(
-                _json_value(config_to_dict(config, relative_to=out)), sort_keys=True
+                _json_value(config_to_dict(config, relative_to=roots)), sort_keys=True
             ).encode("utf-8")
         ).hexdigest(),
         "metric_crs": result.metric_crs,
@@ -1029,11 +1026,7 @@ def build_manifest(
 
 
 def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
+    return relative_inside(path, root) is not None
 
 
 #: Top-level entries of a run folder that ``write_run`` writes (and so never keeps).
@@ -1043,6 +1036,7 @@ _OWN_ENTRIES = frozenset(
         "tables",
         "report.xlsx",
         "maps",
+        "charts",
         "report.html",
         "manifest.json",
         "config.toml",
@@ -1059,20 +1053,21 @@ def _entries_to_keep(result: CoverageResult, out: Path, extra: Path | None) -> l
     """
     if not out.is_dir():
         return []
-    candidates = [Path(rec.path) for rec in result.inputs]
     keep: list[Path] = []
     if extra is not None and _inside(extra, out):
-        keep.append(extra)
-    for path in candidates:
-        if _inside(path, out) and path.resolve() != out.resolve():
-            top = out / path.resolve().relative_to(out).parts[0]
-            if top.name in _OWN_ENTRIES:
-                raise ConfigError(
-                    f"input {str(path)!r} lies inside the run folder's own {top.name!r}, "
-                    "which this run overwrites; move the input out of the run folder"
-                )
-            if top.exists() and not any(_inside(top, k) for k in keep):
-                keep.append(top)
+        keep.append(out / relative_inside(extra, out).split("/")[0])  # type: ignore[union-attr]
+    for rec in result.inputs:
+        inside = relative_inside(Path(rec.path), out)
+        if inside is None or inside == ".":
+            continue
+        top = out / inside.split("/")[0]
+        if top.name in _OWN_ENTRIES:
+            raise ConfigError(
+                f"input {str(rec.path)!r} lies inside the run folder's own {top.name!r}, "
+                "which this run overwrites; move the input out of the run folder"
+            )
+        if os.path.lexists(top) and top not in keep:
+            keep.append(top)
     return keep
 
 
@@ -1080,8 +1075,25 @@ def _is_run_folder_or_empty(out: Path, keep: list[Path], *, run_counts: bool = T
     """True when ``out`` is empty apart from ``keep`` (or, with ``run_counts``, is a run)."""
     if run_counts and (out / "manifest.json").is_file():
         return True
-    kept = {k.resolve() for k in keep}
-    return all(p.resolve() in kept for p in out.iterdir())
+    return all(p in keep for p in out.iterdir())
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link ``src`` to ``dst`` (instant, no space), or copy it where links fail."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _carry_over(entry: Path, target: Path) -> None:
+    """Put ``entry`` of the old run into the new one, leaving the old run whole."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.copytree(entry, target, symlinks=True, copy_function=_link_or_copy)
+    elif entry.is_symlink():
+        os.symlink(os.readlink(entry), target)
+    else:
+        _link_or_copy(str(entry), str(target))
 
 
 def _trend_charts(result: CoverageResult, tmp: Path) -> list[tuple[str, str]]:
@@ -1116,7 +1128,11 @@ def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, cr
 
     Every file but the maps is a function of ``result``, ``out`` and ``created``, which is
     how ``ruralcov verify`` recomputes a run (``figures``: the static maps the report shows
-    when ``maps`` is false and they exist already)."""
+    when ``maps`` is false and they exist already). Entries already in ``tmp`` (the inputs the
+    run carries) are not outputs of the run and are left out of the manifest's ``outputs``.
+    ``manifest.json`` is written last, under another name first, so that a folder holding it
+    is complete."""
+    carried = {p.name for p in tmp.iterdir()}
     # villages.parquet is written by a thread (pyarrow and GEOS work without the GIL) while the
     # tables and the workbook are formatted (Python work); it gets a frame of its own.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -1140,15 +1156,19 @@ def _write_contents(result: CoverageResult, tmp: Path, out: Path, maps: bool, cr
         encoding="utf-8",
         newline="\n",
     )
-    dump_config(result.config, tmp / "config.toml", relative_to=out)
+    dump_config(result.config, tmp / "config.toml", run_folder=out)
     outputs = {
-        p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+        p.relative_to(tmp).as_posix(): sha256_file(p)
+        for p in sorted(tmp.rglob("*"))
+        if p.is_file() and p.relative_to(tmp).parts[0] not in carried
     }
-    manifest = build_manifest(result, out, outputs, created=created)
-    (tmp / "manifest.json").write_text(
+    manifest = build_manifest(result, out, outputs, created=created, staging=tmp)
+    part = tmp / "manifest.json.part"
+    part.write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2, allow_nan=False) + "\n",
         encoding="utf-8",
     )
+    os.replace(part, tmp / "manifest.json")
 
 
 def write_run(
@@ -1158,6 +1178,7 @@ def write_run(
     maps: bool | None = None,
     extra_inputs: Path | None = None,
     force: bool = False,
+    stage: outdir.Staging | None = None,
 ) -> Path:
     """Write ``result`` as the run folder ``out`` (layout in DESIGN.md) and return its path.
 
@@ -1173,81 +1194,63 @@ def write_run(
         Draw the maps; ``None`` follows ``result.config.maps.enabled``. When false,
         ``maps/index.html`` only says that maps were skipped.
     extra_inputs
-        A folder of inputs written for this run (the demo writes ``<out>/inputs``). Inside
-        ``out`` it is moved into the new folder at the same place; elsewhere it is copied to
-        ``<out>/inputs``. It is not listed under ``outputs`` in the manifest. Inputs the result
-        was computed from that lie inside an existing ``out`` (``ruralcov run
-        out/demo/config.toml``) are carried over the same way, even without this argument.
+        A folder of inputs written for this run. Inside ``stage`` (the demo writes its inputs
+        there) it stays where it is; inside an existing ``out`` it is carried into the new
+        folder at the same place (hard-linked or copied: the old run stays whole until the
+        swap); elsewhere it is copied to ``<out>/inputs``. It is not listed under ``outputs``
+        in the manifest. Inputs the result was computed from that lie inside an existing
+        ``out`` (``ruralcov run out/demo/config.toml``) are carried over the same way, even
+        without this argument.
     force
         Replace an existing run folder. Without it, a published run is never overwritten by
         accident (``OutputExistsError``); a folder holding only this run's inputs counts as empty.
+    stage
+        The temporary folder to build in, already made for ``out`` by
+        :func:`ruralcov.outdir.staging` (the CLI makes it before the analysis, to find a
+        read-only or full disk early); by default one is made here.
 
-    Nothing is left behind on failure: files are written into a temporary sibling folder
-    ``<out>.tmp-<random>`` that is removed if anything goes wrong.
+    The run folder is locked while it is written (``<out>.lock``; another command writing it
+    stops with :class:`~ruralcov.errors.FolderInUseError`), built in a temporary sibling
+    ``<out>.tmp-<random>`` and swapped in whole; a failure or a kill at any instant leaves the
+    previous run whole, and the next command removes what was left (:mod:`ruralcov.outdir`).
+    A file-system error (disk full, read-only, ...) is an :class:`~ruralcov.errors.OutputError`
+    naming the file.
 
     Examples
     --------
     >>> write_run(analyse(load_config("run.toml")), "out/run")  # doctest: +SKIP
     PosixPath('/…/out/run')
     """
-    out = Path(out).expanduser().resolve()
     if maps is None:
         maps = result.config.maps.enabled
-    extra = Path(extra_inputs).expanduser().resolve() if extra_inputs is not None else None
-    if extra is not None and not extra.is_dir():
-        raise ConfigError(f"extra inputs folder {str(extra)!r} does not exist")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"run folder {str(out)!r} is a file; choose another --out folder")
-    keep = _entries_to_keep(result, out, extra)
-    if out.exists() and not _is_run_folder_or_empty(out, keep):
-        raise ConfigError(
-            f"{str(out)!r} exists and is not a ruralcov run folder (no manifest.json); "
-            "ruralcov will not delete it. Choose another --out folder or empty this one."
-        )
-    if out.exists() and not force and not _is_run_folder_or_empty(out, keep, run_counts=False):
-        raise OutputExistsError(
-            f"run folder {str(out)!r} already holds a run; use --force (force=True) to replace "
-            "it, or choose another --out folder"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
-    moved: list[tuple[Path, Path]] = []  # (original place, place inside tmp)
-    old: Path | None = None
-    swapped = False
-    try:
-        _write_contents(result, tmp, out, bool(maps), created)
-        for entry in keep:
-            target = tmp / entry.relative_to(out)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(entry, target)
-            moved.append((entry, target))
-        if extra is not None and not _inside(extra, out):
-            shutil.copytree(extra, tmp / "inputs")
-        try:
-            if out.exists():
-                old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
-                os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            swapped = True
-        except OSError as exc:
-            if old is not None and (old / out.name).exists() and not out.exists():
-                os.replace(old / out.name, out)
-            raise RuralcovError(
-                f"cannot replace the run folder {str(out)!r}: {exc}. Close files opened from "
-                "it (for example report.xlsx in Excel or WPS) and run again."
-            ) from exc
-    except BaseException:
-        for original, inside_tmp in reversed(moved):
-            if inside_tmp.exists() and not original.exists():
-                original.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(inside_tmp, original)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            if swapped:
-                shutil.rmtree(old, ignore_errors=True)
-            elif not (old / out.name).exists():
-                old.rmdir()  # the previous run is back in place; never delete it
+    extra = outdir.absolute(extra_inputs) if extra_inputs is not None else None
+    with outdir.locked(out, command="ruralcov.write_run") as out:
+        if extra is not None and not extra.is_dir():
+            raise ConfigError(f"extra inputs folder {str(extra)!r} does not exist")
+        outdir.preflight(out)  # (not a file)
+        keep = _entries_to_keep(result, out, extra)
+        if out.exists() and not _is_run_folder_or_empty(out, keep):
+            raise ConfigError(
+                f"{str(out)!r} exists and is not a ruralcov run folder (no manifest.json); "
+                "ruralcov will not delete it. Choose another --out folder or empty this one."
+            )
+        if out.exists() and not force and not _is_run_folder_or_empty(
+            out, keep, run_counts=False
+        ):
+            raise OutputExistsError(
+                f"run folder {str(out)!r} already holds a run; use --force (force=True) to "
+                "replace it, or choose another --out folder"
+            )
+        if stage is not None and stage.out != out:
+            raise ValueError(f"stage {stage.tmp} is not for {out}")
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        with outdir.staging(out) if stage is None else nullcontext(stage) as stage:
+            for entry in keep:
+                target = stage.tmp / entry.relative_to(out)
+                if not os.path.lexists(target):
+                    _carry_over(entry, target)
+            if extra is not None and not _inside(extra, out) and not _inside(extra, stage.tmp):
+                shutil.copytree(extra, stage.tmp / "inputs")
+            _write_contents(result, stage.tmp, out, bool(maps), created)
+            stage.commit()
     return out

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pandas as pd
 
 from ruralcov.config import load_config
 from ruralcov.errors import InputError, RuralcovError
+from ruralcov.outdir import unique_name
 from ruralcov.pipeline import CoverageResult, InputRecord, _empty_assets
 
 __all__ = ["read_manifest", "read_plan", "read_run", "redraw_maps"]
@@ -273,13 +273,13 @@ def redraw_maps(folder: Path | str, *, basemap: str | None = None) -> list[Path]
     result = read_run(folder)
     plan = read_plan(folder)
     maps_dir = folder / "maps"
-    tmp = Path(tempfile.mkdtemp(prefix="maps.tmp-", dir=folder))
+    tmp = unique_name(maps_dir, "tmp")
     try:
-        written = write_maps(result, tmp, plan=plan, basemap=basemap)
+        written = write_maps(result, tmp, plan=plan, basemap=basemap)  # makes tmp, with the umask
         old = None
         if maps_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix="maps.old-", dir=folder))
-            os.replace(maps_dir, old / "maps")
+            old = unique_name(maps_dir, "old")
+            os.replace(maps_dir, old)
         os.replace(tmp, maps_dir)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

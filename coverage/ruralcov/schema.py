@@ -123,8 +123,8 @@ def status_key(value: object) -> str | None:
 
     Examples
     --------
-    >>> [status_key(s) for s in ["In Service", "in-service", "ＩＮ＿ＳＥＲＶＩＣＥ", " in_service "]]
-    ['in_service', 'in_service', 'in_service', 'in_service']
+    >>> [status_key(s) for s in ["In Service", "in-service", "ＩＮ＿ＳＥＲＶＩＣＥ"]]
+    ['in_service', 'in_service', 'in_service']
     >>> status_key("  "), status_key(None)
     (None, None)
     """

@@ -291,15 +291,17 @@ def fibre_evidence(
     routes, route_ids, route_nearby
         Operational routes, their ids and each one's ``nearby_m``.
 
-    Returns one row per village with ``fibre, fibre_basis, fibre_asset_id, fibre_distance_m,
-    fibre_nearby, fibre_route_id, fibre_route_distance_m, nearest_asset_id, nearest_asset_m``.
-    The nearest access point is reported whatever its distance (planners' evidence); the
-    ``fibre_*`` asset columns are filled only when it counted.
+    Returns
+    -------
+    pandas.DataFrame
+        One row per village with ``fibre, fibre_basis, fibre_asset_id, fibre_distance_m,
+        fibre_nearby, fibre_route_id, fibre_route_distance_m, nearest_asset_id,
+        nearest_asset_m``. The nearest access point is reported whatever its distance
+        (planners' evidence); the ``fibre_*`` asset columns are filled only when it counted.
     """
     from ruralcov.join import nearest
 
     polys = np.asarray(villages, dtype=object)
-    n = len(polys)
     register = np.asarray(register_fibre, dtype=bool)
     pts = np.asarray(points, dtype=object)
     pids = np.asarray(point_ids, dtype=object)
@@ -308,21 +310,7 @@ def fibre_evidence(
     id_rank = pd.Series(pids).rank(method="dense").to_numpy() if len(pids) else np.array([])
     near_pos, near_d = nearest(polys, pts, priority=id_rank)
     nearest_id = nearest_or_none(pids, near_pos)
-    # Counting assets: those within their own source's distance. Distances differ by source,
-    # so search per distinct limit and keep the nearest qualifying one.
-    count_pos = np.full(n, -1, dtype=np.intp)
-    count_d = np.full(n, np.inf)
-    for limit in np.unique(pmax):
-        sel = np.flatnonzero(pmax == limit)
-        pos, d = nearest(polys, pts[sel], max_distance=limit, priority=id_rank[sel])
-        found = pos >= 0
-        cand = np.where(found, sel[np.maximum(pos, 0)], -1)
-        # Equally near assets of different sources: the lowest id, as within one source.
-        tie = found & (d == count_d) & (count_pos >= 0)
-        tie[tie] = id_rank[cand[tie]] < id_rank[count_pos[tie]]
-        better = (found & (d < count_d)) | tie
-        count_pos[better] = cand[better]
-        count_d[better] = d[better]
+    count_pos, count_d = _counting_assets(polys, pts, pmax, id_rank)
     has_ap = count_pos >= 0
     basis = np.where(
         register,
@@ -336,18 +324,7 @@ def fibre_evidence(
     fibre = register | has_ap
     from_ap = ~register & has_ap
     r_ids = np.asarray(route_ids, dtype=object)
-    r_near = np.asarray(route_nearby, dtype=float)
-    r_rank = pd.Series(r_ids).rank(method="dense").to_numpy() if len(r_ids) else np.array([])
-    route_pos = np.full(n, -1, dtype=np.intp)
-    route_d = np.full(n, np.inf)
-    for limit in np.unique(r_near):
-        sel = np.flatnonzero(r_near == limit)
-        pos, d = nearest(
-            polys, np.asarray(routes, dtype=object)[sel], max_distance=limit, priority=r_rank[sel]
-        )
-        better = (pos >= 0) & (d < route_d)
-        route_pos[better] = sel[pos[better]]
-        route_d[better] = d[better]
+    route_pos, route_d = _nearby_routes(polys, routes, r_ids, route_nearby)
     has_route = route_pos >= 0
     return pd.DataFrame(
         {
@@ -366,6 +343,57 @@ def fibre_evidence(
             "nearest_asset_m": near_d,
         }
     )
+
+
+def _counting_assets(
+    polys: NDArray[np.object_], pts: NDArray[np.object_], pmax: NDArray[np.float64],
+    id_rank: NDArray[np.float64],
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Per village, the nearest access point within its own source's distance (-1: none)
+    and that distance.
+
+    Distances differ by source, so the search runs once per distinct limit and keeps the
+    nearest qualifying asset; equally near assets of different sources go to the lowest id,
+    as within one source.
+    """
+    from ruralcov.join import nearest
+
+    count_pos = np.full(len(polys), -1, dtype=np.intp)
+    count_d = np.full(len(polys), np.inf)
+    for limit in np.unique(pmax):
+        sel = np.flatnonzero(pmax == limit)
+        pos, d = nearest(polys, pts[sel], max_distance=limit, priority=id_rank[sel])
+        found = pos >= 0
+        cand = np.where(found, sel[np.maximum(pos, 0)], -1)
+        tie = found & (d == count_d) & (count_pos >= 0)
+        tie[tie] = id_rank[cand[tie]] < id_rank[count_pos[tie]]
+        better = (found & (d < count_d)) | tie
+        count_pos[better] = cand[better]
+        count_d[better] = d[better]
+    return count_pos, count_d
+
+
+def _nearby_routes(
+    polys: NDArray[np.object_], routes: ArrayLike, r_ids: NDArray[np.object_],
+    route_nearby: ArrayLike,
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Per village, the nearest route within its own ``nearby_m`` (-1: none) and its
+    distance; ties between equally near routes go to the lowest id."""
+    from ruralcov.join import nearest
+
+    r_near = np.asarray(route_nearby, dtype=float)
+    r_rank = pd.Series(r_ids).rank(method="dense").to_numpy() if len(r_ids) else np.array([])
+    route_pos = np.full(len(polys), -1, dtype=np.intp)
+    route_d = np.full(len(polys), np.inf)
+    for limit in np.unique(r_near):
+        sel = np.flatnonzero(r_near == limit)
+        pos, d = nearest(
+            polys, np.asarray(routes, dtype=object)[sel], max_distance=limit, priority=r_rank[sel]
+        )
+        better = (pos >= 0) & (d < route_d)
+        route_pos[better] = sel[pos[better]]
+        route_d[better] = d[better]
+    return route_pos, route_d
 
 
 def nearest_or_none(ids: NDArray[np.object_], pos: NDArray[np.intp]) -> NDArray[np.object_]:

@@ -53,11 +53,20 @@ def _rank_table() -> NDArray[np.int64]:
 
 
 def rank_table() -> bytes:
-    """The contents of ``median_ranks.bin``: ``l`` rises by 0 or 1 from one count to the next,
-    so the steps are stored as bits (zlib-compressed, 4 kB). The ranks come from scipy's
-    binomial quantile (:func:`binomial_ranks`), whose import costs more than the statistics of
-    10 M tests; tabulated, runs import scipy only for villages of a million tests or more.
-    Written by ``python -c "import ruralcov.classify as c; c.write_rank_table()"``."""
+    """The contents of ``median_ranks.bin``: the 95 % ranks of every count below
+    :data:`TABULATED`.
+
+    ``l`` rises by 0 or 1 from one count to the next, so the steps are stored as bits
+    (zlib-compressed, 4 kB). The ranks come from scipy's binomial quantile
+    (:func:`binomial_ranks`); tabulated, runs import scipy (a slow import) only for villages
+    of a million tests or more. Written by
+    ``python -c "import ruralcov.classify as c; c.write_rank_table()"``.
+
+    Returns
+    -------
+    bytes
+        The file's contents.
+    """
     lo = binomial_ranks(np.arange(TABULATED), 0.95)
     steps = np.diff(lo)
     if steps.min() < 0 or steps.max() > 1:  # pragma: no cover - not for a binomial(n, 1/2)
@@ -71,7 +80,7 @@ def write_rank_table() -> None:  # pragma: no cover - run by hand (see rank_tabl
 
 def binomial_ranks(n: NDArray[np.int64], confidence: float) -> NDArray[np.int64]:
     """``l`` of :func:`median_ci_ranks` for the counts ``n``, from the binomial quantile."""
-    try:  # scipy.stats' own binomial ufuncs (boost), without its second-long import
+    try:  # scipy.stats' own binomial ufuncs (boost), without importing scipy.stats
         from scipy.special._ufuncs import _binom_cdf, _binom_ppf
     except ImportError:  # pragma: no cover - a scipy that moved them
         from scipy.stats import binom

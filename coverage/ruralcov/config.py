@@ -147,8 +147,8 @@ class SpeedConfig:
     min_devices: int = 3
     crs: str | None = None
     encoding: str = "utf-8"
-    # Keys of the other kinds (None: the default named in the comment), kept None so that a
-    # plain ``tests`` run records exactly the parameters it always did.
+    # Keys of the other kinds default to None (the default they stand for is named in each
+    # comment), so that a ``tests`` run's config.toml lists only the keys a tests run reads.
     #: ookla_tiles: ``fixed`` or ``mobile`` (required: the two are never mixed).
     network: str | None = None
     #: ookla_tiles: ``centroid`` (default) or ``area_weighted``.

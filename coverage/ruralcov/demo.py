@@ -130,7 +130,8 @@ def build_demo_inputs(
         _write_routes(fibre.routes, inputs_dir / "fibre_routes.gpkg")
     fibre.table.to_csv(inputs_dir / "fibre_register.csv", index=False, encoding="utf-8")
     tests = _build_speedtests(world, fibre.is_fibre, rng, tests_per_village)
-    # The later layers draw from their own streams, so the files above stay as they were.
+    # The later layers draw from their own streams: changing one leaves the files above as
+    # they are.
     earlier = _earlier_quarter(tests, fibre.is_fibre, np.random.default_rng([seed, 1]))
     for frame, name in ((tests, "speedtests.parquet"), (earlier, "speedtests_2020q1.parquet")):
         pq.write_table(
@@ -788,8 +789,9 @@ def _build_speedtests(
     device_number = rng.permutation(int(n_dev.sum()))[dev_base[vi] + local]
     device = np.char.add("dev-", np.char.zfill(device_number.astype(str), 7))
 
-    # The headline quarter, 2020Q2 (91 days from 1 April); the draw is the one the demo always
-    # made, folded into the quarter, so that every other value stays as it was.
+    # The headline quarter, 2020Q2 (91 days from 1 April). The draw spans a year and is folded
+    # into the quarter: a draw of another range would take other numbers from the generator
+    # and change every value drawn after it.
     start = np.datetime64("2020-04-01T00:00:00", "s")
     seconds = rng.integers(0, 366 * 86400, total) % (91 * 86400)
     frame = pd.DataFrame(

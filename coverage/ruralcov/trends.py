@@ -216,7 +216,7 @@ def write_trend_charts(
     periods = sorted(set(trend["period"]))
     x = np.arange(len(periods))
     # Axes, ticks and legend are drawn once; per county only the two lines and the title are
-    # drawn over a copy of that background (blitting): 100+ charts in well under a second each.
+    # drawn over a copy of that background (blitting), so a province's charts take little time.
     fig = Figure(figsize=(4.0, 2.6), dpi=80)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()

@@ -1,12 +1,13 @@
 """The data rows of report.xlsx's table sheets, written as sheet XML directly.
 
-xlsxwriter spends about 15 µs per cell in Python (a 20,000-village province is over a million
-cells, the largest part of a ``ruralcov run --no-maps``). The workbook is still made by
-xlsxwriter (styles, header rows, column widths and formats, frozen panes, autofilters, the
-``about`` sheet); only the data rows of the table sheets are left out of it and spliced into
-each sheet's ``<sheetData>`` afterwards, with xlsxwriter's own encoding of inline strings,
-numbers and booleans and the style index of each column's format (``<col style=...>``), so
-that the file is byte for byte the sheet xlsxwriter would write (checked by the tests).
+xlsxwriter writes every cell through several Python calls, and a 20,000-village province is
+over a million cells, so the data rows are formatted here, a column at a time. The workbook is
+still made by xlsxwriter (styles, header rows, column widths and formats, frozen panes,
+autofilters, the ``about`` sheet); only the data rows of the table sheets are left out of it
+and spliced into each sheet's ``<sheetData>`` afterwards, with xlsxwriter's own encoding of
+inline strings, numbers and booleans and the style index of each column's format
+(``<col style=...>``), so that the file is byte for byte the sheet xlsxwriter would write
+(checked by the tests).
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def splice_rows(
                 ref = f"A1:{column_name(len(columns) - 1)}{last + 1}"
                 head = _DIMENSION.sub(f'<dimension ref="{ref}"/>', head, count=1)
             # Deflate level 1: a province's sheets are tens of MB of repetitive XML, which
-            # zlib's default level packs a quarter smaller in three times the time.
+            # higher levels pack only a little smaller for much more time.
             setattr(info, _LEVEL, 1)
             with dst.open(info, "w") as fh:
                 _write_behind(fh, _pieces(head, rows, tail))

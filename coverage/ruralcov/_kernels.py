@@ -20,6 +20,11 @@ def import_numba():
     ``coverage/`` (our source root, not a package) is found first as a namespace package without
     coverage.py's API, and numba's import fails; in that case numba is imported as if coverage.py
     were absent.
+
+    Returns
+    -------
+    module
+        The ``numba`` module.
     """
     if "numba" not in sys.modules:
         if "coverage" not in sys.modules:

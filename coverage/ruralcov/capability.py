@@ -165,11 +165,22 @@ def _capability_rows(frame: pd.DataFrame, source: SpeedConfig, index: int, code:
 
 
 def village_capability(records: pd.DataFrame, codes: pd.Series) -> pd.DataFrame:
-    """The best capability record of each village (aligned with ``codes``).
+    """The best capability record of each village: the highest download (ties: higher upload,
+    then provider name in text order).
 
-    Columns ``capability_download_mbps``, ``capability_upload_mbps``,
-    ``capability_technology``, ``capability_provider`` and ``capability_providers`` (number
-    of providers with a record); empty where a village has none.
+    Parameters
+    ----------
+    records
+        Capability rows as :func:`load_capability` returns them (all sources together).
+    codes
+        The village codes of the register.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Aligned with ``codes``: ``capability_download_mbps``, ``capability_upload_mbps``,
+        ``capability_technology``, ``capability_provider`` and ``capability_providers``
+        (number of providers with a record); empty (0 providers) where a village has none.
 
     Examples
     --------
@@ -200,7 +211,22 @@ def village_capability(records: pd.DataFrame, codes: pd.Series) -> pd.DataFrame:
 def five_way_class(
     measured_class: ArrayLike, capability_mbps: ArrayLike, target_mbps: ArrayLike
 ) -> tuple[NDArray[np.object_], NDArray[np.object_]]:
-    """The five-way class and the capability class (``meets``/``below``/``none``).
+    """The five-way class of each village (module docstring) and its capability class.
+
+    Parameters
+    ----------
+    measured_class
+        Per village: ``meets``, ``below`` or ``insufficient_data`` from the measurements.
+    capability_mbps
+        Per village: the best declared download (NaN: no record).
+    target_mbps
+        Per village: the download target it is held to.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The five-way class (one of :data:`FIVE_WAY`) and the capability class (``meets``,
+        ``below`` or ``none``), object arrays.
 
     Examples
     --------
@@ -225,28 +251,68 @@ def five_way_class(
 
 
 def is_five_way(villages: pd.DataFrame) -> bool:
-    """Whether a village table holds five-way speed classes (a run with capability records):
-    its ``capability_class`` column, or a class that only the five-way scheme has."""
+    """Whether a village table holds five-way speed classes (a run with capability records).
+
+    Parameters
+    ----------
+    villages
+        A village table, of a result or read from a run folder.
+
+    Returns
+    -------
+    bool
+        True when it has a ``capability_class`` column, or a speed class that only the
+        five-way scheme has.
+    """
     if "capability_class" in villages.columns:
         return True
     only_five = set(FIVE_WAY) - {"meets", "insufficient_data"}
     return bool(villages["speed_class"].isin(only_five).any())
 
 
-def counts_for_basis(speed_class: ArrayLike, basis: str) -> NDArray[np.bool_]:
-    """True where a village counts towards the speed share under ``basis``."""
+def counts_for_basis(speed_class: ArrayLike, *, basis: str) -> NDArray[np.bool_]:
+    """Which villages count towards the speed share.
+
+    Parameters
+    ----------
+    speed_class
+        Per village: its five-way class.
+    basis
+        ``[run] speed_basis``: a key of :data:`BASIS_CLASSES`.
+
+    Returns
+    -------
+    numpy.ndarray
+        True where the class is one that ``basis`` counts.
+
+    Examples
+    --------
+    >>> counts_for_basis(["meets", "capability_only", "measured_only"], basis="measured")
+    array([ True, False,  True])
+    """
     if basis not in BASIS_CLASSES:
         raise ValueError(f"`basis` was {basis!r} but is expected to be in {list(BASIS_CLASSES)}")
     return np.isin(np.asarray(speed_class, dtype=object), BASIS_CLASSES[basis])
 
 
 def discrepancies(villages: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Villages where fibre and speed evidence disagree (administrative villages and
-    communities):
+    """Villages where fibre and speed evidence disagree, for review.
 
-    - ``fibre_but_slow``: fibre on record, but the measurement says below target;
-    - ``fast_without_fibre``: no fibre on record, but the measurement or the declared
-      capability meets the target (``fast_basis``: ``measured``, ``capability`` or ``both``).
+    Parameters
+    ----------
+    villages
+        The village table of a run with capability records (``kind``, ``fibre``,
+        ``measured_class``, ``capability_class``).
+
+    Returns
+    -------
+    dict of pandas.DataFrame
+        Rows of ``villages`` (administrative villages and communities only):
+
+        - ``fibre_but_slow``: fibre on record, but the measurement says below target;
+        - ``fast_without_fibre``: no fibre on record, but the measurement or the declared
+          capability meets the target, with ``fast_basis``: ``measured``, ``capability`` or
+          ``both``.
     """
     in_scope = villages["kind"].isin(["village", "community"])
     fibre = villages["fibre"].fillna(False).astype(bool)

@@ -22,7 +22,22 @@ from ruralcov.schema import SPEED_CLASSES
 
 
 def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray, NDArray]:
-    """1-based ranks ``(l, u)`` of the order statistics bounding the median; 0 where none exist.
+    """1-based ranks ``(l, u)`` of the order statistics bounding the median (as the module
+    docstring says).
+
+    Parameters
+    ----------
+    n
+        Numbers of values (tests) per group, any shape.
+    confidence
+        Coverage of the interval; 0.95 is read from ``median_ranks.bin`` below
+        :data:`TABULATED`, anything else computed (:func:`binomial_ranks`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``l`` and ``u`` in the shape of ``n``; both 0 where no interval exists (5 values or
+        fewer at 95 %).
 
     Examples
     --------
@@ -35,7 +50,7 @@ def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray,
     small = (counts >= 0) & (counts < TABULATED) & (confidence == 0.95)
     lo[small] = _rank_table()[counts[small]]
     if not small.all():
-        lo[~small] = binomial_ranks(counts[~small], confidence)
+        lo[~small] = binomial_ranks(counts[~small], confidence=confidence)
     hi = np.where(lo > 0, counts - lo + 1, 0)
     return lo[where].reshape(n.shape), hi[where].reshape(n.shape)
 
@@ -67,7 +82,7 @@ def rank_table() -> bytes:
     bytes
         The file's contents.
     """
-    lo = binomial_ranks(np.arange(TABULATED), 0.95)
+    lo = binomial_ranks(np.arange(TABULATED), confidence=0.95)
     steps = np.diff(lo)
     if steps.min() < 0 or steps.max() > 1:  # pragma: no cover - not for a binomial(n, 1/2)
         raise AssertionError("ranks do not rise by 0 or 1")
@@ -75,11 +90,25 @@ def rank_table() -> bytes:
 
 
 def write_rank_table() -> None:  # pragma: no cover - run by hand (see rank_table)
+    """Write :func:`rank_table` to ``median_ranks.bin`` next to this module."""
     _RANK_FILE.write_bytes(rank_table())
 
 
-def binomial_ranks(n: NDArray[np.int64], confidence: float) -> NDArray[np.int64]:
-    """``l`` of :func:`median_ci_ranks` for the counts ``n``, from the binomial quantile."""
+def binomial_ranks(n: NDArray[np.int64], *, confidence: float) -> NDArray[np.int64]:
+    """``l`` of :func:`median_ci_ranks`, from the binomial quantile.
+
+    Parameters
+    ----------
+    n
+        Numbers of values per group.
+    confidence
+        Coverage of the interval (0.95: 95 %).
+
+    Returns
+    -------
+    numpy.ndarray
+        The 1-based rank ``l`` per count; 0 where the interval does not exist.
+    """
     try:  # scipy.stats' own binomial ufuncs (boost), without importing scipy.stats
         from scipy.special._ufuncs import _binom_cdf, _binom_ppf
     except ImportError:  # pragma: no cover - a scipy that moved them
@@ -121,11 +150,28 @@ def _pick(sorted_values: NDArray, starts: NDArray, ranks: NDArray) -> NDArray[np
 
 
 def group_median(
-    groups: ArrayLike, values: ArrayLike, n_groups: int
+    groups: ArrayLike, values: ArrayLike, *, n_groups: int
 ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Exact median of ``values`` per group (mean of the two middle values for even counts).
 
-    Returns the medians and the number of non-missing values per group.
+    Parameters
+    ----------
+    groups
+        Group position of each value (-1: none; left out).
+    values
+        The values; NaN values are left out.
+    n_groups
+        Number of groups: the results have one element per group position.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The medians (NaN for a group without values) and the number of values per group.
+
+    Examples
+    --------
+    >>> group_median([0, 0, 0, 0, 1, -1], [4.0, 1.0, 3.0, 2.0, float("nan"), 9.0], n_groups=2)
+    (array([2.5, nan]), array([4, 0]))
     """
     v, starts, counts = _sorted_groups(np.asarray(groups), np.asarray(values, float), n_groups)
     low = np.where(counts > 0, (counts + 1) // 2, 0)
@@ -163,13 +209,21 @@ def speed_statistics(
         ``median`` (of tests) or ``device_median``: the medians, interval, upload and latency
         over the per-device medians (a test without a device id is a device of its own);
         see :mod:`ruralcov.sampling`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per village position: ``tests``, ``devices``, ``download_median_mbps``,
+        ``download_ci_low_mbps``, ``download_ci_high_mbps`` (the interval of the module
+        docstring), ``upload_median_mbps``, ``latency_median_ms`` and
+        ``share_tests_at_target``.
     """
     village = np.asarray(village, dtype=np.intp)
     download = np.asarray(download, dtype=float)
     target = np.asarray(target_mbps, dtype=float)
     v, starts, tests = _sorted_groups(village, download, n_villages)
     lo, hi = median_ci_ranks(tests)
-    median, _ = group_median(village, download, n_villages)
+    median, _ = group_median(village, download, n_groups=n_villages)
     inside = (village >= 0) & ~np.isnan(download)
     at_target = np.bincount(
         village[inside],
@@ -191,21 +245,28 @@ def speed_statistics(
         }
     )
     if upload is not None:
-        out["upload_median_mbps"] = group_median(village, upload, n_villages)[0]
+        out["upload_median_mbps"] = group_median(village, upload, n_groups=n_villages)[0]
     if latency is not None:
-        out["latency_median_ms"] = group_median(village, latency, n_villages)[0]
-    if device is not None:
-        codes, _ = pd.factorize(pd.Series(np.asarray(device, dtype=object)), use_na_sentinel=True)
-        known = inside & (codes >= 0)
-        pairs = pd.DataFrame({"v": village[known], "d": codes[known]}).drop_duplicates()
-        out["devices"] = np.bincount(pairs["v"].to_numpy(), minlength=n_villages).astype(float)
-    out["devices"] = out["devices"].astype("Int64") if device is not None else pd.NA
+        out["latency_median_ms"] = group_median(village, latency, n_groups=n_villages)[0]
+    out["devices"] = (
+        pd.NA if device is None else _device_counts(village, inside, device, n_villages)
+    )
     if statistic == "device_median" and device is not None:
         by_device = _device_level(village, download, upload, latency, device, n_villages, target)
         for col in ("download_median_mbps", "download_ci_low_mbps", "download_ci_high_mbps",
                     "upload_median_mbps", "latency_median_ms"):
             out[col] = by_device[col].to_numpy()
     return out
+
+
+def _device_counts(
+    village: NDArray, inside: NDArray, device: ArrayLike, n_villages: int
+) -> pd.arrays.IntegerArray:
+    """Distinct device ids per village among its tests with a download (``inside``)."""
+    codes, _ = pd.factorize(pd.Series(np.asarray(device, dtype=object)), use_na_sentinel=True)
+    known = inside & (codes >= 0)
+    pairs = pd.DataFrame({"v": village[known], "d": codes[known]}).drop_duplicates()
+    return pd.array(np.bincount(pairs["v"].to_numpy(), minlength=n_villages), dtype="Int64")
 
 
 def _device_level(village: NDArray, download: NDArray, upload: ArrayLike | None,
@@ -224,7 +285,7 @@ def _device_level(village: NDArray, download: NDArray, upload: ArrayLike | None,
     n_groups = pair.shape[1]
 
     def medians(values: ArrayLike | None) -> NDArray | None:
-        return None if values is None else group_median(group, values, n_groups)[0]
+        return None if values is None else group_median(group, values, n_groups=n_groups)[0]
 
     return speed_statistics(pair[0], medians(download), n_villages=n_villages,
                             target_mbps=target, upload=medians(upload),
@@ -244,6 +305,22 @@ def speed_class(
 
     Evidence is enough with at least ``min_tests`` tests and ``min_devices`` distinct devices;
     where devices are unknown (no device column) only the test count is checked.
+
+    Parameters
+    ----------
+    tests, devices
+        Per village: the number of tests and of distinct devices (NA: devices unknown).
+    median_mbps
+        Per village: the median download (NaN: none).
+    target_mbps
+        Per village: the download target it is held to.
+    min_tests, min_devices
+        The least evidence a class other than ``insufficient_data`` needs.
+
+    Returns
+    -------
+    numpy.ndarray
+        One of :data:`~ruralcov.schema.SPEED_CLASSES` per village (object array).
 
     Examples
     --------
@@ -267,7 +344,25 @@ FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", "未通", "
 
 
 def parse_yes_no(values: pd.Series) -> pd.Series:
-    """Booleans from yes/no-like text (English and Chinese); unrecognised values become NA."""
+    """Booleans from yes/no-like text (English and Chinese).
+
+    Parameters
+    ----------
+    values
+        Cells of a yes/no column, e.g. ``has_fibre`` of a fibre register table.
+
+    Returns
+    -------
+    pandas.Series
+        Nullable booleans: True for :data:`TRUE_WORDS`, False for :data:`FALSE_WORDS` and
+        missing cells, NA for anything else (for the caller to report), case and blanks
+        around ignored.
+
+    Examples
+    --------
+    >>> parse_yes_no(pd.Series([" Yes", "否", None, "maybe"])).tolist()
+    [True, False, False, <NA>]
+    """
     text = values.astype("string").str.strip().str.lower()
     out = pd.Series(pd.NA, index=values.index, dtype="boolean")
     out[text.isin(TRUE_WORDS).fillna(False)] = True
@@ -406,7 +501,20 @@ def _nearby_routes(
 
 
 def nearest_or_none(ids: NDArray[np.object_], pos: NDArray[np.intp]) -> NDArray[np.object_]:
-    """``ids[pos]`` with None where ``pos`` is -1."""
+    """The ids at positions found by a nearest search, None where nothing was found.
+
+    Parameters
+    ----------
+    ids
+        The ids of the searched geometries.
+    pos
+        Positions into ``ids``; -1 where nothing was found.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``ids[pos]`` as an object array, None where ``pos`` is -1.
+    """
     out = np.full(len(pos), None, dtype=object)
     ok = pos >= 0
     out[ok] = ids[pos[ok]]

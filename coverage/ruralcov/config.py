@@ -193,6 +193,7 @@ class SpeedConfig:
 
     @property
     def by_device(self) -> bool:
+        """The village statistic is taken over per-device medians (``device_median``)."""
         return self.statistic == "device_median"
 
     @property
@@ -311,15 +312,47 @@ def as_written(path: Path | str) -> Path:
 
     Reports and manifests name an input the way the user wrote it; ``Path.resolve`` would name
     the target of every link instead.
+
+    Parameters
+    ----------
+    path
+        A path, relative to the working folder or absolute; ``~`` is expanded.
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute path, ``..`` and ``.`` removed as text.
+
+    Examples
+    --------
+    >>> as_written("/data/current/../2026q3/villages.csv").as_posix()
+    '/data/2026q3/villages.csv'
     """
     return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
 
 
 def relative_inside(path: Path | str, root: Path | str) -> str | None:
-    """``path`` relative to ``root`` (POSIX form) when it lies inside it, else None.
+    """``path`` relative to ``root`` when it lies inside it.
 
     Compared as written first, then with symbolic links followed, so that a file reached
     through a link to the run folder (or the run folder through a link) still counts as inside.
+
+    Parameters
+    ----------
+    path
+        The path to place.
+    root
+        The folder it may lie in.
+
+    Returns
+    -------
+    str or None
+        The relative path in POSIX form (``"."`` for ``root`` itself), None when outside.
+
+    Examples
+    --------
+    >>> relative_inside("/runs/a/tables/x.csv", "/runs/a"), relative_inside("/elsewhere", "/runs")
+    ('tables/x.csv', None)
     """
     for a, b in (
         (as_written(path), as_written(root)),
@@ -333,7 +366,22 @@ def relative_inside(path: Path | str, root: Path | str) -> str | None:
 
 
 def path_text(path: Path | str, roots: Sequence[Path]) -> str:
-    """``path`` relative to the first of ``roots`` it lies in, else absolute as written."""
+    """How a path is written in a configuration or manifest: relative inside a root, so that a
+    run folder stays movable, else absolute as written.
+
+    Parameters
+    ----------
+    path
+        The path to write.
+    roots
+        Folders tried in order; the first that holds ``path`` is the one it is relative to.
+
+    Returns
+    -------
+    str
+        ``path`` relative to the first of ``roots`` it lies in (POSIX form), else
+        :func:`as_written`.
+    """
     for root in roots:
         inside = relative_inside(path, root)
         if inside is not None:
@@ -353,6 +401,16 @@ def check_run_name(name: str) -> None:
     ``ruralcov run`` writes to ``out/<name>`` without ``--out``: a name with ``..`` or a
     separator would write elsewhere (``"../../../pwn"``), and one Windows cannot store would
     stop the run of a colleague there.
+
+    Parameters
+    ----------
+    name
+        ``[run] name``.
+
+    Raises
+    ------
+    ConfigError
+        Naming why the name is not a plain folder name and what to write instead.
     """
     bad = _BAD_NAME_CHARS.search(name)
     why = (
@@ -624,7 +682,24 @@ def _with_periods(s: SpeedConfig) -> SpeedConfig:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a TOML configuration file; raise :class:`ConfigError` naming what is wrong."""
+    """Read a TOML configuration file.
+
+    Parameters
+    ----------
+    path
+        The file; relative paths in it are relative to its folder.
+
+    Returns
+    -------
+    Config
+        As :func:`config_from_dict` builds it.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not valid TOML (or UTF-8), or a key or value is wrong,
+        naming what is wrong.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file {str(path)!r} not found")
@@ -640,9 +715,20 @@ def config_to_dict(
 ) -> dict[str, Any]:
     """The fully resolved configuration as plain TOML-ready values.
 
-    Paths under ``relative_to`` (a folder, or several: a run folder and the temporary folder
-    it is built in) are written relative to it (so a run folder stays movable); others are
-    absolute, as written.
+    Parameters
+    ----------
+    config
+        The configuration.
+    relative_to
+        A folder, or several (a run folder and the temporary folder it is built in): paths
+        under one are written relative to it, so that a run folder stays movable; others are
+        absolute, as written.
+
+    Returns
+    -------
+    dict
+        One table per section (a list for several ``[[fibre]]`` or ``[[speed]]`` blocks, the
+        measurement source first); keys whose value is None are left out.
     """
     roots = (
         () if relative_to is None
@@ -686,8 +772,16 @@ def config_to_dict(
 def dump_config(config: Config, path: Path, *, run_folder: Path | None = None) -> None:
     """Write the resolved configuration as TOML, paths relative to the file's folder.
 
-    ``run_folder``: the folder ``path``'s folder will become (a run is built in a temporary
-    sibling); paths inside it are written relative too.
+    Parameters
+    ----------
+    config
+        The configuration.
+    path
+        The TOML file to write; ``[run] out`` is left out (the run folder is wherever this
+        file is).
+    run_folder
+        The folder ``path``'s folder will become (a run is built in a temporary sibling);
+        paths inside it are written relative too.
     """
     import tomli_w
 
@@ -698,5 +792,18 @@ def dump_config(config: Config, path: Path, *, run_folder: Path | None = None) -
 
 
 def replace(config: Config, **sections: Any) -> Config:
-    """A copy of ``config`` with whole sections or ``run``-level fields replaced."""
+    """A copy of ``config`` with whole sections replaced (``config`` itself is frozen).
+
+    Parameters
+    ----------
+    config
+        The configuration.
+    **sections
+        Fields of :class:`Config` and their new values, e.g. ``run=...`` or ``base=...``.
+
+    Returns
+    -------
+    Config
+        The copy; nothing is checked again.
+    """
     return dataclasses.replace(config, **sections)

@@ -102,7 +102,7 @@ def build_demo_inputs(
     --------
     >>> import tempfile
     >>> from ruralcov.config import config_from_dict
-    >>> folder = Path(tempfile.mkdtemp())
+    >>> folder = Path(tempfile.mkdtemp())  # doctest: +SKIP
     >>> raw = build_demo_inputs(folder, tests_per_village=2)  # doctest: +SKIP
     >>> config_from_dict(raw, base=folder).run.name  # doctest: +SKIP
     'shanxi-demo'

@@ -59,7 +59,22 @@ _NETWORK_COLUMNS = ("network", "type", "conn_type", "layer_type")
 
 
 def quadkey_tile(key: str) -> tuple[int, int, int]:
-    """``(x, y, zoom)`` of a Bing/Ookla quadkey.
+    """The Web Mercator tile a Bing/Ookla quadkey names.
+
+    Parameters
+    ----------
+    key
+        The quadkey: one digit 0-3 per zoom level.
+
+    Returns
+    -------
+    tuple of int
+        ``(x, y, zoom)``.
+
+    Raises
+    ------
+    ValueError
+        For a digit other than 0-3.
 
     Examples
     --------
@@ -76,7 +91,18 @@ def quadkey_tile(key: str) -> tuple[int, int, int]:
 
 
 def tile_bounds(x: ArrayLike, y: ArrayLike, zoom: ArrayLike) -> tuple[NDArray, ...]:
-    """``(west, south, east, north)`` in degrees of Web Mercator tiles (arrays)."""
+    """The extent of Web Mercator tiles.
+
+    Parameters
+    ----------
+    x, y, zoom
+        Tile columns, rows (from the north) and zoom levels.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(west, south, east, north)`` in degrees.
+    """
     x, y, n = np.asarray(x, float), np.asarray(y, float), 2.0 ** np.asarray(zoom, float)
 
     def lat(row: NDArray) -> NDArray:
@@ -86,7 +112,17 @@ def tile_bounds(x: ArrayLike, y: ArrayLike, zoom: ArrayLike) -> tuple[NDArray, .
 
 
 def quadkey_polygons(keys: ArrayLike) -> NDArray[np.object_]:
-    """Tile rectangles (EPSG:4326) of quadkeys; None for a key that is not a quadkey.
+    """Tile rectangles of quadkeys, for tile files that have keys but no polygons.
+
+    Parameters
+    ----------
+    keys
+        Quadkeys (text; None or empty for none).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shapely boxes in EPSG:4326; None for a key that is not a quadkey.
 
     Examples
     --------
@@ -256,8 +292,9 @@ def assign_tiles(
 
     Returns
     -------
-    DataFrame with ``tile``, ``village`` (positions) and ``weight``; tiles outside every
-    village do not appear.
+    pandas.DataFrame
+        ``tile``, ``village`` (positions) and ``weight``; tiles outside every village do not
+        appear.
 
     Examples
     --------
@@ -301,12 +338,25 @@ def tile_statistics(
 ) -> pd.DataFrame:
     """Per-village figures from assigned tiles: tests-weighted means and summed counts.
 
-    ``tiles`` has ``download_mbps``, ``upload_mbps``, ``latency_ms``, ``tests``, ``devices``
-    (one row per tile, positions as in ``assignment``). Each tile's mean counts with weight
-    ``tests × assignment weight``; a missing upload or latency leaves that tile out of that
-    mean only. Returns one row per village position with ``tiles``, ``tests_weighted``,
-    ``devices_weighted`` (apportioned, unrounded), ``tests``, ``devices`` (rounded),
-    ``download_mean_mbps``, ``upload_mean_mbps``, ``latency_mean_ms``.
+    Each tile's mean counts with weight ``tests × assignment weight``; a missing upload or
+    latency leaves that tile out of that mean only.
+
+    Parameters
+    ----------
+    assignment
+        As :func:`assign_tiles` returns it.
+    tiles
+        One row per tile (positions as in ``assignment``) with ``download_mbps``,
+        ``upload_mbps``, ``latency_ms``, ``tests``, ``devices``.
+    n_villages
+        Number of villages: the result has one row per village position.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``tiles``, ``tests_weighted``, ``devices_weighted`` (apportioned, unrounded),
+        ``tests``, ``devices`` (rounded), ``download_mean_mbps``, ``upload_mean_mbps``,
+        ``latency_mean_ms``.
     """
     a_tile = assignment["tile"].to_numpy(dtype=np.intp)
     village = assignment["village"].to_numpy(dtype=np.intp)
@@ -339,12 +389,22 @@ def tile_statistics(
 
 
 def tile_summary(tiles: pd.DataFrame, *, weighting: str = "tests") -> dict[str, float]:
-    """Figures over a set of tiles: means of download/upload (Mbps) and latency, summed tests
-    and devices.
+    """Figures over a set of tiles, to compare with published summaries of Ookla data.
 
-    ``weighting="tests"``: each tile's mean weighted by its tests (the figure a village or an
-    area gets); ``"tiles"``: the plain mean over tiles, the convention of many published
-    summaries of Ookla data (for instance the Guam figures in ``tests/data/ookla_guam``).
+    Parameters
+    ----------
+    tiles
+        Tiles as :func:`load_tiles` returns them.
+    weighting
+        ``"tests"``: each tile's mean weighted by its tests (the figure a village or an area
+        gets); ``"tiles"``: the plain mean over tiles, the convention of many published
+        summaries of Ookla data (for instance the Guam figures in ``tests/data/ookla_guam``).
+
+    Returns
+    -------
+    dict
+        ``download`` and ``upload`` (Mbit/s) and ``latency`` (ms) means, summed ``tests`` and
+        ``devices``.
     """
     if weighting not in ("tests", "tiles"):
         raise ValueError(

@@ -74,12 +74,13 @@ def copy_register(shared: Path, out: Path) -> None:
 def simplify_outlines(shared: Path, out: Path) -> None:
     """Write ``shanxi_counties.geojson``: the county outlines simplified as one coverage.
 
+    The outlines are simplified in metres (:data:`SIMPLIFY_TOLERANCE_M`), so that the file
+    stays small while neighbouring counties keep one shared edge.
+
     Parameters
     ----------
-    shared
-        The shared source folder (holding ``shanxi_boundaries/``).
-    out
-        The folder to write into.
+    shared, out
+        The shared source folder (holding ``shanxi_boundaries/``), the folder to write into.
     """
     src = shared / "shanxi_boundaries" / "shanxi_counties.geojson"
     with open(src, encoding="utf-8") as f:

@@ -136,6 +136,9 @@ def summarise(
 ) -> pd.DataFrame:
     """The shares and gaps of every area of one level.
 
+    Every area with any register entry appears, even with no administrative village (its
+    shares are then empty): an area never drops out of a table for lack of villages.
+
     Parameters
     ----------
     villages
@@ -151,9 +154,7 @@ def summarise(
     Returns
     -------
     pandas.DataFrame
-        One row per area with :data:`~ruralcov.schema.SUMMARY_COLUMNS`, in code order. Every
-        area with any register entry appears, even with no administrative village (its shares
-        are then empty).
+        One row per area with :data:`~ruralcov.schema.SUMMARY_COLUMNS`, in code order.
     """
     key = f"{level}_code"
     frame = villages.loc[villages[key].notna()]

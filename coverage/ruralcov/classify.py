@@ -193,6 +193,9 @@ def speed_statistics(
 ) -> pd.DataFrame:
     """Per-village speed statistics from individual tests.
 
+    Exact, as the module docstring says: medians from the sorted values of each village, the
+    interval from order statistics.
+
     Parameters
     ----------
     village

@@ -9,6 +9,9 @@ published formulas (Krasovsky ellipsoid constants), vectorised with numpy.
 
 Areas and distances are never computed in degrees: :func:`metric_crs` picks a local UTM zone or
 an equal-area CRS for the extent of the data.
+
+The converters take longitudes and latitudes in degrees, scalars or arrays (broadcast
+together), and return a ``(longitudes, latitudes)`` pair of arrays.
 """
 
 from __future__ import annotations
@@ -169,12 +172,12 @@ def wgs84_to_gcj02(lon: ArrayLike, lat: ArrayLike) -> Coords:
     Parameters
     ----------
     lon, lat
-        Longitudes and latitudes in degrees (scalars or arrays, broadcast together).
+        WGS84 degrees.
 
     Returns
     -------
     tuple of numpy.ndarray
-        Longitudes and latitudes in GCJ-02.
+        GCJ-02 longitudes and latitudes (arrays).
 
     Examples
     --------
@@ -197,12 +200,12 @@ def gcj02_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> Coords:
     Parameters
     ----------
     lon, lat
-        Longitudes and latitudes in degrees (scalars or arrays, broadcast together).
+        Degrees in GCJ-02, as AMap and Tencent maps give them.
 
     Returns
     -------
     tuple of numpy.ndarray
-        Longitudes and latitudes in WGS84.
+        WGS84 longitudes and latitudes, within 1e-9 degree.
     """
     x, y = _arrays(lon, lat)
     dx, dy = _gcj02_offset(x, y)
@@ -215,12 +218,12 @@ def gcj02_to_bd09(lon: ArrayLike, lat: ArrayLike) -> Coords:
     Parameters
     ----------
     lon, lat
-        Longitudes and latitudes in degrees (scalars or arrays, broadcast together).
+        GCJ-02 degrees.
 
     Returns
     -------
     tuple of numpy.ndarray
-        Longitudes and latitudes in BD-09.
+        The same points in BD-09.
     """
     x, y = _arrays(lon, lat)
     z = np.hypot(x, y) + 0.00002 * np.sin(y * _X_PI)
@@ -234,12 +237,12 @@ def bd09_to_gcj02(lon: ArrayLike, lat: ArrayLike) -> Coords:
     Parameters
     ----------
     lon, lat
-        Longitudes and latitudes in degrees (scalars or arrays, broadcast together).
+        Degrees in BD-09, as Baidu maps give them.
 
     Returns
     -------
     tuple of numpy.ndarray
-        Longitudes and latitudes in GCJ-02.
+        The same points in GCJ-02.
     """
     bx, by = _arrays(lon, lat)
     x = bx - 0.0065
@@ -255,12 +258,12 @@ def wgs84_to_bd09(lon: ArrayLike, lat: ArrayLike) -> Coords:
     Parameters
     ----------
     lon, lat
-        Longitudes and latitudes in degrees (scalars or arrays, broadcast together).
+        WGS84 longitude and latitude.
 
     Returns
     -------
     tuple of numpy.ndarray
-        Longitudes and latitudes in BD-09.
+        BD-09 longitudes and latitudes (arrays).
     """
     return gcj02_to_bd09(*wgs84_to_gcj02(lon, lat))
 
@@ -271,12 +274,12 @@ def bd09_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> Coords:
     Parameters
     ----------
     lon, lat
-        Longitudes and latitudes in degrees (scalars or arrays, broadcast together).
+        BD-09 longitude and latitude.
 
     Returns
     -------
     tuple of numpy.ndarray
-        Longitudes and latitudes in WGS84.
+        WGS84 longitudes and latitudes (arrays).
     """
     return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))
 

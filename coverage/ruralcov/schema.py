@@ -355,6 +355,9 @@ def apply_register(
 ) -> pd.DataFrame:
     """Standard register columns from a user's table.
 
+    The preset is the one place that knows a register's conventions (for ``cn-nbs``, China's
+    statistical codes and names); everything after it reads the standard columns.
+
     Parameters
     ----------
     table
@@ -423,6 +426,9 @@ def apply_register(
 
 def cn_nbs_code_problems(codes: pd.Series) -> pd.Series:
     """Where a code is not the 12 digits the cn-nbs preset derives its levels from.
+
+    The preset cuts each level's code from the village code (province: 2 digits, ..., township:
+    9), so any other code would put a village in a wrong or made-up area.
 
     Parameters
     ----------

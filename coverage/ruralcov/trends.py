@@ -177,18 +177,14 @@ def trend_table(
     fibre_target: float,
     names: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """The time series of every area of one level.
+    """The time series of every area of one level, each period summarised as the headline is.
 
     Parameters
     ----------
     frames
         The village frame of each period (label -> frame), as in :class:`PeriodRuns`.
-    level
-        One of :data:`~ruralcov.schema.LEVELS`.
-    fibre_target
-        The fibre target share.
-    names
-        Area names by code (None: names left empty).
+    level, fibre_target, names
+        As for :func:`ruralcov.aggregate.summarise`.
 
     Returns
     -------

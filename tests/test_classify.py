@@ -37,9 +37,9 @@ def test_rank_table_holds_the_binomial_quantile_of_every_count():
     count by count (and counts from TABULATED on are computed, not looked up)."""
     import zlib
 
-    written = zlib.decompress(classify._RANK_FILE.read_bytes())
-    assert zlib.decompress(classify.rank_table()) == written  # from binomial_ranks, every count
-    table = classify._rank_table()
+    written = zlib.decompress(classify.RANK_FILE.read_bytes())
+    assert zlib.decompress(classify.rank_file_bytes()) == written  # binomial_ranks, every count
+    table = classify.rank_table()
     assert len(table) == classify.TABULATED and table[100] == 40  # n = 100: the classic 40
     big = np.array([classify.TABULATED, classify.TABULATED + 1, 3 * classify.TABULATED])
     np.testing.assert_array_equal(

@@ -48,34 +48,42 @@ def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray,
     counts, where = np.unique(n, return_inverse=True)  # villages share counts: once each
     lo = np.zeros(len(counts), np.int64)
     small = (counts >= 0) & (counts < TABULATED) & (confidence == 0.95)
-    lo[small] = _rank_table()[counts[small]]
+    lo[small] = rank_table()[counts[small]]
     if not small.all():
         lo[~small] = binomial_ranks(counts[~small], confidence=confidence)
     hi = np.where(lo > 0, counts - lo + 1, 0)
     return lo[where].reshape(n.shape), hi[where].reshape(n.shape)
 
 
-#: Counts below this have their 95 % ranks from ``median_ranks.bin`` (see :func:`rank_table`).
+#: Counts below this have their 95 % ranks from :data:`RANK_FILE` (see :func:`rank_file_bytes`).
 TABULATED = 1 << 20
-_RANK_FILE = Path(__file__).with_name("median_ranks.bin")
+#: ``median_ranks.bin``, shipped with the package.
+RANK_FILE = Path(__file__).with_name("median_ranks.bin")
 
 
 @functools.cache
-def _rank_table() -> NDArray[np.int64]:
-    """``l`` of the 95 % interval for every count below :data:`TABULATED`, from the file."""
-    steps = np.unpackbits(np.frombuffer(zlib.decompress(_RANK_FILE.read_bytes()), np.uint8))
+def rank_table() -> NDArray[np.int64]:
+    """The 95 % ranks of :data:`RANK_FILE`, read once per process.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``l`` of the 95 % interval (:func:`median_ci_ranks`) for every count below
+        :data:`TABULATED`, indexed by the count.
+    """
+    steps = np.unpackbits(np.frombuffer(zlib.decompress(RANK_FILE.read_bytes()), np.uint8))
     return np.concatenate([[0], np.cumsum(steps[:TABULATED - 1], dtype=np.int64)])
 
 
-def rank_table() -> bytes:
-    """The contents of ``median_ranks.bin``: the 95 % ranks of every count below
+def rank_file_bytes() -> bytes:
+    """The contents of :data:`RANK_FILE`, computed: the 95 % ranks of every count below
     :data:`TABULATED`.
 
     ``l`` rises by 0 or 1 from one count to the next, so the steps are stored as bits
     (zlib-compressed, 4 kB). The ranks come from scipy's binomial quantile
     (:func:`binomial_ranks`); tabulated, runs import scipy (a slow import) only for villages
     of a million tests or more. Written by
-    ``python -c "import ruralcov.classify as c; c.write_rank_table()"``.
+    ``python -c "import ruralcov.classify as c; c.write_rank_file()"``.
 
     Returns
     -------
@@ -89,9 +97,9 @@ def rank_table() -> bytes:
     return zlib.compress(np.packbits(steps.astype(np.uint8)).tobytes(), 9)
 
 
-def write_rank_table() -> None:  # pragma: no cover - run by hand (see rank_table)
-    """Write :func:`rank_table` to ``median_ranks.bin`` next to this module."""
-    _RANK_FILE.write_bytes(rank_table())
+def write_rank_file() -> None:  # pragma: no cover - run by hand (see rank_file_bytes)
+    """Write :func:`rank_file_bytes` to :data:`RANK_FILE`."""
+    RANK_FILE.write_bytes(rank_file_bytes())
 
 
 def binomial_ranks(n: NDArray[np.int64], *, confidence: float) -> NDArray[np.int64]:

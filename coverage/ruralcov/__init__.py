@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from ruralcov.pipeline import CoverageResult, analyse
     from ruralcov.report import write_run
 
+#: pyproject.toml's version, looked up on first use (:func:`_version`).
+__version__: str
+
 _LAZY = {"Config": "ruralcov.config", "load_config": "ruralcov.config",
          "CoverageResult": "ruralcov.pipeline", "analyse": "ruralcov.pipeline",
          "write_run": "ruralcov.report"}

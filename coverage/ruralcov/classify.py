@@ -225,9 +225,8 @@ def speed_statistics(
     -------
     pandas.DataFrame
         One row per village position: ``tests``, ``devices``, ``download_median_mbps``,
-        ``download_ci_low_mbps``, ``download_ci_high_mbps`` (the interval of the module
-        docstring), ``upload_median_mbps``, ``latency_median_ms`` and
-        ``share_tests_at_target``.
+        ``download_ci_low_mbps``, ``download_ci_high_mbps``, ``upload_median_mbps``,
+        ``latency_median_ms`` and ``share_tests_at_target``.
     """
     village = np.asarray(village, dtype=np.intp)
     download = np.asarray(download, dtype=float)

@@ -727,8 +727,9 @@ def config_to_dict(
     Returns
     -------
     dict
-        One table per section (a list for several ``[[fibre]]`` or ``[[speed]]`` blocks, the
-        measurement source first); keys whose value is None are left out.
+        One table per section: ``fibre`` a list of tables, ``speed`` a list when there are
+        capability sources (the measurement source first); keys whose value is None are left
+        out.
     """
     roots = (
         () if relative_to is None

@@ -181,13 +181,13 @@ def _new_value(
 ) -> tuple[object, list[str]]:
     """A ledger row's value parsed for its field, and what is wrong with the field or value."""
     if field == "fibre":
-        value = None if pd.isna(fibre_value) else bool(fibre_value)
-        return value, [] if value is not None else [
+        yes = None if pd.isna(fibre_value) else bool(fibre_value)
+        return yes, [] if yes is not None else [
             f"{where}: fibre value {rec['value']!r} is not yes/no"
         ]
     if field == "speed_class":
-        value = str(rec["value"]).strip().lower() if pd.notna(rec["value"]) else None
-        return value, [] if value in SPEED_CLASSES else [
+        cls = str(rec["value"]).strip().lower() if pd.notna(rec["value"]) else None
+        return cls, [] if cls in SPEED_CLASSES else [
             f"{where}: speed_class value {rec['value']!r} is not one of "
             f"{list(SPEED_CLASSES)}{did_you_mean(rec['value'], SPEED_CLASSES)}"
         ]

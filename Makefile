@@ -24,8 +24,11 @@ $(VENV)/.test-deps: $(BIN)/ruralcov
 
 test-venv: $(VENV)/.test-deps
 
+# -P: the working folder is not put on sys.path, so `coverage/` (the source root) is never
+# importable as a `coverage` package; pytest collects tests/ and the package's doctests
+# (testpaths and --doctest-modules in pyproject.toml).
 test: test-venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -P -m pytest
 
 clean:
 	rm -rf $(VENV) out

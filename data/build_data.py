@@ -49,6 +49,15 @@ REGISTER_FILES = (
 
 
 def copy_register(shared: Path, out: Path) -> None:
+    """Copy the Shanxi register tables and write the one-row province table.
+
+    Parameters
+    ----------
+    shared
+        The shared source folder (holding ``china_register/``).
+    out
+        The folder to write into.
+    """
     src = shared / "china_register"
     for name in REGISTER_FILES:
         shutil.copyfile(src / name, out / name)
@@ -63,6 +72,16 @@ def copy_register(shared: Path, out: Path) -> None:
 
 
 def simplify_outlines(shared: Path, out: Path) -> None:
+    """Write ``shanxi_counties.geojson``: the county outlines simplified as one coverage.
+
+    The outlines are simplified in metres (:data:`SIMPLIFY_TOLERANCE_M`), so that the file
+    stays small while neighbouring counties keep one shared edge.
+
+    Parameters
+    ----------
+    shared, out
+        The shared source folder (holding ``shanxi_boundaries/``), the folder to write into.
+    """
     src = shared / "shanxi_boundaries" / "shanxi_counties.geojson"
     with open(src, encoding="utf-8") as f:
         fc = json.load(f)
@@ -100,6 +119,18 @@ def simplify_outlines(shared: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line of the module docstring.
+
+    Parameters
+    ----------
+    argv
+        The arguments (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--shared",

@@ -224,7 +224,7 @@ def test_rule_properties():
     # raising capability never makes a village count less, under any basis
     cls2, _ = five_way_class(measured, np.where(np.isnan(cap), 50.0, cap + 10), np.full(500, 12.0))
     for basis in ("capability", "measured", "either"):
-        assert (counts_for_basis(cls2, basis) >= counts_for_basis(cls, basis)).all()
+        assert (counts_for_basis(cls2, basis=basis) >= counts_for_basis(cls, basis=basis)).all()
 
 
 def test_config_errors():

@@ -37,12 +37,14 @@ def test_rank_table_holds_the_binomial_quantile_of_every_count():
     count by count (and counts from TABULATED on are computed, not looked up)."""
     import zlib
 
-    written = zlib.decompress(classify._RANK_FILE.read_bytes())
-    assert zlib.decompress(classify.rank_table()) == written  # from binomial_ranks, every count
-    table = classify._rank_table()
+    written = zlib.decompress(classify.RANK_FILE.read_bytes())
+    assert zlib.decompress(classify.rank_file_bytes()) == written  # binomial_ranks, every count
+    table = classify.rank_table()
     assert len(table) == classify.TABULATED and table[100] == 40  # n = 100: the classic 40
     big = np.array([classify.TABULATED, classify.TABULATED + 1, 3 * classify.TABULATED])
-    np.testing.assert_array_equal(median_ci_ranks(big)[0], classify.binomial_ranks(big, 0.95))
+    np.testing.assert_array_equal(
+        median_ci_ranks(big)[0], classify.binomial_ranks(big, confidence=0.95)
+    )
 
 
 def test_ci_ranks_equal_scipy_stats_binom():
@@ -68,7 +70,7 @@ def test_ci_ranks_known_values():
 def test_group_median_equals_numpy(pairs):
     g = np.array([p[0] for p in pairs])
     v = np.array([p[1] for p in pairs])
-    med, counts = group_median(g, v, 5)
+    med, counts = group_median(g, v, n_groups=5)
     for k in range(5):
         vals = v[g == k]
         assert counts[k] == len(vals)

@@ -167,3 +167,20 @@ def test_input_paths_keep_the_links_the_user_wrote(tmp_path):
     c = load_config(cfg)
     assert c.villages.path == tmp_path / "data" / "current" / "v.csv"
     assert config_to_dict(c)["villages"]["path"] == str(tmp_path / "data" / "current" / "v.csv")
+
+
+def test_version_is_the_one_of_pyproject():
+    """``ruralcov.__version__`` is pyproject.toml's version read from the package metadata,
+    not a second literal that a release could forget to change."""
+    import importlib.metadata
+    import tomllib
+
+    import ruralcov
+
+    root = Path(__file__).resolve().parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    version = declared["project"]["version"]
+    assert ruralcov.__version__ == importlib.metadata.version("ruralcov") == version
+    quoted = (f'"{version}"', f"'{version}'")
+    sources = Path(ruralcov.__file__).parent.rglob("*.py")
+    assert [p.name for p in sources if any(q in p.read_text("utf-8") for q in quoted)] == []

@@ -113,7 +113,7 @@ def test_rows_placed_again_in_a_later_sheet(tmp_path: Path) -> None:
 
     book(tmp_path / "reference.xlsx", cell_by_cell=True)
     gaps = book(tmp_path / "placed.xlsx", cell_by_cell=False)
-    splice_rows(tmp_path / "placed.xlsx", {0: COLUMNS}, {gaps: (0, pos)})
+    splice_rows(tmp_path / "placed.xlsx", {0: COLUMNS}, subsets={gaps: (0, pos)})
     with zipfile.ZipFile(tmp_path / "reference.xlsx") as a, zipfile.ZipFile(
         tmp_path / "placed.xlsx"
     ) as b:
@@ -121,10 +121,11 @@ def test_rows_placed_again_in_a_later_sheet(tmp_path: Path) -> None:
             assert a.read(name) == b.read(name), name
     book(tmp_path / "other.xlsx", cell_by_cell=False, text_format=False)
     with pytest.raises(ValueError, match="formats differ"):
-        splice_rows(tmp_path / "other.xlsx", {0: COLUMNS}, {gaps: (0, pos)})
+        splice_rows(tmp_path / "other.xlsx", {0: COLUMNS}, subsets={gaps: (0, pos)})
     book(tmp_path / "outside.xlsx", cell_by_cell=False)
     with pytest.raises(ValueError, match="rows outside"):
-        splice_rows(tmp_path / "outside.xlsx", {0: COLUMNS}, {gaps: (0, [0, len(COLUMNS[0])])})
+        splice_rows(tmp_path / "outside.xlsx", {0: COLUMNS},
+                    subsets={gaps: (0, [0, len(COLUMNS[0])])})
     book(tmp_path / "order.xlsx", cell_by_cell=False)
     with pytest.raises(ValueError, match="not a plain sheet before it"):
-        splice_rows(tmp_path / "order.xlsx", {gaps: picked}, {0: (gaps, [0])})
+        splice_rows(tmp_path / "order.xlsx", {gaps: picked}, subsets={0: (gaps, [0])})

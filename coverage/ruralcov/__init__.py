@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from ruralcov.pipeline import CoverageResult, analyse
     from ruralcov.report import write_run
 
-__version__ = "0.1.0"
+#: pyproject.toml's version, looked up on first use (:func:`_version`).
+__version__: str
 
 _LAZY = {"Config": "ruralcov.config", "load_config": "ruralcov.config",
          "CoverageResult": "ruralcov.pipeline", "analyse": "ruralcov.pipeline",
@@ -27,9 +28,28 @@ _LAZY = {"Config": "ruralcov.config", "load_config": "ruralcov.config",
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _version()
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ruralcov' has no attribute {name!r}")
+
+
+def _version() -> str:
+    """The version of pyproject.toml (its one statement), from the installed package's metadata.
+
+    Looked up on first use: reading the metadata costs more than importing this package.
+    A copy of the source used without installing it has no metadata; it says so (``0+unknown``,
+    what manifests then record) rather than name a version it may not be.
+    """
+    global __version__
+    from importlib import metadata
+
+    try:
+        __version__ = metadata.version("ruralcov")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a source tree never installed
+        __version__ = "0+unknown"
+    return __version__
 
 
 __all__ = [

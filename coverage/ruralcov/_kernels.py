@@ -20,6 +20,11 @@ def import_numba():
     ``coverage/`` (our source root, not a package) is found first as a namespace package without
     coverage.py's API, and numba's import fails; in that case numba is imported as if coverage.py
     were absent.
+
+    Returns
+    -------
+    module
+        The ``numba`` module.
     """
     if "numba" not in sys.modules:
         if "coverage" not in sys.modules:
@@ -45,7 +50,7 @@ def _defer_blas_probe() -> None:
     """Import numba's array functions without their BLAS probe, which imports scipy.linalg.
 
     The probe (``numba.np.arraymath._HAVE_BLAS``) runs when the first kernel is loaded and
-    imports scipy.linalg, a third of a second that none of our kernels needs. Its answer is
+    imports scipy.linalg, a slow import that none of our kernels needs. Its answer is
     set from whether scipy is installed (what the probe finds with scipy >= 0.16); numba still
     imports scipy.linalg itself when it compiles a function that calls BLAS.
     """
@@ -71,8 +76,8 @@ def _defer_blas_probe() -> None:
 
 
 # The OpenMP threads of numba's parallel kernels spin while they wait for work by default; with
-# few cores they take the CPU from the threads that read and accumulate the tests (on 2 cores,
-# a fifth of the 10 M-point stream's time in bench/join.py). A setting of the user's wins.
+# few cores they take the CPU from the threads that read and accumulate the tests. A setting of
+# the user's wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 numba = import_numba()
 njit, prange = numba.njit, numba.prange
@@ -678,11 +683,11 @@ def _n_tested(s, slot_start, slot_cand, slot_owner, rank):  # pragma: no cover -
 def pack_slots(slot_start, slot_cand, slot_owner, rank, cand_edge_start, cand_edges, cand_ref,
                xs, ys):  # pragma: no cover - compiled
     """One contiguous record per boundary cell, so that a point there reads one stretch of
-    memory instead of following indices through six arrays (a third of the join's time on
-    10 M points): owner, number of candidates to test, then per candidate its polygon, its
-    answer at the centre (-1: unknown) and its edges in the cell with their coordinates
-    inline (only those of candidates whose centre answer is known). Float coordinates are
-    stored as their bits; read them through ``rec.view(np.float64)``."""
+    memory instead of following indices through six arrays: owner, number of candidates to
+    test, then per candidate its polygon, its answer at the centre (-1: unknown) and its edges
+    in the cell with their coordinates inline (only those of candidates whose centre answer is
+    known). Float coordinates are stored as their bits; read them through
+    ``rec.view(np.float64)``."""
     n_slots = len(slot_start) - 1
     start = np.zeros(n_slots + 1, dtype=np.int64)
     for s in prange(n_slots):
@@ -748,7 +753,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _EXP = np.uint64(0x7FF0000000000000)  # float64 exponent and mantissa bits
 _MANT = np.uint64(0x000FFFFFFFFFFFFF)
-#: The key of a missing cell (``stream._NA``).
+#: The key of a missing cell, the same in the stream's duplicate-row check.
 _NA_KEY = np.uint64(0x5A5A5A5A5A5A5A5A)
 
 
@@ -783,7 +788,7 @@ def fold(h, values, seed):  # pragma: no cover - compiled
 def fold_both(h1, h2, words, is_float, seed1, seed2):  # pragma: no cover - compiled
     """:func:`fold` into both row hashes in one pass over a null-free float64 or int64
     column given as its 64-bit words; for floats every NaN first becomes the missing-cell
-    key (the keys ``stream._column_keys`` would build, without building them)."""
+    key (the keys the stream's duplicate-row check would build, without building them)."""
     s1 = np.uint64(seed1)
     s2 = np.uint64(seed2)
     for i in range(len(h1)):

@@ -22,6 +22,16 @@ def target_fraction(share: float | Fraction) -> Fraction:
     A float is read by its shortest decimal text (``repr``), which is what the TOML said for
     any value a TOML float can hold; a :class:`~fractions.Fraction` is kept as it is.
 
+    Parameters
+    ----------
+    share
+        The target share, e.g. ``[targets] fibre_share``.
+
+    Returns
+    -------
+    fractions.Fraction
+        The exact value the decimal text means.
+
     Examples
     --------
     >>> target_fraction(0.98), target_fraction(0.9800000000000001)
@@ -43,6 +53,20 @@ def gap_villages(villages: Any, fibre_villages: Any, target: Fraction) -> Any:
     villages no longer fits 64 bits (numpy would wrap it round with only a warning). Arrays
     of counts (at most one element per area) are done in a loop and returned as int64, which
     holds any gap (it is at most the number of villages).
+
+    Parameters
+    ----------
+    villages
+        Administrative villages of an area (a count or an array of counts).
+    fibre_villages
+        Those with fibre (same shape, or broadcast).
+    target
+        The target share, exact (:func:`target_fraction`).
+
+    Returns
+    -------
+    int or numpy.ndarray
+        The villages still to connect: an int for counts, an int64 array for arrays.
 
     Examples
     --------
@@ -66,10 +90,21 @@ def gap_villages(villages: Any, fibre_villages: Any, target: Fraction) -> Any:
 
 
 def target_met(villages: Any, fibre_villages: Any, target: Fraction) -> Any:
-    """True where the fibre share reaches ``target`` exactly: the gap of
-    :func:`gap_villages` is 0 (a share of exactly 98 % meets 98 %, and does not meet
-    0.9800000000000001). Compare shares with the target through this, never as floats:
-    two different exact values can round to the same float.
+    """True where the fibre share reaches ``target`` exactly.
+
+    The gap of :func:`gap_villages` is 0 (a share of exactly 98 % meets 98 %, and does not meet
+    0.9800000000000001). Compare shares with the target through this, never as floats: two
+    different exact values can round to the same float.
+
+    Parameters
+    ----------
+    villages, fibre_villages, target
+        As for :func:`gap_villages`.
+
+    Returns
+    -------
+    bool or numpy.ndarray
+        A bool for counts, a boolean array for arrays.
 
     Examples
     --------
@@ -99,11 +134,27 @@ def summarise(
     fibre_target: float,
     names: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """One row per area of ``level`` with :data:`SUMMARY_COLUMNS`.
+    """The shares and gaps of every area of one level.
 
-    ``villages`` has the village columns (kind, fibre, has_geometry, speed_class and
-    ``<level>_code``). Every area with any register entry appears, even with no
-    administrative village (its shares are then empty).
+    Every area with any register entry appears, even with no administrative village (its
+    shares are then empty): an area never drops out of a table for lack of villages.
+
+    Parameters
+    ----------
+    villages
+        The village table: ``kind``, ``fibre``, ``has_geometry``, ``speed_class`` (and
+        ``speed_counts`` with capability records) and ``<level>_code``.
+    level
+        One of :data:`~ruralcov.schema.LEVELS`.
+    fibre_target
+        The fibre target share; gaps are computed from it exactly (:func:`gap_villages`).
+    names
+        Area names by code (None: names left empty).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per area with :data:`~ruralcov.schema.SUMMARY_COLUMNS`, in code order.
     """
     key = f"{level}_code"
     frame = villages.loc[villages[key].notna()]
@@ -138,7 +189,22 @@ def summarise(
 
 
 def headline(villages: pd.DataFrame, *, fibre_target: float) -> dict[str, Any]:
-    """The overall figures over the whole register, as plain Python values."""
+    """The overall figures over the whole register, for the manifest and the report.
+
+    Parameters
+    ----------
+    villages
+        The village table (the columns of :func:`summarise`, ``fibre_nearby``,
+        ``meets_targets`` and ``tests``).
+    fibre_target
+        The fibre target share.
+
+    Returns
+    -------
+    dict
+        Counts, shares (None where the denominator is 0), the gap and whether the target is
+        met, as plain Python values (JSON-ready).
+    """
     kind = villages["kind"]
     is_village = kind == "village"
     is_community = kind == "community"

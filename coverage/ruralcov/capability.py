@@ -74,22 +74,44 @@ BASIS_CLASSES: dict[str, tuple[str, ...]] = {
 DEFAULT_BASIS = "capability"
 
 
-def load_capability(s: SpeedConfig, index: int, register_codes: pd.Series) -> Loaded:
-    """Capability rows with ``village_code``, ``download_mbps``, ``upload_mbps``,
-    ``technology``, ``provider``; unusable rows dropped with a reason."""
+def load_capability(source: SpeedConfig, index: int, register_codes: pd.Series) -> Loaded:
+    """Read one capability source; unusable rows are dropped with a reason.
+
+    Parameters
+    ----------
+    source
+        A ``[[speed]]`` block of kind ``capability``.
+    index
+        Its position among the capability sources: the layer is ``capability[<index>]``.
+    register_codes
+        The village codes of the register; a row of another code is dropped.
+
+    Returns
+    -------
+    Loaded
+        Rows with ``village_code``, ``download_mbps``, ``upload_mbps`` (Mbit/s),
+        ``technology``, ``provider``, the issues of the dropped rows and the input record.
+
+    Raises
+    ------
+    SchemaError
+        When the code or download column is missing, or a spreadsheet changed the codes.
+    """
     layer = f"capability[{index}]"
-    code_col = s.code or "village_code"
-    frame = io.read_table(s.path, encoding=s.encoding, name=layer)
-    missing = [c for c in (code_col, s.download) if c not in frame.columns]
+    code_col = source.code or "village_code"
+    frame = io.read_table(source.path, encoding=source.encoding, name=layer)
+    missing = [c for c in (code_col, source.download) if c not in frame.columns]
     if missing:
         hint = "".join(did_you_mean(c, frame.columns) for c in missing)
         raise SchemaError(
-            f"{layer}: column(s) {missing} not found in {s.path}{hint}; the file has "
+            f"{layer}: column(s) {missing} not found in {source.path}{hint}; the file has "
             f'{list(frame.columns)[:20]}. Set code = "..." / download = "..." in [[speed]]'
         )
-    code = read_codes(frame[code_col], source=f"{layer} ({s.path.name})", column=code_col)
-    download = units.to_mbps(pd.to_numeric(frame[s.download], errors="coerce").astype(float),
-                             s.download_unit)
+    code = read_codes(frame[code_col], source=f"{layer} ({source.path.name})", column=code_col)
+    download = units.to_mbps(
+        pd.to_numeric(frame[source.download], errors="coerce").astype(float),
+        source.download_unit,
+    )
     no_code = code.isna() | (code == "")
     unknown = ~no_code & ~code.isin(set(register_codes.astype(str)))
     bad = ~no_code & ~unknown & download.isna()
@@ -98,42 +120,26 @@ def load_capability(s: SpeedConfig, index: int, register_codes: pd.Series) -> Lo
     # village capable); rows above 10 Gbit/s are not dropped here, only counted.
     units.check_plausible(
         units.SpeedTally.of(download.to_numpy(), (~no_code & ~unknown & ~bad & ~negative)),
-        column=s.download, path=s.path, unit=s.download_unit, layer=layer)
-    issues = concat_issues(
-        [
-            row_issues(
-                no_code,
-                layer=layer,
-                reason="missing_code",
-                dropped=True,
-                message="capability row has no village code",
-            ),
-            row_issues(
-                unknown,
-                layer=layer,
-                reason="unknown_code",
-                dropped=True,
-                codes=code,
-                message="village code is not in the register",
-            ),
-            row_issues(
-                bad,
-                layer=layer,
-                reason="bad_download",
-                dropped=True,
-                codes=code,
-                message=f"{s.download!r} is missing or not a number",
-            ),
-            row_issues(
-                negative,
-                layer=layer,
-                reason="negative_speed",
-                dropped=True,
-                codes=code,
-                message=f"{s.download!r} is negative",
-            ),
-        ]
-    )
+        column=source.download, path=source.path, unit=source.download_unit, layer=layer)
+    issues = concat_issues([
+        row_issues(no_code, layer=layer, reason="missing_code", dropped=True,
+                   message="capability row has no village code"),
+        row_issues(unknown, layer=layer, reason="unknown_code", dropped=True, codes=code,
+                   message="village code is not in the register"),
+        row_issues(bad, layer=layer, reason="bad_download", dropped=True, codes=code,
+                   message=f"{source.download!r} is missing or not a number"),
+        row_issues(negative, layer=layer, reason="negative_speed", dropped=True, codes=code,
+                   message=f"{source.download!r} is negative"),
+    ])
+    rows = _capability_rows(frame, source, index, code, download)
+    out = rows[~(no_code | unknown | bad | negative).to_numpy()].reset_index(drop=True)
+    record = input_record(layer, source.path, len(frame), issues)
+    return Loaded(frame=out, issues=issues, record=record)  # type: ignore[arg-type]
+
+
+def _capability_rows(frame: pd.DataFrame, source: SpeedConfig, index: int, code: pd.Series,
+                     download: pd.Series) -> pd.DataFrame:
+    """Every row of the file in the columns of :func:`load_capability` (none dropped yet)."""
 
     def optional(col: str | None, default: str) -> pd.Series:
         name = col or default
@@ -142,30 +148,39 @@ def load_capability(s: SpeedConfig, index: int, register_codes: pd.Series) -> Lo
         return pd.Series(None, index=frame.index, dtype=object)
 
     upload = units.to_mbps(
-        pd.to_numeric(frame[s.upload], errors="coerce").astype(float)
-        if s.upload and s.upload in frame.columns
+        pd.to_numeric(frame[source.upload], errors="coerce").astype(float)
+        if source.upload and source.upload in frame.columns
         else pd.Series(np.nan, index=frame.index),
-        s.download_unit,
+        source.download_unit,
     )
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "village_code": code.astype(object),
             "download_mbps": download,
             "upload_mbps": upload.where(upload >= 0),
-            "technology": optional(s.technology, "technology"),
-            "provider": optional(s.provider, "provider").fillna(f"source {index}"),
+            "technology": optional(source.technology, "technology"),
+            "provider": optional(source.provider, "provider").fillna(f"source {index}"),
         }
-    )[~(no_code | unknown | bad | negative).to_numpy()].reset_index(drop=True)
-    record = input_record(layer, s.path, len(frame), issues)
-    return Loaded(frame=out, issues=issues, record=record)  # type: ignore[arg-type]
+    )
 
 
 def village_capability(records: pd.DataFrame, codes: pd.Series) -> pd.DataFrame:
-    """The best capability record of each village (aligned with ``codes``).
+    """The best capability record of each village: the highest download (ties: higher upload,
+    then provider name in text order).
 
-    Columns ``capability_download_mbps``, ``capability_upload_mbps``,
-    ``capability_technology``, ``capability_provider`` and ``capability_providers`` (number
-    of providers with a record); empty where a village has none.
+    Parameters
+    ----------
+    records
+        Capability rows as :func:`load_capability` returns them (all sources together).
+    codes
+        The village codes of the register.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Aligned with ``codes``: ``capability_download_mbps``, ``capability_upload_mbps``,
+        ``capability_technology``, ``capability_provider`` and ``capability_providers``
+        (number of providers with a record); empty (0 providers) where a village has none.
 
     Examples
     --------
@@ -196,7 +211,22 @@ def village_capability(records: pd.DataFrame, codes: pd.Series) -> pd.DataFrame:
 def five_way_class(
     measured_class: ArrayLike, capability_mbps: ArrayLike, target_mbps: ArrayLike
 ) -> tuple[NDArray[np.object_], NDArray[np.object_]]:
-    """The five-way class and the capability class (``meets``/``below``/``none``).
+    """The five-way class of each village (module docstring) and its capability class.
+
+    Parameters
+    ----------
+    measured_class
+        Per village: ``meets``, ``below`` or ``insufficient_data`` from the measurements.
+    capability_mbps
+        Per village: the best declared download (NaN: no record).
+    target_mbps
+        Per village: the download target it is held to.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The five-way class (one of :data:`FIVE_WAY`) and the capability class (``meets``,
+        ``below`` or ``none``), object arrays.
 
     Examples
     --------
@@ -221,28 +251,68 @@ def five_way_class(
 
 
 def is_five_way(villages: pd.DataFrame) -> bool:
-    """Whether a village table holds five-way speed classes (a run with capability records):
-    its ``capability_class`` column, or a class that only the five-way scheme has."""
+    """Whether a village table holds five-way speed classes (a run with capability records).
+
+    Parameters
+    ----------
+    villages
+        A village table, of a result or read from a run folder.
+
+    Returns
+    -------
+    bool
+        True when it has a ``capability_class`` column, or a speed class that only the
+        five-way scheme has.
+    """
     if "capability_class" in villages.columns:
         return True
     only_five = set(FIVE_WAY) - {"meets", "insufficient_data"}
     return bool(villages["speed_class"].isin(only_five).any())
 
 
-def counts_for_basis(speed_class: ArrayLike, basis: str) -> NDArray[np.bool_]:
-    """True where a village counts towards the speed share under ``basis``."""
+def counts_for_basis(speed_class: ArrayLike, *, basis: str) -> NDArray[np.bool_]:
+    """Which villages count towards the speed share.
+
+    Parameters
+    ----------
+    speed_class
+        Per village: its five-way class.
+    basis
+        ``[run] speed_basis``: a key of :data:`BASIS_CLASSES`.
+
+    Returns
+    -------
+    numpy.ndarray
+        True where the class is one that ``basis`` counts.
+
+    Examples
+    --------
+    >>> counts_for_basis(["meets", "capability_only", "measured_only"], basis="measured")
+    array([ True, False,  True])
+    """
     if basis not in BASIS_CLASSES:
         raise ValueError(f"`basis` was {basis!r} but is expected to be in {list(BASIS_CLASSES)}")
     return np.isin(np.asarray(speed_class, dtype=object), BASIS_CLASSES[basis])
 
 
 def discrepancies(villages: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Villages where fibre and speed evidence disagree (administrative villages and
-    communities):
+    """Villages where fibre and speed evidence disagree, for review.
 
-    - ``fibre_but_slow``: fibre on record, but the measurement says below target;
-    - ``fast_without_fibre``: no fibre on record, but the measurement or the declared
-      capability meets the target (``fast_basis``: ``measured``, ``capability`` or ``both``).
+    Parameters
+    ----------
+    villages
+        The village table of a run with capability records (``kind``, ``fibre``,
+        ``measured_class``, ``capability_class``).
+
+    Returns
+    -------
+    dict of pandas.DataFrame
+        Rows of ``villages`` (administrative villages and communities only):
+
+        - ``fibre_but_slow``: fibre on record, but the measurement says below target;
+        - ``fast_without_fibre``: no fibre on record, but the measurement or the declared
+          capability meets the target, with ``fast_basis``: ``measured``, ``capability`` or
+          ``both``.
     """
     in_scope = villages["kind"].isin(["village", "community"])
     fibre = villages["fibre"].fillna(False).astype(bool)

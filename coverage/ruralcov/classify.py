@@ -22,7 +22,22 @@ from ruralcov.schema import SPEED_CLASSES
 
 
 def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray, NDArray]:
-    """1-based ranks ``(l, u)`` of the order statistics bounding the median; 0 where none exist.
+    """1-based ranks ``(l, u)`` of the order statistics bounding the median (as the module
+    docstring says).
+
+    Parameters
+    ----------
+    n
+        Numbers of values (tests) per group, any shape.
+    confidence
+        Coverage of the interval; 0.95 is read from ``median_ranks.bin`` below
+        :data:`TABULATED`, anything else computed (:func:`binomial_ranks`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``l`` and ``u`` in the shape of ``n``; both 0 where no interval exists (5 values or
+        fewer at 95 %).
 
     Examples
     --------
@@ -33,45 +48,76 @@ def median_ci_ranks(n: ArrayLike, *, confidence: float = 0.95) -> tuple[NDArray,
     counts, where = np.unique(n, return_inverse=True)  # villages share counts: once each
     lo = np.zeros(len(counts), np.int64)
     small = (counts >= 0) & (counts < TABULATED) & (confidence == 0.95)
-    lo[small] = _rank_table()[counts[small]]
+    lo[small] = rank_table()[counts[small]]
     if not small.all():
-        lo[~small] = binomial_ranks(counts[~small], confidence)
+        lo[~small] = binomial_ranks(counts[~small], confidence=confidence)
     hi = np.where(lo > 0, counts - lo + 1, 0)
     return lo[where].reshape(n.shape), hi[where].reshape(n.shape)
 
 
-#: Counts below this have their 95 % ranks from ``median_ranks.bin`` (see :func:`rank_table`).
+#: Counts below this have their 95 % ranks from :data:`RANK_FILE` (see :func:`rank_file_bytes`).
 TABULATED = 1 << 20
-_RANK_FILE = Path(__file__).with_name("median_ranks.bin")
+#: ``median_ranks.bin``, shipped with the package.
+RANK_FILE = Path(__file__).with_name("median_ranks.bin")
 
 
 @functools.cache
-def _rank_table() -> NDArray[np.int64]:
-    """``l`` of the 95 % interval for every count below :data:`TABULATED`, from the file."""
-    steps = np.unpackbits(np.frombuffer(zlib.decompress(_RANK_FILE.read_bytes()), np.uint8))
+def rank_table() -> NDArray[np.int64]:
+    """The 95 % ranks of :data:`RANK_FILE`, read once per process.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``l`` of the 95 % interval (:func:`median_ci_ranks`) for every count below
+        :data:`TABULATED`, indexed by the count.
+    """
+    steps = np.unpackbits(np.frombuffer(zlib.decompress(RANK_FILE.read_bytes()), np.uint8))
     return np.concatenate([[0], np.cumsum(steps[:TABULATED - 1], dtype=np.int64)])
 
 
-def rank_table() -> bytes:
-    """The contents of ``median_ranks.bin``: ``l`` rises by 0 or 1 from one count to the next,
-    so the steps are stored as bits (zlib-compressed, 4 kB). The ranks come from scipy's
-    binomial quantile (:func:`binomial_ranks`), whose import costs more than the statistics of
-    10 M tests; tabulated, runs import scipy only for villages of a million tests or more.
-    Written by ``python -c "import ruralcov.classify as c; c.write_rank_table()"``."""
-    lo = binomial_ranks(np.arange(TABULATED), 0.95)
+def rank_file_bytes() -> bytes:
+    """The contents of :data:`RANK_FILE`, computed: the 95 % ranks of every count below
+    :data:`TABULATED`.
+
+    ``l`` rises by 0 or 1 from one count to the next, so the steps are stored as bits
+    (zlib-compressed, 4 kB). The ranks come from scipy's binomial quantile
+    (:func:`binomial_ranks`); tabulated, runs import scipy (a slow import) only for villages
+    of a million tests or more. Written by
+    ``python -c "import ruralcov.classify as c; c.write_rank_file()"``.
+
+    Returns
+    -------
+    bytes
+        The file's contents.
+    """
+    lo = binomial_ranks(np.arange(TABULATED), confidence=0.95)
     steps = np.diff(lo)
     if steps.min() < 0 or steps.max() > 1:  # pragma: no cover - not for a binomial(n, 1/2)
         raise AssertionError("ranks do not rise by 0 or 1")
     return zlib.compress(np.packbits(steps.astype(np.uint8)).tobytes(), 9)
 
 
-def write_rank_table() -> None:  # pragma: no cover - run by hand (see rank_table)
-    _RANK_FILE.write_bytes(rank_table())
+def write_rank_file() -> None:  # pragma: no cover - run by hand (see rank_file_bytes)
+    """Write :func:`rank_file_bytes` to :data:`RANK_FILE`."""
+    RANK_FILE.write_bytes(rank_file_bytes())
 
 
-def binomial_ranks(n: NDArray[np.int64], confidence: float) -> NDArray[np.int64]:
-    """``l`` of :func:`median_ci_ranks` for the counts ``n``, from the binomial quantile."""
-    try:  # scipy.stats' own binomial ufuncs (boost), without its second-long import
+def binomial_ranks(n: NDArray[np.int64], *, confidence: float) -> NDArray[np.int64]:
+    """``l`` of :func:`median_ci_ranks`, from the binomial quantile.
+
+    Parameters
+    ----------
+    n
+        Numbers of values per group.
+    confidence
+        Coverage of the interval (0.95: 95 %).
+
+    Returns
+    -------
+    numpy.ndarray
+        The 1-based rank ``l`` per count; 0 where the interval does not exist.
+    """
+    try:  # scipy.stats' own binomial ufuncs (boost), without importing scipy.stats
         from scipy.special._ufuncs import _binom_cdf, _binom_ppf
     except ImportError:  # pragma: no cover - a scipy that moved them
         from scipy.stats import binom
@@ -112,11 +158,28 @@ def _pick(sorted_values: NDArray, starts: NDArray, ranks: NDArray) -> NDArray[np
 
 
 def group_median(
-    groups: ArrayLike, values: ArrayLike, n_groups: int
+    groups: ArrayLike, values: ArrayLike, *, n_groups: int
 ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Exact median of ``values`` per group (mean of the two middle values for even counts).
 
-    Returns the medians and the number of non-missing values per group.
+    Parameters
+    ----------
+    groups
+        Group position of each value (-1: none; left out).
+    values
+        The values; NaN values are left out.
+    n_groups
+        Number of groups: the results have one element per group position.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The medians (NaN for a group without values) and the number of values per group.
+
+    Examples
+    --------
+    >>> group_median([0, 0, 0, 0, 1, -1], [4.0, 1.0, 3.0, 2.0, float("nan"), 9.0], n_groups=2)
+    (array([2.5, nan]), array([4, 0]))
     """
     v, starts, counts = _sorted_groups(np.asarray(groups), np.asarray(values, float), n_groups)
     low = np.where(counts > 0, (counts + 1) // 2, 0)
@@ -138,6 +201,9 @@ def speed_statistics(
 ) -> pd.DataFrame:
     """Per-village speed statistics from individual tests.
 
+    Exact, as the module docstring says: medians from the sorted values of each village, the
+    interval from order statistics.
+
     Parameters
     ----------
     village
@@ -154,13 +220,20 @@ def speed_statistics(
         ``median`` (of tests) or ``device_median``: the medians, interval, upload and latency
         over the per-device medians (a test without a device id is a device of its own);
         see :mod:`ruralcov.sampling`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per village position: ``tests``, ``devices``, ``download_median_mbps``,
+        ``download_ci_low_mbps``, ``download_ci_high_mbps``, ``upload_median_mbps``,
+        ``latency_median_ms`` and ``share_tests_at_target``.
     """
     village = np.asarray(village, dtype=np.intp)
     download = np.asarray(download, dtype=float)
     target = np.asarray(target_mbps, dtype=float)
     v, starts, tests = _sorted_groups(village, download, n_villages)
     lo, hi = median_ci_ranks(tests)
-    median, _ = group_median(village, download, n_villages)
+    median, _ = group_median(village, download, n_groups=n_villages)
     inside = (village >= 0) & ~np.isnan(download)
     at_target = np.bincount(
         village[inside],
@@ -182,21 +255,28 @@ def speed_statistics(
         }
     )
     if upload is not None:
-        out["upload_median_mbps"] = group_median(village, upload, n_villages)[0]
+        out["upload_median_mbps"] = group_median(village, upload, n_groups=n_villages)[0]
     if latency is not None:
-        out["latency_median_ms"] = group_median(village, latency, n_villages)[0]
-    if device is not None:
-        codes, _ = pd.factorize(pd.Series(np.asarray(device, dtype=object)), use_na_sentinel=True)
-        known = inside & (codes >= 0)
-        pairs = pd.DataFrame({"v": village[known], "d": codes[known]}).drop_duplicates()
-        out["devices"] = np.bincount(pairs["v"].to_numpy(), minlength=n_villages).astype(float)
-    out["devices"] = out["devices"].astype("Int64") if device is not None else pd.NA
+        out["latency_median_ms"] = group_median(village, latency, n_groups=n_villages)[0]
+    out["devices"] = (
+        pd.NA if device is None else _device_counts(village, inside, device, n_villages)
+    )
     if statistic == "device_median" and device is not None:
         by_device = _device_level(village, download, upload, latency, device, n_villages, target)
         for col in ("download_median_mbps", "download_ci_low_mbps", "download_ci_high_mbps",
                     "upload_median_mbps", "latency_median_ms"):
             out[col] = by_device[col].to_numpy()
     return out
+
+
+def _device_counts(
+    village: NDArray, inside: NDArray, device: ArrayLike, n_villages: int
+) -> pd.arrays.IntegerArray:
+    """Distinct device ids per village among its tests with a download (``inside``)."""
+    codes, _ = pd.factorize(pd.Series(np.asarray(device, dtype=object)), use_na_sentinel=True)
+    known = inside & (codes >= 0)
+    pairs = pd.DataFrame({"v": village[known], "d": codes[known]}).drop_duplicates()
+    return pd.array(np.bincount(pairs["v"].to_numpy(), minlength=n_villages), dtype="Int64")
 
 
 def _device_level(village: NDArray, download: NDArray, upload: ArrayLike | None,
@@ -215,7 +295,7 @@ def _device_level(village: NDArray, download: NDArray, upload: ArrayLike | None,
     n_groups = pair.shape[1]
 
     def medians(values: ArrayLike | None) -> NDArray | None:
-        return None if values is None else group_median(group, values, n_groups)[0]
+        return None if values is None else group_median(group, values, n_groups=n_groups)[0]
 
     return speed_statistics(pair[0], medians(download), n_villages=n_villages,
                             target_mbps=target, upload=medians(upload),
@@ -235,6 +315,22 @@ def speed_class(
 
     Evidence is enough with at least ``min_tests`` tests and ``min_devices`` distinct devices;
     where devices are unknown (no device column) only the test count is checked.
+
+    Parameters
+    ----------
+    tests, devices
+        Per village: the number of tests and of distinct devices (NA: devices unknown).
+    median_mbps
+        Per village: the median download (NaN: none).
+    target_mbps
+        Per village: the download target it is held to.
+    min_tests, min_devices
+        The least evidence a class other than ``insufficient_data`` needs.
+
+    Returns
+    -------
+    numpy.ndarray
+        One of :data:`~ruralcov.schema.SPEED_CLASSES` per village (object array).
 
     Examples
     --------
@@ -258,7 +354,25 @@ FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "否", "无", "未通", "
 
 
 def parse_yes_no(values: pd.Series) -> pd.Series:
-    """Booleans from yes/no-like text (English and Chinese); unrecognised values become NA."""
+    """Booleans from yes/no-like text (English and Chinese).
+
+    Parameters
+    ----------
+    values
+        Cells of a yes/no column, e.g. ``has_fibre`` of a fibre register table.
+
+    Returns
+    -------
+    pandas.Series
+        Nullable booleans: True for :data:`TRUE_WORDS`, False for :data:`FALSE_WORDS` and
+        missing cells, NA for anything else (for the caller to report), case and blanks
+        around ignored.
+
+    Examples
+    --------
+    >>> parse_yes_no(pd.Series([" Yes", "否", None, "maybe"])).tolist()
+    [True, False, False, <NA>]
+    """
     text = values.astype("string").str.strip().str.lower()
     out = pd.Series(pd.NA, index=values.index, dtype="boolean")
     out[text.isin(TRUE_WORDS).fillna(False)] = True
@@ -291,15 +405,17 @@ def fibre_evidence(
     routes, route_ids, route_nearby
         Operational routes, their ids and each one's ``nearby_m``.
 
-    Returns one row per village with ``fibre, fibre_basis, fibre_asset_id, fibre_distance_m,
-    fibre_nearby, fibre_route_id, fibre_route_distance_m, nearest_asset_id, nearest_asset_m``.
-    The nearest access point is reported whatever its distance (planners' evidence); the
-    ``fibre_*`` asset columns are filled only when it counted.
+    Returns
+    -------
+    pandas.DataFrame
+        One row per village with ``fibre, fibre_basis, fibre_asset_id, fibre_distance_m,
+        fibre_nearby, fibre_route_id, fibre_route_distance_m, nearest_asset_id,
+        nearest_asset_m``. The nearest access point is reported whatever its distance
+        (planners' evidence); the ``fibre_*`` asset columns are filled only when it counted.
     """
     from ruralcov.join import nearest
 
     polys = np.asarray(villages, dtype=object)
-    n = len(polys)
     register = np.asarray(register_fibre, dtype=bool)
     pts = np.asarray(points, dtype=object)
     pids = np.asarray(point_ids, dtype=object)
@@ -308,21 +424,7 @@ def fibre_evidence(
     id_rank = pd.Series(pids).rank(method="dense").to_numpy() if len(pids) else np.array([])
     near_pos, near_d = nearest(polys, pts, priority=id_rank)
     nearest_id = nearest_or_none(pids, near_pos)
-    # Counting assets: those within their own source's distance. Distances differ by source,
-    # so search per distinct limit and keep the nearest qualifying one.
-    count_pos = np.full(n, -1, dtype=np.intp)
-    count_d = np.full(n, np.inf)
-    for limit in np.unique(pmax):
-        sel = np.flatnonzero(pmax == limit)
-        pos, d = nearest(polys, pts[sel], max_distance=limit, priority=id_rank[sel])
-        found = pos >= 0
-        cand = np.where(found, sel[np.maximum(pos, 0)], -1)
-        # Equally near assets of different sources: the lowest id, as within one source.
-        tie = found & (d == count_d) & (count_pos >= 0)
-        tie[tie] = id_rank[cand[tie]] < id_rank[count_pos[tie]]
-        better = (found & (d < count_d)) | tie
-        count_pos[better] = cand[better]
-        count_d[better] = d[better]
+    count_pos, count_d = _counting_assets(polys, pts, pmax, id_rank)
     has_ap = count_pos >= 0
     basis = np.where(
         register,
@@ -336,18 +438,7 @@ def fibre_evidence(
     fibre = register | has_ap
     from_ap = ~register & has_ap
     r_ids = np.asarray(route_ids, dtype=object)
-    r_near = np.asarray(route_nearby, dtype=float)
-    r_rank = pd.Series(r_ids).rank(method="dense").to_numpy() if len(r_ids) else np.array([])
-    route_pos = np.full(n, -1, dtype=np.intp)
-    route_d = np.full(n, np.inf)
-    for limit in np.unique(r_near):
-        sel = np.flatnonzero(r_near == limit)
-        pos, d = nearest(
-            polys, np.asarray(routes, dtype=object)[sel], max_distance=limit, priority=r_rank[sel]
-        )
-        better = (pos >= 0) & (d < route_d)
-        route_pos[better] = sel[pos[better]]
-        route_d[better] = d[better]
+    route_pos, route_d = _nearby_routes(polys, routes, r_ids, route_nearby)
     has_route = route_pos >= 0
     return pd.DataFrame(
         {
@@ -368,8 +459,72 @@ def fibre_evidence(
     )
 
 
+def _counting_assets(
+    polys: NDArray[np.object_], pts: NDArray[np.object_], pmax: NDArray[np.float64],
+    id_rank: NDArray[np.float64],
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Per village, the nearest access point within its own source's distance (-1: none)
+    and that distance.
+
+    Distances differ by source, so the search runs once per distinct limit and keeps the
+    nearest qualifying asset; equally near assets of different sources go to the lowest id,
+    as within one source.
+    """
+    from ruralcov.join import nearest
+
+    count_pos = np.full(len(polys), -1, dtype=np.intp)
+    count_d = np.full(len(polys), np.inf)
+    for limit in np.unique(pmax):
+        sel = np.flatnonzero(pmax == limit)
+        pos, d = nearest(polys, pts[sel], max_distance=limit, priority=id_rank[sel])
+        found = pos >= 0
+        cand = np.where(found, sel[np.maximum(pos, 0)], -1)
+        tie = found & (d == count_d) & (count_pos >= 0)
+        tie[tie] = id_rank[cand[tie]] < id_rank[count_pos[tie]]
+        better = (found & (d < count_d)) | tie
+        count_pos[better] = cand[better]
+        count_d[better] = d[better]
+    return count_pos, count_d
+
+
+def _nearby_routes(
+    polys: NDArray[np.object_], routes: ArrayLike, r_ids: NDArray[np.object_],
+    route_nearby: ArrayLike,
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Per village, the nearest route within its own ``nearby_m`` (-1: none) and its
+    distance; ties between equally near routes go to the lowest id."""
+    from ruralcov.join import nearest
+
+    r_near = np.asarray(route_nearby, dtype=float)
+    r_rank = pd.Series(r_ids).rank(method="dense").to_numpy() if len(r_ids) else np.array([])
+    route_pos = np.full(len(polys), -1, dtype=np.intp)
+    route_d = np.full(len(polys), np.inf)
+    for limit in np.unique(r_near):
+        sel = np.flatnonzero(r_near == limit)
+        pos, d = nearest(
+            polys, np.asarray(routes, dtype=object)[sel], max_distance=limit, priority=r_rank[sel]
+        )
+        better = (pos >= 0) & (d < route_d)
+        route_pos[better] = sel[pos[better]]
+        route_d[better] = d[better]
+    return route_pos, route_d
+
+
 def nearest_or_none(ids: NDArray[np.object_], pos: NDArray[np.intp]) -> NDArray[np.object_]:
-    """``ids[pos]`` with None where ``pos`` is -1."""
+    """The ids at positions found by a nearest search, None where nothing was found.
+
+    Parameters
+    ----------
+    ids
+        The ids of the searched geometries.
+    pos
+        Positions into ``ids``; -1 where nothing was found.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``ids[pos]`` as an object array, None where ``pos`` is -1.
+    """
     out = np.full(len(pos), None, dtype=object)
     ok = pos >= 0
     out[ok] = ids[pos[ok]]

@@ -147,8 +147,8 @@ class SpeedConfig:
     min_devices: int = 3
     crs: str | None = None
     encoding: str = "utf-8"
-    # Keys of the other kinds (None: the default named in the comment), kept None so that a
-    # plain ``tests`` run records exactly the parameters it always did.
+    # Keys of the other kinds default to None (the default they stand for is named in each
+    # comment), so that a ``tests`` run's config.toml lists only the keys a tests run reads.
     #: ookla_tiles: ``fixed`` or ``mobile`` (required: the two are never mixed).
     network: str | None = None
     #: ookla_tiles: ``centroid`` (default) or ``area_weighted``.
@@ -193,6 +193,7 @@ class SpeedConfig:
 
     @property
     def by_device(self) -> bool:
+        """The village statistic is taken over per-device medians (``device_median``)."""
         return self.statistic == "device_median"
 
     @property
@@ -271,31 +272,33 @@ def _build(cls: type, section: str, raw: Any, base: Path) -> Any:
         raise ConfigError(
             f"unknown key(s) {unknown} in [{section}]{hint}; allowed keys are {sorted(names)}"
         )
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in _PATH_KEYS and value is not None:
-            value = _resolve(value, base, f"{section}.{key}")
-        elif key == "periods" and value is not None:
-            if not isinstance(value, Mapping) or not value:
-                raise ConfigError(f"[{section}] periods must be a table of label = path, "
-                                  'e.g. periods = { "2020Q1" = "tests_q1.parquet" }')
-            value = {str(k): _resolve(v, base, f"{section}.periods.{k}")
-                     for k, v in sorted(value.items())}
-        elif key == "names":
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"[{section}] names must be a table of level = path")
-            value = {k: _resolve(v, base, f"{section}.names.{k}") for k, v in value.items()}
-        elif key == "operational":
-            if isinstance(value, str):
-                value = [value]
-            value = tuple(str(v) for v in value)
-        values[key] = value
+    values = {key: _value(key, value, section, base) for key, value in raw.items()}
     try:
         obj = cls(**values)
     except TypeError as exc:  # pragma: no cover - guarded by the unknown-key check
         raise ConfigError(f"[{section}]: {exc}") from exc
     _check_types(obj, section)
     return obj
+
+
+def _value(key: str, value: Any, section: str, base: Path) -> Any:
+    """A key's TOML value as its field holds it: paths resolved against ``base``, the
+    ``periods`` and ``names`` tables as label -> path, ``operational`` as a tuple."""
+    if key in _PATH_KEYS:
+        return None if value is None else _resolve(value, base, f"{section}.{key}")
+    if key == "periods" and value is not None:
+        if not isinstance(value, Mapping) or not value:
+            raise ConfigError(f"[{section}] periods must be a table of label = path, "
+                              'e.g. periods = { "2020Q1" = "tests_q1.parquet" }')
+        return {str(k): _resolve(v, base, f"{section}.periods.{k}")
+                for k, v in sorted(value.items())}
+    if key == "names":
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"[{section}] names must be a table of level = path")
+        return {k: _resolve(v, base, f"{section}.names.{k}") for k, v in value.items()}
+    if key == "operational":
+        return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
+    return value
 
 
 def _resolve(value: Any, base: Path, key: str) -> Path:
@@ -309,15 +312,47 @@ def as_written(path: Path | str) -> Path:
 
     Reports and manifests name an input the way the user wrote it; ``Path.resolve`` would name
     the target of every link instead.
+
+    Parameters
+    ----------
+    path
+        A path, relative to the working folder or absolute; ``~`` is expanded.
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute path, ``..`` and ``.`` removed as text.
+
+    Examples
+    --------
+    >>> as_written("/data/current/../2026q3/villages.csv").as_posix()
+    '/data/2026q3/villages.csv'
     """
     return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
 
 
 def relative_inside(path: Path | str, root: Path | str) -> str | None:
-    """``path`` relative to ``root`` (POSIX form) when it lies inside it, else None.
+    """``path`` relative to ``root`` when it lies inside it.
 
     Compared as written first, then with symbolic links followed, so that a file reached
     through a link to the run folder (or the run folder through a link) still counts as inside.
+
+    Parameters
+    ----------
+    path
+        The path to place.
+    root
+        The folder it may lie in.
+
+    Returns
+    -------
+    str or None
+        The relative path in POSIX form (``"."`` for ``root`` itself), None when outside.
+
+    Examples
+    --------
+    >>> relative_inside("/runs/a/tables/x.csv", "/runs/a"), relative_inside("/elsewhere", "/runs")
+    ('tables/x.csv', None)
     """
     for a, b in (
         (as_written(path), as_written(root)),
@@ -331,7 +366,22 @@ def relative_inside(path: Path | str, root: Path | str) -> str | None:
 
 
 def path_text(path: Path | str, roots: Sequence[Path]) -> str:
-    """``path`` relative to the first of ``roots`` it lies in, else absolute as written."""
+    """How a path is written in a configuration or manifest: relative inside a root, so that a
+    run folder stays movable, else absolute as written.
+
+    Parameters
+    ----------
+    path
+        The path to write.
+    roots
+        Folders tried in order; the first that holds ``path`` is the one it is relative to.
+
+    Returns
+    -------
+    str
+        ``path`` relative to the first of ``roots`` it lies in (POSIX form), else
+        :func:`as_written`.
+    """
     for root in roots:
         inside = relative_inside(path, root)
         if inside is not None:
@@ -351,6 +401,16 @@ def check_run_name(name: str) -> None:
     ``ruralcov run`` writes to ``out/<name>`` without ``--out``: a name with ``..`` or a
     separator would write elsewhere (``"../../../pwn"``), and one Windows cannot store would
     stop the run of a colleague there.
+
+    Parameters
+    ----------
+    name
+        ``[run] name``.
+
+    Raises
+    ------
+    ConfigError
+        Naming why the name is not a plain folder name and what to write instead.
     """
     bad = _BAD_NAME_CHARS.search(name)
     why = (
@@ -397,7 +457,25 @@ def _check_types(obj: Any, section: str) -> None:
 
 
 def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Config:
-    """Build and check a :class:`Config` from parsed TOML (paths relative to ``base``)."""
+    """Build and check a :class:`Config` from parsed TOML.
+
+    Parameters
+    ----------
+    raw
+        The parsed TOML: a table per section (``[[fibre]]`` and ``[[speed]]`` may be lists).
+    base
+        The folder relative paths are resolved against (None: the working folder).
+
+    Returns
+    -------
+    Config
+        Every key filled in (defaults, the targets of ``[run] profile``), paths absolute.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown section or key, a value of the wrong type or out of range, naming it.
+    """
     base = as_written(base or Path.cwd())
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
@@ -407,7 +485,35 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
         raise ConfigError(
             f"unknown section(s) {unknown}{hint}; allowed sections are {sorted(_SECTIONS)}"
         )
-    run = _build(RunConfig, "run", raw.get("run", {}), base)
+    # Built in this order, so that of several mistakes the first section's is reported.
+    run = _run_section(raw.get("run", {}), base)
+    villages = _villages_section(raw.get("villages", {}), base)
+    boundaries = _optional_section(BoundariesConfig, "boundaries", raw, base)
+    fibre = _fibre_sources(raw.get("fibre", []), base)
+    speed, capability = _speed_sources(raw.get("speed"), base, run)
+    targets = _targets_section(raw.get("targets", {}), run, base)
+    maps = _build(MapsConfig, "maps", raw.get("maps", {}), base)
+    if maps.basemap not in BASEMAPS:
+        raise ConfigError(
+            f"[maps] basemap {maps.basemap!r} is not known; use one of {list(BASEMAPS)}"
+        )
+    corrections = _optional_section(CorrectionsConfig, "corrections", raw, base)
+    return Config(
+        run=run,
+        villages=villages,
+        boundaries=boundaries,
+        fibre=fibre,
+        speed=speed,
+        targets=targets,
+        maps=maps,
+        corrections=corrections,
+        capability=capability,
+        base=base,
+    )
+
+
+def _run_section(raw: Any, base: Path) -> RunConfig:
+    run = _build(RunConfig, "run", raw, base)
     check_run_name(run.name)
     if run.profile not in PROFILES:
         raise ConfigError(
@@ -421,7 +527,11 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
     if run.buffer_mb <= 0 or run.dask_workers < 0 or run.dask_partition_rows < 1:
         raise ConfigError("[run] buffer_mb and dask_partition_rows must be positive and "
                           "dask_workers zero (one per core) or more")
-    villages = _build(VillagesConfig, "villages", raw.get("villages", {}), base)
+    return run
+
+
+def _villages_section(raw: Any, base: Path) -> VillagesConfig:
+    villages = _build(VillagesConfig, "villages", raw, base)
     if villages.path is None:
         raise ConfigError("[villages] path is required: the village register or village polygons")
     if villages.register not in REGISTERS:
@@ -432,15 +542,23 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
     for key in (*villages.levels, *villages.names):
         if key not in LEVELS:
             raise ConfigError(f"[villages] level {key!r} is not known; levels are {list(LEVELS)}")
-    boundaries = None
-    if "boundaries" in raw:
-        boundaries = _build(BoundariesConfig, "boundaries", raw["boundaries"], base)
-        if boundaries.path is None:
-            raise ConfigError("[boundaries] path is required when the section is present")
-    fibre_raw = raw.get("fibre", [])
-    if isinstance(fibre_raw, Mapping):
-        fibre_raw = [fibre_raw]
-    fibre = tuple(_build(FibreConfig, "fibre", f, base) for f in fibre_raw)
+    return villages
+
+
+def _optional_section(cls: type, section: str, raw: Mapping[str, Any], base: Path) -> Any:
+    """A section that may be left out, but needs its ``path`` when present."""
+    if section not in raw:
+        return None
+    built = _build(cls, section, raw[section], base)
+    if built.path is None:
+        raise ConfigError(f"[{section}] path is required when the section is present")
+    return built
+
+
+def _fibre_sources(raw: Any, base: Path) -> tuple[FibreConfig, ...]:
+    """``[fibre]`` or ``[[fibre]]``, each with the default ``status`` column of its kind."""
+    blocks = [raw] if isinstance(raw, Mapping) else raw
+    fibre = tuple(_build(FibreConfig, "fibre", f, base) for f in blocks)
     fibre = tuple(
         f
         if f.status is not None
@@ -464,9 +582,12 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
                 "the status values that mean in service (an asset with no status is reported, "
                 "never counted)"
             )
-    speed, capability = _speed_sources(raw.get("speed"), base, run)
-    targets_raw = {**PROFILES[run.profile], **dict(raw.get("targets", {}))}
-    targets = _build(TargetsConfig, "targets", targets_raw, base)
+    return fibre
+
+
+def _targets_section(raw: Any, run: RunConfig, base: Path) -> TargetsConfig:
+    """The profile's targets, with the keys ``[targets]`` gives replaced."""
+    targets = _build(TargetsConfig, "targets", {**PROFILES[run.profile], **dict(raw)}, base)
     if not 0 <= targets.fibre_share <= 1:
         raise ConfigError(
             f"[targets] fibre_share must be between 0 and 1, got {targets.fibre_share}"
@@ -477,28 +598,7 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
             raise ConfigError(
                 f"[targets] {key} must be zero or more Mbps, got {getattr(targets, key)}"
             )
-    maps = _build(MapsConfig, "maps", raw.get("maps", {}), base)
-    if maps.basemap not in BASEMAPS:
-        raise ConfigError(
-            f"[maps] basemap {maps.basemap!r} is not known; use one of {list(BASEMAPS)}"
-        )
-    corrections = None
-    if "corrections" in raw:
-        corrections = _build(CorrectionsConfig, "corrections", raw["corrections"], base)
-        if corrections.path is None:
-            raise ConfigError("[corrections] path is required when the section is present")
-    return Config(
-        run=run,
-        villages=villages,
-        boundaries=boundaries,
-        fibre=fibre,
-        speed=speed,
-        targets=targets,
-        maps=maps,
-        corrections=corrections,
-        capability=capability,
-        base=base,
-    )
+    return targets
 
 
 def _speed_sources(
@@ -582,7 +682,24 @@ def _with_periods(s: SpeedConfig) -> SpeedConfig:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a TOML configuration file; raise :class:`ConfigError` naming what is wrong."""
+    """Read a TOML configuration file.
+
+    Parameters
+    ----------
+    path
+        The file; relative paths in it are relative to its folder.
+
+    Returns
+    -------
+    Config
+        As :func:`config_from_dict` builds it.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not valid TOML (or UTF-8), or a key or value is wrong,
+        naming what is wrong.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file {str(path)!r} not found")
@@ -598,9 +715,21 @@ def config_to_dict(
 ) -> dict[str, Any]:
     """The fully resolved configuration as plain TOML-ready values.
 
-    Paths under ``relative_to`` (a folder, or several: a run folder and the temporary folder
-    it is built in) are written relative to it (so a run folder stays movable); others are
-    absolute, as written.
+    Parameters
+    ----------
+    config
+        The configuration.
+    relative_to
+        A folder, or several (a run folder and the temporary folder it is built in): paths
+        under one are written relative to it, so that a run folder stays movable; others are
+        absolute, as written.
+
+    Returns
+    -------
+    dict
+        One table per section: ``fibre`` a list of tables, ``speed`` a list when there are
+        capability sources (the measurement source first); keys whose value is None are left
+        out.
     """
     roots = (
         () if relative_to is None
@@ -644,8 +773,16 @@ def config_to_dict(
 def dump_config(config: Config, path: Path, *, run_folder: Path | None = None) -> None:
     """Write the resolved configuration as TOML, paths relative to the file's folder.
 
-    ``run_folder``: the folder ``path``'s folder will become (a run is built in a temporary
-    sibling); paths inside it are written relative too.
+    Parameters
+    ----------
+    config
+        The configuration.
+    path
+        The TOML file to write; ``[run] out`` is left out (the run folder is wherever this
+        file is).
+    run_folder
+        The folder ``path``'s folder will become (a run is built in a temporary sibling);
+        paths inside it are written relative too.
     """
     import tomli_w
 
@@ -656,5 +793,18 @@ def dump_config(config: Config, path: Path, *, run_folder: Path | None = None) -
 
 
 def replace(config: Config, **sections: Any) -> Config:
-    """A copy of ``config`` with whole sections or ``run``-level fields replaced."""
+    """A copy of ``config`` with whole sections replaced (``config`` itself is frozen).
+
+    Parameters
+    ----------
+    config
+        The configuration.
+    **sections
+        Fields of :class:`Config` and their new values, e.g. ``run=...`` or ``base=...``.
+
+    Returns
+    -------
+    Config
+        The copy; nothing is checked again.
+    """
     return dataclasses.replace(config, **sections)

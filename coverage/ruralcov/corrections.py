@@ -84,32 +84,67 @@ APPLIED_COLUMNS: tuple[str, ...] = (
 )
 
 
-def read_ledger(c: CorrectionsConfig) -> pd.DataFrame:
-    """The ledger as text columns :data:`LEDGER_COLUMNS` plus ``row`` (1-based source row)."""
+def read_ledger(config: CorrectionsConfig) -> pd.DataFrame:
+    """Read the ledger file as written, for :func:`check_ledger`.
+
+    Parameters
+    ----------
+    config
+        The ``[corrections]`` section.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``row`` (1-based source row) and the text columns :data:`LEDGER_COLUMNS`, blanks
+        around values removed.
+
+    Raises
+    ------
+    SchemaError
+        When a ledger column is missing or a spreadsheet changed the village codes.
+    """
     layer = "corrections"
-    if c.path is None:  # pragma: no cover - config_from_dict requires the path
+    if config.path is None:  # pragma: no cover - config_from_dict requires the path
         raise SchemaError("[corrections] path is required")
-    table = io.read_table(c.path, encoding=c.encoding, name=layer)
+    table = io.read_table(config.path, encoding=config.encoding, name=layer)
     missing = [col for col in LEDGER_COLUMNS if col not in table.columns]
     if missing:
         hints = "".join(did_you_mean(m, table.columns) for m in missing)
         raise SchemaError(
-            f"corrections: {c.path} lacks column(s) {missing}{hints}; a ledger needs "
+            f"corrections: {config.path} lacks column(s) {missing}{hints}; a ledger needs "
             f"{list(LEDGER_COLUMNS)}"
         )
     out = table.loc[:, list(LEDGER_COLUMNS)].astype("string").apply(lambda s: s.str.strip())
     out["village_code"] = read_codes(
-        table["village_code"], source=f"{layer} ({c.path.name})", column="village_code"
+        table["village_code"], source=f"{layer} ({config.path.name})", column="village_code"
     )
     out.insert(0, "row", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)
 
 
 def check_ledger(ledger: pd.DataFrame, codes: pd.Series, *, path: object = "") -> pd.DataFrame:
-    """Parse and check every ledger row; raise one :class:`SchemaError` listing all problems.
+    """Parse and check every ledger row, so that an override is applied exactly as written or
+    the run stops.
 
-    Returns the ledger with ``new_value`` parsed (a bool for ``fibre``, a class name for
-    ``speed_class``).
+    Parameters
+    ----------
+    ledger
+        As :func:`read_ledger` returns it.
+    codes
+        The village codes of the register.
+    path
+        The ledger file, for the message.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ledger with ``field`` in lower case and ``new_value`` parsed (a bool for
+        ``fibre``, a class name for ``speed_class``).
+
+    Raises
+    ------
+    SchemaError
+        One error listing every row that cannot be applied (the first ten, and how many more).
     """
     problems: list[str] = []
     known = set(codes.dropna())
@@ -123,37 +158,9 @@ def check_ledger(ledger: pd.DataFrame, codes: pd.Series, *, path: object = "") -
             problems.append(f"{where}: no village_code")
         elif code not in known:
             problems.append(f"{where}: village_code {code!r} is not in the register")
-        f = field[i]
-        value: object = None
-        if f == "fibre":
-            value = None if pd.isna(fibre_values[i]) else bool(fibre_values[i])
-            if value is None:
-                problems.append(f"{where}: fibre value {rec['value']!r} is not yes/no")
-        elif f == "speed_class":
-            value = str(rec["value"]).strip().lower() if pd.notna(rec["value"]) else None
-            if value not in SPEED_CLASSES:
-                problems.append(
-                    f"{where}: speed_class value {rec['value']!r} is not one of "
-                    f"{list(SPEED_CLASSES)}{did_you_mean(rec['value'], SPEED_CLASSES)}"
-                )
-        else:
-            problems.append(
-                f"{where}: field {rec['field']!r} cannot be corrected; use one of "
-                f"{list(FIELDS)}{did_you_mean(rec['field'], FIELDS)}"
-            )
+        value, wrong = _new_value(rec, field[i], fibre_values[i], where)
         parsed.append(value)
-        reason = rec["reason"]
-        if pd.isna(reason) or reason not in REASONS:
-            problems.append(
-                f"{where}: reason {reason if pd.notna(reason) else ''!r} is not a reason code; "
-                f"use one of {list(REASONS)}{did_you_mean(reason, REASONS)}"
-            )
-        for col in ("evidence", "author"):
-            if pd.isna(rec[col]) or not str(rec[col]):
-                problems.append(f"{where}: {col} is empty; every override must say it")
-        date = rec["date"]
-        if pd.isna(date) or pd.to_datetime(date, format="%Y-%m-%d", errors="coerce") is pd.NaT:
-            problems.append(f"{where}: date {date if pd.notna(date) else ''!r} is not YYYY-MM-DD")
+        problems += wrong + _record_problems(rec, where)
     dup = ledger.assign(f=field).duplicated(subset=["village_code", "f"], keep="first")
     for _, rec in ledger[dup & ledger["village_code"].notna()].iterrows():
         problems.append(
@@ -169,6 +176,45 @@ def check_ledger(ledger: pd.DataFrame, codes: pd.Series, *, path: object = "") -
     return ledger.assign(field=field, new_value=parsed)
 
 
+def _new_value(
+    rec: pd.Series, field: str, fibre_value: object, where: str
+) -> tuple[object, list[str]]:
+    """A ledger row's value parsed for its field, and what is wrong with the field or value."""
+    if field == "fibre":
+        yes = None if pd.isna(fibre_value) else bool(fibre_value)
+        return yes, [] if yes is not None else [
+            f"{where}: fibre value {rec['value']!r} is not yes/no"
+        ]
+    if field == "speed_class":
+        cls = str(rec["value"]).strip().lower() if pd.notna(rec["value"]) else None
+        return cls, [] if cls in SPEED_CLASSES else [
+            f"{where}: speed_class value {rec['value']!r} is not one of "
+            f"{list(SPEED_CLASSES)}{did_you_mean(rec['value'], SPEED_CLASSES)}"
+        ]
+    return None, [
+        f"{where}: field {rec['field']!r} cannot be corrected; use one of "
+        f"{list(FIELDS)}{did_you_mean(rec['field'], FIELDS)}"
+    ]
+
+
+def _record_problems(rec: pd.Series, where: str) -> list[str]:
+    """What is wrong with a ledger row's reason, evidence, author and date."""
+    problems = []
+    reason = rec["reason"]
+    if pd.isna(reason) or reason not in REASONS:
+        problems.append(
+            f"{where}: reason {reason if pd.notna(reason) else ''!r} is not a reason code; "
+            f"use one of {list(REASONS)}{did_you_mean(reason, REASONS)}"
+        )
+    for col in ("evidence", "author"):
+        if pd.isna(rec[col]) or not str(rec[col]):
+            problems.append(f"{where}: {col} is empty; every override must say it")
+    date = rec["date"]
+    if pd.isna(date) or pd.to_datetime(date, format="%Y-%m-%d", errors="coerce") is pd.NaT:
+        problems.append(f"{where}: date {date if pd.notna(date) else ''!r} is not YYYY-MM-DD")
+    return problems
+
+
 def _describe(rec: pd.Series) -> str:
     value = {True: "yes", False: "no"}.get(rec["new_value"], rec["new_value"])  # type: ignore[call-overload]
     return (
@@ -180,12 +226,22 @@ def _describe(rec: pd.Series) -> str:
 def apply_corrections(
     villages: pd.DataFrame, ledger: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Overrides of a checked ledger applied to classified villages.
+    """Apply the overrides of a checked ledger to classified villages.
 
-    Returns a new village frame (``fibre`` / ``fibre_basis = "correction"``, ``speed_class``,
-    ``meets_targets`` recomputed, and the ``corrections`` text column) and the table of applied
-    overrides (:data:`APPLIED_COLUMNS`) with each one's value before the override. The input is
-    not modified.
+    Parameters
+    ----------
+    villages
+        The classified village table (not modified).
+    ledger
+        As :func:`check_ledger` returns it.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        A new village table (``fibre`` with ``fibre_basis = "correction"``, ``speed_class``,
+        ``meets_targets`` and, with five-way classes, ``speed_counts`` recomputed, and the
+        ``corrections`` text column), and the table of applied overrides
+        (:data:`APPLIED_COLUMNS`) with each one's value before the override.
     """
     out = villages.copy()
     text = pd.Series([None] * len(out), index=out.index, dtype=object)
@@ -209,7 +265,7 @@ def apply_corrections(
             from ruralcov.capability import counts_for_basis
 
             counted = pd.Series(counts_for_basis(out["speed_class"],
-                                                 str(out["speed_basis"].iloc[0])),
+                                                 basis=str(out["speed_basis"].iloc[0])),
                                 index=out.index)
             out["speed_counts"] = counted
         out["meets_targets"] = out["fibre"] & counted
@@ -219,7 +275,19 @@ def apply_corrections(
 
 
 def applied_issues(applied: pd.DataFrame) -> pd.DataFrame:
-    """One ``info`` finding per applied override (layer ``corrections``)."""
+    """The findings that record the applied overrides in issues.csv.
+
+    Parameters
+    ----------
+    applied
+        The table of applied overrides (:data:`APPLIED_COLUMNS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One ``info`` finding per override (layer ``corrections``, reason
+        ``correction_applied``).
+    """
     message = pd.Series(
         [
             f"{r['field']} {r['old_value']!s} -> {r['new_value']!s} by {r['reason']}: "

@@ -9,6 +9,9 @@ published formulas (Krasovsky ellipsoid constants), vectorised with numpy.
 
 Areas and distances are never computed in degrees: :func:`metric_crs` picks a local UTM zone or
 an equal-area CRS for the extent of the data.
+
+The converters take longitudes and latitudes in degrees, scalars or arrays (broadcast
+together), and return a ``(longitudes, latitudes)`` pair of arrays.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ def parse_crs(text: str | pyproj.CRS | None) -> pyproj.CRS | str | None:
         Anything :meth:`pyproj.CRS.from_user_input` accepts (``"EPSG:4326"``, WKT, PROJ
         string), or ``"gcj02"``/``"GCJ-02"``/``"bd09"``/``"BD-09"`` in any case.
         ``None`` or an empty string means "not set".
+
+    Returns
+    -------
+    pyproj.CRS or str or None
+        The CRS, ``"gcj02"`` or ``"bd09"``, or None when not set.
 
     Raises
     ------
@@ -161,6 +169,16 @@ def _invert(
 def wgs84_to_gcj02(lon: ArrayLike, lat: ArrayLike) -> Coords:
     """WGS84 longitude/latitude to GCJ-02 (AMap/Gaode, Tencent); unchanged outside China.
 
+    Parameters
+    ----------
+    lon, lat
+        WGS84 degrees.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        GCJ-02 longitudes and latitudes (arrays).
+
     Examples
     --------
     >>> lon, lat = wgs84_to_gcj02([116.404], [39.915])
@@ -178,6 +196,16 @@ def gcj02_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> Coords:
     The common one-step inverse (subtract the offset evaluated at the GCJ-02 point) is off by
     up to ~1e-5 degree (about a metre); iterating removes that error, which matters when a
     fibre access point sits on a village boundary.
+
+    Parameters
+    ----------
+    lon, lat
+        Degrees in GCJ-02, as AMap and Tencent maps give them.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        WGS84 longitudes and latitudes, within 1e-9 degree.
     """
     x, y = _arrays(lon, lat)
     dx, dy = _gcj02_offset(x, y)
@@ -185,7 +213,18 @@ def gcj02_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> Coords:
 
 
 def gcj02_to_bd09(lon: ArrayLike, lat: ArrayLike) -> Coords:
-    """GCJ-02 longitude/latitude to BD-09 (Baidu maps)."""
+    """GCJ-02 longitude/latitude to BD-09 (Baidu maps).
+
+    Parameters
+    ----------
+    lon, lat
+        GCJ-02 degrees.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The same points in BD-09.
+    """
     x, y = _arrays(lon, lat)
     z = np.hypot(x, y) + 0.00002 * np.sin(y * _X_PI)
     theta = np.arctan2(y, x) + 0.000003 * np.cos(x * _X_PI)
@@ -193,7 +232,18 @@ def gcj02_to_bd09(lon: ArrayLike, lat: ArrayLike) -> Coords:
 
 
 def bd09_to_gcj02(lon: ArrayLike, lat: ArrayLike) -> Coords:
-    """BD-09 longitude/latitude to GCJ-02, solved iteratively like :func:`gcj02_to_wgs84`."""
+    """BD-09 longitude/latitude to GCJ-02, solved iteratively like :func:`gcj02_to_wgs84`.
+
+    Parameters
+    ----------
+    lon, lat
+        Degrees in BD-09, as Baidu maps give them.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The same points in GCJ-02.
+    """
     bx, by = _arrays(lon, lat)
     x = bx - 0.0065
     y = by - 0.006
@@ -203,20 +253,52 @@ def bd09_to_gcj02(lon: ArrayLike, lat: ArrayLike) -> Coords:
 
 
 def wgs84_to_bd09(lon: ArrayLike, lat: ArrayLike) -> Coords:
-    """WGS84 longitude/latitude to BD-09 (through GCJ-02)."""
+    """WGS84 longitude/latitude to BD-09 (through GCJ-02).
+
+    Parameters
+    ----------
+    lon, lat
+        WGS84 longitude and latitude.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        BD-09 longitudes and latitudes (arrays).
+    """
     return gcj02_to_bd09(*wgs84_to_gcj02(lon, lat))
 
 
 def bd09_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> Coords:
-    """BD-09 longitude/latitude to WGS84 (through GCJ-02)."""
+    """BD-09 longitude/latitude to WGS84 (through GCJ-02).
+
+    Parameters
+    ----------
+    lon, lat
+        BD-09 longitude and latitude.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        WGS84 longitudes and latitudes (arrays).
+    """
     return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))
 
 
 def shift_geometries(geoms: gpd.GeoSeries | ArrayLike, func: CoordFunc) -> gpd.GeoSeries | NDArray:
     """Apply a coordinate function such as :func:`gcj02_to_wgs84` to every vertex.
 
-    Returns the same kind of container (a GeoSeries keeps its index, name and CRS); missing
-    geometries stay missing. Geometries come back 2D: heights play no part in coverage.
+    Parameters
+    ----------
+    geoms
+        Geometries (a GeoSeries or an array of shapely geometries).
+    func
+        Maps arrays of x (longitude) and y (latitude) to new ones.
+
+    Returns
+    -------
+    geopandas.GeoSeries or numpy.ndarray
+        The same kind of container (a GeoSeries keeps its index, name and CRS); missing
+        geometries stay missing. Geometries come back 2D: heights play no part in coverage.
     """
 
     def apply(x: NDArray[np.float64], y: NDArray[np.float64]) -> Coords:
@@ -238,6 +320,11 @@ def to_wgs84(gdf: gpd.GeoDataFrame, crs: pyproj.CRS | str) -> gpd.GeoDataFrame:
         CRS applies, see :func:`ruralcov.io.read_layer`).
     crs
         A :class:`pyproj.CRS`, or ``"gcj02"``/``"bd09"`` as returned by :func:`parse_crs`.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        A copy in EPSG:4326 (the offsets removed for GCJ-02 and BD-09).
     """
     wgs84 = pyproj.CRS.from_epsg(4326)
     if isinstance(crs, str):
@@ -261,6 +348,16 @@ def metric_crs(bounds: tuple[float, float, float, float]) -> pyproj.CRS:
     the EPSG code reads well in a manifest. Wider extents (a country) would be stretched by a
     transverse Mercator far from its central meridian, so they get a Lambert azimuthal
     equal-area CRS centred on the extent, which keeps areas exact and distances close.
+
+    Parameters
+    ----------
+    bounds
+        ``(west, south, east, north)`` in degrees.
+
+    Returns
+    -------
+    pyproj.CRS
+        A WGS84 UTM zone, or a Lambert azimuthal equal-area CRS in metres.
 
     Examples
     --------
@@ -293,7 +390,27 @@ def source_crs(
 
     The file's own CRS wins, except that a "gcj02"/"bd09" setting applies to a file declaring a
     geographic CRS (AMap/Baidu exports declare WGS 84 but hold offset coordinates). A file
-    without a CRS needs the setting; without either, :class:`CRSError` names the fix.
+    without a CRS needs the setting.
+
+    Parameters
+    ----------
+    file_crs
+        The CRS the file declares (None: none).
+    given
+        The ``crs`` setting, as :func:`parse_crs` returns it (None: not set).
+    name, path, section
+        The layer, its file and its configuration section, for the message.
+
+    Returns
+    -------
+    tuple
+        The CRS that applies, and True when the setting differs from the file's CRS and was
+        ignored (for the caller to report).
+
+    Raises
+    ------
+    CRSError
+        When neither the file nor the setting gives a CRS, naming the setting to add.
     """
     if file_crs is None:
         if given is None:

@@ -29,6 +29,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def build_demo_inputs(
     --------
     >>> import tempfile
     >>> from ruralcov.config import config_from_dict
-    >>> folder = Path(tempfile.mkdtemp())
+    >>> folder = Path(tempfile.mkdtemp())  # doctest: +SKIP
     >>> raw = build_demo_inputs(folder, tests_per_village=2)  # doctest: +SKIP
     >>> config_from_dict(raw, base=folder).run.name  # doctest: +SKIP
     'shanxi-demo'
@@ -129,7 +130,8 @@ def build_demo_inputs(
         _write_routes(fibre.routes, inputs_dir / "fibre_routes.gpkg")
     fibre.table.to_csv(inputs_dir / "fibre_register.csv", index=False, encoding="utf-8")
     tests = _build_speedtests(world, fibre.is_fibre, rng, tests_per_village)
-    # The later layers draw from their own streams, so the files above stay as they were.
+    # The later layers draw from their own streams: changing one leaves the files above as
+    # they are.
     earlier = _earlier_quarter(tests, fibre.is_fibre, np.random.default_rng([seed, 1]))
     for frame, name in ((tests, "speedtests.parquet"), (earlier, "speedtests_2020q1.parquet")):
         pq.write_table(
@@ -409,15 +411,36 @@ class _Fibre:
 
 
 def _build_fibre(world: _World, rng: np.random.Generator) -> _Fibre:
+    """Access points, routes and a claimed list that give the analysis every case to show.
+
+    The steps draw from ``rng`` in a fixed order (a seed writes the same files), so they are
+    called in this order only.
+    """
     v = world.villages
+    planned_fibre, counties, admin_n = _fibre_villages(v, rng)
+    groups = _evidence_groups(v, planned_fibre, rng)
+    ap_xy = _place_access_points(v, groups, rng)
+    ap, planned_xy, olt_of_township = _access_points(v, groups, ap_xy, counties, rng)
+    ends = _route_ends(v, groups, ap_xy, planned_xy, olt_of_township, rng)
+    routes = _routes(v, groups, ends, rng)
+    by_ap = _near_operational_point(v, ap)
+    table, is_fibre = _claimed_list(v, counties, admin_n, groups.planned, by_ap, rng)
+    return _Fibre(ap, routes, table, is_fibre)
+
+
+def _fibre_villages(
+    v: pd.DataFrame, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which villages get fibre, their counties and each county's administrative villages.
+
+    Per county a fibre rate; about 30 % of counties (weighted towards large villages, i.e.
+    mountain counties) fall short of the 98 % target.
+    """
     n = len(v)
     has_geom = v["geometry"].notna().to_numpy()
     kind = v["kind"].to_numpy()
     county = v["county"].to_numpy()
     geoms = v["geometry"].to_numpy()
-
-    # 1. Which villages get fibre. Per county a fibre rate; about 30 % of counties (weighted
-    #    towards large villages, i.e. mountain counties) fall short of the 98 % target.
     planned_fibre = np.zeros(n, dtype=bool)
     counties = np.unique(county[has_geom])
     admin_n = np.array([np.sum((county == c) & (kind == "village")) for c in counties])
@@ -439,31 +462,78 @@ def _build_fibre(world: _World, rng: np.random.Generator) -> _Fibre:
         other = members[kind[members] != "village"]
         p_other = np.where(kind[other] == "community", 0.995, 0.9)
         planned_fibre[other] = rng.random(other.size) < p_other
+    return planned_fibre, counties, admin_n
 
-    # 2. Evidence. Fibre villages: an operational access point inside (most) or just outside
-    #    (within 100–450 m of the polygon). Non-fibre villages: a planned asset, a route
-    #    passing by, or nothing.
+
+@dataclass(frozen=True)
+class _Evidence:
+    """Register positions of the villages with a polygon, by the evidence they are given.
+
+    Fibre villages: an operational access point inside (most) or just outside (within
+    100–450 m of the polygon). Villages without fibre: a planned asset, a route passing by,
+    or nothing.
+    """
+
+    fibre: np.ndarray
+    inside: np.ndarray
+    outside: np.ndarray
+    without: np.ndarray
+    planned: np.ndarray
+    nearby: np.ndarray
+
+
+def _evidence_groups(
+    v: pd.DataFrame, planned_fibre: np.ndarray, rng: np.random.Generator
+) -> _Evidence:
+    """The groups of :class:`_Evidence`: 7 % of the fibre villages get their access point
+    outside; of the villages without fibre, 30 % a planned asset and 35 % a route nearby."""
+    has_geom = v["geometry"].notna().to_numpy()
     fib = np.flatnonzero(planned_fibre)
     outside = fib[rng.random(fib.size) < 0.07]
-    inside = np.setdiff1d(fib, outside)
     non = np.flatnonzero(has_geom & ~planned_fibre)
     r = rng.random(non.size)
-    non_planned = non[r < 0.3]
-    non_nearby = non[(r >= 0.3) & (r < 0.65)]
+    return _Evidence(
+        fibre=fib,
+        inside=np.setdiff1d(fib, outside),
+        outside=outside,
+        without=non,
+        planned=non[r < 0.3],
+        nearby=non[(r >= 0.3) & (r < 0.65)],
+    )
 
-    tree = shapely.STRtree(geoms[non])
-    ap_xy = np.full((n, 2), np.nan)
-    ap_xy[inside] = _deep_points(geoms[inside], rng)
-    ap_xy[outside] = _points_outside(geoms[outside], rng)
-    # An access point must not, by accident, give fibre to a village meant to have none.
+
+def _place_access_points(
+    v: pd.DataFrame, groups: _Evidence, rng: np.random.Generator
+) -> np.ndarray:
+    """One access point per fibre village (NaN rows for the others), never by accident within
+    the fibre distance of a village meant to have none."""
+    geoms = v["geometry"].to_numpy()
+    fib = groups.fibre
+    tree = shapely.STRtree(geoms[groups.without])
+    ap_xy = np.full((len(v), 2), np.nan)
+    ap_xy[groups.inside] = _deep_points(geoms[groups.inside], rng)
+    ap_xy[groups.outside] = _points_outside(geoms[groups.outside], rng)
     for _ in range(3):
         hits = _hits(tree, ap_xy[fib])
         if not hits.any():
             break
         moved = fib[hits]
         ap_xy[moved] = _deep_points(geoms[moved], rng)
-    placed = fib
+    return ap_xy
 
+
+def _access_points(
+    v: pd.DataFrame,
+    groups: _Evidence,
+    ap_xy: np.ndarray,
+    counties: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+    """The access-point table (metric ``x``, ``y``), the planned points' coordinates, and the
+    village whose access point is each township's OLT (the township's first fibre village)."""
+    geoms = v["geometry"].to_numpy()
+    county = v["county"].to_numpy()
+    placed = groups.fibre
     statuses = np.where(rng.random(placed.size) < 0.85, "operational", "in_service")
     asset_type = np.where(rng.random(placed.size) < 0.7, "terminal_box", "splitter")
     county_operator = {c: _OPERATORS[rng.choice(3, p=[0.45, 0.35, 0.2])] for c in counties}
@@ -471,15 +541,15 @@ def _build_fibre(world: _World, rng: np.random.Generator) -> _Fibre:
     second = rng.random(placed.size) < 0.1
     operator[second] = _OPERATORS[rng.integers(0, 3, second.sum())]
 
-    # One OLT per township, at the access point of its first fibre village.
     township = v["township"].to_numpy()
     first_in_township = placed[~pd.Series(township[placed]).duplicated().to_numpy()]
     olt_of_township = dict(zip(township[first_in_township], first_in_township, strict=True))
     asset_type[np.isin(placed, first_in_township)] = "OLT"
 
-    planned_xy = _sample_in(geoms[non_planned], np.ones(non_planned.size, dtype=int), rng)
-    planned_status = np.where(rng.random(non_planned.size) < 0.55, "planned", "under_construction")
-    planned_type = np.where(rng.random(non_planned.size) < 0.7, "terminal_box", "splitter")
+    planned = groups.planned
+    planned_xy = _sample_in(geoms[planned], np.ones(planned.size, dtype=int), rng)
+    planned_status = np.where(rng.random(planned.size) < 0.55, "planned", "under_construction")
+    planned_type = np.where(rng.random(planned.size) < 0.7, "terminal_box", "splitter")
 
     ap = pd.DataFrame(
         {
@@ -487,64 +557,43 @@ def _build_fibre(world: _World, rng: np.random.Generator) -> _Fibre:
             "y": np.concatenate([ap_xy[placed, 1], planned_xy[:, 1]]),
             "asset_type": np.concatenate([asset_type, planned_type]),
             "status": np.concatenate([statuses, planned_status]),
-            "operator": np.concatenate(
-                [operator, [county_operator[c] for c in county[non_planned]]]
-            ),
-            "village": np.concatenate([placed, non_planned]),
+            "operator": np.concatenate([operator, [county_operator[c] for c in county[planned]]]),
+            "village": np.concatenate([placed, planned]),
         }
     )
     ap = ap.sort_values("village", kind="stable").reset_index(drop=True)
     ap.insert(0, "asset_id", [f"AP-{i:06d}" for i in range(1, len(ap) + 1)])
+    return ap, planned_xy, olt_of_township
 
-    # 3. Routes: a feeder from the township OLT to each access point and a trunk from each
-    #    township OLT to the county's first OLT; a short operational route from the nearest
-    #    access point into some non-fibre villages (fibre nearby, no access point); planned
-    #    routes to some planned access points. Operational routes that would pass within
-    #    1 km of the other non-fibre villages are left out (the operator's route data is
-    #    incomplete), so that "fibre nearby" stays a property of some gaps, not of all.
-    county_olt: dict[str, int] = {}
-    for t, i in sorted(olt_of_township.items()):
-        county_olt.setdefault(t[:6], i)
-    starts: list[np.ndarray] = []
-    ends: list[np.ndarray] = []
-    route_status: list[np.ndarray] = []
-    feeders = np.array([i for i in placed if olt_of_township[township[i]] != i], dtype=int)
-    origin = np.array([olt_of_township[township[i]] for i in feeders], dtype=int)
-    starts.append(ap_xy[origin])
-    ends.append(ap_xy[feeders])
-    route_status.append(np.full(feeders.size, "operational"))
-    trunk_from = np.array(sorted(olt_of_township.values()), dtype=int)
-    trunk_to = np.array([county_olt[township[i][:6]] for i in trunk_from], dtype=int)
-    keep = trunk_from != trunk_to
-    starts.append(ap_xy[trunk_to[keep]])
-    ends.append(ap_xy[trunk_from[keep]])
-    route_status.append(np.full(int(keep.sum()), "operational"))
-    ap_tree = shapely.STRtree(shapely.points(ap_xy[placed]))
-    nearby_end = _sample_in(geoms[non_nearby], np.ones(non_nearby.size, dtype=int), rng)
-    with_route = rng.random(non_planned.size) < 0.5
-    for end, status in ((nearby_end, "operational"), (planned_xy[with_route], "planned")):
-        nearest = ap_tree.query_nearest(shapely.points(end), all_matches=False)
-        start = np.full_like(end, np.nan)
-        start[nearest[0]] = ap_xy[placed[nearest[1]]]
-        starts.append(start)
-        ends.append(end)
-        route_status.append(np.full(len(end), status))
-    a = np.concatenate(starts)
-    b = np.concatenate(ends)
-    status = np.concatenate(route_status)
+
+def _routes(
+    v: pd.DataFrame,
+    groups: _Evidence,
+    ends: tuple[np.ndarray, np.ndarray, np.ndarray],
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Routes with ``route_id``, ``status`` and a bent line (metric CRS) between the
+    :func:`_route_ends`.
+
+    Operational routes that would pass within 1 km of a village without fibre that is not
+    meant to have fibre nearby are left out (an operator's route data is incomplete), so that
+    "fibre nearby" stays a property of some gaps, not of all.
+    """
+    geoms = v["geometry"].to_numpy()
+    a, b, status = ends
     # A bend half way, up to 15 % of the length to the side, so routes are not ruler-straight.
     mid = (a + b) / 2
     normal = np.column_stack([-(b - a)[:, 1], (b - a)[:, 0]])
     mid += normal * rng.uniform(-0.15, 0.15, size=(len(a), 1))
     lines = shapely.linestrings(np.stack([a, mid, b], axis=1))
-    quiet = np.setdiff1d(non, non_nearby)
+    quiet = np.setdiff1d(groups.without, groups.nearby)
     near_quiet = shapely.STRtree(geoms[quiet]).query(
         lines, predicate="dwithin", distance=_NEARBY_M + 10.0
     )[0]
     drop = np.zeros(len(lines), dtype=bool)
     drop[near_quiet] = True
     keep = ~(drop & (status == "operational")) & ~np.isnan(a).any(axis=1)
-    routes = pd.DataFrame(
+    return pd.DataFrame(
         {
             "route_id": [f"RT-{i:06d}" for i in range(1, int(keep.sum()) + 1)],
             "status": status[keep],
@@ -552,22 +601,82 @@ def _build_fibre(world: _World, rng: np.random.Generator) -> _Fibre:
         }
     )
 
-    # 4. What the analysis should find: an operational access point within 500 m.
+
+def _route_ends(
+    v: pd.DataFrame,
+    groups: _Evidence,
+    ap_xy: np.ndarray,
+    planned_xy: np.ndarray,
+    olt_of_township: dict[str, int],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start and end points and status of every route.
+
+    A feeder from the township OLT to each access point; a trunk from each township OLT to
+    the county's first OLT; a short operational route from the nearest access point into
+    some villages without fibre (fibre nearby, no access point); planned routes to some
+    planned access points. A route without an access point to start from starts at NaN.
+    """
+    geoms = v["geometry"].to_numpy()
+    township = v["township"].to_numpy()
+    placed = groups.fibre
+    county_olt: dict[str, int] = {}
+    for t, i in sorted(olt_of_township.items()):
+        county_olt.setdefault(t[:6], i)
+    feeders = np.array([i for i in placed if olt_of_township[township[i]] != i], dtype=int)
+    origin = np.array([olt_of_township[township[i]] for i in feeders], dtype=int)
+    trunk_from = np.array(sorted(olt_of_township.values()), dtype=int)
+    trunk_to = np.array([county_olt[township[i][:6]] for i in trunk_from], dtype=int)
+    trunk = trunk_from != trunk_to
+    starts = [ap_xy[origin], ap_xy[trunk_to[trunk]]]
+    ends = [ap_xy[feeders], ap_xy[trunk_from[trunk]]]
+    route_status = [np.full(feeders.size, "operational"), np.full(int(trunk.sum()), "operational")]
+    ap_tree = shapely.STRtree(shapely.points(ap_xy[placed]))
+    nearby_end = _sample_in(geoms[groups.nearby], np.ones(groups.nearby.size, dtype=int), rng)
+    with_route = rng.random(groups.planned.size) < 0.5
+    for end, status in ((nearby_end, "operational"), (planned_xy[with_route], "planned")):
+        nearest = ap_tree.query_nearest(shapely.points(end), all_matches=False)
+        start = np.full_like(end, np.nan)
+        start[nearest[0]] = ap_xy[placed[nearest[1]]]
+        starts.append(start)
+        ends.append(end)
+        route_status.append(np.full(len(end), status))
+    return np.concatenate(starts), np.concatenate(ends), np.concatenate(route_status)
+
+
+def _near_operational_point(v: pd.DataFrame, ap: pd.DataFrame) -> np.ndarray:
+    """Per register village: an operational access point within 500 m, as the analysis will
+    find it."""
+    has_geom = v["geometry"].notna().to_numpy()
     operational = ap["status"].isin(["operational", "in_service"]).to_numpy()
     ap_points = shapely.points(ap.loc[operational, ["x", "y"]].to_numpy())
-    vtree = shapely.STRtree(geoms[has_geom])
+    vtree = shapely.STRtree(v["geometry"].to_numpy()[has_geom])
     pairs = vtree.query(ap_points, predicate="dwithin", distance=_MAX_DISTANCE_M)
-    by_ap = np.zeros(n, dtype=bool)
+    by_ap = np.zeros(len(v), dtype=bool)
     by_ap[np.flatnonzero(has_geom)[pairs[1]]] = True
+    return by_ap
 
-    # 5. The operator's claimed list for two rural counties: mostly right, with planned
-    #    villages claimed as done, a few fibre villages missing, and one code that is not in
-    #    the register (a typo).
+
+def _claimed_list(
+    v: pd.DataFrame,
+    counties: np.ndarray,
+    admin_n: np.ndarray,
+    planned: np.ndarray,
+    by_ap: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The operator's claimed list for two rural counties, and fibre as the analysis should
+    find it with that list.
+
+    The list is mostly right, with planned villages claimed as done, a few fibre villages
+    missing, and one code that is not in the register (a typo).
+    """
+    county = v["county"].to_numpy()
     rural_counties = counties[admin_n >= 100]
     claimed = sorted(rng.choice(rural_counties, size=2, replace=False))
-    rows = np.flatnonzero(np.isin(county, claimed) & (kind == "village"))
+    rows = np.flatnonzero(np.isin(county, claimed) & (v["kind"].to_numpy() == "village"))
     has_fibre = by_ap[rows].copy()
-    planned_claim = np.isin(rows, non_planned) & (rng.random(rows.size) < 0.5)
+    planned_claim = np.isin(rows, planned) & (rng.random(rows.size) < 0.5)
     missing = has_fibre & (rng.random(rows.size) < 0.02)
     has_fibre[planned_claim] = True
     has_fibre[missing] = False
@@ -579,8 +688,7 @@ def _build_fibre(world: _World, rng: np.random.Generator) -> _Fibre:
     table = pd.DataFrame({"village_code": codes, "has_fibre": values})
     is_fibre = by_ap.copy()
     is_fibre[rows[has_fibre]] = True
-
-    return _Fibre(ap, routes, table, is_fibre)
+    return table, is_fibre
 
 
 def _hits(tree: shapely.STRtree, xy: np.ndarray) -> np.ndarray:
@@ -681,8 +789,9 @@ def _build_speedtests(
     device_number = rng.permutation(int(n_dev.sum()))[dev_base[vi] + local]
     device = np.char.add("dev-", np.char.zfill(device_number.astype(str), 7))
 
-    # The headline quarter, 2020Q2 (91 days from 1 April); the draw is the one the demo always
-    # made, folded into the quarter, so that every other value stays as it was.
+    # The headline quarter, 2020Q2 (91 days from 1 April). The draw spans a year and is folded
+    # into the quarter: a draw of another range would take other numbers from the generator
+    # and change every value drawn after it.
     start = np.datetime64("2020-04-01T00:00:00", "s")
     seconds = rng.integers(0, 366 * 86400, total) % (91 * 86400)
     frame = pd.DataFrame(

@@ -47,6 +47,18 @@ def did_you_mean(name: object, candidates: object) -> str:
     Case and surrounding blanks are ignored when comparing, because exported headers often
     differ from the configuration only in those.
 
+    Parameters
+    ----------
+    name
+        The name that was not found.
+    candidates
+        The names that exist (an iterable, e.g. a frame's columns).
+
+    Returns
+    -------
+    str
+        The hint to append to an error message, or ``""`` when no candidate is close.
+
     Examples
     --------
     >>> did_you_mean("downlod_mbps", ["lon", "lat", "download_mbps"])

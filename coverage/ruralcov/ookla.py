@@ -59,7 +59,22 @@ _NETWORK_COLUMNS = ("network", "type", "conn_type", "layer_type")
 
 
 def quadkey_tile(key: str) -> tuple[int, int, int]:
-    """``(x, y, zoom)`` of a Bing/Ookla quadkey.
+    """The Web Mercator tile a Bing/Ookla quadkey names.
+
+    Parameters
+    ----------
+    key
+        The quadkey: one digit 0-3 per zoom level.
+
+    Returns
+    -------
+    tuple of int
+        ``(x, y, zoom)``.
+
+    Raises
+    ------
+    ValueError
+        For a digit other than 0-3.
 
     Examples
     --------
@@ -76,7 +91,18 @@ def quadkey_tile(key: str) -> tuple[int, int, int]:
 
 
 def tile_bounds(x: ArrayLike, y: ArrayLike, zoom: ArrayLike) -> tuple[NDArray, ...]:
-    """``(west, south, east, north)`` in degrees of Web Mercator tiles (arrays)."""
+    """The extent of Web Mercator tiles.
+
+    Parameters
+    ----------
+    x, y, zoom
+        Tile columns, rows (from the north) and zoom levels.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(west, south, east, north)`` in degrees.
+    """
     x, y, n = np.asarray(x, float), np.asarray(y, float), 2.0 ** np.asarray(zoom, float)
 
     def lat(row: NDArray) -> NDArray:
@@ -86,7 +112,17 @@ def tile_bounds(x: ArrayLike, y: ArrayLike, zoom: ArrayLike) -> tuple[NDArray, .
 
 
 def quadkey_polygons(keys: ArrayLike) -> NDArray[np.object_]:
-    """Tile rectangles (EPSG:4326) of quadkeys; None for a key that is not a quadkey.
+    """Tile rectangles of quadkeys, for tile files that have keys but no polygons.
+
+    Parameters
+    ----------
+    keys
+        Quadkeys (text; None or empty for none).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shapely boxes in EPSG:4326; None for a key that is not a quadkey.
 
     Examples
     --------
@@ -135,37 +171,52 @@ def _check_network(s: SpeedConfig, frame: pd.DataFrame) -> None:
                 )
 
 
-def load_tiles(s: SpeedConfig) -> Loaded:
-    """Ookla tiles with polygons (from the file, or from ``quadkey`` when it has none).
+def load_tiles(source: SpeedConfig) -> Loaded:
+    """Read Ookla tiles with their polygons (from the file, or from ``quadkey`` without one).
 
-    The frame has ``row`` (source row), ``quadkey``, ``download_mbps``, ``upload_mbps``,
-    ``latency_ms``, ``tests``, ``devices`` and the tile polygon. Rows without a usable tile,
-    with missing or negative measures, or with ``tests`` < 1 are dropped with a reason.
+    Parameters
+    ----------
+    source
+        The ``[speed]`` block of kind ``ookla_tiles``.
+
+    Returns
+    -------
+    Loaded
+        A GeoDataFrame (EPSG:4326) with ``row`` (source row), ``quadkey``, ``download_mbps``,
+        ``upload_mbps``, ``latency_ms``, ``tests``, ``devices``, ``avg_d_kbps``,
+        ``avg_u_kbps`` and the tile polygon. Rows without a usable tile, with missing or
+        negative measures, or with ``tests`` < 1 are dropped with a reason (the issues).
+
+    Raises
+    ------
+    ConfigError
+        Without a path, or when the path or a network column names the other network.
+    SchemaError
+        When one of Ookla's columns (:data:`TILE_COLUMNS`, the quadkey) is missing.
     """
     layer = "speed"
-    if s.path is None:
+    if source.path is None:
         raise ConfigError("[speed] path is required")
     frame, read_issues = io.read_layer(
-        s.path,
-        layer=s.layer,
-        crs=s.crs or "EPSG:4326",
-        encoding=s.encoding,
-        wkt=s.wkt,
+        source.path,
+        layer=source.layer,
+        crs=source.crs or "EPSG:4326",
+        encoding=source.encoding,
+        wkt=source.wkt,
         geometry="optional",
         name=layer,
     )
-    _check_network(s, frame)
-    qk = s.quadkey or "quadkey"
-    wanted = [*TILE_COLUMNS, qk]
-    missing = [c for c in wanted if c not in frame.columns]
+    _check_network(source, frame)
+    qk = source.quadkey or "quadkey"
     has_geometry = frame.geometry.notna() & ~frame.geometry.is_empty
+    missing = [c for c in (*TILE_COLUMNS, qk) if c not in frame.columns]
     if qk in missing and has_geometry.all():
         missing.remove(qk)
     if missing:
         raise SchemaError(
-            f"speed: Ookla tile column(s) {missing} not found in {s.path}; an Ookla open-data "
-            f'file has {list(TILE_COLUMNS)} and {qk!r} (set quadkey = "..." in [speed] '
-            "if the key column has another name)"
+            f"speed: Ookla tile column(s) {missing} not found in {source.path}; an Ookla "
+            f'open-data file has {list(TILE_COLUMNS)} and {qk!r} (set quadkey = "..." in '
+            "[speed] if the key column has another name)"
         )
     geoms = np.asarray(frame.geometry.values, dtype=object)
     keys = frame[qk].astype("string") if qk in frame.columns else None
@@ -177,44 +228,35 @@ def load_tiles(s: SpeedConfig) -> Loaded:
     bad = (num["avg_d_kbps"].isna() | num["tests"].isna()) & ~no_tile
     negative = ((num["avg_d_kbps"] < 0) | (num["tests"] < 0)) & ~no_tile & ~bad
     no_tests = (num["tests"] < 1) & ~no_tile & ~bad & ~negative
-    issues = concat_issues(
-        [
-            read_issues.assign(dropped=read_issues["row"].notna()),
-            row_issues(
-                no_tile & ~read_issues_mask(read_issues, len(frame)),
-                layer=layer,
-                reason="missing_geometry",
-                dropped=True,
-                message=f"tile has neither a polygon nor a valid quadkey in {qk!r}",
-            ),
-            row_issues(
-                bad,
-                layer=layer,
-                reason="bad_download",
-                dropped=True,
-                message="avg_d_kbps or tests is missing or not a number",
-            ),
-            row_issues(
-                negative,
-                layer=layer,
-                reason="negative_speed",
-                dropped=True,
-                message="avg_d_kbps or tests is negative",
-            ),
-            row_issues(
-                no_tests,
-                layer=layer,
-                reason="no_tests",
-                dropped=True,
-                message="tile reports no tests; it carries no evidence",
-            ),
-        ]
-    )
-    usable = ~(no_tile | bad | negative | no_tests)
-    out = pd.DataFrame(
+    issues = concat_issues([
+        read_issues.assign(dropped=read_issues["row"].notna()),
+        row_issues(no_tile & ~read_issues_mask(read_issues, len(frame)), layer=layer,
+                   reason="missing_geometry", dropped=True,
+                   message=f"tile has neither a polygon nor a valid quadkey in {qk!r}"),
+        row_issues(bad, layer=layer, reason="bad_download", dropped=True,
+                   message="avg_d_kbps or tests is missing or not a number"),
+        row_issues(negative, layer=layer, reason="negative_speed", dropped=True,
+                   message="avg_d_kbps or tests is negative"),
+        row_issues(no_tests, layer=layer, reason="no_tests", dropped=True,
+                   message="tile reports no tests; it carries no evidence"),
+    ])
+    usable = ~(no_tile | bad | negative | no_tests).to_numpy()
+    gdf = gpd.GeoDataFrame(
+        _tile_rows(num, keys, frame.index)[usable], geometry=list(geoms[usable]), crs="EPSG:4326"
+    ).reset_index(drop=True)
+    record = input_record(layer, source.path, len(frame), issues)
+    return Loaded(frame=gdf, issues=issues, record=record)
+
+
+def _tile_rows(
+    num: dict[str, pd.Series], keys: pd.Series | None, index: pd.Index
+) -> pd.DataFrame:
+    """Every tile row in the columns of :func:`load_tiles` (none dropped yet), negative
+    uploads, latencies and device counts left empty."""
+    return pd.DataFrame(
         {
-            "row": np.arange(1, len(frame) + 1),
-            "quadkey": keys if keys is not None else pd.Series(pd.NA, index=frame.index),
+            "row": np.arange(1, len(index) + 1),
+            "quadkey": keys if keys is not None else pd.Series(pd.NA, index=index),
             "download_mbps": num["avg_d_kbps"] / 1000.0,
             "upload_mbps": num["avg_u_kbps"].where(num["avg_u_kbps"] >= 0) / 1000.0,
             "latency_ms": num["avg_lat_ms"].where(num["avg_lat_ms"] >= 0),
@@ -225,11 +267,6 @@ def load_tiles(s: SpeedConfig) -> Loaded:
             "avg_u_kbps": num["avg_u_kbps"].where(num["avg_u_kbps"] >= 0),
         }
     )
-    gdf = gpd.GeoDataFrame(
-        out[usable.to_numpy()], geometry=list(geoms[usable.to_numpy()]), crs="EPSG:4326"
-    ).reset_index(drop=True)
-    record = input_record(layer, s.path, len(frame), issues)
-    return Loaded(frame=gdf, issues=issues, record=record)
 
 
 def assign_tiles(
@@ -255,8 +292,9 @@ def assign_tiles(
 
     Returns
     -------
-    DataFrame with ``tile``, ``village`` (positions) and ``weight``; tiles outside every
-    village do not appear.
+    pandas.DataFrame
+        ``tile``, ``village`` (positions) and ``weight``; tiles outside every village do not
+        appear.
 
     Examples
     --------
@@ -300,12 +338,25 @@ def tile_statistics(
 ) -> pd.DataFrame:
     """Per-village figures from assigned tiles: tests-weighted means and summed counts.
 
-    ``tiles`` has ``download_mbps``, ``upload_mbps``, ``latency_ms``, ``tests``, ``devices``
-    (one row per tile, positions as in ``assignment``). Each tile's mean counts with weight
-    ``tests × assignment weight``; a missing upload or latency leaves that tile out of that
-    mean only. Returns one row per village position with ``tiles``, ``tests_weighted``,
-    ``devices_weighted`` (apportioned, unrounded), ``tests``, ``devices`` (rounded),
-    ``download_mean_mbps``, ``upload_mean_mbps``, ``latency_mean_ms``.
+    Each tile's mean counts with weight ``tests × assignment weight``; a missing upload or
+    latency leaves that tile out of that mean only.
+
+    Parameters
+    ----------
+    assignment
+        As :func:`assign_tiles` returns it.
+    tiles
+        One row per tile (positions as in ``assignment``) with ``download_mbps``,
+        ``upload_mbps``, ``latency_ms``, ``tests``, ``devices``.
+    n_villages
+        Number of villages: the result has one row per village position.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``tiles``, ``tests_weighted``, ``devices_weighted`` (apportioned, unrounded),
+        ``tests``, ``devices`` (rounded), ``download_mean_mbps``, ``upload_mean_mbps``,
+        ``latency_mean_ms``.
     """
     a_tile = assignment["tile"].to_numpy(dtype=np.intp)
     village = assignment["village"].to_numpy(dtype=np.intp)
@@ -338,12 +389,22 @@ def tile_statistics(
 
 
 def tile_summary(tiles: pd.DataFrame, *, weighting: str = "tests") -> dict[str, float]:
-    """Figures over a set of tiles: means of download/upload (Mbps) and latency, summed tests
-    and devices.
+    """Figures over a set of tiles, to compare with published summaries of Ookla data.
 
-    ``weighting="tests"``: each tile's mean weighted by its tests (the figure a village or an
-    area gets); ``"tiles"``: the plain mean over tiles, the convention of many published
-    summaries of Ookla data (for instance the Guam figures in ``tests/data/ookla_guam``).
+    Parameters
+    ----------
+    tiles
+        Tiles as :func:`load_tiles` returns them.
+    weighting
+        ``"tests"``: each tile's mean weighted by its tests (the figure a village or an area
+        gets); ``"tiles"``: the plain mean over tiles, the convention of many published
+        summaries of Ookla data (for instance the Guam figures in ``tests/data/ookla_guam``).
+
+    Returns
+    -------
+    dict
+        ``download`` and ``upload`` (Mbit/s) and ``latency`` (ms) means, summed ``tests`` and
+        ``devices``.
     """
     if weighting not in ("tests", "tiles"):
         raise ValueError(

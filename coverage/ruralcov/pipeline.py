@@ -96,7 +96,7 @@ def _capability(
     villages["speed_class"] = classes
     basis = config.run.speed_basis or cap.DEFAULT_BASIS
     villages["speed_basis"] = basis
-    villages["speed_counts"] = cap.counts_for_basis(classes, basis)
+    villages["speed_counts"] = cap.counts_for_basis(classes, basis=basis)
     villages["meets_targets"] = villages["fibre"].astype(bool) & villages["speed_counts"]
     return villages
 

@@ -492,7 +492,7 @@ def write_xlsx(result: CoverageResult, path: Path | str, *, created: str | None 
             about.write(i, 1, neutralise(value), header if i == 0 else None)
     finally:
         workbook.close()
-    splice_rows(path, rows, subsets)
+    splice_rows(path, rows, subsets=subsets)
     return path
 
 

@@ -95,6 +95,16 @@ _CN_COMMUNITY_SUFFIXES = ("居委会", "居民委员会")
 def cn_nbs_kind(names: pd.Series) -> pd.Series:
     """Kind from a Chinese register name: 村(民)委员会 → village, 居(民)委员会 → community.
 
+    Parameters
+    ----------
+    names
+        Register names.
+
+    Returns
+    -------
+    pandas.Series
+        ``kind``: ``village``, ``community`` or ``other``, aligned with ``names``.
+
     Examples
     --------
     >>> cn_nbs_kind(pd.Series(["东关村委会", "师范街社区居委会", "园区社区"])).tolist()
@@ -121,6 +131,16 @@ def status_key(value: object) -> str | None:
     neither: NFKC (full-width letters become plain), case folded, blanks around removed and
     each run of blanks, hyphens and underscores made one ``_``.
 
+    Parameters
+    ----------
+    value
+        A status cell or a configured status value.
+
+    Returns
+    -------
+    str or None
+        The key; None for a blank or missing value.
+
     Examples
     --------
     >>> [status_key(s) for s in ["In Service", "in-service", "ＩＮ＿ＳＥＲＶＩＣＥ"]]
@@ -135,7 +155,18 @@ def status_key(value: object) -> str | None:
 
 
 def status_keys(values: pd.Series) -> pd.Series:
-    """:func:`status_key` of every value (computed once per distinct value)."""
+    """:func:`status_key` of every value (computed once per distinct value).
+
+    Parameters
+    ----------
+    values
+        A status column.
+
+    Returns
+    -------
+    pandas.Series
+        The keys (None for blank or missing), aligned with ``values``.
+    """
     positions, uniques = pd.factorize(values, use_na_sentinel=True)
     keys = np.array([status_key(u) for u in uniques] + [None], dtype=object)
     return pd.Series(keys[positions], index=values.index, name=values.name, dtype=object)
@@ -148,6 +179,21 @@ def normalise_codes(values: pd.Series) -> pd.Series:
     below 2**53, so ``140105001001.0`` is ``"140105001001"``. Text is never rewritten (a
     trailing ``.0`` in text is a spreadsheet's doing, which :func:`read_codes` refuses), and
     a float that is no exact integer keeps its digits for :func:`read_codes` to report.
+
+    Parameters
+    ----------
+    values
+        A code column as read.
+
+    Returns
+    -------
+    pandas.Series
+        Text codes (object dtype), None where missing, named and aligned as ``values``.
+
+    Examples
+    --------
+    >>> normalise_codes(pd.Series([140105001001.0, None])).tolist()
+    ['140105001001', None]
     """
     if pd.api.types.is_integer_dtype(values.dtype):
         out = values.astype("string")
@@ -267,6 +313,23 @@ def register_code_length(codes: pd.Series, *, preset: str) -> int | None:
     ``cn-nbs`` codes have 12 digits. A ``generic`` register has a length when its codes are
     digits and one length holds at least 90 % of them: a few shorter ones then lost leading
     zeros rather than following another scheme.
+
+    Parameters
+    ----------
+    codes
+        The register's code column.
+    preset
+        The register preset (:data:`REGISTERS`).
+
+    Returns
+    -------
+    int or None
+        The length, or None when the codes have no common length.
+
+    Examples
+    --------
+    >>> register_code_length(pd.Series(["0101", "0102", "0103"] * 4), preset="generic")
+    4
     """
     if preset == "cn-nbs":
         return 12
@@ -290,11 +353,37 @@ def apply_register(
     kind: str | None = None,
     layer: str = "villages",
 ) -> pd.DataFrame:
-    """Standard register columns from a user's table, aligned to its index.
+    """Standard register columns from a user's table.
 
-    Returns ``village_code, village_name, kind`` and ``<level>_code`` for each level the preset
-    provides. Raises :class:`SchemaError` listing every missing column at once, and for codes a
-    spreadsheet changed (:func:`read_codes`, with the :func:`register_code_length`).
+    The preset is the one place that knows a register's conventions (for ``cn-nbs``, China's
+    statistical codes and names); everything after it reads the standard columns.
+
+    Parameters
+    ----------
+    table
+        The register as read, one row per village-level unit.
+    preset
+        ``cn-nbs`` (levels and kind from the 12-digit code and the name) or ``generic``.
+    code, name
+        The code and name columns.
+    levels
+        ``generic``: level -> the column holding that level's code.
+    kind
+        ``generic``: the column holding the kind (None: every unit is a village).
+    layer
+        The input as named in messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Aligned to ``table``'s index: ``village_code, village_name, kind`` and
+        ``<level>_code`` for each level the preset provides.
+
+    Raises
+    ------
+    SchemaError
+        Listing every missing column at once, and for codes a spreadsheet changed
+        (:func:`read_codes`, with the :func:`register_code_length`).
     """
     if preset not in REGISTERS:
         raise SchemaError(f"register preset {preset!r} is not known; use one of {list(REGISTERS)}")
@@ -336,12 +425,37 @@ def apply_register(
 
 
 def cn_nbs_code_problems(codes: pd.Series) -> pd.Series:
-    """True where a code is not the 12 digits the cn-nbs preset needs."""
+    """Where a code is not the 12 digits the cn-nbs preset derives its levels from.
+
+    The preset cuts each level's code from the village code (province: 2 digits, ..., township:
+    9), so any other code would put a village in a wrong or made-up area.
+
+    Parameters
+    ----------
+    codes
+        Village codes.
+
+    Returns
+    -------
+    pandas.Series
+        True where a code is not 12 digits (or missing).
+    """
     return ~codes.astype("string").fillna("").str.fullmatch(r"\d{12}")
 
 
 def present_levels(villages: pd.DataFrame) -> list[str]:
-    """Levels, largest first, for which the villages table has any code."""
+    """The levels a village table can be summarised at.
+
+    Parameters
+    ----------
+    villages
+        A village table with ``<level>_code`` columns.
+
+    Returns
+    -------
+    list of str
+        Levels, largest first, for which the table has any code.
+    """
     return [
         lv
         for lv in LEVELS

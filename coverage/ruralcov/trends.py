@@ -71,7 +71,26 @@ class PeriodRuns:
 
 
 def period_config(config: Config, label: str) -> Config:
-    """``config`` with its measurement source reading only period ``label``'s file."""
+    """The configuration of one period's re-run.
+
+    Parameters
+    ----------
+    config
+        A configuration whose measurement source has ``periods``.
+    label
+        One of its period labels.
+
+    Returns
+    -------
+    Config
+        ``config`` with its measurement source reading only that period's file (or, with a
+        period column, only that period's rows).
+
+    Raises
+    ------
+    KeyError
+        When the configuration has no such period.
+    """
     speed = config.speed
     if speed is None or not speed.periods or label not in speed.periods:
         raise KeyError(f"no period {label!r} in the configuration")
@@ -81,8 +100,20 @@ def period_config(config: Config, label: str) -> Config:
 
 
 def with_period_column(config: Config) -> Config:
-    """A run over a period column (``[speed] period``): its periods are the column's values,
-    each reading the same file, and the headline reads the latest (:mod:`ruralcov.periods`)."""
+    """The periods of a run over a period column (``[speed] period``), made explicit.
+
+    Parameters
+    ----------
+    config
+        The run's configuration.
+
+    Returns
+    -------
+    Config
+        With a period column: its periods are the column's values (:mod:`ruralcov.periods`),
+        each reading the same file, and the headline reads the latest. Otherwise ``config``
+        unchanged.
+    """
     speed = config.speed
     if speed is None or speed.period is None or speed.periods or speed.period_value:
         return config
@@ -95,11 +126,27 @@ def with_period_column(config: Config) -> Config:
 
 
 def run_periods(config: Config, latest: pd.DataFrame, *, analyse: Callable[..., Any]) -> PeriodRuns:
-    """Analyse every period but the latest (``latest`` is its village frame, already done).
+    """Analyse every period but the latest, which the headline run has done.
 
     The earlier periods' measurement inputs are recorded as layer ``speed[<label>]`` and their
     speed findings are kept under that layer; the rest of each re-run (villages, fibre,
     capability) repeats the headline's and is not recorded twice.
+
+    Parameters
+    ----------
+    config
+        The run's configuration, its measurement source with ``periods``.
+    latest
+        The headline's (latest period's) village frame.
+    analyse
+        The analysis of one configuration (:func:`ruralcov.analyse`), passed in so that this
+        module does not import the pipeline that calls it.
+
+    Returns
+    -------
+    PeriodRuns
+        The village frames of every period, oldest first, and the earlier periods' records
+        and speed findings.
     """
     speed = config.speed
     assert speed is not None and speed.periods
@@ -130,14 +177,33 @@ def trend_table(
     fibre_target: float,
     names: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """One row per area of ``level`` and period (:data:`TREND_COLUMNS`), areas in code order
-    and periods oldest first. ``speed_share_change`` is the change from the area's previous
-    period (empty for the first). Shares are those of :func:`ruralcov.aggregate.summarise`.
+    """The time series of every area of one level, each period summarised as the headline is.
+
+    Parameters
+    ----------
+    frames
+        The village frame of each period (label -> frame), as in :class:`PeriodRuns`.
+    level, fibre_target, names
+        As for :func:`ruralcov.aggregate.summarise`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per area and period (:data:`TREND_COLUMNS`), areas in code order and periods
+        oldest first. Shares are those of :func:`ruralcov.aggregate.summarise`;
+        ``speed_share_change`` is the change from the area's previous period (empty for the
+        first) and ``tests`` the tests of its administrative villages.
 
     Examples
     --------
-    >>> trend_table({"2020Q1": q1, "2020Q2": q2}, level="county", fibre_target=0.98)
-    ... # doctest: +SKIP
+    >>> def period(classes):
+    ...     return pd.DataFrame({"kind": "village", "county_code": "140105", "fibre": True,
+    ...                          "has_geometry": True, "speed_class": classes, "tests": [5, 6]})
+    >>> table = trend_table({"2020Q1": period(["below", "meets"]),
+    ...                      "2020Q2": period(["meets", "meets"])}, level="county",
+    ...                     fibre_target=0.98)
+    >>> table[["period", "speed_share", "speed_share_change", "tests"]].values.tolist()
+    [['2020Q1', 0.5, nan, 11], ['2020Q2', 1.0, 0.5, 11]]
     """
     parts = []
     for label, frame in frames.items():
@@ -160,7 +226,22 @@ def trend_table(
 def trend_tables(
     frames: Mapping[str, pd.DataFrame], *, fibre_target: float, names: Mapping[str, pd.Series]
 ) -> dict[str, pd.DataFrame]:
-    """:func:`trend_table` for every level present in the latest period's villages."""
+    """:func:`trend_table` for every level present in the latest period's villages.
+
+    Parameters
+    ----------
+    frames
+        The village frame of each period (label -> frame).
+    fibre_target
+        The fibre target share.
+    names
+        Area names by level, then by code.
+
+    Returns
+    -------
+    dict of pandas.DataFrame
+        The trend table of each level, largest level first.
+    """
     latest = frames[max(frames)]
     return {
         level: trend_table(frames, level=level, fibre_target=fibre_target, names=names.get(level))
@@ -173,8 +254,18 @@ def _pct(x: Any) -> str:
 
 
 def village_trend(frames: Mapping[str, pd.DataFrame]) -> pd.Series:
-    """Per village (aligned to the frames' rows, which all follow the register), its speed
-    class in each period: ``"2020Q1 below → 2020Q2 meets"``."""
+    """Each village's speed class in each period, the text of the map popups.
+
+    Parameters
+    ----------
+    frames
+        The village frame of each period, oldest first; all follow the register's rows.
+
+    Returns
+    -------
+    pandas.Series
+        ``speed_trend``, aligned to the latest frame's rows: ``"2020Q1 below → 2020Q2 meets"``.
+    """
     labels = list(frames)
     classes = [frames[k]["speed_class"].astype(str).to_numpy() for k in labels]
     text = [
@@ -185,7 +276,18 @@ def village_trend(frames: Mapping[str, pd.DataFrame]) -> pd.Series:
 
 
 def area_trend_text(trend: pd.DataFrame) -> pd.Series:
-    """Per area code, its speed share in each period: ``"2020Q1 40.0 % → 2020Q2 60.0 %"``."""
+    """Each area's speed share in each period, the text of the map popups.
+
+    Parameters
+    ----------
+    trend
+        A trend table (:func:`trend_table`).
+
+    Returns
+    -------
+    pandas.Series
+        ``speed_share_trend`` by area code: ``"2020Q1 40.0 % → 2020Q2 60.0 %"``.
+    """
     return (
         trend.groupby("code", sort=True)
         .apply(
@@ -201,11 +303,24 @@ def area_trend_text(trend: pd.DataFrame) -> pd.Series:
 def write_trend_charts(
     trend: pd.DataFrame, folder: Path | str, *, fibre_target: float | None = None
 ) -> list[tuple[str, str]]:
-    """One PNG per area of ``trend`` (a county trend table): fibre and speed share by period.
+    """One PNG per area of a trend table: fibre and speed share by period.
 
-    Returns ``(file name, caption)`` pairs in code order. Only codes and English labels are
-    drawn (area names may need glyphs the installed fonts lack); the caption, shown in HTML,
-    carries the name.
+    Only codes and English labels are drawn (area names may need glyphs the installed fonts
+    lack); the caption, shown in HTML, carries the name.
+
+    Parameters
+    ----------
+    trend
+        A trend table (:func:`trend_table`), of counties in the report.
+    folder
+        Where the PNG files are written (created if missing).
+    fibre_target
+        Drawn as a dashed line when given.
+
+    Returns
+    -------
+    list of tuple
+        ``(file name, caption)`` pairs in code order.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -216,7 +331,7 @@ def write_trend_charts(
     periods = sorted(set(trend["period"]))
     x = np.arange(len(periods))
     # Axes, ticks and legend are drawn once; per county only the two lines and the title are
-    # drawn over a copy of that background (blitting): 100+ charts in well under a second each.
+    # drawn over a copy of that background (blitting), so a province's charts take little time.
     fig = Figure(figsize=(4.0, 2.6), dpi=80)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()

@@ -1,12 +1,13 @@
 """The data rows of report.xlsx's table sheets, written as sheet XML directly.
 
-xlsxwriter spends about 15 µs per cell in Python (a 20,000-village province is over a million
-cells, the largest part of a ``ruralcov run --no-maps``). The workbook is still made by
-xlsxwriter (styles, header rows, column widths and formats, frozen panes, autofilters, the
-``about`` sheet); only the data rows of the table sheets are left out of it and spliced into
-each sheet's ``<sheetData>`` afterwards, with xlsxwriter's own encoding of inline strings,
-numbers and booleans and the style index of each column's format (``<col style=...>``), so
-that the file is byte for byte the sheet xlsxwriter would write (checked by the tests).
+xlsxwriter writes every cell through several Python calls, and a 20,000-village province is
+over a million cells, so the data rows are formatted here, a column at a time. The workbook is
+still made by xlsxwriter (styles, header rows, column widths and formats, frozen panes,
+autofilters, the ``about`` sheet); only the data rows of the table sheets are left out of it
+and spliced into each sheet's ``<sheetData>`` afterwards, with xlsxwriter's own encoding of
+inline strings, numbers and booleans and the style index of each column's format
+(``<col style=...>``), so that the file is byte for byte the sheet xlsxwriter would write
+(checked by the tests).
 """
 
 from __future__ import annotations
@@ -38,7 +39,23 @@ _LEVEL = "compress_level" if hasattr(zipfile.ZipInfo(), "compress_level") else "
 
 
 def column_name(j: int) -> str:
-    """Excel's letters for 0-based column ``j`` (0 -> A, 26 -> AA)."""
+    """Excel's letters for a column.
+
+    Parameters
+    ----------
+    j
+        The 0-based column.
+
+    Returns
+    -------
+    str
+        Its letters.
+
+    Examples
+    --------
+    >>> column_name(0), column_name(25), column_name(26), column_name(16383)
+    ('A', 'Z', 'AA', 'XFD')
+    """
     name = ""
     j += 1
     while j:
@@ -115,9 +132,27 @@ def rows_xml(
     chunk: int = _CHUNK,
     keep: dict[int, str] | None = None,
 ) -> Iterator[str]:
-    """``<row>`` elements for the table whose column values are ``columns`` (None: empty cell),
-    from Excel row ``first`` on, in pieces of ``chunk`` rows (memory stays bounded). The
-    templates of the data rows named in ``keep`` (0-based) are put there for reuse."""
+    """The ``<row>`` elements of a table's data rows, in pieces (memory stays bounded).
+
+    Parameters
+    ----------
+    columns
+        The column values (None: an empty cell).
+    styles
+        The style index of each column's format (:func:`column_styles`).
+    first
+        The Excel row of the first data row.
+    chunk
+        Rows per piece.
+    keep
+        0-based data rows whose templates (row number not yet placed) are wanted for reuse
+        in another sheet: they are put into this dict, under their row.
+
+    Yields
+    ------
+    str
+        The XML of ``chunk`` rows at a time.
+    """
     n = len(columns[0]) if columns else 0
     wanted = np.array(sorted(keep), dtype=np.int64) if keep else np.empty(0, np.int64)
     for a in range(0, n, chunk):
@@ -129,7 +164,21 @@ def rows_xml(
 
 
 def column_styles(sheet_xml: str, n_columns: int) -> list[int | None]:
-    """The style index of each column's format, from the sheet's ``<cols>``."""
+    """The style index of each column's format, so that spliced cells carry it as
+    xlsxwriter's own cells would.
+
+    Parameters
+    ----------
+    sheet_xml
+        The sheet's XML up to its data rows (its ``<cols>``).
+    n_columns
+        Number of columns of the table.
+
+    Returns
+    -------
+    list
+        Per column, its style index, or None for a column without a format.
+    """
     styles: list[int | None] = [None] * n_columns
     for m in _COL.finditer(sheet_xml):
         style = _STYLE.search(m.group(3))
@@ -142,16 +191,31 @@ def column_styles(sheet_xml: str, n_columns: int) -> list[int | None]:
 def splice_rows(
     path: Path | str,
     sheets: Mapping[int, Sequence[Sequence[Any]]],
+    *,
     subsets: Mapping[int, tuple[int, Sequence[int] | np.ndarray]] | None = None,
 ) -> None:
     """Put the data rows into the sheets of the xlsxwriter workbook at ``path``.
 
-    ``sheets`` maps a worksheet's 0-based index (``Worksheet.index``) to its column values
-    (rows 2 ... on; row 1, the header, was written by xlsxwriter). ``subsets`` maps a worksheet
-    whose rows are rows of an earlier one (same columns and formats: a gap list of villages) to
-    that sheet's index and the 0-based positions of its rows there; their XML is reused. Every
-    other part of the file is copied as it is, with its original zip entry (dates included, for
-    reproducibility).
+    Every other part of the file is copied as it is, with its original zip entry (dates
+    included, for reproducibility).
+
+    Parameters
+    ----------
+    path
+        The workbook, written by xlsxwriter with header rows only; replaced.
+    sheets
+        A worksheet's 0-based index (``Worksheet.index``) -> its column values (rows 2 ... on;
+        row 1, the header, was written by xlsxwriter).
+    subsets
+        A worksheet whose rows are rows of an earlier one (same columns and formats: a gap
+        list of villages) -> that sheet's index and the 0-based positions of its rows there;
+        their XML is reused.
+
+    Raises
+    ------
+    ValueError
+        When a subset's rows lie outside its sheet, its sheet is not a plain sheet before it,
+        or the column formats differ.
     """
     path = Path(path)
     subsets = subsets or {}
@@ -193,7 +257,7 @@ def splice_rows(
                 ref = f"A1:{column_name(len(columns) - 1)}{last + 1}"
                 head = _DIMENSION.sub(f'<dimension ref="{ref}"/>', head, count=1)
             # Deflate level 1: a province's sheets are tens of MB of repetitive XML, which
-            # zlib's default level packs a quarter smaller in three times the time.
+            # higher levels pack only a little smaller for much more time.
             setattr(info, _LEVEL, 1)
             with dst.open(info, "w") as fh:
                 _write_behind(fh, _pieces(head, rows, tail))

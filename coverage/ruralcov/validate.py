@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ruralcov.crs import gcj02_to_wgs84
+from ruralcov.errors import CRSError
 from ruralcov.schema import ISSUE_COLUMNS
 
 SEVERITIES = ("error", "warning", "info")
@@ -157,8 +159,6 @@ def gcj02_suspected(
 
     Returns the verdict and the shares inside a village as given and after conversion.
     """
-    from ruralcov.crs import gcj02_to_wgs84
-
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     polys = np.asarray([p for p in polygons if p is not None and not p.is_empty], dtype=object)
@@ -192,8 +192,6 @@ def check_positions(
     Raises :class:`~ruralcov.errors.CRSError` when lon and lat look swapped; returns a
     ``crs_suspect_gcj02`` warning when the points look like GCJ-02 declared as WGS 84.
     """
-    from ruralcov.errors import CRSError
-
     polys = np.asarray([p for p in villages if p is not None and not p.is_empty], dtype=object)
     if len(polys) == 0:
         return no_issues()
@@ -218,32 +216,3 @@ def check_positions(
         f"village as given against {after:.0%} when read as GCJ-02 (AMap/Tencent); if it was "
         f'copied from such a map set crs = "gcj02" in the [{layer.split("[", 1)[0]}] section',
     )
-
-
-def speed_sample(speed: object, rows: int = 20_000) -> tuple[np.ndarray, np.ndarray] | None:
-    """Longitude/latitude of the first ``rows`` speed tests of a CSV or Parquet file with
-    lon/lat columns in WGS 84 or GCJ-02/BD-09 (None otherwise), for :func:`check_positions`.
-
-    Only a sample: the full file is streamed later, and a swap shows in any part of it.
-    """
-    from ruralcov import stream
-    from ruralcov.crs import parse_crs
-    from ruralcov.errors import RuralcovError
-
-    try:
-        given = parse_crs(getattr(speed, "crs", None))
-        if given is not None and not isinstance(given, str) and not given.is_geographic:
-            return None
-        plan = stream.plan(speed)  # type: ignore[arg-type]
-        if plan is None or plan.kind not in ("csv", "parquet") or not (plan.lon and plan.lat):
-            return None
-        batches = stream.iter_batches(plan, [plan.lon, plan.lat], batch_rows=rows)
-        batch = next(batches, None)
-        getattr(batches, "close", lambda: None)()  # release the file (Windows locks it)
-    except RuralcovError:
-        return None  # the full read reports the problem with its own message
-    if batch is None:
-        return None
-    x = pd.to_numeric(pd.Series(batch.column(plan.lon).to_pylist()), errors="coerce")
-    y = pd.to_numeric(pd.Series(batch.column(plan.lat).to_pylist()), errors="coerce")
-    return x.to_numpy(dtype=float)[:rows], y.to_numpy(dtype=float)[:rows]

@@ -95,9 +95,19 @@ class CellCollector:
 
     def add(self, village: np.ndarray, x: np.ndarray, y: np.ndarray,
             values: dict[str, np.ndarray]) -> None:
-        """Add usable tests: their villages, longitude and latitude (EPSG:4326; tests that are
-        not points, NaN, are left out) and fields ``row``, ``down`` and, with a device column,
-        ``dev`` (64-bit keys) and ``dev_ok``."""
+        """Add usable tests inside the villages (:class:`ruralcov.stream.KeptRows`).
+
+        Parameters
+        ----------
+        village
+            Their village positions.
+        x, y
+            Their longitude and latitude (EPSG:4326); tests that are not points (NaN) are left
+            out.
+        values
+            Their ``row`` (source row) and ``down`` (Mbit/s) and, with a device column,
+            ``dev`` (64-bit keys) and ``dev_ok``.
+        """
         at = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
         mx, my = self._to_m.transform(x[at], y[at])
         part = {"row": np.asarray(values["row"], np.int64)[at],

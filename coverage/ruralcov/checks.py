@@ -44,7 +44,7 @@ from ruralcov.validate import concat_issues, issue, no_issues, row_issues
 __all__ = [
     "OK", "RULES", "STATUS_KEYS", "Rule", "counted", "coordinate_status", "download_status",
     "check_times", "first_copies", "in_range", "measure_values", "out_of_range_error",
-    "require_download", "require_sampling_columns", "row_hashes", "rule_issues",
+    "require_column", "require_sampling_columns", "row_hashes", "rule_issues",
     "speed_issues", "swap_fits", "tally", "text_table", "time_keys",
 ]
 
@@ -75,7 +75,23 @@ class Rule:
     severity: str = "warning"
 
     def text(self, **fields: str | None) -> str:
-        """The message with the run's names filled in."""
+        """The message with the run's names filled in.
+
+        Parameters
+        ----------
+        **fields
+            The names the message uses (:func:`message_fields`).
+
+        Returns
+        -------
+        str
+            The issue's message.
+
+        Examples
+        --------
+        >>> RULE["negative"].text(download="down")
+        "'down' is negative"
+        """
         return self.message.format(**fields)
 
 
@@ -124,8 +140,22 @@ ORDER = ("native_missing", "missing", "bad_geometry", "reader", "out_of_range", 
 
 
 def message_fields(speed: SpeedConfig, *, what: str = "", label: str = "") -> dict[str, Any]:
-    """The names a rule's message may use: ``what`` (the coordinate columns), ``label`` (the
-    CRS the coordinates were read in) and the configured columns and unit of ``speed``."""
+    """The names a rule's message may use.
+
+    Parameters
+    ----------
+    speed
+        The ``[speed]`` section: its columns and download unit.
+    what
+        The coordinate columns (``lon/lat``), named by the geometry rules.
+    label
+        The CRS the coordinates were read in, named by the range rule.
+
+    Returns
+    -------
+    dict
+        Field name -> text, for :meth:`Rule.text`.
+    """
     return {"what": what, "label": label, "download": speed.download, "upload": speed.upload,
             "latency": speed.latency, "time": speed.time_column, "what_test": "speed test",
             "absurd": units.absurd_message(speed.download, speed.download_unit)}
@@ -133,7 +163,24 @@ def message_fields(speed: SpeedConfig, *, what: str = "", label: str = "") -> di
 
 def rule_issues(key: str, rows: np.ndarray, *, layer: str = "speed",
                 **fields: Any) -> pd.DataFrame:
-    """One issue per source row (sorted) found by rule ``key``."""
+    """One issue per source row found by rule ``key``.
+
+    Parameters
+    ----------
+    key
+        The rule (:data:`RULES`).
+    rows
+        The 1-based source rows it found (sorted here).
+    layer
+        The layer of the issues.
+    **fields
+        The names its message uses (:func:`message_fields`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The issues, in row order, with the rule's reason, message, severity and ``dropped``.
+    """
     rule = RULE[key]
     rows = np.sort(np.asarray(rows, dtype=np.int64))
     return row_issues(np.ones(len(rows), dtype=bool), layer=layer, reason=rule.reason,
@@ -202,8 +249,20 @@ def _column_part(role: str, found: Mapping[str, np.ndarray], speed: SpeedConfig,
 
 
 def coordinate_status(x: np.ndarray, y: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """Status of coordinates read from two columns: :data:`MISSING` where a cell is empty
-    (``missing``), :data:`BAD_GEOMETRY` where one is not a finite number, :data:`OK` else.
+    """The geometry rules of coordinates read from two columns.
+
+    Parameters
+    ----------
+    x, y
+        The coordinates as numbers (NaN where a cell is not one).
+    missing
+        Where a cell is empty.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int8`` status: :data:`MISSING` where a cell is empty, :data:`BAD_GEOMETRY` where
+        one is not a finite number, :data:`OK` otherwise.
 
     Examples
     --------
@@ -218,7 +277,17 @@ def coordinate_status(x: np.ndarray, y: np.ndarray, missing: np.ndarray) -> np.n
 
 
 def in_range(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> np.ndarray:
-    """True where finite bounds lie within longitude -180..180 and latitude -90..90.
+    """The range rule: which geometries' bounds are finite and within range.
+
+    Parameters
+    ----------
+    x0, y0, x1, y1
+        The bounds (for a point: its coordinates twice), in the CRS read into (EPSG:4326).
+
+    Returns
+    -------
+    numpy.ndarray
+        True where the bounds lie within longitude -180..180 and latitude -90..90.
 
     Examples
     --------
@@ -231,17 +300,44 @@ def in_range(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> 
 
 
 def swap_fits(x0: np.ndarray, y0: np.ndarray) -> np.ndarray:
-    """True where exchanging longitude and latitude would bring the point into range."""
+    """Whether exchanging longitude and latitude would bring a geometry into range.
+
+    Parameters
+    ----------
+    x0, y0
+        The lower bounds (for a point: its coordinates).
+
+    Returns
+    -------
+    numpy.ndarray
+        True where ``y0`` is a longitude and ``x0`` a latitude.
+    """
     with np.errstate(invalid="ignore"):
         return (np.abs(y0) <= 180) & (np.abs(x0) <= 90)
 
 
 def out_of_range_error(name: str, *, n_out: int, n_present: int, path: Path | str,
                        label: str, swapped: bool) -> CRSError | None:
-    """The error when more than half of the geometries fall out of range (a wrong CRS or
-    exchanged axes, not stray rows); None when fewer do.
+    """The error when more than half of the geometries fall out of range: a wrong CRS or
+    exchanged axes, not stray rows.
 
-    ``swapped``: exchanging longitude and latitude would bring every such row into range.
+    Parameters
+    ----------
+    name
+        The layer (``speed``, ``fibre[0]``).
+    n_out, n_present
+        Geometries out of range, and geometries read.
+    path
+        The file.
+    label
+        The CRS the coordinates were read in.
+    swapped
+        Exchanging longitude and latitude would bring every such geometry into range.
+
+    Returns
+    -------
+    CRSError or None
+        The error to raise, naming the likely fix; None when at most half are out of range.
     """
     if not n_out or n_out * 2 <= n_present:
         return None
@@ -259,9 +355,16 @@ def out_of_range_error(name: str, *, n_out: int, n_present: int, path: Path | st
 
 
 def download_status(status: np.ndarray, download: np.ndarray) -> None:
-    """Mark the rows with a usable location (``status`` OK) by their download in Mbit/s:
-    :data:`BAD_DOWNLOAD` (missing or not a number), :data:`NEGATIVE` or :data:`ABSURD`
-    (:func:`ruralcov.units.absurd`). In place."""
+    """The download rules, applied in place to the rows with a usable location.
+
+    Parameters
+    ----------
+    status
+        Each row's status so far; rows still :data:`OK` become :data:`BAD_DOWNLOAD` (missing
+        or not a number), :data:`NEGATIVE` or :data:`ABSURD` (:func:`ruralcov.units.absurd`).
+    download
+        Each row's download in Mbit/s.
+    """
     geom_ok = status == OK
     with np.errstate(invalid="ignore"):
         status[geom_ok & np.isnan(download)] = BAD_DOWNLOAD
@@ -271,36 +374,101 @@ def download_status(status: np.ndarray, download: np.ndarray) -> None:
 
 def counted(status: np.ndarray) -> np.ndarray:
     """Rows with a location and a numeric, non-negative download (usable or absurd): the
-    unit check's rows, and those whose negative upload or latency is reported."""
+    unit check's rows, and those whose negative upload or latency is reported.
+
+    Parameters
+    ----------
+    status
+        Each row's status.
+
+    Returns
+    -------
+    numpy.ndarray
+        A boolean mask.
+    """
     return (status == OK) | (status == ABSURD)
 
 
 def tally(download: np.ndarray, status: np.ndarray) -> units.SpeedTally:
-    """The unit check's counts of checked rows (a file, a batch or a Dask partition)."""
+    """The unit check's counts of checked rows (a file, a batch or a Dask partition).
+
+    Parameters
+    ----------
+    download, status
+        Each row's download (Mbit/s) and status.
+
+    Returns
+    -------
+    ruralcov.units.SpeedTally
+        The counts of the :func:`counted` rows.
+    """
     return units.SpeedTally.of(download, counted(status))
 
 
 def measure_values(values: np.ndarray, status: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """An upload or latency column: its values with negatives left empty, and the counted
-    rows whose value is negative (reported, the row kept)."""
+    """The negative-measure rule of an upload or latency column.
+
+    Parameters
+    ----------
+    values
+        The column as numbers (upload in Mbit/s, latency in milliseconds).
+    status
+        Each row's status.
+
+    Returns
+    -------
+    values, negative
+        The values with negatives left empty, and the :func:`counted` rows whose value is
+        negative (reported; the row is kept).
+    """
     with np.errstate(invalid="ignore"):
         neg = values < 0
     return np.where(neg, np.nan, values), neg & counted(status)
 
 
-def require_download(speed: SpeedConfig, columns: Iterable[str]) -> None:
-    """A SchemaError when the file lacks the download column."""
-    cols = list(columns)
-    if speed.download not in cols:
+def require_column(speed: SpeedConfig, key: str, columns: Iterable[str]) -> None:
+    """Stop when the tests file lacks a column the ``[speed]`` section names.
+
+    Parameters
+    ----------
+    speed
+        The ``[speed]`` section.
+    key
+        The setting naming the column (``download``, ``period``).
+    columns
+        The file's columns.
+
+    Raises
+    ------
+    SchemaError
+        Naming the closest column and the setting to change.
+    """
+    cols, column = list(columns), getattr(speed, key)
+    if column not in cols:
         raise SchemaError(
-            f"speed: download column {speed.download!r} not found in {speed.path}"
-            f"{did_you_mean(speed.download, cols)}; "
-            f'the file has {cols[:20]}. Set download = "..." in [speed]'
+            f"speed: {key} column {column!r} not found in {speed.path}"
+            f"{did_you_mean(column, cols)}; "
+            f'the file has {cols[:20]}. Set {key} = "..." in [speed]'
         )
 
 
 def require_sampling_columns(s: SpeedConfig, columns: Iterable[str], path: Path) -> None:
-    """The device and time columns that ``statistic`` / ``sample`` need, or a SchemaError."""
+    """Stop when the file lacks the device or time column ``statistic`` / ``sample`` need.
+
+    Parameters
+    ----------
+    s
+        The ``[speed]`` section.
+    columns
+        The file's columns.
+    path
+        The file.
+
+    Raises
+    ------
+    SchemaError
+        Naming the setting that needs the column.
+    """
     columns = list(columns)
     needs = [("device", s.device, 'statistic = "device_median"' if s.by_device else None),
              ("device", s.device, 'sample = "device_day"' if s.time_column else None),
@@ -317,8 +485,22 @@ def require_sampling_columns(s: SpeedConfig, columns: Iterable[str], path: Path)
 def time_keys(values: Any, speed: SpeedConfig, download: np.ndarray,
               upload: np.ndarray | None, latency: np.ndarray | None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Device-day sampling's day number, its validity and the sampling key of each test
-    (:mod:`ruralcov.sampling`), from the time column's ``values``."""
+    """What device-day sampling needs of each test (:mod:`ruralcov.sampling`).
+
+    Parameters
+    ----------
+    values
+        The time column.
+    speed
+        The ``[speed]`` section (the seed).
+    download, upload, latency
+        The measures the sampling key hashes (upload and latency may be None).
+
+    Returns
+    -------
+    day, day_ok, key
+        The day number, whether the time was readable, and the sampling key.
+    """
     column = speed.time_column or ""
     ns, day_ok = wall_clock_ns(values, column=column)
     return days(ns), day_ok, sampling_keys(ns, download, upload, latency, seed=speed.seed or 0)
@@ -360,8 +542,21 @@ def _kernels() -> Any:
 
 
 def column_keys(col: pa.Array, key: str) -> np.ndarray:
-    """64-bit values standing for a column's cells: equal cells, equal values; missing cells
-    (null or NaN) one value, as a comparison of the cells as text would have it."""
+    """64-bit values standing for a column's cells, for the row hashes.
+
+    Parameters
+    ----------
+    col
+        The column.
+    key
+        The hash key of text cells (each of the two row hashes has its own).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint64``: equal cells, equal values (numbers by their bits, text hashed); missing
+        cells (null or NaN) one value, as a comparison of the cells as text would have it.
+    """
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         if pa.types.is_floating(col.type):
             v = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
@@ -390,11 +585,25 @@ def column_keys(col: pa.Array, key: str) -> np.ndarray:
 def row_hashes(table: pa.Table, rows: np.ndarray, *, geometry: str | None = None,
                x: np.ndarray | None = None, y: np.ndarray | None = None,
                other: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent 64-bit hashes of every column of the ``rows`` (a mask) of ``table``.
+    """Two independent 64-bit hashes of every column of some rows: the duplicate rule's key.
 
-    ``geometry`` names a WKB column that is not hashed as such: the location as read (after
-    any CRS conversion) is, as ``x``/``y`` (NaN for non-points) and, for the non-point
-    geometries in ``other``, their WKB.
+    Parameters
+    ----------
+    table
+        The rows' columns.
+    rows
+        A mask of the rows to hash.
+    geometry
+        A WKB column that is not hashed as such: the location as read (after any CRS
+        conversion) is, as ``x``/``y`` (NaN for non-points) and, for the non-point
+        geometries in ``other``, their WKB.
+    x, y, other
+        That location, for every row of ``table``.
+
+    Returns
+    -------
+    h1, h2
+        ``uint64`` hashes of the selected rows.
     """
     k = _kernels()
     sel = np.flatnonzero(rows)
@@ -436,7 +645,17 @@ def _fold_location(h: list[np.ndarray], sel: np.ndarray, x: np.ndarray, y: np.nd
 
 
 def first_copies(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
-    """True for each row whose hash pair an earlier row has (the first of a group is kept).
+    """The duplicate rule over row hashes: which rows copy an earlier one.
+
+    Parameters
+    ----------
+    h1, h2
+        Each row's hashes (:func:`row_hashes`), in row order.
+
+    Returns
+    -------
+    numpy.ndarray
+        True for each row whose hash pair an earlier row has (the first of a group is kept).
 
     Examples
     --------
@@ -452,8 +671,21 @@ def first_copies(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
 
 
 def text_table(frame: pd.DataFrame, geometries: np.ndarray) -> pa.Table:
-    """Every column of a loaded frame as text and the geometry as hex WKB: the cells a copy
-    must repeat (:func:`row_hashes` over this is the loader's duplicate rule)."""
+    """The cells a copy must repeat, from a frame read whole.
+
+    Parameters
+    ----------
+    frame
+        The attribute columns.
+    geometries
+        Each row's geometry.
+
+    Returns
+    -------
+    pyarrow.Table
+        Every column as text and the geometry as hex WKB: :func:`row_hashes` over this is the
+        loader's duplicate rule (as a comparison of the cells as text).
+    """
     geoms = np.asarray(geometries, dtype=object)
     present = ~pd.isna(geoms)
     wkb = np.full(len(geoms), None, dtype=object)

@@ -200,7 +200,23 @@ def _village_stats(part: pd.DataFrame, target: np.ndarray, fields: tuple[str, ..
 
 @contextmanager
 def cluster_client(config: Config) -> Iterator[Any]:
-    """A dask.distributed Client: to ``dask_scheduler``, or to a LocalCluster for the run."""
+    """A dask.distributed Client: to ``dask_scheduler``, or to a LocalCluster for the run.
+
+    Parameters
+    ----------
+    config
+        The run's configuration (``[run]``: scheduler address or number of workers).
+
+    Yields
+    ------
+    dask.distributed.Client
+        Closed (with the LocalCluster) on leaving.
+
+    Raises
+    ------
+    ConfigError
+        When dask is not installed.
+    """
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -366,7 +382,13 @@ def _issues(log: stream.IssueLog, checker: stream.Checker, rows: pd.DataFrame,
 
 
 def read_piece_meta() -> pd.DataFrame:
-    """The (empty) frame :func:`read_piece` returns, for Dask's metadata."""
+    """The (empty) frame :func:`read_piece` returns, for Dask's metadata.
+
+    Returns
+    -------
+    pandas.DataFrame
+        No rows; the columns and dtypes of a partition.
+    """
     return pd.DataFrame({
         "row": np.int64(0), "x": 0.0, "y": 0.0, "status": np.int8(0), "down": 0.0, "up": 0.0,
         "lat": 0.0, "neg_up": False, "neg_lat": False, "dev": np.uint64(0), "dev_ok": False,

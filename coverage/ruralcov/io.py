@@ -170,40 +170,69 @@ def read_layer(
     """
     if geometry not in _GEOMETRY_MODES:
         raise ValueError(f"`geometry` was {geometry!r} but is expected to be in {_GEOMETRY_MODES}")
-    path = _existing(path, name)
-    section = name.split("[", 1)[0]
-    wanted = list(dict.fromkeys(columns)) if columns is not None else None
-    frame, native, file_crs = _read_any(
-        path, layer=layer, encoding=encoding, name=name, columns=wanted, lon=lon, lat=lat,
-        wkt=wkt, geometry=geometry, section=section,
+    req = _Request(
+        _existing(path, name), name, layer=layer, encoding=encoding,
+        columns=list(dict.fromkeys(columns)) if columns is not None else None, lon=lon,
+        lat=lat, wkt=wkt, geometry=geometry,
     )
-    frame, geoms, issues = _geometries(frame, native, path, lon=lon, lat=lat, wkt=wkt,
-                                       geometry=geometry, name=name, wanted=wanted)
+    frame, native, file_crs = _read_any(req)
+    frame, geoms, issues = _geometries(frame, native, req)
     out = gpd.GeoDataFrame(frame.reset_index(drop=True), geometry=gpd.GeoSeries(geoms), crs=None)
     if geometry != "none" and out.geometry.notna().any():
-        out, crs_issues = _to_wgs84(out, file_crs, crs, path=path, name=name, section=section)
+        out, crs_issues = _to_wgs84(out, file_crs, crs, path=req.path, name=name,
+                                    section=req.section)
         issues = concat_issues([issues, crs_issues])
     else:
         out = out.set_crs("EPSG:4326", allow_override=True)
     return out, issues
 
 
-def _geometries(
-    frame: pd.DataFrame, native: np.ndarray | None, path: Path, *, lon: str | None,
-    lat: str | None, wkt: str | None, geometry: str, name: str, wanted: list[str] | None,
-) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+@dataclass(frozen=True)
+class _Request:
+    """What :func:`read_layer` was asked to read from one file (see its parameters)."""
+
+    path: Path
+    name: str
+    layer: str | None = None
+    encoding: str = "utf-8"
+    columns: list[str] | None = None
+    lon: str | None = None
+    lat: str | None = None
+    wkt: str | None = None
+    geometry: str = "required"
+
+    @property
+    def section(self) -> str:
+        """The configuration section named in messages (``fibre`` for ``fibre[0]``)."""
+        return self.name.split("[", 1)[0]
+
+    @property
+    def geometry_columns(self) -> list[str]:
+        """The geometry columns named explicitly (they must exist in a tabular file)."""
+        return [c for c in (self.lon, self.lat, self.wkt) if c] if self.geometry != "none" else []
+
+    def needed(self, available: list[str]) -> list[str] | None:
+        """Columns to read: the requested ones plus the geometry source columns."""
+        if self.columns is None:
+            return None
+        extra: list[str] = []
+        if self.geometry != "none":
+            found = _geometry_columns(available, self.lon, self.lat, self.wkt)
+            extra = found[1] if found else []
+        return list(dict.fromkeys([*self.columns, *extra]))
+
+
+def _geometries(frame: pd.DataFrame, native: np.ndarray | None, req: _Request
+                ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """The attribute columns, the geometries (the format's own, or built from lon/lat or WKT
     columns) and the findings about missing or unreadable ones."""
     if native is not None:
-        return frame, native, _null_issues(native, name)
-    if geometry == "none":
+        return frame, native, _null_issues(native, req.name)
+    if req.geometry == "none":
         return frame, np.full(len(frame), None, dtype=object), no_issues()
-    geoms, found, issues = _tabular_geometry(
-        frame, path, lon=lon, lat=lat, wkt=wkt, geometry=geometry, name=name,
-        section=name.split("[", 1)[0],
-    )
-    if wanted is not None:
-        frame = frame.loc[:, wanted]
+    geoms, found, issues = _tabular_geometry(frame, req)
+    if req.columns is not None:
+        frame = frame.loc[:, req.columns]
     elif found == ["geometry"]:
         frame = frame.drop(columns=found)
     return frame, geoms, issues
@@ -230,6 +259,32 @@ def read_table(
     that is an :class:`InputError` naming the cells; with ``"report"`` the frame says where
     they are in ``frame.attrs["uncached_formulas"]`` (row -> column -> ``Sheet!C4``), for
     callers that account for such rows themselves.
+
+    Parameters
+    ----------
+    path
+        A CSV, Parquet or Excel file, a folder of Parquet parts, or a spatial file (read
+        without its geometry).
+    encoding
+        Text encoding of a CSV.
+    columns
+        Columns needed; only these are returned (a missing one is a SchemaError).
+    name
+        Layer name used in messages.
+    sheet
+        The Excel sheet.
+    uncached
+        ``"error"`` or ``"report"``: what an Excel formula without a computed value does.
+
+    Returns
+    -------
+    pandas.DataFrame
+        In source row order with a RangeIndex; codes as text.
+
+    Raises
+    ------
+    InputError, SchemaError
+        As :func:`read_layer`.
     """
     path = _existing(path, name)
     wanted = list(dict.fromkeys(columns)) if columns is not None else None
@@ -451,8 +506,25 @@ def _mapped_batches(path: Path, read: list[str], batch_rows: int) -> Iterator[pa
 
 def first_batch(plan: ReadPlan, columns: list[str], rows: int, *, name: str = "speed"
                 ) -> pa.Table | None:
-    """The first ``rows`` rows of the file of ``plan`` (None when it has none), the file
-    released at once (Windows keeps an open file locked)."""
+    """The first rows of a file read in batches, the file released at once (Windows keeps an
+    open file locked).
+
+    Parameters
+    ----------
+    plan
+        From :func:`read_plan`.
+    columns
+        The columns to read.
+    rows
+        How many rows.
+    name
+        The layer named in messages.
+
+    Returns
+    -------
+    pyarrow.Table or None
+        At most ``rows`` rows; None when the file has none.
+    """
     batches = iter_batches(plan, columns, batch_rows=rows, name=name)
     table = next(batches, None)
     batches.close()
@@ -594,24 +666,12 @@ def _check_content(path: Path, name: str) -> None:
         )
 
 
-def _read_any(
-    path: Path,
-    *,
-    layer: str | None,
-    encoding: str,
-    name: str,
-    columns: list[str] | None,
-    lon: str | None,
-    lat: str | None,
-    wkt: str | None,
-    geometry: str,
-    section: str,
-) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
+def _read_any(req: _Request) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
     """The attribute frame, native geometries (None for tabular formats) and the file's CRS."""
+    path, name, columns = req.path, req.name, req.columns
     suffix = path.suffix.lower()
     # Explicit geometry columns must exist in tabular files; listed with the other columns so
     # that one message names everything missing.
-    geo_cols = [c for c in (lon, lat, wkt) if c] if geometry != "none" else []
     if path.is_dir() or suffix in _PARQUET_SUFFIXES:
         files = _parquet_parts(path, name) if path.is_dir() else [path]
         geo = _geo_metadata(files[0], name)
@@ -620,29 +680,18 @@ def _read_any(
             geom_names = list(geo.get("columns", {}))
             attrs = [c for c in available if c not in geom_names]
             _check_columns(columns, attrs, path, name)
-            if geometry == "none":
+            if req.geometry == "none":
                 return _read_plain_parquet(files, columns or attrs, name), None, None
             return _read_geoparquet(files, columns, geo["primary_column"], name)
-        _check_columns(_union(columns, geo_cols), available, path, name)
-        needed = _needed(columns, available, lon, lat, wkt, geometry)
-        return _read_plain_parquet(files, needed, name), None, None
+        _check_columns(_union(columns, req.geometry_columns), available, path, name)
+        return _read_plain_parquet(files, req.needed(available), name), None, None
     if suffix in _CSV_SUFFIXES:
-        header = _csv_header(path, encoding, name)
-        _check_columns(_union(columns, geo_cols), header, path, name)
-        needed = _needed(columns, header, lon, lat, wkt, geometry)
-        return _read_csv(path, encoding=encoding, columns=needed, name=name), None, None
+        header = _csv_header(path, req.encoding, name)
+        _check_columns(_union(columns, req.geometry_columns), header, path, name)
+        frame = _read_csv(path, encoding=req.encoding, columns=req.needed(header), name=name)
+        return frame, None, None
     if suffix in _VECTOR_SUFFIXES or suffix == ".zip":
-        return _read_vector(
-            path,
-            layer=layer,
-            encoding=encoding,
-            name=name,
-            columns=columns,
-            lon=lon,
-            lat=lat,
-            wkt=wkt,
-            geometry=geometry,
-        )
+        return _read_vector(req)
     raise InputError(
         f"{name}: cannot read {path}: unsupported format {suffix or '(no extension)'!r}; "
         f"supported formats: {SUPPORTED_FORMATS}"
@@ -653,24 +702,6 @@ def _union(a: list[str] | None, b: list[str]) -> list[str] | None:
     if a is None:
         return b or None
     return list(dict.fromkeys([*a, *b]))
-
-
-def _needed(
-    columns: list[str] | None,
-    available: list[str],
-    lon: str | None,
-    lat: str | None,
-    wkt: str | None,
-    geometry: str,
-) -> list[str] | None:
-    """Columns to read: the requested ones plus the geometry source columns."""
-    if columns is None:
-        return None
-    extra: list[str] = []
-    if geometry != "none":
-        found = _geometry_columns(available, lon, lat, wkt)
-        extra = found[1] if found else []
-    return list(dict.fromkeys([*columns, *extra]))
 
 
 def _check_columns(wanted: list[str] | None, available: list[str], path: Path, name: str) -> None:
@@ -894,19 +925,11 @@ def _vector_source(path: Path, layer: str | None, name: str) -> str:
     return f"/vsizip/{path.resolve().as_posix()}/{members[0]}"
 
 
-def _read_vector(
-    path: Path,
-    *,
-    layer: str | None,
-    encoding: str,
-    name: str,
-    columns: list[str] | None,
-    lon: str | None,
-    lat: str | None,
-    wkt: str | None,
-    geometry: str,
-) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
+def _read_vector(req: _Request) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
+    """A format GDAL reads (:func:`_read_any`)."""
     import pyogrio  # here: importing GDAL is slow, and the Parquet and CSV paths need none
+
+    path, layer, name, columns, geometry = req.path, req.layer, req.name, req.columns, req.geometry
 
     source = _vector_source(path, layer, name)
     zipped = path.suffix.lower() == ".zip"
@@ -932,14 +955,14 @@ def _read_vector(
     fields = [str(f) for f in info["fields"]]
     _unique_columns(fields, path, name)
     has_geometry = info.get("geometry_type") is not None
-    geo_cols = [c for c in (lon, lat, wkt) if c] if not has_geometry and geometry != "none" else []
+    geo_cols = [] if has_geometry else req.geometry_columns
     _check_columns(_union(columns, geo_cols), fields, path, name)
-    read_cols = _needed(columns, fields, lon, lat, wkt, geometry) if not has_geometry else columns
+    read_cols = columns if has_geometry else req.needed(fields)
     # Shapefiles without a .cpg are often GBK; GDAL cannot know, so the setting is passed on.
     enc = (
         None
-        if _codec(encoding) == "utf-8-sig" or path.suffix.lower() not in (".shp", ".zip")
-        else encoding
+        if _codec(req.encoding) == "utf-8-sig" or path.suffix.lower() not in (".shp", ".zip")
+        else req.encoding
     )
     try:
         with _decoding():
@@ -985,27 +1008,18 @@ def _geometry_columns(
     return None
 
 
-def _tabular_geometry(
-    frame: pd.DataFrame,
-    path: Path,
-    *,
-    lon: str | None,
-    lat: str | None,
-    wkt: str | None,
-    geometry: str,
-    name: str,
-    section: str,
-) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+def _tabular_geometry(frame: pd.DataFrame, req: _Request
+                      ) -> tuple[np.ndarray, list[str], pd.DataFrame]:
     """Geometries built from lon/lat or WKT columns, vectorised, with per-row findings."""
-    n = len(frame)
-    found = _geometry_columns(list(frame.columns), lon, lat, wkt)
+    n, name = len(frame), req.name
+    found = _geometry_columns(list(frame.columns), req.lon, req.lat, req.wkt)
     if found is None:
-        if geometry == "optional":
+        if req.geometry == "optional":
             return np.full(n, None, dtype=object), [], no_issues()
         raise SchemaError(
-            f"{name}: {path} has no geometry columns; its columns are {list(frame.columns)}. "
-            f'Set lon = "..." and lat = "..." (point coordinates) or wkt = "..." (WKT '
-            f"geometry) in the [{section}] section"
+            f"{name}: {req.path} has no geometry columns; its columns are "
+            f'{list(frame.columns)}. Set lon = "..." and lat = "..." (point coordinates) or '
+            f'wkt = "..." (WKT geometry) in the [{req.section}] section'
         )
     kind, cols = found
     geoms = np.full(n, None, dtype=object)
@@ -1120,7 +1134,23 @@ def _to_wgs84(
 
 
 def crs_label(source: pyproj.CRS | str) -> str:
-    """How messages name the CRS coordinates are read in (``gcj02``, ``EPSG:4549``, ...)."""
+    """How messages name the CRS coordinates are read in.
+
+    Parameters
+    ----------
+    source
+        The CRS, or ``"gcj02"`` / ``"bd09"``.
+
+    Returns
+    -------
+    str
+        ``gcj02``, ``EPSG:4549``, ... (the CRS's name when it has no code).
+
+    Examples
+    --------
+    >>> crs_label(pyproj.CRS.from_epsg(4549)), crs_label("gcj02")
+    ('EPSG:4549', 'gcj02')
+    """
     return source if isinstance(source, str) else (source.to_string() or source.name)
 
 

@@ -27,7 +27,7 @@ from ruralcov.config import (
     VillagesConfig,
 )
 from ruralcov.errors import SchemaError, did_you_mean
-from ruralcov.periods import no_period_column, period_rows
+from ruralcov.periods import period_rows
 from ruralcov.schema import (
     LEVELS,
     apply_register,
@@ -63,8 +63,29 @@ class Loaded:
 
 
 def input_record(
-    layer: str, path: Path, rows: int, issues: pd.DataFrame, extra: dict[str, int] | None = None
+    layer: str, path: Path, rows: int, issues: pd.DataFrame, *,
+    extra: dict[str, int] | None = None,
 ) -> InputRecord:
+    """The manifest's record of one input.
+
+    Parameters
+    ----------
+    layer
+        The input (``villages``, ``fibre[0]``, ``speed``, ...).
+    path
+        Its file (hashed here).
+    rows
+        Rows read.
+    issues
+        Its findings: the rows they drop are counted by reason.
+    extra
+        Rows left out for other reasons (reason -> rows), such as assets not in service.
+
+    Returns
+    -------
+    InputRecord
+        Rows read = rows used + the rows dropped.
+    """
     dropped = dropped_counts(issues, layer)
     for reason, n in (extra or {}).items():
         if n:
@@ -110,8 +131,28 @@ def clean_polygons(
 ) -> tuple[gpd.GeoSeries, pd.DataFrame]:
     """Repair invalid polygons (make_valid, polygon parts kept) and blank non-polygons.
 
-    Blanked rows get an issue marked ``dropped`` when ``drop`` (a boundaries file), otherwise
-    not (a register row stays, without geometry).
+    Parameters
+    ----------
+    geoms
+        The polygons.
+    layer
+        The input, for the issues.
+    codes
+        Each row's village code, for the issues.
+    drop
+        Blanked rows are dropped (a boundaries file); otherwise a register row stays, without
+        geometry.
+
+    Returns
+    -------
+    geometries, issues
+        The cleaned polygons and the findings (``missing_geometry``, ``not_a_polygon``,
+        ``invalid_geometry_repaired``).
+
+    Raises
+    ------
+    SchemaError
+        When no geometry at all is a polygon (points or lines given for villages).
     """
     values = np.asarray(geoms.values, dtype=object)
     missing = shapely.is_missing(values) | shapely.is_empty(values)
@@ -246,6 +287,20 @@ def load_boundaries(
     ``code_length`` is the register's (:func:`ruralcov.schema.register_code_length`): shorter
     all-digit codes lost digits in a spreadsheet, and their villages would silently have no
     polygon, so they stop the run (:func:`ruralcov.schema.read_codes`).
+
+    Parameters
+    ----------
+    b
+        The ``[boundaries]`` section.
+    register_codes
+        The register's village codes.
+    code_length
+        The register's code length.
+
+    Returns
+    -------
+    Loaded
+        ``village_code`` and a polygon per usable row, the findings and the record.
     """
     layer = "boundaries"
     frame, read_issues = io.read_layer(
@@ -294,6 +349,25 @@ def status_classes(frame: pd.DataFrame, f: FibreConfig, layer: str) -> pd.Series
     :data:`NOT_OPERATIONAL_STATUSES` are compared in one form (:func:`status_key`): a status
     spelt ``In Service`` is counted, and one spelt ``in servce`` is reported. All rows are
     operational when no status column is set.
+
+    Parameters
+    ----------
+    frame
+        The source's rows.
+    f
+        The ``[[fibre]]`` block (its status column and operational values).
+    layer
+        The input, for the error message.
+
+    Returns
+    -------
+    pandas.Series
+        One class per row.
+
+    Raises
+    ------
+    SchemaError
+        When the status column is not in the file.
     """
     if not f.status:
         return pd.Series("operational", index=frame.index, dtype=object)
@@ -390,7 +464,8 @@ def _fibre_table(f: FibreConfig, layer: str, register_codes: pd.Series) -> Loade
     not_op = int((used & ~operational).sum())
     out = pd.DataFrame({"village_code": codes[used & operational],
                         "has_fibre": value[used & operational].astype(bool)})
-    record = input_record(layer, f.path, len(table), issues, {"not_operational": not_op})
+    record = input_record(layer, f.path, len(table), issues,
+                          extra={"not_operational": not_op})
     return Loaded(frame=gpd.GeoDataFrame(out), issues=issues, record=record)
 
 
@@ -449,7 +524,8 @@ def _fibre_assets(f: FibreConfig, layer: str) -> Loaded:
         geometry=frame.geometry[usable],
         crs="EPSG:4326",
     )
-    record = input_record(layer, f.path, len(frame), issues, {"not_operational": not_op})
+    record = input_record(layer, f.path, len(frame), issues,
+                          extra={"not_operational": not_op})
     return Loaded(frame=out, issues=issues, record=record)
 
 
@@ -481,7 +557,7 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
     layer = "speed"
     frame, read_issues = io.read_layer(s.path, layer=s.layer, crs=s.crs, encoding=s.encoding,
                                        lon=s.lon, lat=s.lat, name=layer)
-    checks.require_download(s, frame.columns)
+    checks.require_column(s, "download", frame.columns)
     checks.require_sampling_columns(s, frame.columns, s.path)
     status, skip = _period_status(frame, s)
     rows = np.arange(1, len(frame) + 1)
@@ -523,8 +599,7 @@ def _period_status(frame: gpd.GeoDataFrame, s: SpeedConfig) -> tuple[np.ndarray,
     status = np.where(no_geom, np.int8(checks.MISSING), np.int8(checks.OK))
     skip = np.zeros(len(frame), dtype=bool)
     if s.period_filter:
-        if s.period not in frame.columns:
-            raise no_period_column(s, frame.columns)
+        checks.require_column(s, "period", frame.columns)
         take, missing = period_rows(frame[s.period], s)
         skip = ~take
         status[skip] = _NOT_READ

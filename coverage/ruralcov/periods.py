@@ -16,15 +16,25 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ruralcov import io
+from ruralcov import checks, io
 from ruralcov.config import SpeedConfig
-from ruralcov.errors import SchemaError, did_you_mean
+from ruralcov.errors import SchemaError
 
-__all__ = ["no_period_column", "period_labels", "period_rows", "period_text"]
+__all__ = ["period_labels", "period_rows", "period_text"]
 
 
 def period_text(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
     """Period labels as text (blanks trimmed; empty text is no value).
+
+    Parameters
+    ----------
+    values
+        A period column.
+
+    Returns
+    -------
+    pyarrow.Array
+        Its labels as text, null where a row has none.
 
     Examples
     --------
@@ -89,24 +99,14 @@ def period_labels(speed: SpeedConfig) -> list[str]:
              "name": "speed"}
     plan = io.read_plan(speed.path, **where)
     if plan is not None:
-        if col not in plan.columns:
-            raise no_period_column(speed, plan.columns)
+        checks.require_column(speed, "period", plan.columns)
         parts = [pc.unique(period_text(t.column(col))) for t in io.iter_batches(plan, [col])]
         found = pa.chunked_array(parts, pa.string()).unique() if parts else pa.array([])
     else:
         frame, _ = io.read_layer(speed.path, crs=speed.crs, **where)
-        if col not in frame.columns:
-            raise no_period_column(speed, frame.columns)
+        checks.require_column(speed, "period", frame.columns)
         found = pc.unique(period_text(frame[col]))
     labels = sorted(v for v in found.to_pylist() if v is not None)
     if not labels:
         raise SchemaError(f"speed: the period column {col!r} of {speed.path} has no values")
     return labels
-
-
-def no_period_column(speed: SpeedConfig, columns: object) -> SchemaError:
-    """The error when the tests file lacks the configured period column."""
-    cols = list(columns)  # type: ignore[call-overload]
-    return SchemaError(f"speed: period column {speed.period!r} not found in {speed.path}"
-                       f"{did_you_mean(speed.period, cols)}; the file has {cols[:20]}. "
-                       'Set period = "..." in [speed]')

@@ -83,7 +83,18 @@ class SpillFile:
             raise self._error
 
     def append(self, col: np.ndarray) -> int:
-        """Queue ``col`` to be written; returns its byte offset in the file."""
+        """Queue a column to be written.
+
+        Parameters
+        ----------
+        col
+            The column (written as its bytes).
+
+        Returns
+        -------
+        int
+            Its byte offset in the file.
+        """
         self._raise()
         where = self.size
         self.size += col.nbytes
@@ -99,7 +110,20 @@ class SpillFile:
         self._file.flush()
 
     def read(self, where: int, dtype: np.dtype, count: int) -> np.ndarray:
-        """``count`` values of ``dtype`` from byte offset ``where`` (after :meth:`finish`)."""
+        """Values read back (after :meth:`finish`).
+
+        Parameters
+        ----------
+        where
+            Byte offset (from :meth:`append`).
+        dtype, count
+            What to read.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``count`` values of ``dtype``.
+        """
         self._file.seek(where)
         return np.fromfile(self._file, dtype=dtype, count=count)
 
@@ -178,7 +202,16 @@ class Accumulator:
         self.spilled_rows = 0
 
     def add(self, village: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        """Add kept rows (``village`` >= 0) with their measures."""
+        """Add kept rows.
+
+        Parameters
+        ----------
+        village
+            Their village positions (all >= 0).
+        values
+            Their fields (``row``, ``down`` and the others of :attr:`fields`; more are
+            ignored).
+        """
         if len(village) == 0:
             return
         rows = values["row"]

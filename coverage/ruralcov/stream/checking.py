@@ -24,7 +24,7 @@ from ruralcov.checks import NATIVE_MISSING, OK, OUT_OF_RANGE
 from ruralcov.config import SpeedConfig
 from ruralcov.crs import bd09_to_wgs84, gcj02_to_wgs84, parse_crs, source_crs, to_wgs84
 from ruralcov.join import PolygonIndex
-from ruralcov.periods import no_period_column, period_rows
+from ruralcov.periods import period_rows
 
 __all__ = ["Checker", "Prepared", "device_keys", "join_batch"]
 
@@ -138,10 +138,10 @@ class Checker:
         for role in ("upload", "latency", "device"):
             name = getattr(speed, role)
             self.roles[role] = name if name and name in cols else None
-        checks.require_download(speed, p.columns)
+        checks.require_column(speed, "download", p.columns)
         checks.require_sampling_columns(speed, p.columns, p.path)
-        if speed.period_filter and speed.period not in p.columns:
-            raise no_period_column(speed, p.columns)
+        if speed.period_filter:
+            checks.require_column(speed, "period", p.columns)
         self.roles["time"] = speed.time_column
         self.given = parse_crs(speed.crs)
         self.source: pyproj.CRS | str | None = None

@@ -188,6 +188,15 @@ def one_pass(p: io.ReadPlan, speed: SpeedConfig, index: PolygonIndex, n_villages
     column after the stream (:func:`ruralcov.stream.duplicates.copies`). With every column,
     two hashes over all of them decide (2^-128 for a false copy).
 
+    Parameters
+    ----------
+    p
+        How the file is read (:func:`ruralcov.stream.speed_plan`).
+    speed, index, n_villages, target_mbps, buffer_mb, batch_rows, spill_dir, kept
+        As for :func:`stream_speed_tests`.
+    every_column
+        Read (and hash) every column batch by batch.
+
     Returns
     -------
     stats, issues, rows_read, rows_spilled
@@ -317,7 +326,7 @@ def _first_rows(speed: SpeedConfig, rows: int, *, every_column: bool = False
     return None if table is None else (checker, table)
 
 
-def sample_tally(speed: SpeedConfig, rows: int = 20_000) -> units.SpeedTally | None:
+def sample_tally(speed: SpeedConfig, *, rows: int = 20_000) -> units.SpeedTally | None:
     """The unit check's counts of the first ``rows`` rows of a streamable tests file.
 
     So that a unit mistake stops the run before the long stream does; any problem reading
@@ -345,7 +354,7 @@ def sample_tally(speed: SpeedConfig, rows: int = 20_000) -> units.SpeedTally | N
         return None
 
 
-def sample_points(speed: SpeedConfig | None, rows: int = 20_000
+def sample_points(speed: SpeedConfig | None, *, rows: int = 20_000
                   ) -> tuple[np.ndarray, np.ndarray] | None:
     """Longitude and latitude of the first ``rows`` tests, for
     :func:`ruralcov.validate.check_positions`.
@@ -355,9 +364,9 @@ def sample_points(speed: SpeedConfig | None, rows: int = 20_000
     Parameters
     ----------
     speed
-        The ``[speed]`` section.
+        The tests' section; None when the run has no tests to sample.
     rows
-        Rows read.
+        How many of the first rows to read.
 
     Returns
     -------

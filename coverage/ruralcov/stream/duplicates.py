@@ -134,7 +134,15 @@ class DuplicateFinder:
         self.sizes: list[list[int]] = [[] for _ in range(self.PARTS)]  # rows per block written
 
     def add(self, h1: np.ndarray, h2: np.ndarray, rows: np.ndarray, village: np.ndarray) -> None:
-        """Add usable rows: their hashes, source rows and villages."""
+        """Add usable rows.
+
+        Parameters
+        ----------
+        h1, h2
+            Their row hashes (:func:`ruralcov.checks.row_hashes`).
+        rows, village
+            Their source rows and village positions.
+        """
         if len(h1):
             self.chunks.append((h1, h2, rows.astype(np.int64), village.astype(np.int64)))
             self.buffered += len(h1) * 32
@@ -179,7 +187,13 @@ class DuplicateFinder:
                 yield part, checks.first_copies(part[0], part[1])
 
     def duplicates(self) -> tuple[np.ndarray, np.ndarray]:
-        """Rows (sorted) that copy an earlier row, and their villages."""
+        """The rows that copy an earlier row.
+
+        Returns
+        -------
+        rows, village
+            Their source rows (sorted) and villages.
+        """
         rows_out, vill_out = [], []
         for (_, _, rows, village), dup in self._parts():
             rows_out.append(rows[dup])
@@ -191,8 +205,14 @@ class DuplicateFinder:
         return rows[order], village[order]
 
     def candidates(self) -> pd.DataFrame:
-        """Rows sharing both hashes with another row (row, village, h1, h2): when the hashes
-        cover only some columns, the rows :func:`copies` compares in every column."""
+        """The rows sharing both hashes with another row: when the hashes cover only some
+        columns, the rows :func:`copies` compares in every column.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``row, village, h1, h2``.
+        """
         found = [sharing(rows, village, h1, h2)
                  for (h1, h2, rows, village), dup in self._parts() if dup.any()]
         return pd.concat(found, ignore_index=True) if found else sharing(*[np.empty(0)] * 4)

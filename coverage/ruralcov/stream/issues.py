@@ -29,17 +29,44 @@ class IssueLog:
     tally: units.SpeedTally = field(default_factory=units.SpeedTally)
 
     def add(self, key: str, rows: np.ndarray) -> None:
-        """Add source rows found by rule ``key``."""
+        """Add source rows found by rule ``key`` (:data:`ruralcov.checks.RULES`).
+
+        Parameters
+        ----------
+        key
+            The rule.
+        rows
+            The 1-based source rows.
+        """
         if len(rows):
             self.rows.setdefault(key, []).append(np.asarray(rows, dtype=np.int64))
 
     def get(self, key: str) -> np.ndarray:
-        """The source rows found by rule ``key`` so far, in the order added."""
+        """The source rows found by a rule so far.
+
+        Parameters
+        ----------
+        key
+            The rule.
+
+        Returns
+        -------
+        numpy.ndarray
+            The rows, in the order added.
+        """
         parts = self.rows.get(key)
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def record(self, prep: Prepared, village: np.ndarray) -> None:
-        """Add what a checked and joined batch found (``village``: -1 outside every village)."""
+        """Add what a checked and joined batch found.
+
+        Parameters
+        ----------
+        prep
+            The checked batch.
+        village
+            Each row's village position (-1: outside every village, or dropped).
+        """
         rows = prep.rows
         for code, key in checks.STATUS_KEYS.items():
             self.add(key, rows[prep.status == code])
@@ -58,7 +85,13 @@ class IssueLog:
 
     def check_units(self, checker: Checker) -> None:
         """Stop when the downloads of the whole file cannot be in the declared unit
-        (:func:`ruralcov.units.check_plausible`, on the complete counts)."""
+        (:func:`ruralcov.units.check_plausible`, on the complete counts).
+
+        Parameters
+        ----------
+        checker
+            The checker of the batches (the file, column and unit).
+        """
         s = checker.speed
         units.check_plausible(self.tally, column=s.download, path=checker.plan.path,
                               unit=s.download_unit)

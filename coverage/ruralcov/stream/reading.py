@@ -68,7 +68,7 @@ def reuse_arrow_memory() -> None:
     pa.set_memory_pool(pool)
 
 
-def prefetch(it: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+def prefetch(it: Iterator[Any], *, depth: int = 1) -> Iterator[Any]:
     """The items of ``it``, produced in a thread ``depth`` items ahead of the consumer.
 
     pyarrow, numpy and the numba kernels release the GIL, so producing the next batch overlaps

@@ -78,7 +78,13 @@ def _run(config, engine, monkeypatch):
     return analyse(config)
 
 
-@pytest.mark.parametrize("engine", ["stream", "loader", "dask"])
+DASK_WARNINGS = [pytest.mark.filterwarnings(w) for w in (
+    # distributed warns about ports and event loops when clusters start and stop in tests
+    "ignore::DeprecationWarning", "ignore::ResourceWarning", "ignore::UserWarning:distributed.*",
+    "ignore::pytest.PytestUnraisableExceptionWarning")]
+
+
+@pytest.mark.parametrize("engine", ["stream", "loader", pytest.param("dask", marks=DASK_WARNINGS)])
 def test_cells_equal_a_brute_force_count(tmp_path, monkeypatch, engine):
     """Messy tests (bad rows, copies, points on shared edges and outside every village) in
     two counties: the cells count exactly the usable tests, by county, cell and device."""

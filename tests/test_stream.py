@@ -522,3 +522,25 @@ def test_a_column_named_twice_stops_the_stream_and_the_loader_alike(tmp_path, fm
     assert str(streamed.value) == str(loaded.value)
     assert f"twice.{fmt} has the column 'down' twice in its header (columns 3 and 7)" in str(
         streamed.value)
+
+
+@pytest.mark.parametrize("setting", ["download", "period"])
+def test_a_misspelt_column_stops_the_stream_and_the_loader_alike(tmp_path, monkeypatch, setting):
+    """A download or period column the file lacks stops either engine with the same message,
+    naming the closest column (one rule, :func:`ruralcov.checks.require_column`)."""
+    from ruralcov.errors import SchemaError
+
+    config = load_config(write_north_world(tmp_path))
+    frame = pd.read_csv(tmp_path / "tests.csv").assign(quarter="2024Q1")
+    frame.to_csv(tmp_path / "tests.csv", index=False)
+    wrong = {"download": {"download": "dwn"}, "period": {"period": "quater"}}[setting]
+    config = replace(config, speed=dataclasses.replace(config.speed, **wrong))
+    with pytest.raises(SchemaError) as streamed:
+        analyse(config)
+    with monkeypatch.context() as m, pytest.raises(SchemaError) as loaded:
+        m.setattr(stream, "supports", lambda speed: False)
+        analyse(config)
+    assert str(streamed.value) == str(loaded.value)
+    closest = {"download": "'down'", "period": "'quarter'"}[setting]
+    assert f"{setting} column {next(iter(wrong.values()))!r} not found" in str(streamed.value)
+    assert closest in str(streamed.value)

@@ -11,6 +11,8 @@ devices, the median against the village download target).
 
 Every engine hands its usable tests to a :class:`CellCollector` (the stream and the Dask
 engine batch by batch, the whole-file loader at once); only runs that draw maps collect them.
+The collector keeps about 30 bytes per test (source row, village, cell, download, device key)
+until the run's copies and sampled tests are known, outside the stream's ``buffer_mb``.
 """
 
 from __future__ import annotations
@@ -112,8 +114,8 @@ class CellCollector:
         mx, my = self._to_m.transform(x[at], y[at])
         part = {"row": np.asarray(values["row"], np.int64)[at],
                 "village": np.asarray(village, np.int32)[at],
-                "ix": np.floor(np.asarray(mx) / CELL_M).astype(np.int64),
-                "iy": np.floor(np.asarray(my) / CELL_M).astype(np.int64),
+                "ix": np.floor(np.asarray(mx) / CELL_M).astype(np.int32),
+                "iy": np.floor(np.asarray(my) / CELL_M).astype(np.int32),
                 "down": np.asarray(values["down"], np.float64)[at]}
         if "dev" in values:
             part["dev"] = np.asarray(values["dev"], np.uint64)[at]

@@ -12,10 +12,10 @@ arrays, so that every reader applies the same ones to what it holds:
 - the stream (:mod:`ruralcov.stream`) applies them batch by batch, and the Dask engine
   (:mod:`ruralcov.distributed`) partition by partition through the stream's checker.
 
-A checked row gets a status code: :data:`OK`, or the rule that rules it out (the later rule
-wins where two apply, in the order of the codes). :func:`speed_issues` turns the rows each rule
-found into the issues frame, in one order whatever the engine, so that the three give the same
-``issues.csv`` row for row.
+A checked row gets a status code: :data:`OK`, or the first rule that rules it out (the
+location before the download; a row without a period is reported for that alone).
+:func:`speed_issues` turns the rows each rule found into the issues frame, in one order
+whatever the engine, so that the three give the same ``issues.csv`` row for row.
 
 Copies of an earlier row are found by two independent 64-bit hashes of each row over every
 column and the location (:func:`row_hashes`): two rows are taken as copies when both agree,

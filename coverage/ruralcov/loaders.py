@@ -557,9 +557,11 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
     layer = "speed"
     frame, read_issues = io.read_layer(s.path, layer=s.layer, crs=s.crs, encoding=s.encoding,
                                        lon=s.lon, lat=s.lat, name=layer)
-    checks.require_column(s, "download", frame.columns)
-    checks.require_sampling_columns(s, frame.columns, s.path)
-    status, skip = _period_status(frame, s)
+    # The file's own columns, as every engine names them (the frame adds the geometry).
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    checks.require_column(s, "download", columns)
+    checks.require_sampling_columns(s, columns, s.path)
+    status, skip = _period_status(frame, s, columns)
     rows = np.arange(1, len(frame) + 1)
     # Other periods' rows are not read, and a row without a period is dropped for that alone.
     gone = rows[skip | (status == checks.NO_PERIOD)]
@@ -592,14 +594,15 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
 _NOT_READ = -1
 
 
-def _period_status(frame: gpd.GeoDataFrame, s: SpeedConfig) -> tuple[np.ndarray, np.ndarray]:
+def _period_status(frame: gpd.GeoDataFrame, s: SpeedConfig, columns: list[str]
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's status before the download rules (no location, no period, or usable; rows
     of other periods :data:`_NOT_READ`) and the rows of other periods (:mod:`ruralcov.periods`)."""
     no_geom = (frame.geometry.isna() | frame.geometry.is_empty).to_numpy()
     status = np.where(no_geom, np.int8(checks.MISSING), np.int8(checks.OK))
     skip = np.zeros(len(frame), dtype=bool)
     if s.period_filter:
-        checks.require_column(s, "period", frame.columns)
+        checks.require_column(s, "period", columns)
         take, missing = period_rows(frame[s.period], s)
         skip = ~take
         status[skip] = _NOT_READ

@@ -118,3 +118,22 @@ def test_download_unit_on_dask(tmp_path, cluster):
     mixed = dataclasses.replace(config.speed, path=_mixed_units(tmp_path, "parquet"))
     with pytest.raises(UnitError, match=r'500 \(2\.4%\).*download_unit = "kbps"'):
         analyse(_dask(replace(config, speed=mixed), cluster, dask_partition_rows=5000))
+
+
+def test_out_of_range_rows_with_and_without_a_period_dask_equals_local(tmp_path, cluster):
+    """Two rows whose coordinates are out of range, one without a period value: that one is
+    reported for its missing period alone, the other as out of range, by the Dask engine as by
+    the local one (the range check's findings are kept per row, whatever the period check
+    says afterwards)."""
+    from test_periods import _one_file
+
+    _, config, _ = _one_file(tmp_path)
+    frame = pd.read_csv(config.speed.path)
+    extra = frame.iloc[[0, 1]].assign(lat=95.0, quarter=[None, "2020Q2"])
+    pd.concat([frame, extra], ignore_index=True).to_csv(config.speed.path, index=False)
+    local = analyse(config)
+    on_dask = analyse(_dask(config, cluster))
+    _assert_same_run(on_dask, local)
+    speed = local.issues[local.issues["layer"] == "speed"].set_index("row")["reason"]
+    assert speed[len(frame) + 1] == "missing_period"
+    assert speed[len(frame) + 2] == "coordinates_out_of_range"

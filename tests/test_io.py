@@ -144,6 +144,31 @@ def test_sha256_file_and_folder(tmp_path):
         sha256_file(tmp_path / "missing.csv")
 
 
+def test_sha256_of_a_folder_is_its_parts_by_name(tmp_path):
+    """A file hashes as ``sha256sum`` would; a folder of Parquet parts as one line per part
+    (name, NUL, the part's hash), in name order, other files left out: what the manifest
+    records for a folder input, reproduced here with hashlib alone."""
+    import hashlib
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for name, x in (("b.parquet", 2), ("a.parquet", 1)):
+        pd.DataFrame({"x": [x]}).to_parquet(folder / name)
+    (folder / "notes.txt").write_text("not a part", encoding="utf-8")
+    (folder / "sub").mkdir()
+
+    def plain(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    lines = "".join(f"{n}\0{plain(folder / n)}\n" for n in ("a.parquet", "b.parquet"))
+    assert sha256_file(folder) == hashlib.sha256(lines.encode()).hexdigest()
+    assert sha256_file(folder / "a.parquet") == plain(folder / "a.parquet")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="holds no .parquet files"):
+        sha256_file(empty)
+
+
 CSV_TEXT = (
     "code,name,lon,lat\n"
     "140105001001,东村村委会,112.505,37.805\n"

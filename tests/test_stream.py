@@ -18,9 +18,10 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ruralcov import analyse, load_config, stream
+from ruralcov import analyse, io, load_config, stream
 from ruralcov.classify import speed_statistics
 from ruralcov.config import replace
+from ruralcov.stream import driver
 from worlds import write_north_world
 
 STATS = list(stream.STAT_COLUMNS)
@@ -232,21 +233,22 @@ def test_copies_in_columns_the_run_does_not_read(tmp_path, monkeypatch, fmt, buf
                          crs="EPSG:4326").to_parquet(path)
     speed = dataclasses.replace(config.speed, path=path)
     config = replace(config, speed=speed, run=dataclasses.replace(config.run, buffer_mb=buffer_mb))
-    checker = stream.Checker(stream.plan(speed), speed, every_column=False)
+    checker = stream.Checker(stream.speed_plan(speed), speed, every_column=False)
     assert checker.other_columns == ["note"]
     passes, compared = [], []
-    real_stream, real_copies = stream._stream, stream._copies
-    monkeypatch.setattr(stream, "_stream", lambda *a, **k: passes.append(k) or real_stream(*a, **k))
-    monkeypatch.setattr(stream, "_copies",
+    real_pass, real_copies = driver.one_pass, driver.copies
+    monkeypatch.setattr(driver, "one_pass",
+                        lambda *a, **k: passes.append(k["every_column"]) or real_pass(*a, **k))
+    monkeypatch.setattr(driver, "copies",
                         lambda c, *a: compared.append(len(c)) or real_copies(c, *a))
     streamed, loaded = _both_ways(config, monkeypatch)
     _assert_same_run(streamed, loaded)
     dups = streamed.issues[streamed.issues["reason"] == "duplicate_test"]
     assert len(dups) > 250
     if buffer_mb == 64:
-        assert passes == [{"every_column": False}] and sum(compared) > len(dups)
+        assert passes == [False] and sum(compared) > len(dups)
     else:
-        assert passes == [{"every_column": False}, {"every_column": True}]
+        assert passes == [False, True]
 
 
 def test_projected_crs_stream_equals_loader(tmp_path, monkeypatch):
@@ -433,15 +435,16 @@ def test_parquet_read_through_bounded_memory_maps(tmp_path, monkeypatch, map_byt
     path = tmp_path / "tests.parquet"
     frame.to_parquet(path, row_group_size=1000)
     frame.iloc[:0].to_parquet(tmp_path / "empty.parquet")
+    plan, empty = io.read_plan(path), io.read_plan(tmp_path / "empty.parquet")
     opened = []
-    real = stream.pq.ParquetFile
-    monkeypatch.setattr(stream.pq, "ParquetFile", lambda *a, **k: opened.append(k) or real(*a, **k))
-    monkeypatch.setattr(stream, "MAP_BYTES", map_bytes)
-    got = pa.concat_tables(stream._mapped_batches(path, ["lon", "down"], 1500)).to_pandas()
+    real = io.pq.ParquetFile
+    monkeypatch.setattr(io.pq, "ParquetFile", lambda *a, **k: opened.append(k) or real(*a, **k))
+    monkeypatch.setattr(io, "MAP_BYTES", map_bytes)
+    got = pa.concat_tables(io.iter_batches(plan, ["lon", "down"], batch_rows=1500)).to_pandas()
     pd.testing.assert_frame_equal(got, frame[["lon", "down"]])
     assert all(k == {"memory_map": True} for k in opened)
     assert len(opened) == (1 + 7 if map_bytes == 1 else 1 + 1)  # the footer, then each map
-    assert list(stream._mapped_batches(tmp_path / "empty.parquet", ["lon"], 100)) == []
+    assert list(io.iter_batches(empty, ["lon"], batch_rows=100)) == []
 
 
 def _mixed_units(folder, fmt):
@@ -513,9 +516,31 @@ def test_a_column_named_twice_stops_the_stream_and_the_loader_alike(tmp_path, fm
         pq.write_table(table, path)
     speed = dataclasses.replace(config.speed, path=path)
     with pytest.raises(SchemaError) as streamed:
-        stream.plan(speed)
+        stream.speed_plan(speed)
     with pytest.raises(SchemaError) as loaded:
         load_speed_tests(speed)
     assert str(streamed.value) == str(loaded.value)
     assert f"twice.{fmt} has the column 'down' twice in its header (columns 3 and 7)" in str(
         streamed.value)
+
+
+@pytest.mark.parametrize("setting", ["download", "period"])
+def test_a_misspelt_column_stops_the_stream_and_the_loader_alike(tmp_path, monkeypatch, setting):
+    """A download or period column the file lacks stops either engine with the same message,
+    naming the closest column (one rule, :func:`ruralcov.checks.require_column`)."""
+    from ruralcov.errors import SchemaError
+
+    config = load_config(write_north_world(tmp_path))
+    frame = pd.read_csv(tmp_path / "tests.csv").assign(quarter="2024Q1")
+    frame.to_csv(tmp_path / "tests.csv", index=False)
+    wrong = {"download": {"download": "dwn"}, "period": {"period": "quater"}}[setting]
+    config = replace(config, speed=dataclasses.replace(config.speed, **wrong))
+    with pytest.raises(SchemaError) as streamed:
+        analyse(config)
+    with monkeypatch.context() as m, pytest.raises(SchemaError) as loaded:
+        m.setattr(stream, "supports", lambda speed: False)
+        analyse(config)
+    assert str(streamed.value) == str(loaded.value)
+    closest = {"download": "'down'", "period": "'quarter'"}[setting]
+    assert f"{setting} column {next(iter(wrong.values()))!r} not found" in str(streamed.value)
+    assert closest in str(streamed.value)

@@ -28,21 +28,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ruralcov import io, stream, units
+from ruralcov import checks, io, stream, units
+from ruralcov.checks import OK
 from ruralcov.config import Config, SpeedConfig
 from ruralcov.errors import ConfigError
 from ruralcov.join import PolygonIndex
 from ruralcov.loaders import InputRecord
 from ruralcov.validate import dropped_counts
 
-__all__ = ["cluster_client", "dask_speed_tests"]
-
-_STATUS_KEYS = {
-    stream.MISSING: "missing", stream.BAD_GEOMETRY: "bad_geometry",
-    stream.OUT_OF_RANGE: "out_of_range", stream.NATIVE_MISSING: "native_missing",
-    stream.BAD_DOWNLOAD: "bad_download", stream.NEGATIVE: "negative",
-    stream.ABSURD: "absurd", stream.NO_PERIOD: "no_period",
-}
+__all__ = ["cluster_client", "dask_speed_tests", "pieces", "read_piece", "read_piece_meta"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +48,21 @@ class Piece:
     row0: int
 
 
-def pieces(p: stream.Plan, *, rows_per_piece: int) -> list[Piece]:
-    """Partitions of the tests with the source row number each starts at."""
+def pieces(p: io.ReadPlan, *, rows_per_piece: int) -> list[Piece]:
+    """Partitions of the tests with the source row number each starts at.
+
+    Parameters
+    ----------
+    p
+        How the tests are read (:func:`ruralcov.stream.speed_plan`).
+    rows_per_piece
+        Row groups of a Parquet file are grouped up to this many rows (a CSV is one piece).
+
+    Returns
+    -------
+    list of Piece
+        In source order.
+    """
     if p.kind == "csv":
         return [Piece(str(p.path), None, 1)]
     out, row = [], 1
@@ -76,48 +83,52 @@ def pieces(p: stream.Plan, *, rows_per_piece: int) -> list[Piece]:
     return out
 
 
-def _columns(p: stream.Plan, speed: SpeedConfig) -> list[str]:
-    return stream.Checker(p, speed).read_columns
+def read_piece(piece: Piece, p: io.ReadPlan, speed: SpeedConfig) -> pd.DataFrame:
+    """A partition checked like a stream batch (:class:`ruralcov.stream.Checker`).
 
+    Parameters
+    ----------
+    piece
+        The partition.
+    p, speed
+        The file and the ``[speed]`` section.
 
-def read_piece(piece: Piece, p: stream.Plan, speed: SpeedConfig) -> pd.DataFrame:
-    """A partition checked like a stream batch: row, x, y (EPSG:4326), status and measures."""
+    Returns
+    -------
+    pandas.DataFrame
+        One row per row read, with the columns of :func:`read_piece_meta`: source row,
+        coordinates (EPSG:4326), status, measures, row hashes (usable rows) and what the range
+        check found.
+    """
     checker = stream.Checker(p, speed)
     if piece.row_groups is None:
-        table = pa.concat_tables(list(stream.iter_batches(p, checker.read_columns)))
+        table = pa.concat_tables(list(io.iter_batches(p, checker.read_columns)))
     else:
         table = pq.ParquetFile(piece.file).read_row_groups(list(piece.row_groups),
                                                            columns=checker.read_columns)
     prep = checker.check(table, piece.row0)
     n = len(prep.status)
+    optional = {"up": (prep.upload, np.nan), "lat": (prep.latency, np.nan),
+                "neg_up": (prep.neg_upload, False), "neg_lat": (prep.neg_latency, False),
+                "dev": (prep.device, np.zeros(n, np.uint64)), "dev_ok": (prep.device_ok, False),
+                "day": (prep.day, np.int64(0)), "day_ok": (prep.day_ok, True),
+                "skey": (prep.skey, np.uint64(0))}
     frame = pd.DataFrame({
-        "row": prep.rows,
-        "x": prep.x, "y": prep.y, "status": prep.status, "down": prep.download,
-        "up": prep.upload if prep.upload is not None else np.nan,
-        "lat": prep.latency if prep.latency is not None else np.nan,
-        "neg_up": prep.neg_upload if prep.neg_upload is not None else False,
-        "neg_lat": prep.neg_latency if prep.neg_latency is not None else False,
-        "dev": prep.device if prep.device is not None else np.zeros(n, np.uint64),
-        "dev_ok": prep.device_ok if prep.device_ok is not None else False,
-        "swapped": False,
+        "row": prep.rows, "x": prep.x, "y": prep.y, "status": prep.status, "down": prep.download,
+        **{c: value if value is not None else default for c, (value, default) in optional.items()},
+        "located": prep.located, "out_of_range": prep.out_of_range, "swap": prep.swap,
         "h1": np.uint64(0), "h2": np.uint64(0),
-        "day": prep.day if prep.day is not None else np.int64(0),
-        "day_ok": prep.day_ok if prep.day_ok is not None else True,
-        "skey": prep.skey if prep.skey is not None else np.uint64(0),
     })
-    usable = np.flatnonzero(prep.status == stream.OK)
+    usable = np.flatnonzero(prep.status == OK)
     frame.loc[usable, "h1"] = prep.h1
     frame.loc[usable, "h2"] = prep.h2
-    if len(prep.swapped):
-        frame.loc[frame["status"] == stream.OUT_OF_RANGE, "swapped"] = prep.swapped
-    frame.attrs["present"] = prep.present
-    return frame
+    return frame[list(read_piece_meta().columns)]
 
 
 def _assign(part: Any, index: PolygonIndex) -> pd.DataFrame:
     """The village of each usable test of a dask-geopandas partition (-1 otherwise)."""
     village = np.full(len(part), -1, dtype=np.int64)
-    ok = (part["status"].to_numpy() == stream.OK)
+    ok = part["status"].to_numpy() == OK
     if ok.any():
         village[ok] = index.assign(np.asarray(part.geometry.values, dtype=object)[ok])
     out = pd.DataFrame(part.drop(columns="geometry"))
@@ -127,15 +138,8 @@ def _assign(part: Any, index: PolygonIndex) -> pd.DataFrame:
 
 def _duplicates(part: pd.DataFrame) -> pd.DataFrame:
     """Rows of this hash partition that copy an earlier row (the first copy is kept)."""
-    from ruralcov import _kernels
-
     part = part.sort_values("row")
-    if len(part) < 2:
-        return part.iloc[:0][["row", "village"]]
-    size = 1 << int(np.ceil(np.log2(2 * len(part))))
-    dup = _kernels.first_seen(part["h1"].to_numpy(np.uint64), part["h2"].to_numpy(np.uint64),
-                              np.empty(size, np.uint64), np.empty(size, np.uint64),
-                              np.zeros(size, np.bool_))
+    dup = checks.first_copies(part["h1"].to_numpy(np.uint64), part["h2"].to_numpy(np.uint64))
     return part.loc[dup, ["row", "village"]]
 
 
@@ -145,25 +149,24 @@ def _without(part: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
 
 def _issue_rows(part: pd.DataFrame) -> pd.DataFrame:
     """Rows that make an issue: dropped, outside, or with a negative upload/latency."""
-    hit = ((part["status"] != stream.OK) | (part["village"] < 0) | part["neg_up"]
-           | part["neg_lat"] | ~part["day_ok"])
-    return part.loc[hit, ["row", "status", "village", "neg_up", "neg_lat", "swapped", "day_ok"]]
+    hit = ((part["status"] != OK) | (part["village"] < 0) | part["neg_up"]
+           | part["neg_lat"] | ~part["day_ok"] | part["out_of_range"])
+    return part.loc[hit, ["row", "status", "village", "neg_up", "neg_lat", "out_of_range",
+                          "swap", "day_ok"]]
 
 
 def _present(part: pd.DataFrame) -> pd.DataFrame:
     """Rows with a geometry before the range check (as the reader counts them), and usable
     rows with a readable time."""
     st = part["status"].to_numpy()
-    n = int(((st != stream.MISSING) & (st != stream.BAD_GEOMETRY)
-             & (st != stream.NATIVE_MISSING)).sum())
-    return pd.DataFrame({"present": [n], "timed": [int(((st == stream.OK)
-                                                         & part["day_ok"].to_numpy()).sum())]})
+    return pd.DataFrame({"present": [int(part["located"].sum())],
+                         "timed": [int(((st == OK) & part["day_ok"].to_numpy()).sum())]})
 
 
 def _tally(part: pd.DataFrame) -> pd.DataFrame:
-    """The unit check's counts of a partition (:func:`ruralcov.stream.status_tally`), as its
+    """The unit check's counts of a partition (:func:`ruralcov.checks.tally`), as its
     non-empty histogram bins."""
-    counts = stream.status_tally(part["down"].to_numpy(), part["status"].to_numpy()).counts
+    counts = checks.tally(part["down"].to_numpy(), part["status"].to_numpy()).counts
     nz = np.flatnonzero(counts[0])
     return pd.DataFrame({"bin": nz, "all": counts[0][nz], "absurd": counts[1][nz]})
 
@@ -197,7 +200,23 @@ def _village_stats(part: pd.DataFrame, target: np.ndarray, fields: tuple[str, ..
 
 @contextmanager
 def cluster_client(config: Config) -> Iterator[Any]:
-    """A dask.distributed Client: to ``dask_scheduler``, or to a LocalCluster for the run."""
+    """A dask.distributed Client: to ``dask_scheduler``, or to a LocalCluster for the run.
+
+    Parameters
+    ----------
+    config
+        The run's configuration (``[run]``: scheduler address or number of workers).
+
+    Yields
+    ------
+    dask.distributed.Client
+        Closed (with the LocalCluster) on leaving.
+
+    Raises
+    ------
+    ConfigError
+        When dask is not installed.
+    """
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -221,89 +240,64 @@ def dask_speed_tests(
     priority: np.ndarray,
     target_mbps: np.ndarray,
     client: Any = None,
+    kept: stream.KeptRows | None = None,
 ) -> stream.StreamedSpeed | None:
     """Per-village speed statistics, issues and record computed on a Dask cluster.
 
-    Returns None when the tests are in a format the stream does not read (the pipeline then
-    loads them whole, locally). ``client``: an existing ``dask.distributed.Client`` (default:
-    one from :func:`cluster_client`).
+    Parameters
+    ----------
+    config
+        The run's configuration (``[speed]``, ``[run]``).
+    polygons
+        The villages' polygons (EPSG:4326).
+    priority
+        Each village's rank by code (a test on a shared boundary goes to the lowest).
+    target_mbps
+        Each village's download target.
+    client
+        An existing ``dask.distributed.Client`` (default: one from :func:`cluster_client`).
+    kept
+        Also hand the usable tests inside the villages to ``kept``
+        (:class:`ruralcov.stream.KeptRows`), gathered from the workers at once.
+
+    Returns
+    -------
+    ruralcov.stream.StreamedSpeed or None
+        As :func:`ruralcov.stream.stream_speed_tests` gives them; None when the tests are in
+        a format the stream does not read (the pipeline then loads them whole, locally).
     """
     speed = config.speed
-    p = stream.plan(speed)
+    p = stream.speed_plan(speed)
     if p is None:
         return None
     if client is None:
         with cluster_client(config) as c:
             return dask_speed_tests(config, polygons, priority=priority,
-                                    target_mbps=target_mbps, client=c)
+                                    target_mbps=target_mbps, client=c, kept=kept)
     import dask
-    import dask.dataframe as dd
-    import dask_geopandas
 
     checker = stream.Checker(p, speed)  # raises the loader's schema errors up front
-    fields = ("down",) + (("up",) if checker.roles["upload"] else ()) + (
-        ("lat",) if checker.roles["latency"] else ()) + (
-        ("dev", "dev_ok") if checker.roles["device"] else ()) + (
-        ("day", "day_ok", "skey") if checker.roles["time"] else ())
     parts = pieces(p, rows_per_piece=config.run.dask_partition_rows)
-    index = PolygonIndex(polygons, priority=priority)
-    index_f = client.scatter(index, broadcast=True)
-    target = np.asarray(target_mbps, dtype=float)
-    meta = read_piece_meta()
-    tests = dd.from_map(read_piece, parts, p=p, speed=speed, meta=meta,
-                        enforce_metadata=False)
-    points = dask_geopandas.from_dask_dataframe(
-        tests, geometry=dask_geopandas.points_from_xy(tests, "x", "y", crs="EPSG:4326")
-    )
-    joined = points.map_partitions(_assign, index_f,
-                                   meta=meta.assign(village=np.int64(0)))
-    issue_rows = joined.map_partitions(_issue_rows)
-    present = tests.map_partitions(_present, meta=pd.DataFrame({"present": [0], "timed": [0]}))
-    rows = tests.map_partitions(len)
-    usable = joined[joined["status"] == stream.OK][["row", "h1", "h2", "village"]]
+    index = client.scatter(PolygonIndex(polygons, priority=priority), broadcast=True)
+    tests, joined = _graph(parts, p, speed, index)
     n_out = max(1, min(len(parts) * 2, 64))
-    dups = usable.shuffle(on="h1", npartitions=n_out).map_partitions(
-        _duplicates, meta=pd.DataFrame({"row": np.int64(0), "village": np.int64(0)},
-                                       index=[0]).iloc[:0])
-    tallies = tests.map_partitions(_tally, meta=pd.DataFrame(
-        {"bin": np.int64(0), "all": np.int64(0), "absurd": np.int64(0)}, index=[0]).iloc[:0])
-    issues_df, present_df, row_counts, dups_df, bins = dask.compute(issue_rows, present, rows,
-                                                                    dups, tallies)
+    found = dask.compute(*_first_pass(tests, joined, n_out, cells=kept is not None))
+    issues_df, present_df, row_counts, dups_df, bins = found[:5]
     log = stream.IssueLog(tally=_merged_tally(bins))
     log.check_units(checker)  # before the statistics are computed
     dup_rows = np.sort(dups_df["row"].to_numpy(np.int64))
-    kept = joined[(joined["status"] == stream.OK) & (joined["village"] >= 0)]
-    kept = kept[["row", "village", "down", "up", "lat", "dev", "dev_ok", "day", "day_ok",
-                 "skey"]]
-    kept = kept.map_partitions(_without, dup_rows)
-    shuffled = kept.shuffle(on="village", npartitions=n_out)
-    reduce = dask.delayed(_village_stats, pure=True)
-    found = dask.compute(*[reduce(d, target, fields, speed.statistic or "median")
-                           for d in shuffled.to_delayed()])
-    stats_df = pd.concat([f[0] for f in found if len(f[0])] or [found[0][0]],
-                         ignore_index=True)
-    sampled = np.sort(np.concatenate([f[1] for f in found]))
+    target = np.asarray(target_mbps, dtype=float)
+    stats_df, sampled = _statistics(joined, dup_rows, target, checker, n_out)
+    if kept is not None:
+        cells = found[5]
+        values = {f: cells[f].to_numpy() for f in ("row", "down", "dev", "dev_ok")}
+        if checker.roles["device"] is None:
+            del values["dev"], values["dev_ok"]
+        kept.add(cells["village"].to_numpy(), cells["x"].to_numpy(), cells["y"].to_numpy(),
+                 values)
+    issues = _issues(log, checker, issues_df, present_df, dup_rows, sampled)
     n_rows = int(np.sum(row_counts))
-
-    issues_df = issues_df.sort_values("row")
-    for code, key in _STATUS_KEYS.items():
-        log.add(key, issues_df.loc[issues_df["status"] == code, "row"].to_numpy())
-    ok = issues_df["status"] == stream.OK
-    log.add("neg_upload", issues_df.loc[ok & issues_df["neg_up"], "row"].to_numpy())
-    log.add("neg_latency", issues_df.loc[ok & issues_df["neg_lat"], "row"].to_numpy())
-    log.add("outside", issues_df.loc[ok & (issues_df["village"] < 0), "row"].to_numpy())
-    if checker.roles["time"]:
-        log.add("bad_time", issues_df.loc[ok & ~issues_df["day_ok"], "row"].to_numpy())
-    log.present = int(present_df["present"].sum())
-    log.timed = int(present_df["timed"].sum())
-    out_rows = issues_df[issues_df["status"] == stream.OUT_OF_RANGE]
-    log.swapped_all = bool(out_rows["swapped"].all())
-    if log.present:
-        checker._resolve_crs()
-    issues = log.frame(checker, rows_read=n_rows, duplicates=dup_rows, sampled=sampled)
-
-    n = len(target)
-    stats = _full_stats(stats_df, n, has_device="dev" in fields)
+    stats = _full_stats(stats_df, len(target), has_device=checker.roles["device"] is not None)
     dropped = dropped_counts(issues, "speed")
     record = InputRecord(layer="speed", path=p.path, sha256=io.sha256_file(p.path),
                          rows_read=n_rows, rows_used=n_rows - sum(dropped.values()),
@@ -311,13 +305,95 @@ def dask_speed_tests(
     return stream.StreamedSpeed(stats=stats, issues=issues, record=record)
 
 
+def _graph(parts: list[Piece], p: io.ReadPlan, speed: SpeedConfig, index: Any
+           ) -> tuple[Any, Any]:
+    """The checked partitions, and the same joined to the villages (Dask collections)."""
+    import dask.dataframe as dd
+    import dask_geopandas
+
+    meta = read_piece_meta()
+    tests = dd.from_map(read_piece, parts, p=p, speed=speed, meta=meta, enforce_metadata=False)
+    points = dask_geopandas.from_dask_dataframe(
+        tests, geometry=dask_geopandas.points_from_xy(tests, "x", "y", crs="EPSG:4326")
+    )
+    joined = points.map_partitions(_assign, index, meta=meta.assign(village=np.int64(0)))
+    return tests, joined
+
+
+def _first_pass(tests: Any, joined: Any, n_out: int, *, cells: bool) -> list[Any]:
+    """What one pass over the partitions computes: the rows of issues, the counts of located
+    and timed rows, the rows read, the copies, the unit check's bins (and with ``cells``
+    the usable tests inside the villages, for :mod:`ruralcov.cells`)."""
+    empty = pd.DataFrame({"row": np.int64(0), "village": np.int64(0)}, index=[0]).iloc[:0]
+    usable = joined[joined["status"] == OK][["row", "h1", "h2", "village"]]
+    dups = usable.shuffle(on="h1", npartitions=n_out).map_partitions(_duplicates, meta=empty)
+    tallies = tests.map_partitions(_tally, meta=pd.DataFrame(
+        {"bin": np.int64(0), "all": np.int64(0), "absurd": np.int64(0)}, index=[0]).iloc[:0])
+    out = [joined.map_partitions(_issue_rows),
+           tests.map_partitions(_present, meta=pd.DataFrame({"present": [0], "timed": [0]})),
+           tests.map_partitions(len), dups, tallies]
+    if cells:
+        inside = joined[(joined["status"] == OK) & (joined["village"] >= 0)]
+        out.append(inside[["row", "village", "x", "y", "down", "dev", "dev_ok"]])
+    return out
+
+
+def _statistics(joined: Any, dup_rows: np.ndarray, target: np.ndarray,
+                checker: stream.Checker, n_out: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The statistics of the villages that have tests, and the rows sampling left out: the
+    usable tests but the copies, shuffled by village."""
+    import dask
+
+    roles = checker.roles
+    fields = ("down",) + (("up",) if roles["upload"] else ()) + (
+        ("lat",) if roles["latency"] else ()) + (
+        ("dev", "dev_ok") if roles["device"] else ()) + (
+        ("day", "day_ok", "skey") if roles["time"] else ())
+    kept = joined[(joined["status"] == OK) & (joined["village"] >= 0)]
+    kept = kept[["row", "village", "down", "up", "lat", "dev", "dev_ok", "day", "day_ok",
+                 "skey"]]
+    shuffled = kept.map_partitions(_without, dup_rows).shuffle(on="village", npartitions=n_out)
+    reduce = dask.delayed(_village_stats, pure=True)
+    statistic = checker.speed.statistic or "median"
+    found = dask.compute(*[reduce(d, target, fields, statistic) for d in shuffled.to_delayed()])
+    stats_df = pd.concat([f[0] for f in found if len(f[0])] or [found[0][0]],
+                         ignore_index=True)
+    return stats_df, np.sort(np.concatenate([f[1] for f in found]))
+
+
+def _issues(log: stream.IssueLog, checker: stream.Checker, rows: pd.DataFrame,
+            present: pd.DataFrame, dup_rows: np.ndarray, sampled: np.ndarray) -> pd.DataFrame:
+    """The issues frame from the partitions' issue rows, as the stream's log builds it."""
+    rows = rows.sort_values("row")
+    for code, key in checks.STATUS_KEYS.items():
+        log.add(key, rows.loc[rows["status"] == code, "row"].to_numpy())
+    ok = rows["status"] == OK
+    log.add("neg_upload", rows.loc[ok & rows["neg_up"], "row"].to_numpy())
+    log.add("neg_latency", rows.loc[ok & rows["neg_lat"], "row"].to_numpy())
+    log.add("outside", rows.loc[ok & (rows["village"] < 0), "row"].to_numpy())
+    if checker.roles["time"]:
+        log.add("bad_time", rows.loc[ok & ~rows["day_ok"], "row"].to_numpy())
+    log.present = int(present["present"].sum())
+    log.timed = int(present["timed"].sum())
+    log.swapped_all = bool(rows.loc[rows["out_of_range"].astype(bool), "swap"].all())
+    if log.present:
+        checker.resolve_crs()  # this checker read no batch: the CRS the workers' did
+    return log.frame(checker, duplicates=dup_rows, sampled=sampled)
+
+
 def read_piece_meta() -> pd.DataFrame:
-    """The (empty) frame :func:`read_piece` returns, for Dask's metadata."""
+    """The (empty) frame :func:`read_piece` returns, for Dask's metadata.
+
+    Returns
+    -------
+    pandas.DataFrame
+        No rows; the columns and dtypes of a partition.
+    """
     return pd.DataFrame({
         "row": np.int64(0), "x": 0.0, "y": 0.0, "status": np.int8(0), "down": 0.0, "up": 0.0,
         "lat": 0.0, "neg_up": False, "neg_lat": False, "dev": np.uint64(0), "dev_ok": False,
-        "swapped": False, "h1": np.uint64(0), "h2": np.uint64(0), "day": np.int64(0),
-        "day_ok": True, "skey": np.uint64(0),
+        "day": np.int64(0), "day_ok": True, "skey": np.uint64(0), "located": False,
+        "out_of_range": False, "swap": False, "h1": np.uint64(0), "h2": np.uint64(0),
     }, index=[0]).iloc[:0]
 
 

@@ -5,10 +5,17 @@ GeoJSON, FlatGeobuf, GeoParquet, plain Parquet or CSV with lon/lat or WKT column
 Parquet parts); :func:`read_table` for plain tables (CSV, Parquet, xlsx). Both fail with one
 actionable :mod:`ruralcov.errors` message for whole-file problems (missing file, unknown
 format, wrong encoding, missing columns, no CRS) and report row-level problems (missing or
-unparseable coordinates) as issues without dropping the row: the caller decides.
+unparseable coordinates, by the geometry rules of :mod:`ruralcov.checks`) as issues without
+dropping the row: the caller decides.
 
 Rows keep their source order and a RangeIndex, so row ``i`` of a frame is source data row
 ``i + 1`` in every issue.
+
+Large point files (a CSV, Parquet or GeoParquet with WKB geometries, a folder of Parquet
+parts) can also be read in batches of pyarrow tables: :func:`read_plan` says how (or that the
+file needs :func:`read_layer`), :func:`iter_batches` yields the batches. The streaming engine
+(:mod:`ruralcov.stream`), the Dask engine and the period labels read through these, so every
+reader refuses the same files with the same messages.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import datetime
 import hashlib
 import json
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +34,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pyproj
 import shapely
 
+from ruralcov import checks
 from ruralcov.crs import parse_crs, source_crs, to_wgs84
 from ruralcov.errors import (
     ConfigError,
@@ -41,7 +51,8 @@ from ruralcov.errors import (
 )
 from ruralcov.validate import concat_issues, issue, no_issues, row_issues
 
-__all__ = ["SUPPORTED_FORMATS", "read_layer", "read_table", "sha256_file"]
+__all__ = ["SUPPORTED_FORMATS", "ReadPlan", "crs_ignored_issue", "crs_label", "first_batch",
+           "iter_batches", "read_layer", "read_plan", "read_table", "sha256_file"]
 
 #: Shown in every "cannot read" message.
 SUPPORTED_FORMATS = (
@@ -70,8 +81,25 @@ _GB_HINT = (
 def sha256_file(path: Path | str) -> str:
     """SHA-256 of a file, or of a folder of Parquet parts, for the run manifest.
 
-    A folder hashes the sorted part names with each part's hash, so renaming, adding or
-    changing any part changes the result.
+    Parameters
+    ----------
+    path
+        A file (hashed byte for byte, read in blocks), or a folder read as one Parquet
+        dataset (:func:`read_layer`).
+
+    Returns
+    -------
+    str
+        The hex digest. For a file it is the file's own SHA-256 (what ``sha256sum`` prints).
+        For a folder it is the SHA-256 of one line ``<part name>\\0<part's SHA-256>\\n`` per
+        ``*.parquet`` file directly inside it, in name order: renaming, adding, removing or
+        changing a part changes it; other files and subfolders are not read, as no reader
+        reads them.
+
+    Raises
+    ------
+    InputError
+        When ``path`` does not exist, or is a folder without ``.parquet`` parts.
     """
     path = Path(path)
     if not path.exists():
@@ -142,53 +170,72 @@ def read_layer(
     """
     if geometry not in _GEOMETRY_MODES:
         raise ValueError(f"`geometry` was {geometry!r} but is expected to be in {_GEOMETRY_MODES}")
-    path = _existing(path, name)
-    section = name.split("[", 1)[0]
-    wanted = list(dict.fromkeys(columns)) if columns is not None else None
-
-    frame, native, file_crs = _read_any(
-        path,
-        layer=layer,
-        encoding=encoding,
-        name=name,
-        columns=wanted,
-        lon=lon,
-        lat=lat,
-        wkt=wkt,
-        geometry=geometry,
-        section=section,
+    req = _Request(
+        _existing(path, name), name, layer=layer, encoding=encoding,
+        columns=list(dict.fromkeys(columns)) if columns is not None else None, lon=lon,
+        lat=lat, wkt=wkt, geometry=geometry,
     )
-    issues = [no_issues()]
-    geoms: np.ndarray
-    if native is not None:
-        geoms = native
-        issues.append(_null_issues(geoms, name))
-    elif geometry == "none":
-        geoms = np.full(len(frame), None, dtype=object)
-    else:
-        geoms, found, geom_issues = _tabular_geometry(
-            frame,
-            path,
-            lon=lon,
-            lat=lat,
-            wkt=wkt,
-            geometry=geometry,
-            name=name,
-            section=section,
-        )
-        issues.append(geom_issues)
-        if wanted is not None:
-            frame = frame.loc[:, wanted]
-        elif found == ["geometry"]:
-            frame = frame.drop(columns=found)
-
+    frame, native, file_crs = _read_any(req)
+    frame, geoms, issues = _geometries(frame, native, req)
     out = gpd.GeoDataFrame(frame.reset_index(drop=True), geometry=gpd.GeoSeries(geoms), crs=None)
     if geometry != "none" and out.geometry.notna().any():
-        out, crs_issues = _to_wgs84(out, file_crs, crs, path=path, name=name, section=section)
-        issues.append(crs_issues)
+        out, crs_issues = _to_wgs84(out, file_crs, crs, path=req.path, name=name,
+                                    section=req.section)
+        issues = concat_issues([issues, crs_issues])
     else:
         out = out.set_crs("EPSG:4326", allow_override=True)
-    return out, concat_issues(issues)
+    return out, issues
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What :func:`read_layer` was asked to read from one file (see its parameters)."""
+
+    path: Path
+    name: str
+    layer: str | None = None
+    encoding: str = "utf-8"
+    columns: list[str] | None = None
+    lon: str | None = None
+    lat: str | None = None
+    wkt: str | None = None
+    geometry: str = "required"
+
+    @property
+    def section(self) -> str:
+        """The configuration section named in messages (``fibre`` for ``fibre[0]``)."""
+        return self.name.split("[", 1)[0]
+
+    @property
+    def geometry_columns(self) -> list[str]:
+        """The geometry columns named explicitly (they must exist in a tabular file)."""
+        return [c for c in (self.lon, self.lat, self.wkt) if c] if self.geometry != "none" else []
+
+    def needed(self, available: list[str]) -> list[str] | None:
+        """Columns to read: the requested ones plus the geometry source columns."""
+        if self.columns is None:
+            return None
+        extra: list[str] = []
+        if self.geometry != "none":
+            found = _geometry_columns(available, self.lon, self.lat, self.wkt)
+            extra = found[1] if found else []
+        return list(dict.fromkeys([*self.columns, *extra]))
+
+
+def _geometries(frame: pd.DataFrame, native: np.ndarray | None, req: _Request
+                ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """The attribute columns, the geometries (the format's own, or built from lon/lat or WKT
+    columns) and the findings about missing or unreadable ones."""
+    if native is not None:
+        return frame, native, _null_issues(native, req.name)
+    if req.geometry == "none":
+        return frame, np.full(len(frame), None, dtype=object), no_issues()
+    geoms, found, issues = _tabular_geometry(frame, req)
+    if req.columns is not None:
+        frame = frame.loc[:, req.columns]
+    elif found == ["geometry"]:
+        frame = frame.drop(columns=found)
+    return frame, geoms, issues
 
 
 def read_table(
@@ -212,6 +259,32 @@ def read_table(
     that is an :class:`InputError` naming the cells; with ``"report"`` the frame says where
     they are in ``frame.attrs["uncached_formulas"]`` (row -> column -> ``Sheet!C4``), for
     callers that account for such rows themselves.
+
+    Parameters
+    ----------
+    path
+        A CSV, Parquet or Excel file, a folder of Parquet parts, or a spatial file (read
+        without its geometry).
+    encoding
+        Text encoding of a CSV.
+    columns
+        Columns needed; only these are returned (a missing one is a SchemaError).
+    name
+        Layer name used in messages.
+    sheet
+        The Excel sheet.
+    uncached
+        ``"error"`` or ``"report"``: what an Excel formula without a computed value does.
+
+    Returns
+    -------
+    pandas.DataFrame
+        In source row order with a RangeIndex; codes as text.
+
+    Raises
+    ------
+    InputError, SchemaError
+        As :func:`read_layer`.
     """
     path = _existing(path, name)
     wanted = list(dict.fromkeys(columns)) if columns is not None else None
@@ -238,6 +311,224 @@ def read_table(
         f"{name}: cannot read {path}: unsupported format {suffix or '(no extension)'!r}; "
         f"supported tables: {_TABLE_FORMATS}"
     )
+
+
+# --- reading in batches --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How a point file is read in batches: format, parts, geometry source, column names."""
+
+    kind: str  # "parquet", "geoparquet" or "csv"
+    path: Path
+    files: tuple[Path, ...]
+    columns: tuple[str, ...]  # every column of the file (geometry columns of GeoParquet excluded)
+    lon: str | None = None
+    lat: str | None = None
+    geometry: str | None = None  # GeoParquet primary column (WKB)
+    file_crs: pyproj.CRS | None = None
+    rows: int | None = None  # known up front for Parquet
+    csv_sep: str = ","
+    csv_codec: str = "utf-8"
+
+
+def read_plan(
+    path: Path | str,
+    *,
+    layer: str | None = None,
+    lon: str | None = None,
+    lat: str | None = None,
+    encoding: str = "utf-8",
+    name: str = "input",
+) -> ReadPlan | None:
+    """How :func:`iter_batches` reads a point file; None when it cannot (use :func:`read_layer`).
+
+    Batches are read from a CSV or plain Parquet with longitude/latitude columns, a
+    GeoParquet whose geometries are WKB, or a folder of Parquet parts; not from formats GDAL
+    reads, WKT columns or a named ``layer``.
+
+    Parameters
+    ----------
+    path, layer, lon, lat, encoding, name
+        As for :func:`read_layer`.
+
+    Returns
+    -------
+    ReadPlan or None
+        The format, the parts, every column and the geometry's source.
+
+    Raises
+    ------
+    InputError, SchemaError
+        As :func:`read_layer` for a missing or unreadable file, missing coordinate columns or
+        a column named twice in the header.
+    """
+    path = _existing(path, name)
+    suffix = path.suffix.lower()
+    if layer:
+        return None
+    if path.is_dir() or suffix in _PARQUET_SUFFIXES:
+        return _parquet_plan(path, lon=lon, lat=lat, name=name)
+    if suffix not in _CSV_SUFFIXES:
+        return None
+    header = _csv_header(path, encoding, name)
+    _check_columns([c for c in (lon, lat) if c], header, path, name)
+    found = _geometry_columns(header, lon, lat, None)
+    if found is None or found[0] != "points":
+        return None
+    codec = _codec(encoding)
+    sep = _sniff_sep(_first_line(path, codec, name, encoding), suffix)
+    return ReadPlan("csv", path, (path,), tuple(header), lon=found[1][0], lat=found[1][1],
+                    csv_sep=sep, csv_codec=codec)
+
+
+def _parquet_plan(path: Path, *, lon: str | None, lat: str | None, name: str
+                  ) -> ReadPlan | None:
+    """The plan of a Parquet file or folder of parts (:func:`read_plan`)."""
+    files = _parquet_parts(path, name) if path.is_dir() else [path]
+    geo = _geo_metadata(files[0], name)
+    available = _parquet_columns(files[0], name)
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if geo is not None:
+        primary = geo.get("primary_column")
+        meta = geo.get("columns", {}).get(primary, {})
+        if meta.get("encoding", "WKB").upper() != "WKB":
+            return None
+        crs_meta = meta.get("crs", "OGC:CRS84")
+        file_crs = None if crs_meta is None else pyproj.CRS.from_user_input(crs_meta)
+        attrs = tuple(c for c in available if c not in geo.get("columns", {}))
+        return ReadPlan("geoparquet", path, tuple(files), attrs, geometry=primary,
+                        file_crs=file_crs, rows=rows)
+    _check_columns([c for c in (lon, lat) if c], available, path, name)
+    found = _geometry_columns(available, lon, lat, None)
+    if found is None or found[0] != "points":
+        return None
+    return ReadPlan("parquet", path, tuple(files), tuple(available), lon=found[1][0],
+                    lat=found[1][1], rows=rows)
+
+
+def iter_batches(plan: ReadPlan, columns: list[str], *, batch_rows: int = 1 << 20,
+                 name: str = "speed") -> Iterator[pa.Table]:
+    """The file of ``plan`` as tables of about ``batch_rows`` rows, in source order.
+
+    Parameters
+    ----------
+    plan
+        From :func:`read_plan`.
+    columns
+        The columns to read (a CSV's as text).
+    batch_rows
+        Rows per table (the last may have fewer).
+    name
+        The layer named in messages.
+
+    Yields
+    ------
+    pyarrow.Table
+        The next rows, with ``columns``.
+
+    Raises
+    ------
+    InputError
+        When a part cannot be read (as Parquet, as CSV, or in the file's encoding).
+    """
+    if plan.kind in ("parquet", "geoparquet"):
+        for f in plan.files:
+            try:
+                yield from _mapped_batches(f, columns, batch_rows)
+            except (OSError, pa.ArrowException) as exc:
+                raise InputError(f"{name}: cannot read Parquet {f}: {exc}") from exc
+        return
+    try:
+        yield from _csv_batches(plan, columns, batch_rows)
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(plan.path, plan.csv_codec, name, exc) from exc
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{name}: cannot read {plan.path} as CSV: {exc}") from exc
+
+
+def _csv_batches(plan: ReadPlan, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
+    """The batches of a CSV, every cell read as text (empty cells missing)."""
+    read_opts = pacsv.ReadOptions(
+        column_names=list(plan.columns), skip_rows=1, block_size=64 << 20,
+        encoding="utf8" if plan.csv_codec in ("utf-8", "utf-8-sig") else plan.csv_codec,
+    )
+    convert = pacsv.ConvertOptions(
+        include_columns=columns, column_types={c: pa.string() for c in columns},
+        null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
+    )
+    reader = pacsv.open_csv(plan.path, read_options=read_opts,
+                            parse_options=pacsv.ParseOptions(delimiter=plan.csv_sep),
+                            convert_options=convert)
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        pending.append(batch)
+        size += batch.num_rows
+        if size >= batch_rows:
+            yield pa.Table.from_batches(pending)
+            pending, size = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+#: Bytes of column chunks read through one memory map of a Parquet file (see _mapped_batches).
+MAP_BYTES = 64 << 20
+
+
+def _mapped_batches(path: Path, read: list[str], batch_rows: int) -> Iterator[pa.Table]:
+    """The batches of one Parquet file, read through a memory map.
+
+    Read into memory, every column chunk lands in pages new to the process, which the kernel
+    zeroes first; mapped, pyarrow decodes the pages where the page cache holds them.
+    Mapped pages count in the process's resident memory until unmapped, so the file is mapped
+    anew every :data:`MAP_BYTES` of the chunks read: memory stays flat however large the file.
+    """
+    with pq.ParquetFile(path, memory_map=True) as pf:
+        meta = pf.metadata
+    sizes = [sum(meta.row_group(g).column(c).total_compressed_size
+                 for c in range(meta.num_columns)
+                 if meta.row_group(g).column(c).path_in_schema.split(".")[0] in read)
+             for g in range(meta.num_row_groups)]
+    start = 0
+    while start < len(sizes):
+        end, size = start + 1, sizes[start]
+        while end < len(sizes) and size + sizes[end] <= MAP_BYTES:
+            size += sizes[end]
+            end += 1
+        with pq.ParquetFile(path, memory_map=True) as pf:
+            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=range(start, end),
+                                         columns=read, use_threads=True):
+                yield pa.Table.from_batches([batch])
+        start = end
+
+
+def first_batch(plan: ReadPlan, columns: list[str], rows: int, *, name: str = "speed"
+                ) -> pa.Table | None:
+    """The first rows of a file read in batches, the file released at once (Windows keeps an
+    open file locked).
+
+    Parameters
+    ----------
+    plan
+        From :func:`read_plan`.
+    columns
+        The columns to read.
+    rows
+        How many rows.
+    name
+        The layer named in messages.
+
+    Returns
+    -------
+    pyarrow.Table or None
+        At most ``rows`` rows; None when the file has none.
+    """
+    batches = iter_batches(plan, columns, batch_rows=rows, name=name)
+    table = next(batches, None)
+    batches.close()
+    return None if table is None else table.slice(0, rows)
 
 
 def _excel_text(value: object) -> object:
@@ -375,24 +666,12 @@ def _check_content(path: Path, name: str) -> None:
         )
 
 
-def _read_any(
-    path: Path,
-    *,
-    layer: str | None,
-    encoding: str,
-    name: str,
-    columns: list[str] | None,
-    lon: str | None,
-    lat: str | None,
-    wkt: str | None,
-    geometry: str,
-    section: str,
-) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
+def _read_any(req: _Request) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
     """The attribute frame, native geometries (None for tabular formats) and the file's CRS."""
+    path, name, columns = req.path, req.name, req.columns
     suffix = path.suffix.lower()
     # Explicit geometry columns must exist in tabular files; listed with the other columns so
     # that one message names everything missing.
-    geo_cols = [c for c in (lon, lat, wkt) if c] if geometry != "none" else []
     if path.is_dir() or suffix in _PARQUET_SUFFIXES:
         files = _parquet_parts(path, name) if path.is_dir() else [path]
         geo = _geo_metadata(files[0], name)
@@ -401,29 +680,18 @@ def _read_any(
             geom_names = list(geo.get("columns", {}))
             attrs = [c for c in available if c not in geom_names]
             _check_columns(columns, attrs, path, name)
-            if geometry == "none":
+            if req.geometry == "none":
                 return _read_plain_parquet(files, columns or attrs, name), None, None
             return _read_geoparquet(files, columns, geo["primary_column"], name)
-        _check_columns(_union(columns, geo_cols), available, path, name)
-        needed = _needed(columns, available, lon, lat, wkt, geometry)
-        return _read_plain_parquet(files, needed, name), None, None
+        _check_columns(_union(columns, req.geometry_columns), available, path, name)
+        return _read_plain_parquet(files, req.needed(available), name), None, None
     if suffix in _CSV_SUFFIXES:
-        header = _csv_header(path, encoding, name)
-        _check_columns(_union(columns, geo_cols), header, path, name)
-        needed = _needed(columns, header, lon, lat, wkt, geometry)
-        return _read_csv(path, encoding=encoding, columns=needed, name=name), None, None
+        header = _csv_header(path, req.encoding, name)
+        _check_columns(_union(columns, req.geometry_columns), header, path, name)
+        frame = _read_csv(path, encoding=req.encoding, columns=req.needed(header), name=name)
+        return frame, None, None
     if suffix in _VECTOR_SUFFIXES or suffix == ".zip":
-        return _read_vector(
-            path,
-            layer=layer,
-            encoding=encoding,
-            name=name,
-            columns=columns,
-            lon=lon,
-            lat=lat,
-            wkt=wkt,
-            geometry=geometry,
-        )
+        return _read_vector(req)
     raise InputError(
         f"{name}: cannot read {path}: unsupported format {suffix or '(no extension)'!r}; "
         f"supported formats: {SUPPORTED_FORMATS}"
@@ -434,24 +702,6 @@ def _union(a: list[str] | None, b: list[str]) -> list[str] | None:
     if a is None:
         return b or None
     return list(dict.fromkeys([*a, *b]))
-
-
-def _needed(
-    columns: list[str] | None,
-    available: list[str],
-    lon: str | None,
-    lat: str | None,
-    wkt: str | None,
-    geometry: str,
-) -> list[str] | None:
-    """Columns to read: the requested ones plus the geometry source columns."""
-    if columns is None:
-        return None
-    extra: list[str] = []
-    if geometry != "none":
-        found = _geometry_columns(available, lon, lat, wkt)
-        extra = found[1] if found else []
-    return list(dict.fromkeys([*columns, *extra]))
 
 
 def _check_columns(wanted: list[str] | None, available: list[str], path: Path, name: str) -> None:
@@ -675,19 +925,11 @@ def _vector_source(path: Path, layer: str | None, name: str) -> str:
     return f"/vsizip/{path.resolve().as_posix()}/{members[0]}"
 
 
-def _read_vector(
-    path: Path,
-    *,
-    layer: str | None,
-    encoding: str,
-    name: str,
-    columns: list[str] | None,
-    lon: str | None,
-    lat: str | None,
-    wkt: str | None,
-    geometry: str,
-) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
-    import pyogrio  # here: GDAL's import is a quarter second the Parquet and CSV paths skip
+def _read_vector(req: _Request) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
+    """A format GDAL reads (:func:`_read_any`)."""
+    import pyogrio  # here: importing GDAL is slow, and the Parquet and CSV paths need none
+
+    path, layer, name, columns, geometry = req.path, req.layer, req.name, req.columns, req.geometry
 
     source = _vector_source(path, layer, name)
     zipped = path.suffix.lower() == ".zip"
@@ -713,14 +955,14 @@ def _read_vector(
     fields = [str(f) for f in info["fields"]]
     _unique_columns(fields, path, name)
     has_geometry = info.get("geometry_type") is not None
-    geo_cols = [c for c in (lon, lat, wkt) if c] if not has_geometry and geometry != "none" else []
+    geo_cols = [] if has_geometry else req.geometry_columns
     _check_columns(_union(columns, geo_cols), fields, path, name)
-    read_cols = _needed(columns, fields, lon, lat, wkt, geometry) if not has_geometry else columns
+    read_cols = columns if has_geometry else req.needed(fields)
     # Shapefiles without a .cpg are often GBK; GDAL cannot know, so the setting is passed on.
     enc = (
         None
-        if _codec(encoding) == "utf-8-sig" or path.suffix.lower() not in (".shp", ".zip")
-        else encoding
+        if _codec(req.encoding) == "utf-8-sig" or path.suffix.lower() not in (".shp", ".zip")
+        else req.encoding
     )
     try:
         with _decoding():
@@ -766,36 +1008,26 @@ def _geometry_columns(
     return None
 
 
-def _tabular_geometry(
-    frame: pd.DataFrame,
-    path: Path,
-    *,
-    lon: str | None,
-    lat: str | None,
-    wkt: str | None,
-    geometry: str,
-    name: str,
-    section: str,
-) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+def _tabular_geometry(frame: pd.DataFrame, req: _Request
+                      ) -> tuple[np.ndarray, list[str], pd.DataFrame]:
     """Geometries built from lon/lat or WKT columns, vectorised, with per-row findings."""
-    n = len(frame)
-    found = _geometry_columns(list(frame.columns), lon, lat, wkt)
+    n, name = len(frame), req.name
+    found = _geometry_columns(list(frame.columns), req.lon, req.lat, req.wkt)
     if found is None:
-        if geometry == "optional":
+        if req.geometry == "optional":
             return np.full(n, None, dtype=object), [], no_issues()
         raise SchemaError(
-            f"{name}: {path} has no geometry columns; its columns are {list(frame.columns)}. "
-            f'Set lon = "..." and lat = "..." (point coordinates) or wkt = "..." (WKT '
-            f"geometry) in the [{section}] section"
+            f"{name}: {req.path} has no geometry columns; its columns are "
+            f'{list(frame.columns)}. Set lon = "..." and lat = "..." (point coordinates) or '
+            f'wkt = "..." (WKT geometry) in the [{req.section}] section'
         )
     kind, cols = found
     geoms = np.full(n, None, dtype=object)
     if kind == "points":
         raw_x, raw_y = frame[cols[0]], frame[cols[1]]
         x, y = _floats(raw_x), _floats(raw_y)
-        missing = (raw_x.isna() | raw_y.isna()).to_numpy()
-        ok = np.isfinite(x) & np.isfinite(y)
-        bad = ~ok & ~missing
+        status = checks.coordinate_status(x, y, (raw_x.isna() | raw_y.isna()).to_numpy())
+        missing, bad, ok = status == checks.MISSING, status == checks.BAD_GEOMETRY, status == 0
         geoms[ok] = shapely.points(x[ok], y[ok])
         what = f"{cols[0]}/{cols[1]}"
     else:
@@ -820,20 +1052,9 @@ def _tabular_geometry(
     empty = ~pd.isna(geoms) & shapely.is_empty(geoms)
     geoms[empty] = None
     issues = concat_issues(
-        [
-            row_issues(
-                missing | empty,
-                layer=name,
-                reason="missing_geometry",
-                message=f"no coordinates in {what}",
-            ),
-            row_issues(
-                bad,
-                layer=name,
-                reason="bad_geometry",
-                message=f"cannot read a geometry from {what}",
-            ),
-        ]
+        row_issues(mask, layer=name, reason=checks.RULE[key].reason,
+                   message=checks.RULE[key].text(what=what))
+        for mask, key in ((missing | empty, "missing"), (bad, "bad_geometry"))
     )
     return geoms, cols, issues
 
@@ -850,7 +1071,7 @@ def _decoding() -> np.errstate:
 def _floats(values: pd.Series) -> np.ndarray:
     """Numbers from a column; unparseable text becomes NaN (reported by the caller)."""
     try:
-        # The direct cast is several times faster on millions of clean rows.
+        # The direct cast is the fast path for clean columns; text needs parsing.
         return values.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
         coerced = pd.to_numeric(values, errors="coerce")
@@ -861,9 +1082,8 @@ def _null_issues(geoms: np.ndarray, name: str) -> pd.DataFrame:
     missing = pd.isna(geoms)
     empty = ~missing & shapely.is_empty(geoms)
     geoms[empty] = None
-    return row_issues(
-        missing | empty, layer=name, reason="missing_geometry", message="the row has no geometry"
-    )
+    return row_issues(missing | empty, layer=name, reason=checks.RULE["native_missing"].reason,
+                      message=checks.NO_GEOMETRY)
 
 
 def _to_wgs84(
@@ -880,16 +1100,8 @@ def _to_wgs84(
     found = [no_issues()]
     source, ignored = source_crs(file_crs, given, name=name, path=path, section=section)
     if ignored and file_crs is not None:
-        found.append(
-            issue(
-                layer=name,
-                reason="crs_setting_ignored",
-                severity="info",
-                message=f"{path} declares its CRS ({file_crs.name}); crs = {setting!r} was not "
-                "used",
-            )
-        )
-    label = source if isinstance(source, str) else (source.to_string() or source.name)
+        found.append(crs_ignored_issue(name, path=path, file_crs=file_crs, setting=setting))
+    label = crs_label(source)
     try:
         out = to_wgs84(frame, source)
     except RuralcovError:
@@ -900,41 +1112,69 @@ def _to_wgs84(
     geoms = np.asarray(out.geometry.values, dtype=object)
     present = ~pd.isna(geoms)
     bounds = shapely.bounds(geoms)
+    x0, y0, x1, y1 = bounds.T
     with np.errstate(invalid="ignore"):
         # A NaN vertex after the first leaves the bounds finite (GEOS skips it), but not the
         # length of the lines or rings: such a geometry cannot be used (nor repaired by GEOS).
-        outside = present & ~(
-            np.isfinite(bounds).all(axis=1)
-            & np.isfinite(shapely.length(geoms))
-            & (bounds[:, 0] >= -180)
-            & (bounds[:, 2] <= 180)
-            & (bounds[:, 1] >= -90)
-            & (bounds[:, 3] <= 90)
-        )
-    n_out, n_present = int(outside.sum()), int(present.sum())
-    if n_out and n_out * 2 > n_present:
-        swapped = present & (np.abs(bounds[:, 1]) <= 180) & (np.abs(bounds[:, 0]) <= 90)
-        hint = (
-            "longitude and latitude look swapped: exchange the lon and lat settings"
-            if swapped[outside].all()
-            else "the coordinates are probably projected (metres) but declared as "
-            f'{label}: set crs to the projected CRS, e.g. "EPSG:4549" (CGCS2000 / '
-            f"3-degree Gauss-Kruger CM 120E), or check that lon and lat are not swapped"
-        )
-        raise CRSError(
-            f"{name}: {n_out} of {n_present} geometries in {path} fall outside longitude "
-            f"-180..180 / latitude -90..90 after converting from {label}; {hint}"
-        )
-    if n_out:
+        outside = present & ~(checks.in_range(x0, y0, x1, y1)
+                              & np.isfinite(shapely.length(geoms)))
+    error = checks.out_of_range_error(
+        name, n_out=int(outside.sum()), n_present=int(present.sum()), path=path, label=label,
+        swapped=bool(checks.swap_fits(x0, y0)[outside].all()))
+    if error is not None:
+        raise error
+    if outside.any():
         geoms = geoms.copy()
         geoms[outside] = None
         out = out.set_geometry(gpd.GeoSeries(geoms, index=out.index, crs=out.crs))
-        found.append(
-            row_issues(
-                outside,
-                layer=name,
-                reason="coordinates_out_of_range",
-                message=f"coordinates outside longitude -180..180 / latitude -90..90 in {label}",
-            )
-        )
+        rule = checks.RULE["out_of_range"]
+        found.append(row_issues(outside, layer=name, reason=rule.reason,
+                                message=rule.text(label=label)))
     return out, concat_issues(found)
+
+
+def crs_label(source: pyproj.CRS | str) -> str:
+    """How messages name the CRS coordinates are read in.
+
+    Parameters
+    ----------
+    source
+        The CRS, or ``"gcj02"`` / ``"bd09"``.
+
+    Returns
+    -------
+    str
+        ``gcj02``, ``EPSG:4549``, ... (the CRS's name when it has no code).
+
+    Examples
+    --------
+    >>> crs_label(pyproj.CRS.from_epsg(4549)), crs_label("gcj02")
+    ('EPSG:4549', 'gcj02')
+    """
+    return source if isinstance(source, str) else (source.to_string() or source.name)
+
+
+def crs_ignored_issue(name: str, *, path: Path, file_crs: pyproj.CRS,
+                      setting: str | None) -> pd.DataFrame:
+    """The ``crs_setting_ignored`` finding: the file declares its own CRS, which wins over
+    the ``crs`` setting (:func:`ruralcov.crs.source_crs`).
+
+    Parameters
+    ----------
+    name
+        The layer the finding is about (``speed``, ``fibre[0]``).
+    path
+        The file.
+    file_crs
+        The CRS the file declares.
+    setting
+        The ``crs`` setting that was not used.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One issue (severity ``info``, no row).
+    """
+    return issue(layer=name, reason="crs_setting_ignored", severity="info",
+                 message=f"{path} declares its CRS ({file_crs.name}); crs = {setting!r} was not "
+                 "used")

@@ -48,6 +48,11 @@ def assign_points(
         (numba), same answers, much faster on many points; ``"auto"``: the grid from 5,000
         points on.
 
+    Returns
+    -------
+    numpy.ndarray
+        One polygon position per point; -1 where none covers it.
+
     Examples
     --------
     >>> from shapely import box, points
@@ -98,10 +103,21 @@ def nearest(
 ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
     """For each geometry, the nearest target and its distance (0 when they intersect).
 
-    Returns ``(target_position, distance)``; -1 and NaN where there is no target within
-    ``max_distance`` (None: no limit). Equally near targets (for instance several access points
-    inside one village, all at distance 0) are resolved by the lowest ``priority``, so the
-    answer does not depend on file order.
+    Parameters
+    ----------
+    geoms, targets
+        Geometries in one metric CRS (distances are in its units).
+    max_distance
+        Targets further away do not count (None: no limit).
+    priority
+        One number per target: equally near targets (for instance several access points
+        inside one village, all at distance 0) go to the lowest, so the answer does not depend
+        on file order. Defaults to the target's position.
+
+    Returns
+    -------
+    target_position, distance
+        -1 and NaN where there is no target within ``max_distance``.
 
     Examples
     --------
@@ -303,7 +319,18 @@ class PolygonIndex:
         return _kernels().record_candidates(self._rec_start, self._rec)
 
     def assign_xy(self, x: ArrayLike, y: ArrayLike) -> NDArray[np.intp]:
-        """Position of the polygon covering each point ``(x, y)``, or -1 (also for NaN)."""
+        """The polygon covering each point.
+
+        Parameters
+        ----------
+        x, y
+            The points' coordinates, in the CRS of the polygons.
+
+        Returns
+        -------
+        numpy.ndarray
+            Positions; -1 where no polygon covers the point (also for NaN).
+        """
         x = np.ascontiguousarray(x, dtype=np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
         out = np.full(len(x), _OUTSIDE, dtype=np.int64)
@@ -326,7 +353,19 @@ class PolygonIndex:
         return out.astype(np.intp)
 
     def assign(self, points: ArrayLike) -> NDArray[np.intp]:
-        """Like :meth:`assign_xy` for geometries; non-point geometries go through the STRtree."""
+        """Like :meth:`assign_xy` for geometries; non-point geometries go through the STRtree.
+
+        Parameters
+        ----------
+        points
+            Geometries (missing ones get -1).
+
+        Returns
+        -------
+        numpy.ndarray
+            Positions of the covering polygons (for other geometries: the intersecting
+            polygon with the lowest priority), or -1.
+        """
         pts = np.asarray(points, dtype=object)
         out = np.full(len(pts), -1, dtype=np.intp)
         missing = shapely.is_missing(pts)

@@ -8,7 +8,7 @@ problem: the village stays in the denominator with ``has_geometry = false``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ruralcov import io, units
+from ruralcov import checks, io, units
 from ruralcov.classify import parse_yes_no
 from ruralcov.config import (
     BoundariesConfig,
@@ -27,8 +27,7 @@ from ruralcov.config import (
     VillagesConfig,
 )
 from ruralcov.errors import SchemaError, did_you_mean
-from ruralcov.periods import MISSING_PERIOD, no_period_column, period_rows
-from ruralcov.sampling import days, sampling_keys, wall_clock_ns
+from ruralcov.periods import period_rows
 from ruralcov.schema import (
     LEVELS,
     apply_register,
@@ -38,7 +37,7 @@ from ruralcov.schema import (
     status_key,
     status_keys,
 )
-from ruralcov.validate import concat_issues, dropped_counts, issue, no_issues, row_issues
+from ruralcov.validate import concat_issues, dropped_counts, no_issues, row_issues
 
 POLYGONAL = ("Polygon", "MultiPolygon")
 LINEAR = ("LineString", "MultiLineString")
@@ -64,8 +63,29 @@ class Loaded:
 
 
 def input_record(
-    layer: str, path: Path, rows: int, issues: pd.DataFrame, extra: dict[str, int] | None = None
+    layer: str, path: Path, rows: int, issues: pd.DataFrame, *,
+    extra: dict[str, int] | None = None,
 ) -> InputRecord:
+    """The manifest's record of one input.
+
+    Parameters
+    ----------
+    layer
+        The input (``villages``, ``fibre[0]``, ``speed``, ...).
+    path
+        Its file (hashed here).
+    rows
+        Rows read.
+    issues
+        Its findings: the rows they drop are counted by reason.
+    extra
+        Rows left out for other reasons (reason -> rows), such as assets not in service.
+
+    Returns
+    -------
+    InputRecord
+        Rows read = rows used + the rows dropped.
+    """
     dropped = dropped_counts(issues, layer)
     for reason, n in (extra or {}).items():
         if n:
@@ -111,8 +131,28 @@ def clean_polygons(
 ) -> tuple[gpd.GeoSeries, pd.DataFrame]:
     """Repair invalid polygons (make_valid, polygon parts kept) and blank non-polygons.
 
-    Blanked rows get an issue marked ``dropped`` when ``drop`` (a boundaries file), otherwise
-    not (a register row stays, without geometry).
+    Parameters
+    ----------
+    geoms
+        The polygons.
+    layer
+        The input, for the issues.
+    codes
+        Each row's village code, for the issues.
+    drop
+        Blanked rows are dropped (a boundaries file); otherwise a register row stays, without
+        geometry.
+
+    Returns
+    -------
+    geometries, issues
+        The cleaned polygons and the findings (``missing_geometry``, ``not_a_polygon``,
+        ``invalid_geometry_repaired``).
+
+    Raises
+    ------
+    SchemaError
+        When no geometry at all is a polygon (points or lines given for villages).
     """
     values = np.asarray(geoms.values, dtype=object)
     missing = shapely.is_missing(values) | shapely.is_empty(values)
@@ -155,30 +195,25 @@ def clean_polygons(
 def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputRecord]]:
     """The register with standard columns and geometry (from itself or a boundaries file).
 
-    Returns the register, the boundaries (when configured) and the records of level-name tables.
+    Parameters
+    ----------
+    config
+        The run's configuration (``[villages]``, ``[boundaries]``).
+
+    Returns
+    -------
+    register, boundaries, names
+        The register, the boundaries (None unless configured) and the records of the
+        level-name tables.
     """
     v = config.villages
     layer = "villages"
     frame, read_issues = io.read_layer(
-        v.path,
-        layer=v.layer,
-        crs=v.crs,
-        encoding=v.encoding,
-        lon=v.lon,
-        lat=v.lat,
-        wkt=v.wkt,
-        geometry="none" if config.boundaries else "optional",
-        name=layer,
+        v.path, layer=v.layer, crs=v.crs, encoding=v.encoding, lon=v.lon, lat=v.lat, wkt=v.wkt,
+        geometry="none" if config.boundaries else "optional", name=layer,
     )
-    std = apply_register(
-        frame,
-        preset=v.register,
-        code=v.code,
-        name=v.name,
-        levels=v.levels,
-        kind=v.kind,
-        layer=f"villages ({v.path.name})",
-    )
+    std = apply_register(frame, preset=v.register, code=v.code, name=v.name, levels=v.levels,
+                         kind=v.kind, layer=f"villages ({v.path.name})")
     _require_villages(std, frame, v)
     # The register row each village came from, so auditors can find it in their own file.
     std["source_row"] = np.arange(1, len(std) + 1)
@@ -187,17 +222,12 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
         read_issues = read_issues[read_issues["reason"] != "missing_geometry"]
     issues = [read_issues, dup_issues]
     if v.register == "cn-nbs":
-        bad = cn_nbs_code_problems(std["village_code"]) & keep
-        issues.append(
-            row_issues(
-                bad,
-                layer=layer,
-                reason="bad_code",
-                codes=std["village_code"],
-                message="code is not the 12 digits of the cn-nbs register; "
-                "its township/county/city/province codes may be wrong",
-            )
-        )
+        issues.append(row_issues(
+            cn_nbs_code_problems(std["village_code"]) & keep, layer=layer, reason="bad_code",
+            codes=std["village_code"],
+            message="code is not the 12 digits of the cn-nbs register; "
+            "its township/county/city/province codes may be wrong",
+        ))
     issues.append(_parent_mismatch(std, frame, v, keep, layer))
     geometry = gpd.GeoSeries(frame.geometry.values, index=frame.index, crs="EPSG:4326")
     if config.boundaries is None:
@@ -220,15 +250,15 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
         )
         geo = boundaries.frame.set_index("village_code").geometry
         merged = register.frame["village_code"].map(geo)
-        register = Loaded(
-            frame=register.frame.set_geometry(
-                gpd.GeoSeries(merged.values, index=merged.index, crs="EPSG:4326")
-            ),
-            issues=register.issues,
-            record=register.record,
-        )
+        register = dataclasses.replace(register, frame=register.frame.set_geometry(
+            gpd.GeoSeries(merged.values, index=merged.index, crs="EPSG:4326")))
+    return register, boundaries, _level_names(register.frame, v)
+
+
+def _level_names(out: gpd.GeoDataFrame, v: VillagesConfig) -> list[InputRecord]:
+    """Add each level's ``<level>_name`` column to the register (from its names table, empty
+    without one); the tables' records."""
     names = []
-    out = register.frame
     for level in LEVELS:
         if f"{level}_code" not in out.columns:
             continue
@@ -246,7 +276,7 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
         lookup = table.assign(code=codes).drop_duplicates("code")
         out[f"{level}_name"] = out[f"{level}_code"].map(lookup.set_index("code")["name"])
         names.append(input_record(f"names.{level}", path, len(table), no_issues()))
-    return register, boundaries, names
+    return names
 
 
 def load_boundaries(
@@ -257,6 +287,20 @@ def load_boundaries(
     ``code_length`` is the register's (:func:`ruralcov.schema.register_code_length`): shorter
     all-digit codes lost digits in a spreadsheet, and their villages would silently have no
     polygon, so they stop the run (:func:`ruralcov.schema.read_codes`).
+
+    Parameters
+    ----------
+    b
+        The ``[boundaries]`` section.
+    register_codes
+        The register's village codes.
+    code_length
+        The register's code length.
+
+    Returns
+    -------
+    Loaded
+        ``village_code`` and a polygon per usable row, the findings and the record.
     """
     layer = "boundaries"
     frame, read_issues = io.read_layer(
@@ -305,6 +349,25 @@ def status_classes(frame: pd.DataFrame, f: FibreConfig, layer: str) -> pd.Series
     :data:`NOT_OPERATIONAL_STATUSES` are compared in one form (:func:`status_key`): a status
     spelt ``In Service`` is counted, and one spelt ``in servce`` is reported. All rows are
     operational when no status column is set.
+
+    Parameters
+    ----------
+    frame
+        The source's rows.
+    f
+        The ``[[fibre]]`` block (its status column and operational values).
+    layer
+        The input, for the error message.
+
+    Returns
+    -------
+    pandas.Series
+        One class per row.
+
+    Raises
+    ------
+    SchemaError
+        When the status column is not in the file.
     """
     if not f.status:
         return pd.Series("operational", index=frame.index, dtype=object)
@@ -347,82 +410,82 @@ def _unknown_status_issues(
 def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[Loaded, str]:
     """One fibre source as standard rows.
 
-    Returns the frame and its role: ``table`` rows have ``village_code, has_fibre``; ``points``
-    and ``routes`` rows have ``asset_id, status, operational`` and a geometry. An ``ofds``
-    source is split by geometry type: nodes are access points, spans are routes (the role is
-    ``ofds`` and the frame carries both, with a ``role`` column).
+    Parameters
+    ----------
+    f
+        The ``[[fibre]]`` block.
+    index
+        Its position among the fibre sources (the layer is ``fibre[<index>]``).
+    register_codes
+        The register's village codes (a table's rows are matched to them).
+
+    Returns
+    -------
+    loaded, role
+        The frame, its findings and record, and its role: ``table`` rows have
+        ``village_code, has_fibre``; ``points`` and ``routes`` rows have ``asset_id, status,
+        operational`` and a geometry. An ``ofds`` source is split by geometry type: nodes are
+        access points, spans are routes (the role is ``ofds`` and the frame carries both, with
+        a ``role`` column).
     """
     layer = f"fibre[{index}]"
     if f.kind == "table":
-        table = io.read_table(f.path, encoding=f.encoding, name=layer)
-        cols = [f.code] + ([f.value] if f.value else [])
-        missing = [c for c in cols if c not in table.columns]
-        if missing:
-            raise SchemaError(
-                f"{layer}: column(s) {missing} not found in {f.path}; "
-                f"the file has {list(table.columns)[:20]}"
-            )
-        codes = read_codes(table[f.code], source=f"{layer} ({f.path.name})", column=f.code)
-        status = status_classes(table, f, layer)
-        operational = status == "operational"
-        value = (
-            parse_yes_no(table[f.value])
-            if f.value
-            else pd.Series(True, index=table.index, dtype="boolean")
-        )
-        bad = value.isna()
-        unknown = ~codes.isin(set(register_codes)) & codes.notna()
-        issues = concat_issues(
-            [
-                row_issues(
-                    codes.isna(),
-                    layer=layer,
-                    reason="missing_code",
-                    dropped=True,
-                    message="fibre register row has no village code",
-                ),
-                row_issues(
-                    unknown,
-                    layer=layer,
-                    reason="unknown_code",
-                    codes=codes,
-                    dropped=True,
-                    message="village code is not in the register; left out",
-                ),
-                row_issues(
-                    bad & ~unknown & codes.notna(),
-                    layer=layer,
-                    reason="bad_value",
-                    codes=codes,
-                    dropped=True,
-                    message=f"{f.value!r} is not a yes/no value; left out",
-                ),
-            ]
-        )
-        used = codes.notna() & ~unknown & ~bad
-        issues = concat_issues(
-            [issues, _unknown_status_issues(table, f, layer, used & (status == "unknown"), codes)]
-        )
-        not_op = int((used & ~operational).sum())
-        out = pd.DataFrame(
-            {
-                "village_code": codes[used & operational],
-                "has_fibre": value[used & operational].astype(bool),
-            }
-        )
-        record = input_record(layer, f.path, len(table), issues, {"not_operational": not_op})
-        return Loaded(frame=gpd.GeoDataFrame(out), issues=issues, record=record), "table"
+        return _fibre_table(f, layer, register_codes), "table"
+    return _fibre_assets(f, layer), f.kind
 
-    frame, read_issues = io.read_layer(
-        f.path,
-        layer=f.layer,
-        crs=f.crs,
-        encoding=f.encoding,
-        lon=f.lon,
-        lat=f.lat,
-        wkt=f.wkt,
-        name=layer,
-    )
+
+def _fibre_table(f: FibreConfig, layer: str, register_codes: pd.Series) -> Loaded:
+    """A fibre register: one yes/no row per village code."""
+    table = io.read_table(f.path, encoding=f.encoding, name=layer)
+    cols = [f.code] + ([f.value] if f.value else [])
+    missing = [c for c in cols if c not in table.columns]
+    if missing:
+        raise SchemaError(
+            f"{layer}: column(s) {missing} not found in {f.path}; "
+            f"the file has {list(table.columns)[:20]}"
+        )
+    codes = read_codes(table[f.code], source=f"{layer} ({f.path.name})", column=f.code)
+    status = status_classes(table, f, layer)
+    operational = status == "operational"
+    value = (parse_yes_no(table[f.value]) if f.value
+             else pd.Series(True, index=table.index, dtype="boolean"))
+    bad = value.isna()
+    unknown = ~codes.isin(set(register_codes)) & codes.notna()
+    used = codes.notna() & ~unknown & ~bad
+    issues = concat_issues([
+        row_issues(codes.isna(), layer=layer, reason="missing_code", dropped=True,
+                   message="fibre register row has no village code"),
+        row_issues(unknown, layer=layer, reason="unknown_code", codes=codes, dropped=True,
+                   message="village code is not in the register; left out"),
+        row_issues(bad & ~unknown & codes.notna(), layer=layer, reason="bad_value", codes=codes,
+                   dropped=True, message=f"{f.value!r} is not a yes/no value; left out"),
+        _unknown_status_issues(table, f, layer, used & (status == "unknown"), codes),
+    ])
+    not_op = int((used & ~operational).sum())
+    out = pd.DataFrame({"village_code": codes[used & operational],
+                        "has_fibre": value[used & operational].astype(bool)})
+    record = input_record(layer, f.path, len(table), issues,
+                          extra={"not_operational": not_op})
+    return Loaded(frame=gpd.GeoDataFrame(out), issues=issues, record=record)
+
+
+def _asset_roles(frame: gpd.GeoDataFrame, kind: str) -> pd.Series:
+    """``points`` or ``routes`` for each row whose geometry type fits the source's kind, None
+    for the others."""
+    types = frame.geometry.geom_type
+    points = np.where(types == "Point", "points", None)
+    routes = np.where(types.isin(LINEAR), "routes", None)
+    if kind == "access_points":
+        return pd.Series(points, index=frame.index)
+    if kind == "routes":
+        return pd.Series(routes, index=frame.index)
+    return pd.Series(np.where(types == "Point", "points", routes), index=frame.index)  # ofds
+
+
+def _fibre_assets(f: FibreConfig, layer: str) -> Loaded:
+    """Fibre access points, routes, or both (OFDS nodes and spans), with a geometry."""
+    frame, read_issues = io.read_layer(f.path, layer=f.layer, crs=f.crs, encoding=f.encoding,
+                                       lon=f.lon, lat=f.lat, wkt=f.wkt, name=layer)
     id_col = f.id if f.id in frame.columns else None
     if id_col is None and f.kind != "ofds":
         raise SchemaError(
@@ -430,49 +493,22 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
             f"{did_you_mean(f.id, frame.columns)}; the file has "
             f"{list(frame.columns)[:20]}"
         )
-    ids = (
-        frame[id_col].astype("string")
-        if id_col
-        else pd.Series([f"{layer}:{i + 1}" for i in range(len(frame))], index=frame.index)
-    )
+    ids = (frame[id_col].astype("string") if id_col
+           else pd.Series([f"{layer}:{i + 1}" for i in range(len(frame))], index=frame.index))
     status = status_classes(frame, f, layer)
     operational = status == "operational"
-    types = frame.geometry.geom_type
-    if f.kind == "access_points":
-        role = pd.Series(np.where(types == "Point", "points", None), index=frame.index)
-    elif f.kind == "routes":
-        role = pd.Series(np.where(types.isin(LINEAR), "routes", None), index=frame.index)
-    else:  # ofds: nodes and spans in one file
-        role = pd.Series(
-            np.where(types == "Point", "points", np.where(types.isin(LINEAR), "routes", None)),
-            index=frame.index,
-        )
+    role = _asset_roles(frame, f.kind)
     missing = frame.geometry.isna() | frame.geometry.is_empty
     wrong = role.isna() & ~missing
     expected = {"access_points": "Point", "routes": "LineString"}.get(f.kind, "Point/LineString")
-    issues = concat_issues(
-        [
-            read_issues.assign(dropped=False),
-            row_issues(
-                missing,
-                layer=layer,
-                reason="missing_geometry",
-                codes=ids,
-                dropped=True,
-                message="fibre asset has no geometry; left out",
-            ),
-            row_issues(
-                wrong,
-                layer=layer,
-                reason="wrong_geometry_type",
-                codes=ids,
-                dropped=True,
-                message=f"geometry is not a {expected}; left out",
-            ),
-            _unknown_status_issues(frame, f, layer, (status == "unknown") & ~missing & ~wrong,
-                                   ids),
-        ]
-    )
+    issues = concat_issues([
+        read_issues.assign(dropped=False),
+        row_issues(missing, layer=layer, reason="missing_geometry", codes=ids, dropped=True,
+                   message="fibre asset has no geometry; left out"),
+        row_issues(wrong, layer=layer, reason="wrong_geometry_type", codes=ids, dropped=True,
+                   message=f"geometry is not a {expected}; left out"),
+        _unknown_status_issues(frame, f, layer, (status == "unknown") & ~missing & ~wrong, ids),
+    ])
     usable = ~missing & ~wrong
     not_op = int((usable & ~operational).sum())
     out = gpd.GeoDataFrame(
@@ -488,213 +524,145 @@ def load_fibre(f: FibreConfig, index: int, register_codes: pd.Series) -> tuple[L
         geometry=frame.geometry[usable],
         crs="EPSG:4326",
     )
-    record = input_record(layer, f.path, len(frame), issues, {"not_operational": not_op})
-    return Loaded(frame=out, issues=issues, record=record), f.kind
+    record = input_record(layer, f.path, len(frame), issues,
+                          extra={"not_operational": not_op})
+    return Loaded(frame=out, issues=issues, record=record)
 
 
 def load_speed_tests(s: SpeedConfig) -> Loaded:
     """Speed tests with numeric measures; unusable rows dropped with a reason.
 
-    The frame keeps the source row number in ``row`` so the join can report points outside
-    every village against the right row.
+    The whole file is read at once (:func:`ruralcov.io.read_layer`) and checked by the row
+    rules of :mod:`ruralcov.checks`, the ones the stream applies batch by batch.
+
+    Parameters
+    ----------
+    s
+        The ``[speed]`` section.
+
+    Returns
+    -------
+    Loaded
+        The usable tests (``row``: the source row, so that the join can report points outside
+        every village against it; ``download_mbps``, ``upload_mbps``, ``latency_ms``,
+        ``device_id`` and, with device-day sampling, ``day``, ``day_ok``, ``skey``), every
+        finding but those of the join, and the record. ``frame.attrs["has_device"]`` says
+        whether the file has the device column.
+
+    Raises
+    ------
+    InputError, SchemaError, CRSError, UnitError
+        For what stops a run (:mod:`ruralcov.errors`).
     """
     layer = "speed"
-    frame, read_issues = io.read_layer(
-        s.path,
-        layer=s.layer,
-        crs=s.crs,
-        encoding=s.encoding,
-        lon=s.lon,
-        lat=s.lat,
-        name=layer,
-    )
-    if s.download not in frame.columns:
-        raise SchemaError(
-            f"speed: download column {s.download!r} not found in {s.path}"
-            f"{did_you_mean(s.download, frame.columns)}; "
-            f'the file has {list(frame.columns)[:20]}. Set download = "..." in [speed]'
-        )
-    require_sampling_columns(s, frame.columns, s.path)
-    # A period of a period column: other periods' rows are not read (``skip``); rows without
-    # a period are dropped for that reason alone (:mod:`ruralcov.periods`).
-    skip = no_period = pd.Series(False, index=frame.index)
-    if s.period_filter:
-        if s.period not in frame.columns:
-            raise no_period_column(s, frame.columns)
-        take, missing = period_rows(frame[s.period], s)
-        skip = pd.Series(~take, index=frame.index)
-        no_period = pd.Series(take, index=frame.index)
-        no_period[take] = missing
-        gone = np.flatnonzero(~take | no_period.to_numpy()) + 1
-        read_issues = read_issues[~read_issues["row"].isin(gone)]
-    in_scope = ~(skip | no_period)  # the rows checked
-    download = units.to_mbps(
-        pd.to_numeric(frame[s.download], errors="coerce").astype(float), s.download_unit)
-    no_geom = (frame.geometry.isna() | frame.geometry.is_empty) & in_scope
-    has_geom = ~no_geom & in_scope
-    bad = download.isna() & has_geom
-    negative = (download < 0) & has_geom
-    absurd = pd.Series(units.absurd(download.to_numpy()), index=frame.index) & has_geom
-    units.check_plausible(units.SpeedTally.of(download.to_numpy(), has_geom & ~bad & ~negative),
-                          column=s.download, path=s.path, unit=s.download_unit)
-    duplicate = _duplicate_tests(frame) & has_geom & ~(bad | negative | absurd)
-    issues = [
-        read_issues.assign(dropped=read_issues["row"].notna()),
-        row_issues(
-            absurd,
-            layer=layer,
-            reason="absurd_speed",
-            dropped=True,
-            message=units.absurd_message(s.download, s.download_unit),
-        ),
-        row_issues(
-            duplicate,
-            layer=layer,
-            reason="duplicate_test",
-            dropped=True,
-            message="exact copy of an earlier row (every column and the location); "
-            "counted once",
-        ),
-        row_issues(
-            no_geom & ~read_issues_mask(read_issues, len(frame)),
-            layer=layer,
-            reason="missing_geometry",
-            dropped=True,
-            message="speed test has no location",
-        ),
-        row_issues(
-            bad,
-            layer=layer,
-            reason="bad_download",
-            dropped=True,
-            message=f"{s.download!r} is missing or not a number",
-        ),
-        row_issues(
-            negative,
-            layer=layer,
-            reason="negative_speed",
-            dropped=True,
-            message=f"{s.download!r} is negative",
-        ),
-    ]
-    out = pd.DataFrame({"row": np.arange(1, len(frame) + 1), "download_mbps": download})
-    for key, col in (("upload", s.upload), ("latency", s.latency)):
-        name = "upload_mbps" if key == "upload" else "latency_ms"
-        if col and col in frame.columns:
-            values = pd.to_numeric(frame[col], errors="coerce").astype(float)
-            if key == "upload":  # latency is milliseconds whatever download_unit says
-                values = units.to_mbps(values, s.download_unit)
-            neg = values < 0
-            issues.append(
-                row_issues(
-                    neg & has_geom & ~bad & ~negative,
-                    layer=layer,
-                    reason=f"negative_{key}",
-                    message=f"{col!r} is negative; this value is ignored",
-                )
-            )
-            out[name] = values.where(~neg)
-        else:
-            out[name] = np.nan
-            if col:
-                issues.append(
-                    issue(
-                        layer=layer,
-                        reason="column_absent",
-                        severity="info",
-                        message=f"no {key} column {col!r} in {s.path.name}; "
-                        f"{name} medians are left empty",
-                    )
-                )
-    if s.device and s.device in frame.columns:
-        out["device_id"] = frame[s.device].astype(object)
-    else:
-        out["device_id"] = None
-        if s.device:
-            issues.append(
-                issue(
-                    layer=layer,
-                    reason="column_absent",
-                    severity="info",
-                    message=f"no device column {s.device!r} in {s.path.name}; "
-                    "devices are unknown and min_devices is not applied",
-                )
-            )
-    issues.append(row_issues(no_period, layer=layer, reason="missing_period",
-                             message=MISSING_PERIOD, dropped=True))
-    if s.time_column:
-        ns, day_ok = wall_clock_ns(frame[s.time_column], column=s.time_column)
-        out["day"], out["day_ok"] = days(ns), day_ok
-        out["skey"] = sampling_keys(ns, out["download_mbps"].to_numpy(),
-                                    out["upload_mbps"].to_numpy(), out["latency_ms"].to_numpy(),
-                                    seed=s.seed or 0)
-        checked = (has_geom & ~(bad | negative | absurd)).to_numpy()
-        if checked.any() and not (day_ok & checked).any():
-            raise SchemaError(no_time_message(s.time_column, s.path))
-        issues.append(row_issues(~day_ok & checked, layer=layer, reason="bad_time",
-                                 message=bad_time_message(s)))
-    usable = has_geom & ~(bad | negative | absurd | duplicate)
-    all_issues = concat_issues(issues)
+    frame, read_issues = io.read_layer(s.path, layer=s.layer, crs=s.crs, encoding=s.encoding,
+                                       lon=s.lon, lat=s.lat, name=layer)
+    # The file's own columns, as every engine names them (the frame adds the geometry).
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    checks.require_column(s, "download", columns)
+    checks.require_sampling_columns(s, columns, s.path)
+    status, skip = _period_status(frame, s, columns)
+    rows = np.arange(1, len(frame) + 1)
+    # Other periods' rows are not read, and a row without a period is dropped for that alone.
+    gone = rows[skip | (status == checks.NO_PERIOD)]
+    read_issues = read_issues[~read_issues["row"].isin(gone)]
+    download = units.to_mbps(_numbers(frame[s.download]), s.download_unit)
+    checks.download_status(status, download)
+    units.check_plausible(checks.tally(download, status), column=s.download, path=s.path,
+                          unit=s.download_unit)
+    ok = status == checks.OK
+    duplicate = np.zeros(len(frame), dtype=bool)
+    attrs = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    h1, h2 = checks.row_hashes(checks.text_table(attrs, frame.geometry.values), ok)
+    duplicate[ok] = checks.first_copies(h1, h2)
+    out, found = _speed_columns(frame, s, download, status)
+    reported = read_issues_mask(read_issues, len(frame)).to_numpy()
+    found.update({key: rows[status == code] for code, key in checks.STATUS_KEYS.items()
+                  if key in ("absurd", "bad_download", "negative", "no_period")})
+    found.update(duplicate=rows[duplicate],
+                 no_location=rows[(status == checks.MISSING) & ~reported])
+    issues = checks.speed_issues(found, speed=s, present=frame.columns, path=s.path,
+                                 reader=read_issues.assign(dropped=read_issues["row"].notna()))
+    usable = ok & ~duplicate
     gdf = gpd.GeoDataFrame(out[usable], geometry=frame.geometry[usable], crs="EPSG:4326")
     gdf.attrs["has_device"] = bool(s.device and s.device in frame.columns)
-    return Loaded(
-        frame=gdf, issues=all_issues,
-        record=input_record(layer, s.path, len(frame) - int(skip.sum()), all_issues),
-    )
+    return Loaded(frame=gdf, issues=issues,
+                  record=input_record(layer, s.path, len(frame) - int(skip.sum()), issues))
 
 
-def require_sampling_columns(s: SpeedConfig, columns: Iterable[str], path: Path) -> None:
-    """The device and time columns that ``statistic`` / ``sample`` need, or a SchemaError."""
-    columns = list(columns)
-    needs = [("device", s.device, 'statistic = "device_median"' if s.by_device else None),
-             ("device", s.device, 'sample = "device_day"' if s.time_column else None),
-             ("time", s.time_column, 'sample = "device_day"' if s.time_column else None)]
-    for key, column, why in needs:
-        if why and column not in columns:
-            raise SchemaError(
-                f"speed: {why} needs the {key} column {column!r}, not found in {path}"
-                f"{did_you_mean(column, columns)}; the file has {columns[:20]}. "
-                f'Set {key} = "..." in [speed]'
-            )
+#: Status of the rows a run of one period does not read (other periods' rows).
+_NOT_READ = -1
 
 
-def bad_time_message(s: SpeedConfig) -> str:
-    return (f"{s.time_column!r} is missing or not a date and time; the test is kept, "
-            "outside the device-day sampling")
+def _period_status(frame: gpd.GeoDataFrame, s: SpeedConfig, columns: list[str]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's status before the download rules (no location, no period, or usable; rows
+    of other periods :data:`_NOT_READ`) and the rows of other periods (:mod:`ruralcov.periods`)."""
+    no_geom = (frame.geometry.isna() | frame.geometry.is_empty).to_numpy()
+    status = np.where(no_geom, np.int8(checks.MISSING), np.int8(checks.OK))
+    skip = np.zeros(len(frame), dtype=bool)
+    if s.period_filter:
+        checks.require_column(s, "period", columns)
+        take, missing = period_rows(frame[s.period], s)
+        skip = ~take
+        status[skip] = _NOT_READ
+        status[np.flatnonzero(take)[missing]] = checks.NO_PERIOD
+    return status, skip
 
 
-def no_time_message(column: str, path: Path) -> str:
-    return (f"speed: no value of the time column {column!r} in {path} reads as a date and "
-            "time; give ISO 8601 text such as 2024-03-01T07:30:00 or a timestamp column, or "
-            'set time = "..." in [speed]')
+def _numbers(values: pd.Series) -> np.ndarray:
+    """A measure column as float64 (anything not a number is NaN)."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-#: The ``sampled_out`` issue: a test left out by ``sample = "device_day"``.
-SAMPLED_OUT = ("device-day sampling kept another test of this device on this day in this "
-               "village")
+def _speed_columns(frame: gpd.GeoDataFrame, s: SpeedConfig, download: np.ndarray,
+                   status: np.ndarray) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The standard columns of every row, and the rows the measure and time rules found."""
+    rows = np.arange(1, len(frame) + 1)
+    out = pd.DataFrame({"row": rows, "download_mbps": download})
+    found: dict[str, np.ndarray] = {}
+    for key, col in (("upload", s.upload), ("latency", s.latency)):
+        name = "upload_mbps" if key == "upload" else "latency_ms"
+        out[name] = np.nan
+        if col and col in frame.columns:
+            values = _numbers(frame[col])
+            if key == "upload":  # latency is milliseconds whatever download_unit says
+                values = units.to_mbps(values, s.download_unit)
+            out[name], neg = checks.measure_values(values, status)
+            found[f"neg_{key}"] = rows[neg]
+    has_device = bool(s.device and s.device in frame.columns)
+    out["device_id"] = frame[s.device].astype(object) if has_device else None
+    if s.time_column:
+        out["day"], out["day_ok"], out["skey"] = checks.time_keys(
+            frame[s.time_column], s, download, out["upload_mbps"].to_numpy(),
+            out["latency_ms"].to_numpy())
+        checked = status == checks.OK
+        day_ok = out["day_ok"].to_numpy()
+        checks.check_times(int((day_ok & checked).sum()), int((~day_ok & checked).sum()),
+                           speed=s)
+        found["bad_time"] = rows[~day_ok & checked]
+    return out, found
 
 
 def read_issues_mask(read_issues: pd.DataFrame, n: int) -> pd.Series:
-    """True for rows the reader already reported (so they are not reported twice)."""
+    """True for rows the reader already reported (so they are not reported twice).
+
+    Parameters
+    ----------
+    read_issues
+        The reader's issues (:func:`ruralcov.io.read_layer`).
+    n
+        Rows of the file.
+
+    Returns
+    -------
+    pandas.Series
+        One boolean per row, in row order.
+    """
     mask = np.zeros(n, dtype=bool)
     rows = read_issues["row"].dropna().to_numpy(dtype=np.int64)
     mask[rows[(rows >= 1) & (rows <= n)] - 1] = True
     return pd.Series(mask)
-
-
-def _duplicate_tests(frame: gpd.GeoDataFrame) -> pd.Series:
-    """Row check: an exact copy of an earlier row (all attributes and the location).
-
-    Exports that are appended twice or merged from overlapping queries repeat rows; counted
-    twice they would inflate ``tests`` and could lift a village over ``min_tests``.
-    """
-    attrs = pd.DataFrame(frame.drop(columns=frame.geometry.name)).astype("string")
-    geoms = np.asarray(frame.geometry.values, dtype=object)
-    present = ~pd.isna(geoms)
-    wkb = np.full(len(frame), None, dtype=object)
-    wkb[present] = shapely.to_wkb(geoms[present], hex=True)
-    key = attrs.assign(__wkb=wkb)
-    return pd.Series(key.duplicated(keep="first").to_numpy(), index=frame.index)
 
 
 #: Status values known to mean "not (yet / any more) in service". A value in neither this list

@@ -16,17 +16,31 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ruralcov import checks, io
 from ruralcov.config import SpeedConfig
 from ruralcov.errors import SchemaError
 
-__all__ = ["MISSING_PERIOD", "no_period_column", "period_labels", "period_rows", "period_text"]
-
-#: The ``missing_period`` issue.
-MISSING_PERIOD = "no value in the period column; the test belongs to no period"
+__all__ = ["period_labels", "period_rows", "period_text"]
 
 
 def period_text(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
-    """Period labels as text (blanks trimmed; empty text is no value)."""
+    """Period labels as text (blanks trimmed; empty text is no value).
+
+    Parameters
+    ----------
+    values
+        A period column.
+
+    Returns
+    -------
+    pyarrow.Array
+        Its labels as text, null where a row has none.
+
+    Examples
+    --------
+    >>> period_text(pd.Series([" 2024Q1", None, "", "2024Q2 "])).to_pylist()
+    ['2024Q1', None, None, '2024Q2']
+    """
     if isinstance(values, pd.Series):
         values = pa.array(values.astype(object).where(values.notna(), None), from_pandas=True)
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
@@ -40,8 +54,21 @@ def period_text(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
 
 def period_rows(values: pa.Array | pa.ChunkedArray | pd.Series, speed: SpeedConfig
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows to read for ``speed.period_value`` (its rows, plus the rows without a period
-    in the headline run) and, among those, the rows without a period."""
+    """The rows of a period column that a run of ``speed.period_value`` reads.
+
+    Parameters
+    ----------
+    values
+        The period column.
+    speed
+        The ``[speed]`` section: the period read, and whether it is the headline.
+
+    Returns
+    -------
+    take, missing
+        ``take``: the period's rows, plus the rows without a period in the headline run;
+        ``missing``: among those, the rows without a period (dropped as ``missing_period``).
+    """
     text = period_text(values)
     missing = text.is_null().to_numpy(zero_copy_only=False)
     mine = pc.fill_null(pc.equal(text, speed.period_value), False).to_numpy(zero_copy_only=False)
@@ -50,34 +77,36 @@ def period_rows(values: pa.Array | pa.ChunkedArray | pd.Series, speed: SpeedConf
 
 
 def period_labels(speed: SpeedConfig) -> list[str]:
-    """The distinct period values of the tests file, sorted (the last is the headline)."""
-    from ruralcov import io, stream
+    """The distinct period values of the tests file, sorted (the last is the headline).
 
+    Parameters
+    ----------
+    speed
+        The ``[speed]`` section naming the file and its period column.
+
+    Returns
+    -------
+    list of str
+        The labels, oldest first.
+
+    Raises
+    ------
+    SchemaError
+        When the file has no such column, or no value in it.
+    """
     col = speed.period
-    p = stream.plan(speed)
-    if p is not None:
-        if col not in p.columns:
-            raise no_period_column(speed, p.columns)
-        parts = [pc.unique(period_text(t.column(col)))
-                 for t in stream.iter_batches(p, [col])]
+    where = {"layer": speed.layer, "lon": speed.lon, "lat": speed.lat, "encoding": speed.encoding,
+             "name": "speed"}
+    plan = io.read_plan(speed.path, **where)
+    if plan is not None:
+        checks.require_column(speed, "period", plan.columns)
+        parts = [pc.unique(period_text(t.column(col))) for t in io.iter_batches(plan, [col])]
         found = pa.chunked_array(parts, pa.string()).unique() if parts else pa.array([])
     else:
-        frame, _ = io.read_layer(speed.path, layer=speed.layer, crs=speed.crs,
-                                 encoding=speed.encoding, lon=speed.lon, lat=speed.lat,
-                                 name="speed")
-        if col not in frame.columns:
-            raise no_period_column(speed, frame.columns)
+        frame, _ = io.read_layer(speed.path, crs=speed.crs, **where)
+        checks.require_column(speed, "period", frame.columns)
         found = pc.unique(period_text(frame[col]))
     labels = sorted(v for v in found.to_pylist() if v is not None)
     if not labels:
         raise SchemaError(f"speed: the period column {col!r} of {speed.path} has no values")
     return labels
-
-
-def no_period_column(speed: SpeedConfig, columns: object) -> SchemaError:
-    from ruralcov.errors import did_you_mean
-
-    cols = list(columns)  # type: ignore[call-overload]
-    return SchemaError(f"speed: period column {speed.period!r} not found in {speed.path}"
-                       f"{did_you_mean(speed.period, cols)}; the file has {cols[:20]}. "
-                       'Set period = "..." in [speed]')

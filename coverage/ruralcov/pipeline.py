@@ -8,21 +8,23 @@ and the measurement step is :func:`ruralcov.measure.speed_statistics`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ruralcov import aggregate, classify, crs, measure
+from ruralcov import aggregate, classify, crs, measure, stream, units
 from ruralcov.config import Config
+from ruralcov.io import sha256_file
 from ruralcov.loaders import InputRecord, load_fibre, load_villages
 from ruralcov.schema import VILLAGE_COLUMNS, present_levels
-from ruralcov.validate import concat_issues, row_issues
+from ruralcov.validate import check_positions, concat_issues, row_issues
 
-__all__ = ["CoverageResult", "InputRecord", "STEPS", "analyse"]
+__all__ = ["CoverageResult", "InputRecord", "STEPS", "analyse", "empty_assets"]
 
 #: The steps ``analyse`` reports to its ``progress`` callback, in order.
 STEPS: tuple[str, ...] = ("villages", "fibre", "speed tests", "classify", "aggregate")
@@ -54,9 +56,20 @@ class CoverageResult:
     corrections: pd.DataFrame | None = None
     #: level -> trend table (trends.TREND_COLUMNS) when the measurement source has periods.
     trends: dict[str, pd.DataFrame] | None = None
+    #: The speed tests per county in 1 km cells of ``metric_crs`` (cells.CELL_COLUMNS), for
+    #: the county maps; None when not computed (no maps, no per-test source, no counties).
+    cells: pd.DataFrame | None = None
 
 
-def _empty_assets() -> gpd.GeoDataFrame:
+def empty_assets() -> gpd.GeoDataFrame:
+    """A frame of fibre assets without rows, with the columns of ``fibre_points``/``_routes``.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        ``asset_id, status, operational, source, max_distance_m, nearby_m`` and a geometry in
+        EPSG:4326.
+    """
     return gpd.GeoDataFrame(
         {
             "asset_id": [],
@@ -70,18 +83,24 @@ def _empty_assets() -> gpd.GeoDataFrame:
     )
 
 
-def _capability(
-    config: Config, villages: gpd.GeoDataFrame, target: np.ndarray,
-    issues: list[pd.DataFrame], records: list[InputRecord],
-) -> gpd.GeoDataFrame:
+@dataclass
+class _Found:
+    """The findings and input records gathered step by step."""
+
+    issues: list[pd.DataFrame] = field(default_factory=list)
+    records: list[InputRecord] = field(default_factory=list)
+
+
+def _capability(config: Config, villages: gpd.GeoDataFrame, target: np.ndarray,
+                found: _Found) -> gpd.GeoDataFrame:
     """Capability records joined by code and the five-way class (:mod:`ruralcov.capability`)."""
     from ruralcov import capability as cap
 
     loaded = []
     for i, source in enumerate(config.capability):
         one = cap.load_capability(source, i, villages["village_code"])
-        issues.append(one.issues)
-        records.append(one.record)
+        found.issues.append(one.issues)
+        found.records.append(one.record)
         loaded.append(one.frame)
     best = cap.village_capability(pd.concat(loaded, ignore_index=True), villages["village_code"])
     for col in best.columns:
@@ -106,12 +125,10 @@ def _check_positions(
 ) -> pd.DataFrame:
     """Swapped lon/lat (error) and GCJ-02 declared as WGS 84 (warning), per point layer:
     the fibre access points, or (``fibre_points`` None) a sample of the speed tests."""
-    from ruralcov.validate import check_positions, speed_sample
-
     polys = villages.geometry.values
     found = []
     if fibre_points is None:
-        sample = speed_sample(config.speed)
+        sample = stream.sample_points(config.speed)
         if sample is not None and config.speed is not None:
             found.append(check_positions(*sample, villages=polys, layer="speed",
                                          path=config.speed.path, crs=config.speed.crs))
@@ -128,8 +145,6 @@ def _check_units_early(config: Config) -> None:
     """The unit check (:func:`ruralcov.units.check_plausible`) on the first rows of a
     streamed tests file, so that a file in kbit/s stops the run before a long stream; the
     engines decide again on the complete counts (the loader reads the whole file at once)."""
-    from ruralcov import stream, units
-
     speed = config.speed
     sample = stream.sample_tally(speed)
     if sample is not None:
@@ -137,13 +152,10 @@ def _check_units_early(config: Config) -> None:
                               unit=speed.download_unit, sample=True)
 
 
-def _corrections(
-    config: Config, villages: gpd.GeoDataFrame, issues: list[pd.DataFrame],
-    records: list[InputRecord],
-) -> tuple[gpd.GeoDataFrame, pd.DataFrame | None]:
+def _corrections(config: Config, villages: gpd.GeoDataFrame, found: _Found
+                 ) -> tuple[gpd.GeoDataFrame, pd.DataFrame | None]:
     """The corrections ledger applied after classification (``[corrections]``), if any."""
     from ruralcov import corrections as ledger_mod
-    from ruralcov.io import sha256_file
 
     c = config.corrections
     if c is None or c.path is None:
@@ -153,58 +165,118 @@ def _corrections(
         ledger_mod.read_ledger(c), villages["village_code"], path=c.path
     )
     out, applied = ledger_mod.apply_corrections(villages, ledger)
-    issues.append(ledger_mod.applied_issues(applied))
-    records.append(InputRecord(layer="corrections", path=c.path, sha256=sha256_file(c.path),
-                               rows_read=len(ledger), rows_used=len(ledger)))
+    found.issues.append(ledger_mod.applied_issues(applied))
+    found.records.append(InputRecord(layer="corrections", path=c.path,
+                                     sha256=sha256_file(c.path), rows_read=len(ledger),
+                                     rows_used=len(ledger)))
     return gpd.GeoDataFrame(out, geometry=villages.geometry, crs=villages.crs), applied
 
 
-def analyse(config: Config, *, progress: Callable[[str], None] | None = None) -> CoverageResult:
+def analyse(config: Config, *, progress: Callable[[str], None] | None = None,
+            cells: bool | None = None) -> CoverageResult:
     """Read every input of ``config`` and compute the coverage of each village.
 
-    ``progress`` is called with each name in :data:`STEPS` as that step starts.
-    Raises a :class:`~ruralcov.errors.RuralcovError` for anything the user must fix; row-level
-    problems become issues instead.
+    Parameters
+    ----------
+    config
+        The run's configuration.
+    progress
+        Called with each name in :data:`STEPS` as that step starts.
+    cells
+        Count the speed tests in the 1 km cells the county maps draw
+        (:attr:`CoverageResult.cells`); None: when ``config.maps.enabled``.
+
+    Returns
+    -------
+    CoverageResult
+        Everything the run produced.
+
+    Raises
+    ------
+    RuralcovError
+        For anything the user must fix; row-level problems become issues instead.
     """
     tell = progress or (lambda step: None)
-    targets = config.targets
     if config.speed is not None and config.speed.period:  # periods from a column of the file
         from ruralcov.trends import with_period_column
 
         config = with_period_column(config)
-
+    found = _Found()
     tell("villages")
+    villages = _villages(config, found)
+    bounds = villages.geometry[villages["has_geometry"]].total_bounds if (
+        villages["has_geometry"].any()) else None
+    metric = crs.metric_crs(tuple(bounds) if bounds is not None else (-1, -1, 1, 1))
+    code_rank = villages["village_code"].rank(method="dense").to_numpy()
+    tell("fibre")
+    evidence, fibre_points, fibre_routes = _fibre(config, villages, metric, found)
+    tell("speed tests")
+    target = np.where(villages["kind"] == "community", config.targets.community_download_mbps,
+                      config.targets.village_download_mbps).astype(float)
+    if config.speed is not None and config.speed.kind == "tests":
+        found.issues.append(_check_positions(config, villages, None))
+        _check_units_early(config)
+    measured = measure.speed_statistics(
+        config, villages, code_rank=code_rank, target=target, metric=metric,
+        cells=config.maps.enabled if cells is None else cells)
+    found.issues.append(measured.issues)
+    found.records.extend(measured.records)
+    tell("classify")
+    villages, corrections = _classify(config, villages, evidence, measured.stats, target, found)
+    tell("aggregate")
+    summaries, level_names = _summaries(villages, config)
+    trends = _trends(config, villages, summaries, level_names, found)
+    return CoverageResult(
+        config=config,
+        villages=villages,
+        summaries=summaries,
+        gaps=_gaps(villages, config),
+        issues=concat_issues(found.issues),
+        inputs=tuple(found.records),
+        headline=aggregate.headline(villages, fibre_target=config.targets.fibre_share),
+        fibre_points=fibre_points,
+        fibre_routes=fibre_routes,
+        metric_crs=metric.to_string(),
+        corrections=corrections,
+        trends=trends,
+        cells=measured.cells,
+    )
+
+
+def _villages(config: Config, found: _Found) -> gpd.GeoDataFrame:
+    """The register (with its polygons), and whether each village has a geometry."""
     register, boundaries, name_records = load_villages(config)
     villages = register.frame.reset_index(drop=True)
-    issues = [register.issues] + ([boundaries.issues] if boundaries else [])
-    records = [register.record] + ([boundaries.record] if boundaries else []) + name_records
-    codes = villages["village_code"]
+    found.issues += [register.issues] + ([boundaries.issues] if boundaries else [])
+    found.records += [register.record] + ([boundaries.record] if boundaries else [])
+    found.records += name_records
     has_geometry = villages.geometry.notna() & ~villages.geometry.is_empty
     villages["has_geometry"] = has_geometry.to_numpy()
-    issues.append(
+    found.issues.append(
         row_issues(
             ~has_geometry,
             layer="villages",
             reason="no_geometry",
             severity="info",
-            codes=codes,
+            codes=villages["village_code"],
             rows=villages["source_row"].to_numpy(),
             message="village has no polygon; it stays in the denominator without "
             "fibre or speed evidence from the map",
         )
     )
-    bounds = villages.geometry[has_geometry].total_bounds if has_geometry.any() else None
-    metric = crs.metric_crs(tuple(bounds) if bounds is not None else (-1, -1, 1, 1))
-    polys_m = np.asarray(villages.geometry.to_crs(metric).values, dtype=object)
-    code_rank = codes.rank(method="dense").to_numpy()
+    return villages
 
-    tell("fibre")
-    points, routes = [_empty_assets()], [_empty_assets()]
+
+def _fibre(config: Config, villages: gpd.GeoDataFrame, metric: Any, found: _Found
+           ) -> tuple[pd.DataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Each village's fibre evidence, and every fibre point and route read."""
+    codes = villages["village_code"]
+    points, routes = [empty_assets()], [empty_assets()]
     register_fibre = pd.Series(False, index=villages.index)
     for i, source in enumerate(config.fibre):
         loaded, role = load_fibre(source, i, codes)
-        issues.append(loaded.issues)
-        records.append(loaded.record)
+        found.issues.append(loaded.issues)
+        found.records.append(loaded.record)
         if role == "table":
             said_yes = loaded.frame.groupby("village_code")["has_fibre"].any()
             register_fibre |= codes.map(said_yes).fillna(False).astype(bool)
@@ -214,11 +286,11 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
             routes.append(frame[frame["role"] == "routes"].drop(columns="role"))
     fibre_points = pd.concat(points, ignore_index=True)
     fibre_routes = pd.concat(routes, ignore_index=True)
-    issues.append(_check_positions(config, villages, fibre_points))
+    found.issues.append(_check_positions(config, villages, fibre_points))
     op_points = fibre_points[fibre_points["operational"].astype(bool)]
     op_routes = fibre_routes[fibre_routes["operational"].astype(bool)]
     evidence = classify.fibre_evidence(
-        polys_m,
+        np.asarray(villages.geometry.to_crs(metric).values, dtype=object),
         register_fibre=register_fibre.to_numpy(),
         points=np.asarray(op_points.geometry.to_crs(metric).values, dtype=object),
         point_ids=op_points["asset_id"].to_numpy(dtype=object),
@@ -227,18 +299,14 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         route_ids=op_routes["asset_id"].to_numpy(dtype=object),
         route_nearby=op_routes["nearby_m"].to_numpy(dtype=float),
     )
+    return evidence, fibre_points, fibre_routes
 
-    tell("speed tests")
-    kind = villages["kind"]
-    target = np.where(
-        kind == "community", targets.community_download_mbps, targets.village_download_mbps
-    ).astype(float)
-    if config.speed is not None and config.speed.kind == "tests":
-        issues.append(_check_positions(config, villages, None))
-        _check_units_early(config)
-    stats = measure.speed_statistics(config, villages, code_rank, target, metric, issues, records)
 
-    tell("classify")
+def _classify(config: Config, villages: gpd.GeoDataFrame, evidence: pd.DataFrame,
+              stats: pd.DataFrame, target: np.ndarray, found: _Found
+              ) -> tuple[gpd.GeoDataFrame, pd.DataFrame | None]:
+    """The villages with their evidence, statistics, classes and corrections, in the column
+    order of :data:`ruralcov.schema.VILLAGE_COLUMNS`; the corrections applied."""
     for col in evidence.columns:
         villages[col] = evidence[col].to_numpy()
     for col in stats.columns:
@@ -261,16 +329,20 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         )
     villages["meets_targets"] = villages["fibre"] & (villages["speed_class"] == "meets")
     if config.capability:
-        villages = _capability(config, villages, target, issues, records)
-    villages, corrections = _corrections(config, villages, issues, records)
+        villages = _capability(config, villages, target, found)
+    villages, corrections = _corrections(config, villages, found)
     for col in VILLAGE_COLUMNS:  # levels the register lacks stay as empty columns
         if col not in villages.columns:
             villages[col] = None
     extra = [c for c in villages.columns if c not in VILLAGE_COLUMNS and c != "geometry"]
     ordered = [*VILLAGE_COLUMNS, *extra]
     villages = gpd.GeoDataFrame(villages[ordered], geometry=villages.geometry, crs="EPSG:4326")
+    return villages, corrections
 
-    tell("aggregate")
+
+def _summaries(villages: gpd.GeoDataFrame, config: Config
+               ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series]]:
+    """One summary table per level present, and each level's area names."""
     summaries, level_names = {}, {}
     for level in present_levels(villages):
         names = villages.dropna(subset=[f"{level}_code"]).drop_duplicates(f"{level}_code")
@@ -280,24 +352,38 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
             else None
         )
         summaries[level] = aggregate.summarise(
-            villages, level=level, fibre_target=targets.fibre_share, names=name_map
+            villages, level=level, fibre_target=config.targets.fibre_share, names=name_map
         )
         if name_map is not None:
             level_names[level] = name_map
-    trends = None
-    if config.speed is not None and config.speed.periods:  # quarters: ruralcov.trends
-        from ruralcov import trends as trends_mod
+    return summaries, level_names
 
-        runs = trends_mod.run_periods(config, villages, analyse=analyse)
-        records += runs.records
-        issues.append(runs.issues)
-        villages["speed_period"] = max(config.speed.periods)
-        villages["speed_trend"] = trends_mod.village_trend(runs.villages).to_numpy()
-        trends = trends_mod.trend_tables(runs.villages, fibre_target=targets.fibre_share,
-                                         names=level_names)
-        for level, trend in trends.items():
-            summaries[level]["speed_share_trend"] = summaries[level]["code"].map(
-                trends_mod.area_trend_text(trend))
+
+def _trends(config: Config, villages: gpd.GeoDataFrame, summaries: dict[str, pd.DataFrame],
+            level_names: dict[str, pd.Series], found: _Found) -> dict[str, pd.DataFrame] | None:
+    """With periods (quarters, :mod:`ruralcov.trends`): the earlier periods analysed, each
+    village's and area's trend; None without."""
+    if config.speed is None or not config.speed.periods:
+        return None
+    from ruralcov import trends as trends_mod
+
+    # The earlier periods feed the trends only: nothing of theirs is drawn on a map.
+    runs = trends_mod.run_periods(config, villages, analyse=functools.partial(analyse, cells=False))
+    found.records += runs.records
+    found.issues.append(runs.issues)
+    villages["speed_period"] = max(config.speed.periods)
+    villages["speed_trend"] = trends_mod.village_trend(runs.villages).to_numpy()
+    trends = trends_mod.trend_tables(runs.villages, fibre_target=config.targets.fibre_share,
+                                     names=level_names)
+    for level, trend in trends.items():
+        summaries[level]["speed_share_trend"] = summaries[level]["code"].map(
+            trends_mod.area_trend_text(trend))
+    return trends
+
+
+def _gaps(villages: gpd.GeoDataFrame, config: Config) -> dict[str, pd.DataFrame]:
+    """The villages behind each gap: no fibre, below the speed target, too little data (and
+    with capability data, the discrepancies)."""
     table = pd.DataFrame(villages.drop(columns="geometry"))
     in_scope = table["kind"].isin(["village", "community"])
     gaps = {
@@ -311,17 +397,4 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None) ->
         gaps["below_speed"] = table[in_scope & ~table["speed_counts"].astype(bool)
                                     & (table["speed_class"] != "insufficient_data")]
         gaps.update(discrepancies(table))
-    return CoverageResult(
-        config=config,
-        villages=villages,
-        summaries=summaries,
-        gaps={k: v.reset_index(drop=True) for k, v in gaps.items()},
-        issues=concat_issues(issues),
-        inputs=tuple(records),
-        headline=aggregate.headline(villages, fibre_target=targets.fibre_share),
-        fibre_points=fibre_points,
-        fibre_routes=fibre_routes,
-        metric_crs=metric.to_string(),
-        corrections=corrections,
-        trends=trends,
-    )
+    return {k: v.reset_index(drop=True) for k, v in gaps.items()}

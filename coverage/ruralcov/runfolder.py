@@ -24,7 +24,7 @@ import pandas as pd
 from ruralcov.config import load_config
 from ruralcov.errors import InputError, RuralcovError
 from ruralcov.outdir import unique_name
-from ruralcov.pipeline import CoverageResult, InputRecord, _empty_assets
+from ruralcov.pipeline import CoverageResult, InputRecord, empty_assets
 
 __all__ = ["read_manifest", "read_plan", "read_run", "redraw_maps"]
 
@@ -158,7 +158,7 @@ def _exact_shares(summary: pd.DataFrame) -> pd.DataFrame:
 def _assets(config: Any, villages: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     from ruralcov.loaders import load_fibre
 
-    points, routes = [_empty_assets()], [_empty_assets()]
+    points, routes = [empty_assets()], [empty_assets()]
     codes = villages["village_code"]
     for i, source in enumerate(config.fibre):
         if source.kind == "table":
@@ -233,7 +233,7 @@ def read_run(folder: Path | str, *, assets: bool = True) -> CoverageResult:
     if assets:
         points, routes = _assets(config, villages)
     else:
-        points, routes = _empty_assets(), _empty_assets()
+        points, routes = empty_assets(), empty_assets()
     return CoverageResult(
         config=config,
         villages=villages,

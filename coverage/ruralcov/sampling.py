@@ -49,6 +49,29 @@ def wall_clock_ns(values: pa.Array | pa.ChunkedArray | pd.Series, *, column: str
     Accepts timestamp and date columns (a time zone is honoured: the local time in that zone),
     and text in ISO 8601 (``2024-03-01``, ``2024-03-01 07:30``, ``2024-03-01T07:30:00+08:00``;
     an offset is dropped, keeping the time as written). Unreadable cells are invalid.
+
+    Parameters
+    ----------
+    values
+        The time column.
+    column
+        Its name, for the error message.
+
+    Returns
+    -------
+    time_ns, valid
+        ``int64`` nanoseconds (0 where invalid) and the valid cells.
+
+    Raises
+    ------
+    SchemaError
+        For a column of another type (numbers, say).
+
+    Examples
+    --------
+    >>> ns, ok = wall_clock_ns(pd.Series(["2024-03-01T07:30:00+08:00", "soon"]), column="t")
+    >>> days(ns).tolist(), ok.tolist()
+    ([19783, 0], [True, False])
     """
     if isinstance(values, pd.Series):
         values = pa.array(values, from_pandas=True) if len(values) else pa.array([], pa.null())
@@ -78,7 +101,18 @@ def wall_clock_ns(values: pa.Array | pa.ChunkedArray | pd.Series, *, column: str
 
 
 def days(time_ns: np.ndarray) -> np.ndarray:
-    """Calendar day number (days since 1970-01-01) of wall-clock nanoseconds."""
+    """Calendar day number of wall-clock times.
+
+    Parameters
+    ----------
+    time_ns
+        Nanoseconds since 1970-01-01 (:func:`wall_clock_ns`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Days since 1970-01-01.
+    """
     return np.floor_divide(np.asarray(time_ns, dtype=np.int64), _DAY_NS)
 
 
@@ -93,7 +127,22 @@ def _bits(values: np.ndarray | None, n: int) -> np.ndarray:
 
 def sampling_keys(time_ns: np.ndarray, download: np.ndarray, upload: np.ndarray | None,
                   latency: np.ndarray | None, *, seed: int) -> np.ndarray:
-    """The 64-bit sampling key of each test: a hash of the seed and the test's own values."""
+    """The 64-bit sampling key of each test: a hash of the seed and the test's own values.
+
+    Parameters
+    ----------
+    time_ns
+        Each test's wall-clock time (:func:`wall_clock_ns`).
+    download, upload, latency
+        Its measures (upload and latency may be None).
+    seed
+        The ``[speed] seed``: another seed draws another sample.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint64`` keys; among a device's tests of one day the smallest is kept.
+    """
     from ruralcov import _kernels
 
     n = len(download)
@@ -110,6 +159,22 @@ def device_day_keep(village: np.ndarray, device: np.ndarray, device_ok: np.ndarr
 
     A plain pandas formulation, used by the whole-file path; the stream computes the same
     with a numba kernel village by village.
+
+    Parameters
+    ----------
+    village
+        Each test's village position (-1: outside every village, kept).
+    device, device_ok
+        Each test's device code and whether it has one (tests without one are kept).
+    day, day_ok
+        Each test's day number and whether its time was readable (unreadable: kept).
+    key
+        Each test's sampling key (:func:`sampling_keys`).
+
+    Returns
+    -------
+    numpy.ndarray
+        True for the kept tests.
     """
     n = len(village)
     keep = np.ones(n, dtype=bool)

@@ -4,8 +4,9 @@ whether a source's downloads can be in the unit it declares.
 Every engine that reads per-test records (the whole-file loader
 :func:`ruralcov.loaders.load_speed_tests`, the stream :class:`ruralcov.stream.Checker` and the
 Dask engine, which reuses the stream's checker) converts with :func:`to_mbps`, marks a row
-``absurd_speed`` with :func:`absurd`, counts its checked rows in a :class:`SpeedTally` and
-stops with :func:`check_plausible`; so the three give the same rows, issues and decision.
+``absurd_speed`` with :func:`absurd` (through :func:`ruralcov.checks.download_status`), counts
+its checked rows in a :class:`SpeedTally` (:func:`ruralcov.checks.tally`) and stops with
+:func:`check_plausible`; so the three give the same rows, issues and decision.
 
 Why a stop and not only row issues: a column in kbit/s read as Mbit/s multiplies every value
 by 1000. Most rows then exceed :data:`MAX_PLAUSIBLE_MBPS` and are dropped as ``absurd_speed``;
@@ -88,7 +89,23 @@ V = TypeVar("V")  # a numpy array or a pandas Series of values
 
 
 def factor(unit: str | None) -> float:
-    """Values per Mbit/s of ``unit`` (None: ``mbps``)."""
+    """Values per Mbit/s of a download unit.
+
+    Parameters
+    ----------
+    unit
+        ``mbps``, ``kbps`` or ``bps`` (None: ``mbps``).
+
+    Returns
+    -------
+    float
+        1, 1,000 or 1,000,000.
+
+    Examples
+    --------
+    >>> factor("kbps")
+    1000.0
+    """
     return PER_MBPS[unit or "mbps"]
 
 
@@ -97,19 +114,65 @@ def to_mbps(values: V, unit: str | None) -> V:
 
     Divided, not multiplied by 0.001: a value written as 12000 kbit/s gives exactly the
     float of 12 Mbit/s, so a converted source classifies exactly as the same source in Mbit/s.
+
+    Parameters
+    ----------
+    values
+        A numpy array or a pandas Series.
+    unit
+        Their unit (None: ``mbps``).
+
+    Returns
+    -------
+    array or Series
+        The values in Mbit/s.
+
+    Examples
+    --------
+    >>> to_mbps(np.array([12000.0]), "kbps")
+    array([12.])
     """
     f = factor(unit)
     return values if f == 1.0 else values / f  # type: ignore[operator]
 
 
 def absurd(download_mbps: np.ndarray) -> np.ndarray:
-    """Row check: a download above :data:`MAX_PLAUSIBLE_MBPS` (False for NaN)."""
+    """Row check: a download above :data:`MAX_PLAUSIBLE_MBPS`.
+
+    Parameters
+    ----------
+    download_mbps
+        Downloads in Mbit/s.
+
+    Returns
+    -------
+    numpy.ndarray
+        True for the absurd ones (False for NaN).
+
+    Examples
+    --------
+    >>> absurd(np.array([9_000.0, 25_000.0, np.nan])).tolist()
+    [False, True, False]
+    """
     with np.errstate(invalid="ignore"):
         return np.asarray(download_mbps > MAX_PLAUSIBLE_MBPS, dtype=bool)
 
 
 def absurd_message(column: str, unit: str | None) -> str:
-    """The ``absurd_speed`` issue's message."""
+    """The ``absurd_speed`` issue's message.
+
+    Parameters
+    ----------
+    column
+        The download column.
+    unit
+        Its declared unit.
+
+    Returns
+    -------
+    str
+        The message, naming the unit the values were read in when not Mbit/s.
+    """
     read = f" (read as {NAMES[unit]})" if unit and unit != "mbps" else ""
     return (f"{column!r}{read} is above {MAX_PLAUSIBLE_MBPS:,.0f} Mbps (10 Gbit/s), beyond any "
             "access line; probably kbit/s or bit/s instead of Mbit/s")
@@ -137,8 +200,20 @@ class SpeedTally:
 
     @classmethod
     def of(cls, download_mbps: np.ndarray, checked: np.ndarray) -> SpeedTally:
-        """The tally of one batch: ``checked`` marks rows with a location and a numeric,
-        non-negative download."""
+        """The tally of one batch.
+
+        Parameters
+        ----------
+        download_mbps
+            Downloads in Mbit/s.
+        checked
+            The rows counted: those with a location and a numeric, non-negative download.
+
+        Returns
+        -------
+        SpeedTally
+            Their counts.
+        """
         values = np.asarray(download_mbps, dtype=np.float64)[np.asarray(checked, dtype=bool)]
         bins = _bins(values)
         out = cls()
@@ -151,14 +226,27 @@ class SpeedTally:
 
     @property
     def checked(self) -> int:
+        """Rows counted."""
         return int(self.counts[0].sum())
 
     @property
     def absurd(self) -> int:
+        """Rows counted above :data:`MAX_PLAUSIBLE_MBPS`."""
         return int(self.counts[1].sum())
 
     def median(self, *, of_absurd: bool = False) -> float:
-        """The median (Mbit/s, to the bin) of the checked rows, or of the absurd ones."""
+        """The median of the checked rows, or of the absurd ones.
+
+        Parameters
+        ----------
+        of_absurd
+            Of the absurd rows only.
+
+        Returns
+        -------
+        float
+            Mbit/s, to the bin (2.3 %); NaN without rows.
+        """
         counts = self.counts[1 if of_absurd else 0]
         n = int(counts.sum())
         if n == 0:
@@ -167,8 +255,24 @@ class SpeedTally:
 
 
 def likely_unit(value: float) -> str | None:
-    """The unit in which ``value`` (as written in the file) is a plausible median download:
-    the one whose Mbit/s lie in :data:`MEDIAN_RANGE_MBPS`, nearest its middle (in decades)."""
+    """The unit in which a median download, as written in the file, is plausible.
+
+    Parameters
+    ----------
+    value
+        The median as written.
+
+    Returns
+    -------
+    str or None
+        The unit whose Mbit/s lie in :data:`MEDIAN_RANGE_MBPS`, nearest its middle (in
+        decades); None when none does.
+
+    Examples
+    --------
+    >>> likely_unit(20_000.0)
+    'kbps'
+    """
     lo, hi = MEDIAN_RANGE_MBPS
     middle = math.log10(lo * hi) / 2
     fits = [(abs(math.log10(value / f) - middle), u) for u, f in PER_MBPS.items()
@@ -189,8 +293,24 @@ def check_plausible(tally: SpeedTally, *, column: str, path: Path | str, unit: s
     The rules are the module's: more than 1 % (and at least 10) of the checked rows above
     10 Gbit/s, or a median outside 0.1 to 2,000 Mbit/s. The one-line message names the file,
     the column, what was seen, the unit the values most likely are in and the setting.
-    ``sample``: the tally is of the first rows only (the wording says so); ``layer``:
-    ``speed`` (tests) or ``capability[i]``.
+
+    Parameters
+    ----------
+    tally
+        The counts of the checked downloads.
+    column, path
+        The download column and the file, named by the message.
+    unit
+        The declared ``download_unit`` (None: the default, Mbit/s).
+    sample
+        The tally is of the first rows only (the wording says so).
+    layer
+        ``speed`` (tests) or ``capability[i]``.
+
+    Raises
+    ------
+    UnitError
+        When the downloads cannot be in ``unit``.
     """
     n, bad = tally.checked, tally.absurd
     if n == 0:

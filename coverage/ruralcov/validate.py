@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ruralcov.crs import gcj02_to_wgs84
+from ruralcov.errors import CRSError
 from ruralcov.schema import ISSUE_COLUMNS
 
 SEVERITIES = ("error", "warning", "info")
@@ -24,7 +26,13 @@ ISSUE_FIELDS: tuple[str, ...] = (*ISSUE_COLUMNS, "dropped")
 
 
 def no_issues() -> pd.DataFrame:
-    """An empty issues frame with the right columns and dtypes."""
+    """An empty issues frame with the right columns and dtypes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        No rows; the columns of :data:`ISSUE_FIELDS`.
+    """
     return _typed(pd.DataFrame({c: [] for c in ISSUE_FIELDS}))
 
 
@@ -47,7 +55,30 @@ def issue(
     code: str | None = None,
     dropped: bool = False,
 ) -> pd.DataFrame:
-    """A single finding as a one-row issues frame."""
+    """A single finding as a one-row issues frame.
+
+    Parameters
+    ----------
+    layer, reason, message, severity
+        What the finding is about and says.
+    row
+        The 1-based source row (None for a finding about a whole file).
+    code
+        The village (or asset) code the row carries.
+    dropped
+        Whether the row is left out of the analysis.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row, :data:`ISSUE_FIELDS`.
+
+    Examples
+    --------
+    >>> issue(layer="speed", reason="column_absent", message="no device column")[
+    ...     ["severity", "layer", "reason", "dropped"]].to_dict("records")
+    [{'severity': 'warning', 'layer': 'speed', 'reason': 'column_absent', 'dropped': False}]
+    """
     return _typed(
         pd.DataFrame(
             {
@@ -76,8 +107,23 @@ def row_issues(
 ) -> pd.DataFrame:
     """One finding per True entry of ``mask``.
 
-    ``rows`` gives each entry's 1-based source row; by default the entry's position + 1.
-    ``message`` may be a Series aligned with ``mask`` for per-row wording.
+    Parameters
+    ----------
+    mask
+        Which entries make a finding (missing values count as False).
+    layer, reason, severity, dropped
+        As for :func:`issue`.
+    message
+        The message, or a Series aligned with ``mask`` for per-row wording.
+    codes
+        Each entry's code, aligned with ``mask``.
+    rows
+        Each entry's 1-based source row; by default the entry's position + 1.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The findings in entry order, :data:`ISSUE_FIELDS`.
     """
     hit = np.asarray(pd.Series(mask).fillna(False).astype(bool))
     n = int(hit.sum())
@@ -102,13 +148,38 @@ def row_issues(
 
 
 def concat_issues(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """All findings in one frame, in the order given."""
+    """All findings in one frame, in the order given.
+
+    Parameters
+    ----------
+    frames
+        Issues frames.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Their rows, :data:`ISSUE_FIELDS`.
+    """
     frames = [f for f in frames if len(f)]
     return _typed(pd.concat(frames, ignore_index=True)) if frames else no_issues()
 
 
 def dropped_counts(issues: pd.DataFrame, layer: str) -> dict[str, int]:
-    """Rows dropped per reason for one layer; a row is counted once, under its first reason."""
+    """Rows dropped per reason for one layer, for the manifest's counts.
+
+    Parameters
+    ----------
+    issues
+        The findings.
+    layer
+        The input.
+
+    Returns
+    -------
+    dict
+        Reason -> rows; a row is counted once, under its first reason, so that rows read =
+        rows used + the sum.
+    """
     hits = issues[(issues["layer"] == layer) & issues["dropped"]]
     hits = hits.drop_duplicates(subset="row", keep="first")
     return {str(k): int(v) for k, v in hits["reason"].value_counts(sort=False).items()}
@@ -128,6 +199,18 @@ def axes_swapped(x: np.ndarray, y: np.ndarray, bounds: tuple[float, ...]) -> boo
 
     Coordinates that are valid either way (69.6, 18.9 is a place in the sea off Somalia, 18.9,
     69.6 one in Norway) can only be told apart this way, by comparing with the villages.
+
+    Parameters
+    ----------
+    x, y
+        The points' longitude and latitude as given.
+    bounds
+        The villages' extent (west, south, east, north).
+
+    Returns
+    -------
+    bool
+        Whether the axes look exchanged (never with fewer than two points).
 
     Examples
     --------
@@ -155,10 +238,19 @@ def gcj02_suspected(
     AMap/Tencent map. Villages that tile the land leave nothing to compare (a shifted point is
     still inside some village), so this only detects what it can: it never raises, it warns.
 
-    Returns the verdict and the shares inside a village as given and after conversion.
-    """
-    from ruralcov.crs import gcj02_to_wgs84
+    Parameters
+    ----------
+    x, y
+        The points' longitude and latitude as given.
+    polygons
+        The village polygons (EPSG:4326).
 
+    Returns
+    -------
+    suspect, before, after
+        The verdict and the shares of points inside a village as given and after conversion
+        (NaN when there is nothing to compare).
+    """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     polys = np.asarray([p for p in polygons if p is not None and not p.is_empty], dtype=object)
@@ -189,11 +281,29 @@ def check_positions(
 ) -> pd.DataFrame:
     """Checks of a point layer against the village polygons (EPSG:4326).
 
-    Raises :class:`~ruralcov.errors.CRSError` when lon and lat look swapped; returns a
-    ``crs_suspect_gcj02`` warning when the points look like GCJ-02 declared as WGS 84.
-    """
-    from ruralcov.errors import CRSError
+    Parameters
+    ----------
+    x, y
+        The points' longitude and latitude.
+    villages
+        The village polygons.
+    layer, path
+        The input, named by the findings.
+    crs
+        The ``crs`` setting (points declared as GCJ-02 or BD-09 are not suspected of being
+        GCJ-02).
 
+    Returns
+    -------
+    pandas.DataFrame
+        A ``crs_suspect_gcj02`` warning when the points look like GCJ-02 declared as WGS 84;
+        no issues otherwise.
+
+    Raises
+    ------
+    CRSError
+        When longitude and latitude look swapped (:func:`axes_swapped`).
+    """
     polys = np.asarray([p for p in villages if p is not None and not p.is_empty], dtype=object)
     if len(polys) == 0:
         return no_issues()
@@ -218,32 +328,3 @@ def check_positions(
         f"village as given against {after:.0%} when read as GCJ-02 (AMap/Tencent); if it was "
         f'copied from such a map set crs = "gcj02" in the [{layer.split("[", 1)[0]}] section',
     )
-
-
-def speed_sample(speed: object, rows: int = 20_000) -> tuple[np.ndarray, np.ndarray] | None:
-    """Longitude/latitude of the first ``rows`` speed tests of a CSV or Parquet file with
-    lon/lat columns in WGS 84 or GCJ-02/BD-09 (None otherwise), for :func:`check_positions`.
-
-    Only a sample: the full file is streamed later, and a swap shows in any part of it.
-    """
-    from ruralcov import stream
-    from ruralcov.crs import parse_crs
-    from ruralcov.errors import RuralcovError
-
-    try:
-        given = parse_crs(getattr(speed, "crs", None))
-        if given is not None and not isinstance(given, str) and not given.is_geographic:
-            return None
-        plan = stream.plan(speed)  # type: ignore[arg-type]
-        if plan is None or plan.kind not in ("csv", "parquet") or not (plan.lon and plan.lat):
-            return None
-        batches = stream.iter_batches(plan, [plan.lon, plan.lat], batch_rows=rows)
-        batch = next(batches, None)
-        getattr(batches, "close", lambda: None)()  # release the file (Windows locks it)
-    except RuralcovError:
-        return None  # the full read reports the problem with its own message
-    if batch is None:
-        return None
-    x = pd.to_numeric(pd.Series(batch.column(plan.lon).to_pylist()), errors="coerce")
-    y = pd.to_numeric(pd.Series(batch.column(plan.lat).to_pylist()), errors="coerce")
-    return x.to_numpy(dtype=float)[:rows], y.to_numpy(dtype=float)[:rows]

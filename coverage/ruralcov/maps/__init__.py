@@ -115,7 +115,7 @@ def _speed_tests(result: CoverageResult, villages: gpd.GeoDataFrame) -> tuple[An
 def _read_tests(speed: Any, villages: gpd.GeoDataFrame) -> tuple[Any, Any, Any, Any]:
     """Longitude, latitude, download and village position (-1: outside) of every usable
     speed test, by the same reader, checks and boundary rule as the analysis."""
-    from ruralcov import join
+    from ruralcov import checks, io, join
 
     rank = villages["village_code"].rank(method="dense").to_numpy()
     try:
@@ -123,15 +123,15 @@ def _read_tests(speed: Any, villages: gpd.GeoDataFrame) -> tuple[Any, Any, Any, 
     except ImportError:  # pragma: no cover - the streaming reader is optional here
         stream = None
     if stream is not None and stream.supports(speed):
-        plan = stream.plan(speed)
+        plan = stream.speed_plan(speed)
         checker = stream.Checker(plan, speed)
         index = join.PolygonIndex(villages.geometry.values, priority=rank)
         xs, ys, ds, ws = [], [], [], []
         row0 = 1
-        for table in stream.iter_batches(plan, checker.read_columns):
+        for table in io.iter_batches(plan, checker.read_columns):
             prep = checker.check(table, row0)
             row0 += table.num_rows
-            ok = prep.status == stream.OK
+            ok = prep.status == checks.OK
             if prep.other_geoms is not None:
                 ok &= np.equal(prep.other_geoms, None)
             x, y = prep.x[ok], prep.y[ok]

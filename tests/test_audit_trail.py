@@ -545,6 +545,24 @@ def test_verify_catches_rehashed_report_and_workbook(north_run, tmp_path):
     assert lines[-1].endswith(" 2 differences")
 
 
+def test_verify_recomputes_the_assets_the_maps_and_the_plan_read(north_run, tmp_path):
+    """assets.parquet is what ``ruralcov map`` and ``plan`` grow from: a planned access point
+    made operational there, and rehashed, is a difference of the recomputation."""
+    _, base = north_run
+    run = copied(base, tmp_path)
+    path = run / "assets.parquet"
+    assets = gpd.read_parquet(path)
+    assert assets.loc[assets["asset_id"] == "AP-3", "operational"].tolist() == [False]
+    planned = assets["asset_id"] == "AP-3"
+    assets.loc[planned, "status"] = "operational"
+    assets.loc[planned, "operational"] = True
+    assets.to_parquet(path, index=False)
+    rehash(run, "assets.parquet")
+    lines = differences(run)
+    assert has(lines, "differs  rerun    assets.parquet"), lines
+    assert lines[-1].endswith(" 1 differences")
+
+
 def test_verify_passes_an_honest_run_with_later_additions(north_run, tmp_path):
     """What other commands and programs add to a run folder is not a difference: a plan, maps
     drawn later, audits, diffs, Excel's lock file; nor the demo's inputs inside the folder."""

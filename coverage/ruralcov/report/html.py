@@ -28,28 +28,18 @@ from ruralcov.report.tables import (
     headline_figures,
     is_code,
 )
-from ruralcov.schema import LEVELS
+from ruralcov.schema import LEVELS, SUMMARY_COLUMNS
 
 __all__ = ["add_report_section", "html_table", "page", "render_report_html"]
 
 #: ``(path relative to the run folder, caption)`` of a figure.
 Figures = Sequence[tuple[str, str]]
 
-#: Columns of the summary table in the report, in order.
-_SUMMARY_SHOWN = [
-    "code",
-    "name",
-    "villages",
-    "villages_with_geometry",
-    "fibre_villages",
-    "fibre_share",
-    "fibre_gap_villages",
-    "speed_meets",
-    "speed_below",
-    "speed_insufficient",
-    "communities",
-    "communities_speed_meets",
-]
+#: Columns of the summary table in the report: the counts and the fibre share (the target is
+#: in the headline, the speed shares in the CSV and the workbook).
+_SUMMARY_SHOWN = [c for c in SUMMARY_COLUMNS
+                  if c not in ("level", "fibre_target", "speed_share", "communities_speed_share")]
+
 #: Five-way speed classes (ruralcov.capability) with the style of their card.
 _FIVE_WAY_CSS = {"meets": "good", "fails": "bad"}
 

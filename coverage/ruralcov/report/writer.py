@@ -173,10 +173,13 @@ def assets_frame(result: CoverageResult) -> gpd.GeoDataFrame:
     Returns
     -------
     geopandas.GeoDataFrame
-        Every asset the run read, operational or not (EPSG:4326).
+        Every asset the run read, operational or not (EPSG:4326); ``operational`` is
+        boolean.
     """
     parts = [result.fibre_points.assign(role="points"), result.fibre_routes.assign(role="routes")]
     frame = pd.concat(parts, ignore_index=True)
+    # a boolean column, whatever dtype the concatenation of the sources left it in
+    frame["operational"] = frame["operational"].astype("boolean").fillna(False).astype(bool)
     return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
 
 

@@ -371,6 +371,18 @@ def test_map_command_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     assert "villages.parquet is missing" in res.output
 
 
+def test_map_and_plan_of_a_run_folder_without_its_assets(small_result: CoverageResult,
+                                                        tmp_path: Path) -> None:
+    """A run folder written before ruralcov kept the assets it read: one line, no input read."""
+    out = write_run(small_result, tmp_path / "run", maps=False)
+    (out / "assets.parquet").unlink()
+    for command in ("map", "plan"):
+        res = CliRunner().invoke(cli, [command, str(out)], catch_exceptions=False)
+        assert res.exit_code == 2, res.output
+        assert res.output.count("\n") == 1 and "assets.parquet is missing" in res.output
+    assert not (out / "tables" / "plan.csv").exists()
+
+
 # --------------------------------------------------------------------------- village legends
 
 

@@ -198,9 +198,9 @@ def _assets(folder: Path) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     frame = _parquet(_need(folder, ASSETS_FILE))
     if frame.crs is not None and not frame.crs.equals("EPSG:4326"):
         frame = frame.to_crs("EPSG:4326")
-    role = frame["role"].to_numpy(dtype=object) if "role" in frame.columns else None
-    if role is None:
+    if "role" not in frame.columns:
         raise InputError(f"{folder / ASSETS_FILE}: no column 'role'; run the analysis again")
+    role = frame["role"].to_numpy(dtype=object)
     parts = (frame[role == kind].drop(columns="role").reset_index(drop=True)
              for kind in ("points", "routes"))
     points, routes = (gpd.GeoDataFrame(p, geometry="geometry", crs="EPSG:4326") for p in parts)

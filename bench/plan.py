@@ -25,7 +25,9 @@ import numpy as np
 import pyproj
 import shapely
 
-from ruralcov.plan import PlanOptions, grow_network, plan_extension, plan_run, read_run_inputs
+from ruralcov.plan import plan_run
+from ruralcov.planner import PlanOptions, access_points, grow_network, plan_extension
+from ruralcov.runfolder import read_run
 
 
 def _demo_run(folder: Path) -> Path:
@@ -80,8 +82,8 @@ def main() -> None:
             f"  {int((s['fibre_gap_villages'] > 0).sum())} counties below target, "
             f"{len(fibre)} villages planned, {fibre['link_km'].sum():,.1f} km"
         )
-        inputs = _timed("read the run folder", lambda: read_run_inputs(run))
-        v, aps = inputs.villages, inputs.access_points
+        inputs = _timed("read the run folder", lambda: read_run(run, tables=False))
+        v, aps = inputs.villages, access_points(inputs)
         for level in ("county", "township"):
             p = _timed(
                 f"engine: every {level}, connect all",
@@ -93,7 +95,7 @@ def main() -> None:
 
         # the whole province as one area, sparse Prim against all pairs
         from ruralcov.crs import metric_crs
-        from ruralcov.plan import village_points
+        from ruralcov.planner import village_points
 
         pts = village_points(v)
         ok = pts.notna().to_numpy()
@@ -110,7 +112,7 @@ def main() -> None:
         cand = xy(pts.values[ok & village & ~fib])
         print(f"province as one area: {len(net):,} network points, {len(cand):,} candidates")
         _, _, length = _timed(
-            "  Delaunay + Prim (ruralcov.plan.grow_network)", lambda: grow_network(net, cand)
+            "  Delaunay + Prim (ruralcov.planner.grow_network)", lambda: grow_network(net, cand)
         )
         dense = _timed("  brute-force Prim over all pairs", lambda: _dense_prim(net, cand))
         print(
@@ -124,7 +126,7 @@ def main() -> None:
             f"stress, province as one area: {len(net):,} network points, {len(cand):,} candidates"
         )
         _, _, length = _timed(
-            "  Delaunay + Prim (ruralcov.plan.grow_network)", lambda: grow_network(net, cand)
+            "  Delaunay + Prim (ruralcov.planner.grow_network)", lambda: grow_network(net, cand)
         )
         dense = _timed("  brute-force Prim over all pairs", lambda: _dense_prim(net, cand))
         print(

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyproj
 from shapely.geometry import LineString
 
 from ruralcov.pipeline import CoverageResult
@@ -44,6 +46,51 @@ def small_plan() -> gpd.GeoDataFrame:
         geometry=[LineString([(112.515, 37.805), (112.525, 37.805)])],
         crs="EPSG:4326",
     )
+
+
+def north_cells(folder: Path, metric_crs: str, *, cell_m: float = 1000.0) -> pd.DataFrame:
+    """The north world's speed tests per 1 km cell, computed here with geopandas from the
+    files ``tests/worlds.py`` wrote into ``folder``, independently of ruralcov: the usable
+    tests (a download of at least 0 and a location) inside a village polygon, binned in
+    ``metric_crs`` and classed by the world's rule (at least 5 tests from 3 devices; median
+    against the 12 Mbps village target)."""
+    raw = pd.read_csv(folder / "tests.csv")
+    raw = raw[(raw["down"] >= 0) & raw["lon"].notna() & raw["lat"].notna()]
+    pts = gpd.GeoDataFrame(raw, geometry=gpd.points_from_xy(raw["lon"], raw["lat"]),
+                           crs="EPSG:4326")
+    polys = gpd.read_file(folder / "polygons.gpkg", layer="villages")
+    inside = gpd.sjoin(pts, polys, predicate="intersects")
+    tests = pts.loc[sorted(set(inside.index))]  # a test on a shared edge is one test
+    x, y = pyproj.Transformer.from_crs("EPSG:4326", metric_crs, always_xy=True).transform(
+        tests["lon"].to_numpy(), tests["lat"].to_numpy()
+    )
+    frame = pd.DataFrame({"county_code": "K1", "ix": np.floor(x / cell_m).astype(np.int64),
+                          "iy": np.floor(y / cell_m).astype(np.int64),
+                          "down": tests["down"].to_numpy(), "device": tests["device"].to_numpy()})
+    cells = frame.groupby(["county_code", "ix", "iy"], sort=True).agg(
+        tests=("down", "size"), devices=("device", "nunique"), median_mbps=("down", "median")
+    ).reset_index()
+    enough = (cells["tests"] >= 5) & (cells["devices"] >= 3)
+    meets = cells["median_mbps"] >= 12.0
+    cells["speed_class"] = np.where(enough, np.where(meets, "meets", "below"),
+                                    "insufficient_data")
+    return cells
+
+
+def with_cells(result: CoverageResult, cells: pd.DataFrame) -> CoverageResult:
+    """``result`` with ``cells``, unless the analysis gave it cells already: then those stay
+    (the maps must draw what the engine computed)."""
+    if result.cells is not None:
+        return result
+    return dataclasses.replace(result, cells=cells)
+
+
+def drawn_cells(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(tests, devices, median, class label)`` of each cell of a ``speed_cells`` layer."""
+    labels = [c["label"] for c in data["classes"]]
+    return list(zip(column(data, "tests"), column(data, "devices"),
+                    column(data, "median download (Mbps)"), [labels[k] for k in data["cls"]],
+                    strict=True))
 
 
 _LAYER = re.compile(r"ruralcov\.layer\((\{.*?\})\);\n", re.S)

@@ -19,12 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ruralcov import analyse, load_config
-from ruralcov.audit import audit_claims, read_run
+from ruralcov.audit import audit_claims
 from ruralcov.cli import cli
 from ruralcov.config import CorrectionsConfig
 from ruralcov.corrections import check_ledger, read_ledger
 from ruralcov.errors import OutputExistsError, SchemaError
 from ruralcov.report import write_run
+from ruralcov.runfolder import read_villages
 from sheetcells import HYPERLINK, formula_like, unsafe_cells
 from worlds import EXPECTED, square, write_north_world
 
@@ -162,7 +163,7 @@ def test_no_written_cell_can_start_a_formula(text):
     """Any text, in any kind of column (text, pandas string, categorical, code) or as a
     header, is written as itself or behind a quote, and never as a cell that starts a
     formula unless it is a plain number."""
-    from ruralcov.report import _cell_values, _for_csv
+    from ruralcov.report import cell_values, for_csv
 
     frame = pd.DataFrame({
         "name": pd.Series([text], dtype=object),
@@ -170,10 +171,10 @@ def test_no_written_cell_can_start_a_formula(text):
         "kind": pd.Series([text], dtype="category"),
         "village_code": pd.Series([text], dtype=object),
     })
-    out = _for_csv(frame)
-    headed = _for_csv(pd.DataFrame({text: [1.5]}))
+    out = for_csv(frame)
+    headed = for_csv(pd.DataFrame({text: [1.5]}))
     cells = [*out.iloc[0].tolist(), headed.columns[0]]
-    cells += [v for col in frame.columns for v in _cell_values(frame[col])]
+    cells += [v for col in frame.columns for v in cell_values(frame[col])]
     for cell in cells:
         assert cell in (text, "'" + text)
         assert not formula_like(cell), cell
@@ -283,7 +284,7 @@ def test_audit_finds_every_planted_error(north_run, tmp_path):
             "township": [None, None, None, None, "T1", "T1", None, None],
         }
     )
-    villages, _ = read_run(run)
+    villages = read_villages(run)
     # the planted errors: V3 has no fibre, V99 is unknown, V1 is claimed twice, "Nowhere"
     # is no village of T1, row 7 has no key; V4 (fibre by register) and V2 are not claimed
     # by code, V2 is claimed by name
@@ -542,6 +543,24 @@ def test_verify_catches_rehashed_report_and_workbook(north_run, tmp_path):
     assert has(lines, "differs  rerun    report.html", "99.00 %", "50.00 %"), lines
     assert has(lines, "differs  rerun    report.xlsx"), lines
     assert lines[-1].endswith(" 2 differences")
+
+
+def test_verify_recomputes_the_assets_the_maps_and_the_plan_read(north_run, tmp_path):
+    """assets.parquet is what ``ruralcov map`` and ``plan`` grow from: a planned access point
+    made operational there, and rehashed, is a difference of the recomputation."""
+    _, base = north_run
+    run = copied(base, tmp_path)
+    path = run / "assets.parquet"
+    assets = gpd.read_parquet(path)
+    assert assets.loc[assets["asset_id"] == "AP-3", "operational"].tolist() == [False]
+    planned = assets["asset_id"] == "AP-3"
+    assets.loc[planned, "status"] = "operational"
+    assets.loc[planned, "operational"] = True
+    assets.to_parquet(path, index=False)
+    rehash(run, "assets.parquet")
+    lines = differences(run)
+    assert has(lines, "differs  rerun    assets.parquet"), lines
+    assert lines[-1].endswith(" 1 differences")
 
 
 def test_verify_passes_an_honest_run_with_later_additions(north_run, tmp_path):

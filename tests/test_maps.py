@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +24,27 @@ from mapworld import (
     XSS,
     column,
     decode_ring,
+    drawn_cells,
     hostile_result,
     layers,
     legend_from_csv,
     legend_of,
+    north_cells,
     small_plan,
+    with_cells,
 )
+from ruralcov import analyse
 from ruralcov.cli import cli
-from ruralcov.config import config_from_dict
+from ruralcov.config import config_from_dict, load_config
 from ruralcov.crs import wgs84_to_gcj02
 from ruralcov.errors import ConfigError
+from ruralcov.io import sha256_file
 from ruralcov.maps import county_file, write_maps
 from ruralcov.maps.data import MAP_CLASSES, area_classes, encode_geometry, share_bins
 from ruralcov.maps.static import village_legend
 from ruralcov.pipeline import CoverageResult
-from ruralcov.report import sha256_file, write_run
+from ruralcov.planner import plan_result
+from ruralcov.report import write_run
 from ruralcov.runfolder import read_run
 from worlds import EXPECTED, write_north_world
 
@@ -296,24 +303,51 @@ def test_read_run_gives_back_the_tables(small_result: CoverageResult, tmp_path: 
     assert back.metric_crs == small_result.metric_crs
     assert back.villages["village_code"].tolist() == small_result.villages["village_code"].tolist()
     assert back.config.run.provenance == small_result.config.run.provenance
-    # the small world's hand-made CSV inputs have no CRS: the maps go on without the assets
-    assert len(back.fibre_points) == 0
+    # every asset the run read, counted or not, comes back from assets.parquet (the small
+    # world's CSV inputs have no CRS: reading them again would fail)
+    for got, want in ((back.fibre_points, small_result.fibre_points),
+                      (back.fibre_routes, small_result.fibre_routes)):
+        for col in ("asset_id", "status", "operational", "source", "max_distance_m"):
+            assert got[col].tolist() == want[col].tolist(), col
+        assert got.geometry.to_wkt().tolist() == want.geometry.to_wkt().tolist()
+    assert back.cells is None  # the small world has none
 
 
-def test_map_command_reads_assets_and_tests_again(tmp_path: Path) -> None:
+def test_map_and_plan_of_a_copied_run_without_its_inputs(tmp_path: Path) -> None:
+    """The maps and the plan of a run folder come from the folder alone: a copy whose inputs
+    are gone draws the same assets and speed-test cells, and plans the same links."""
     config = write_north_world(tmp_path / "in")
-    out = tmp_path / "run"
-    res = CliRunner().invoke(
-        cli, ["-q", "run", str(config), "--out", str(out), "--no-maps"], catch_exceptions=False
-    )
-    assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(cli, ["-q", "map", str(out)], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    found = layers(_html(out / "maps" / "county_K1.html"))
-    assert column(found["fibre_points"], "id") == ["AP-1", "AP-2", "AP-3", "AP-C"]
-    cells = found["speed_cells"]
-    # every test that lies in a village is in exactly one cell
-    assert sum(int(t) for t in column(cells, "tests")) == sum(e[3] for e in EXPECTED.values())
+    result = analyse(load_config(config))
+    expected = north_cells(config.parent, result.metric_crs)
+    result = with_cells(result, expected)
+    original = write_run(result, tmp_path / "run", maps=True)
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(original, copy)
+    shutil.rmtree(tmp_path / "in")
+    for args in (["map", copy], ["plan", copy]):  # plan draws the maps again, with the links
+        res = CliRunner().invoke(cli, ["-q", *map(str, args)], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+    before = layers(_html(original / "maps" / "county_K1.html"))
+    after = layers(_html(copy / "maps" / "county_K1.html"))
+    for layer in ("fibre_points", "fibre_routes", "speed_cells"):
+        assert after[layer] == before[layer], layer
+    assert column(after["fibre_points"], "id") == ["AP-1", "AP-2", "AP-3", "AP-C"]
+    assert column(after["fibre_routes"], "id") == ["R-1"]
+    # the cells as computed from the world's files; every test inside a village in one cell
+    cells = drawn_cells(after["speed_cells"])
+    assert sum(int(t) for t, _, _, _ in cells) == sum(e[3] for e in EXPECTED.values())
+    assert cells == [(str(r.tests), str(r.devices), f"{r.median_mbps:.1f}",
+                      {"meets": "median ≥ 12 Mbps", "below": "median < 12 Mbps",
+                       "insufficient_data": "too few: under 5 tests or under 3 devices"}[
+                          r.speed_class]) for r in expected.itertuples()]
+    # by construction: V2's 6 tests and the edge test share a cell, from devices a and b only
+    assert ("7", "2", "30.0", "too few: under 5 tests or under 3 devices") in cells
+    plan = pd.read_csv(copy / "tables" / "plan.csv", dtype=str, encoding="utf-8-sig")
+    want = plan_result(result).links
+    assert sorted(plan["village_code"]) == ["V3", "V5"]
+    assert plan["village_code"].tolist() == want["village_code"].tolist()
+    assert plan["connects_to"].tolist() == want["connects_to"].tolist()
+    assert "plan_links" in after
 
 
 def test_map_command_redraws_maps(small_result: CoverageResult, tmp_path: Path) -> None:
@@ -337,6 +371,18 @@ def test_map_command_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     assert "villages.parquet is missing" in res.output
 
 
+def test_map_and_plan_of_a_run_folder_without_its_assets(small_result: CoverageResult,
+                                                        tmp_path: Path) -> None:
+    """A run folder written before ruralcov kept the assets it read: one line, no input read."""
+    out = write_run(small_result, tmp_path / "run", maps=False)
+    (out / "assets.parquet").unlink()
+    for command in ("map", "plan"):
+        res = CliRunner().invoke(cli, [command, str(out)], catch_exceptions=False)
+        assert res.exit_code == 2, res.output
+        assert res.output.count("\n") == 1 and "assets.parquet is missing" in res.output
+    assert not (out / "tables" / "plan.csv").exists()
+
+
 # --------------------------------------------------------------------------- village legends
 
 
@@ -352,7 +398,7 @@ def assert_legends_count_the_csv(run: Path, *, five_way: bool) -> list[tuple[str
         county = page.stem.removeprefix("county_")
         got = legend_of(layers(_html(page))["villages"])
         assert got == legend_from_csv(run, five_way=five_way, county=county), page.name
-    v = read_run(run, assets=False).villages
+    v = read_run(run, tables=False).villages
     static = village_legend(v[v["has_geometry"].astype(bool)])
     assert static == [(f"{label} ({n:,})", colour) for label, colour, n in want if n]
     return want

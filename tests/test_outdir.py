@@ -220,7 +220,7 @@ KILLS = [
      {"event": "os.link", "match": r"/run/inputs/.+ -> .+/run\.tmp-\w+/inputs/", "nth": 3,
       "after": STAGED}, True),
     ("writing manifest.json, the last file",
-     {"event": "open", "match": r"run\.tmp-\w+/manifest", "after": STAGED}, True),
+     {"event": "open", "match": r"run\.tmp-\w+/\.manifest\.json\.tmp-", "after": STAGED}, True),
     # (after a kill that left no old run aside: the one deleted is this command's)
     ("halfway through deleting the old run",
      {"event": "os.remove", "match": ".", "nth": 6,

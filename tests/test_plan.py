@@ -33,14 +33,15 @@ from shapely import Point, box
 
 from ruralcov.cli import cli
 from ruralcov.errors import ConfigError
-from ruralcov.plan import (
+from ruralcov.io import sha256_file
+from ruralcov.plan import read_codes
+from ruralcov.planner import (
     LINK_COLUMNS,
     SUMMARY_COLUMNS,
     PlanOptions,
     grow_network,
     plan_extension,
     plan_result,
-    read_codes,
     village_points,
 )
 from ruralcov.report import write_run
@@ -411,8 +412,6 @@ def test_plan_command_on_the_small_world(small_result, tmp_path):
     assert {"area_code", "order", "village_code", "connects_to", "link_km"} <= set(lines.columns)
     assert (lines.geom_type == "LineString").all() and lines.crs.equals("EPSG:4326")
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
-    from ruralcov.report import sha256_file
-
     for rel, digest in manifest["plan"]["outputs"].items():
         assert sha256_file(run / rel) == digest
     assert manifest["outputs"]["report.html"] == sha256_file(run / "report.html")
@@ -463,8 +462,6 @@ def test_plan_is_drawn_on_the_county_maps(small_result, tmp_path):
     html = page.read_text(encoding="utf-8")
     assert "plan_links" in html and "140105002001" in html
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
-    from ruralcov.report import sha256_file
-
     assert manifest["outputs"]["maps/county_140105.html"] == sha256_file(page)
 
 
@@ -489,14 +486,18 @@ def test_plan_command_refuses_a_folder_that_is_not_a_run(tmp_path):
     assert out.exit_code == 2 and "not a ruralcov run folder" in out.output
 
 
-def test_changed_fibre_input_is_refused(small_result, tmp_path):
+def test_plan_grows_from_the_assets_the_run_read_not_from_its_inputs(small_result, tmp_path):
     run = _small_run(small_result, tmp_path / "run")
+    # an access point added to the input after the run, inside 北庄 (the village 140105 needs)
     path = small_result.config.fibre[0].path
     path.write_text(
-        path.read_text(encoding="utf-8") + "AP-7,operational,112.6,37.8\n", encoding="utf-8"
+        path.read_text(encoding="utf-8") + "AP-7,operational,112.525,37.805\n", encoding="utf-8"
     )
-    out = CliRunner().invoke(cli, ["plan", str(run)])
-    assert out.exit_code == 2 and "changed since the run" in out.output
+    out = CliRunner().invoke(cli, ["-q", "plan", str(run)], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    plan = pd.read_csv(run / "tables" / "plan.csv", dtype=str, encoding="utf-8-sig")
+    assert "AP-7" not in set(plan["connects_to"])  # the run did not count it
+    assert plan["village_code"].tolist() == ["140105002001", "140106002002"]
 
 
 # --------------------------------------------------------------------------- demo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -20,15 +21,22 @@ from ruralcov.errors import ConfigError, OutputError
 from ruralcov.pipeline import CoverageResult, InputRecord
 from ruralcov.report import (
     build_manifest,
+    for_csv,
     render_report_html,
+    write_csv,
     write_run,
     write_tables,
+    writer,
+    xlsx,
 )
+from ruralcov.report import tables as report_tables
+from ruralcov.report.tables import write_csv_keeping
 from ruralcov.schema import SUMMARY_COLUMNS, VILLAGE_COLUMNS
 from ruralcov.validate import ISSUE_FIELDS
 
-DESIGN_FILES = [
+RUN_FILES = [
     "villages.parquet",
+    "assets.parquet",
     "tables/villages.csv",
     "tables/summary_province.csv",
     "tables/summary_city.csv",
@@ -57,8 +65,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
 
 
-def test_every_design_file_exists(run: Path) -> None:
-    for name in DESIGN_FILES:
+def test_every_run_file_exists(run: Path) -> None:
+    for name in RUN_FILES:
         assert (run / name).is_file(), name
     assert (run / "maps" / "province.html").is_file()
     # nothing else is left next to the run folder
@@ -232,7 +240,7 @@ def test_failure_leaves_nothing(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "write_xlsx", broken)
+    monkeypatch.setattr(writer, "write_xlsx", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         write_run(small_result, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
@@ -243,7 +251,7 @@ def test_failure_keeps_the_previous_run(
 ) -> None:
     out = write_run(small_result, tmp_path / "out")
     before = (out / "manifest.json").read_bytes()
-    monkeypatch.setattr(report, "render_report_html", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(writer, "render_report_html", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         write_run(small_result, out, force=True)
     assert (out / "manifest.json").read_bytes() == before
@@ -301,7 +309,7 @@ def test_maps_skipped(small_result: CoverageResult, tmp_path: Path) -> None:
 def test_write_tables_alone(small_result: CoverageResult, tmp_path: Path) -> None:
     paths = write_tables(small_result, tmp_path / "tables")
     assert sorted(p.name for p in paths) == sorted(
-        Path(n).name for n in DESIGN_FILES if n.startswith("tables/")
+        Path(n).name for n in RUN_FILES if n.startswith("tables/")
     )
 
 
@@ -333,14 +341,14 @@ def test_failed_rerun_puts_the_inputs_back(
     (out / "inputs").mkdir(parents=True)
     (out / "inputs" / "villages.csv").write_text("code,name\n", encoding="utf-8")
     write_run(small_result, out, extra_inputs=out / "inputs")
-    real_replace = report.os.replace
+    real_replace = os.replace
 
     def refuse_swap(src: Path, dst: Path) -> None:
         if Path(src) == out:  # renaming the old run away fails, as with a file open on Windows
             raise PermissionError("file in use")
         real_replace(src, dst)
 
-    monkeypatch.setattr(report.os, "replace", refuse_swap)
+    monkeypatch.setattr(os, "replace", refuse_swap)
     with pytest.raises(OutputError, match="Close files opened from it"):
         write_run(small_result, out, extra_inputs=out / "inputs", force=True)
     monkeypatch.undo()
@@ -384,7 +392,8 @@ def test_gap_tables_reuse_village_rows_byte_for_byte(
     assert set(reused) == expected
     write_tables(result, tmp_path / "reused")
     report.write_xlsx(result, tmp_path / "reused.xlsx")
-    monkeypatch.setattr(report, "village_rows", lambda tables: {})  # every table on its own
+    for module in (report_tables, xlsx):  # every table on its own
+        monkeypatch.setattr(module, "village_rows", lambda tables: {})
     write_tables(result, tmp_path / "alone")
     report.write_xlsx(result, tmp_path / "alone.xlsx")
     for path in sorted((tmp_path / "alone").iterdir()):
@@ -408,18 +417,16 @@ def test_csv_written_in_chunks_keeps_the_lines_asked_for(tmp_path: Path, chunk: 
     frame = pd.DataFrame({"code": [f"14{i}" for i in range(7)],
                           "name": ["a", 'b, "c"', "d", "", "e", "f", "g"],
                           "x": [0.1, 1 / 3, None, 2.0, -1e-300, 5.0, 1e20]})
-    report._for_csv(frame).to_csv(tmp_path / "whole.csv", index=False, encoding="utf-8-sig",
-                                  lineterminator="\r\n")
+    write_csv(frame, tmp_path / "whole.csv")
     whole = (tmp_path / "whole.csv").read_bytes()
     lines = whole.decode("utf-8-sig").split("\r\n")
-    kept = report._write_csv_keeping(report._for_csv(frame), tmp_path / "chunks.csv",
-                                     np.array([5, 0, 5, 6]), chunk=chunk)
+    kept = write_csv_keeping(for_csv(frame), tmp_path / "chunks.csv", np.array([5, 0, 5, 6]),
+                             chunk=chunk)
     assert (tmp_path / "chunks.csv").read_bytes() == whole
     assert kept == {-1: lines[0], 0: lines[1], 5: lines[6], 6: lines[7]}
     frame.loc[3, "name"] = "two\r\nlines"  # lines are no longer rows: nothing is kept
-    report._for_csv(frame).to_csv(tmp_path / "whole.csv", index=False, encoding="utf-8-sig",
-                                  lineterminator="\r\n")
-    kept = report._write_csv_keeping(report._for_csv(frame), tmp_path / "chunks.csv",
-                                     np.array([5]), chunk=chunk)
+    write_csv(frame, tmp_path / "whole.csv")
+    kept = write_csv_keeping(for_csv(frame), tmp_path / "chunks.csv", np.array([5]),
+                             chunk=chunk)
     assert kept is None
     assert (tmp_path / "chunks.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()

@@ -4,8 +4,9 @@ Operators and counties report lists of villages they say have fibre (or reach th
 target). :func:`audit_claims` matches every row of such a list to the register of a run (by
 village code, or by name within a township) and sorts each into one status of
 :data:`STATUSES`; villages the run shows as covered but the list omits are added as
-``evidence_not_claimed``. It is a pure function over two tables; :func:`read_run` and
-:func:`write_audit` are the file ends used by ``ruralcov audit``.
+``evidence_not_claimed``. It is a pure function over two tables; :func:`read_claimed` and
+:func:`write_audit` are the file ends used by ``ruralcov audit`` (the run's villages come from
+:func:`ruralcov.runfolder.read_villages`).
 
 Matching by name compares names after Unicode NFKC normalisation with blanks removed and the
 register's committee suffix folded (``东关村委会`` and ``东关村民委员会`` both match ``东关村``;
@@ -26,6 +27,7 @@ import pandas as pd
 
 from ruralcov import io
 from ruralcov.errors import ConfigError, InputError, SchemaError, did_you_mean
+from ruralcov.report import cell_values, neutralise, write_csv
 from ruralcov.schema import read_codes
 
 __all__ = [
@@ -34,7 +36,6 @@ __all__ = [
     "AuditResult",
     "audit_claims",
     "read_claimed",
-    "read_run",
     "write_audit",
 ]
 
@@ -103,7 +104,17 @@ class AuditResult:
 
 
 def name_key(names: pd.Series) -> pd.Series:
-    """Names compared for matching: NFKC, no blanks, committee suffix folded.
+    """Names as compared for matching: NFKC, no blanks, committee suffix folded.
+
+    Parameters
+    ----------
+    names
+        Village (or township) names as typed.
+
+    Returns
+    -------
+    pandas.Series
+        The keys, None for a missing or blank name.
 
     Examples
     --------
@@ -168,7 +179,41 @@ def audit_claims(
         The list as named in error messages, with its file: ``"claimed list (ops.xlsx)"``.
         Codes a spreadsheet changed (``1.40121E+11``) stop the audit
         (:func:`ruralcov.schema.read_codes`): they would be reported as unknown codes.
+
+    Returns
+    -------
+    AuditResult
+        One row per claimed row (in list order) and per supported village the list omits,
+        and the count of each status.
     """
+    cols = _check_request(claimed, claim=claim, code=code, name=name, township=township,
+                          scope=scope)
+    v = villages.reset_index(drop=True)
+    keys = _ClaimKeys.of(claimed, code=code, name=name, township=township, source=source)
+    matcher = _Matcher(v, _supported(v, claim).to_numpy(), claim, by_name=bool(name))
+    # row -> column -> cell of xlsx formulas without a value (ruralcov.io.read_table)
+    unread: dict[int, dict[str, str]] = claimed.attrs.get("uncached_formulas", {})
+    rows: list[dict[str, Any]] = []
+    for j in range(len(claimed)):
+        formulas = [ref for col, ref in unread.get(j, {}).items() if col in cols]
+        rows.append(matcher.row(j, keys, formulas))
+    rows.extend(matcher.unclaimed(scope))
+    table = pd.DataFrame(rows).reindex(columns=list(AUDIT_COLUMNS))
+    table["claim_row"] = table["claim_row"].astype("Int64")
+    counts = table["status"].value_counts()
+    summary = pd.DataFrame(
+        {
+            "status": list(STATUSES),
+            "description": list(STATUSES.values()),
+            "rows": [int(counts.get(s, 0)) for s in STATUSES],
+        }
+    )
+    return AuditResult(rows=table, summary=summary, claim=claim)
+
+
+def _check_request(claimed: pd.DataFrame, *, claim: str, code: str | None, name: str | None,
+                   township: str | None, scope: str) -> list[str]:
+    """The key columns of the claimed list; an error for anything asked that cannot be."""
     if claim not in CLAIMS:
         raise ValueError(f"`claim` was {claim!r} but is expected to be in {list(CLAIMS)}")
     if scope not in SCOPES:
@@ -185,53 +230,56 @@ def audit_claims(
             f"claimed list lacks column(s) {missing}{hints}; its columns are "
             f"{list(claimed.columns)[:20]}. Name the columns with --code, --name and --township"
         )
-    # row -> column -> cell of xlsx formulas without a value (ruralcov.io.read_table)
-    unread: dict[int, dict[str, str]] = claimed.attrs.get("uncached_formulas", {})
-    v = villages.reset_index(drop=True)
-    supported = _supported(v, claim).to_numpy()
-    by_code = {c: i for i, c in enumerate(v["village_code"])}
-    n = len(claimed)
-    claimed_codes = (
-        read_codes(claimed[code], source=source, column=code).reset_index(drop=True)
-        if code
-        else pd.Series([None] * n, dtype=object)
-    )
-    claimed_names = (
-        claimed[name].astype("string").str.strip().astype(object).reset_index(drop=True)
-        if name
-        else pd.Series([None] * n, dtype=object)
-    )
-    claimed_towns = (
-        read_codes(claimed[township], source=source, column=township).reset_index(drop=True)
-        if township
-        else pd.Series([None] * n, dtype=object)
-    )
-    # name lookup: (township key, name key) -> village positions
-    lookup: dict[tuple[str, str], list[int]] = {}
-    if name:
-        keys = name_key(v["village_name"])
-        town_names = name_key(v["township_name"]) if "township_name" in v else None
-        for i, key in enumerate(keys):
-            if key is None:
-                continue
-            lookup.setdefault((str(v["township_code"].iat[i]), key), []).append(i)
-            if town_names is not None and town_names.iat[i] is not None:
-                lookup.setdefault((f"name:{town_names.iat[i]}", key), []).append(i)
-    wanted_keys = name_key(claimed_names)
-    town_keys = name_key(claimed_towns)
+    return cols
 
-    rows: list[dict[str, Any]] = []
-    seen: dict[int, int] = {}
-    for j in range(n):
+
+@dataclass(frozen=True)
+class _ClaimKeys:
+    """The keys of every claimed row: code, name and township as read, and the names as
+    compared (:func:`name_key`)."""
+
+    codes: pd.Series
+    names: pd.Series
+    towns: pd.Series
+    name_keys: pd.Series
+    town_keys: pd.Series
+
+    @classmethod
+    def of(cls, claimed: pd.DataFrame, *, code: str | None, name: str | None,
+           township: str | None, source: str) -> _ClaimKeys:
+        n = len(claimed)
+
+        def none() -> pd.Series:
+            return pd.Series([None] * n, dtype=object)
+
+        codes = (read_codes(claimed[code], source=source, column=code).reset_index(drop=True)
+                 if code else none())
+        names = (claimed[name].astype("string").str.strip().astype(object).reset_index(drop=True)
+                 if name else none())
+        towns = (read_codes(claimed[township], source=source, column=township)
+                 .reset_index(drop=True) if township else none())
+        return cls(codes, names, towns, name_key(names), name_key(towns))
+
+
+class _Matcher:
+    """Claimed rows matched to the villages of a run, one at a time, in list order."""
+
+    def __init__(self, v: pd.DataFrame, supported: np.ndarray, claim: str, *,
+                 by_name: bool) -> None:
+        self.v, self.supported, self.claim = v, supported, claim
+        self.by_code = {c: i for i, c in enumerate(v["village_code"])}
+        self.lookup = _name_lookup(v) if by_name else {}
+        #: village position -> the row that first claimed it
+        self.seen: dict[int, int] = {}
+
+    def row(self, j: int, keys: _ClaimKeys, formulas: list[str]) -> dict[str, Any]:
+        """The audit row of claimed row ``j`` (0-based)."""
         rec: dict[str, Any] = {
             "claim_row": j + 1,
-            "claimed_code": claimed_codes.iat[j],
-            "claimed_name": claimed_names.iat[j],
-            "claimed_township": claimed_towns.iat[j],
+            "claimed_code": keys.codes.iat[j],
+            "claimed_name": keys.names.iat[j],
+            "claimed_township": keys.towns.iat[j],
         }
-        pos: int | None = None
-        c = claimed_codes.iat[j]
-        formulas = [ref for col, ref in unread.get(j, {}).items() if col in cols]
         if formulas:
             rec.update(
                 status="uncached_formula",
@@ -239,68 +287,83 @@ def audit_claims(
                 "nothing; open and save the list in Excel or WPS (or paste values) and audit "
                 "again",
             )
-        elif c is not None:
-            pos = by_code.get(c)
+            return rec
+        pos = self._find(j, keys, rec)
+        if pos is not None:
+            rec.update(self._verdict(pos, j))
+        return rec
+
+    def _find(self, j: int, keys: _ClaimKeys, rec: dict[str, Any]) -> int | None:
+        """The village claimed on row ``j``; or None, with the status and message in ``rec``."""
+        c = keys.codes.iat[j]
+        if c is not None:
+            pos = self.by_code.get(c)
             if pos is None:
                 rec.update(status="unknown_code", message=f"code {c} is not in the register")
-        elif wanted_keys.iat[j] is not None:
-            town = claimed_towns.iat[j]
-            hits = lookup.get((str(town), wanted_keys.iat[j]), []) or lookup.get(
-                (f"name:{town_keys.iat[j]}", wanted_keys.iat[j]), []
-            )
-            if len(hits) == 1:
-                pos = hits[0]
-            elif not hits:
-                rec.update(
-                    status="name_not_found",
-                    message=f"no village named {claimed_names.iat[j]!r} in township {town!r}",
-                )
-            else:
-                codes = ", ".join(str(v["village_code"].iat[h]) for h in hits)
-                rec.update(
-                    status="name_ambiguous",
-                    message=f"{claimed_names.iat[j]!r} in township {town!r} fits {codes}; "
-                    "give the code",
-                )
-        else:
+            return pos
+        if keys.name_keys.iat[j] is None:
             rec.update(status="missing_key", message="the row has neither a code nor a name")
-        if pos is not None:
-            rec.update(_village_fields(v, pos))
-            rec["supported"] = bool(supported[pos])
-            if pos in seen:
-                rec.update(
-                    status="duplicate_claim",
-                    message=f"already claimed on row {seen[pos]}",
-                )
-            else:
-                seen[pos] = j + 1
-                ok = bool(supported[pos])
-                rec.update(
-                    status="confirmed" if ok else "claimed_without_evidence",
-                    message=_evidence_text(v, pos, claim, ok),
-                )
-        rows.append(rec)
+            return None
+        town, wanted = keys.towns.iat[j], keys.name_keys.iat[j]
+        hits = self.lookup.get((str(town), wanted), []) or self.lookup.get(
+            (f"name:{keys.town_keys.iat[j]}", wanted), []
+        )
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            rec.update(
+                status="name_not_found",
+                message=f"no village named {keys.names.iat[j]!r} in township {town!r}",
+            )
+        else:
+            codes = ", ".join(str(self.v["village_code"].iat[h]) for h in hits)
+            rec.update(
+                status="name_ambiguous",
+                message=f"{keys.names.iat[j]!r} in township {town!r} fits {codes}; "
+                "give the code",
+            )
+        return None
 
-    claimed_pos = np.zeros(len(v), dtype=bool)
-    claimed_pos[list(seen)] = True
-    in_scope = _scope_mask(v, claimed_pos, scope)
-    counted = v["kind"].isin(["village", "community"]).to_numpy()
-    extra = np.flatnonzero(supported & ~claimed_pos & in_scope & counted)
-    for pos in extra[np.argsort(v["village_code"].to_numpy()[extra].astype(str), kind="stable")]:
-        rec = {"status": "evidence_not_claimed", "supported": True, **_village_fields(v, pos)}
-        rec["message"] = _evidence_text(v, pos, claim, True) + "; not on the claimed list"
-        rows.append(rec)
-    table = pd.DataFrame(rows).reindex(columns=list(AUDIT_COLUMNS))
-    table["claim_row"] = table["claim_row"].astype("Int64")
-    counts = table["status"].value_counts()
-    summary = pd.DataFrame(
-        {
-            "status": list(STATUSES),
-            "description": list(STATUSES.values()),
-            "rows": [int(counts.get(s, 0)) for s in STATUSES],
-        }
-    )
-    return AuditResult(rows=table, summary=summary, claim=claim)
+    def _verdict(self, pos: int, j: int) -> dict[str, Any]:
+        """The village's fields and whether the run supports the claim (or it repeats)."""
+        ok = bool(self.supported[pos])
+        rec = {**_village_fields(self.v, pos), "supported": ok}
+        if pos in self.seen:
+            rec.update(status="duplicate_claim", message=f"already claimed on row {self.seen[pos]}")
+        else:
+            self.seen[pos] = j + 1
+            rec.update(status="confirmed" if ok else "claimed_without_evidence",
+                       message=_evidence_text(self.v, pos, self.claim, ok))
+        return rec
+
+    def unclaimed(self, scope: str) -> list[dict[str, Any]]:
+        """``evidence_not_claimed`` rows: supported villages in scope the list omits, by code."""
+        v = self.v
+        claimed_pos = np.zeros(len(v), dtype=bool)
+        claimed_pos[list(self.seen)] = True
+        in_scope = _scope_mask(v, claimed_pos, scope)
+        counted = v["kind"].isin(["village", "community"]).to_numpy()
+        extra = np.flatnonzero(self.supported & ~claimed_pos & in_scope & counted)
+        order = np.argsort(v["village_code"].to_numpy()[extra].astype(str), kind="stable")
+        return [
+            {"status": "evidence_not_claimed", "supported": True, **_village_fields(v, pos),
+             "message": _evidence_text(v, pos, self.claim, True) + "; not on the claimed list"}
+            for pos in extra[order]
+        ]
+
+
+def _name_lookup(v: pd.DataFrame) -> dict[tuple[str, str], list[int]]:
+    """(township code, or ``name:`` + township name key; village name key) -> positions."""
+    lookup: dict[tuple[str, str], list[int]] = {}
+    keys = name_key(v["village_name"])
+    town_names = name_key(v["township_name"]) if "township_name" in v else None
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        lookup.setdefault((str(v["township_code"].iat[i]), key), []).append(i)
+        if town_names is not None and town_names.iat[i] is not None:
+            lookup.setdefault((f"name:{town_names.iat[i]}", key), []).append(i)
+    return lookup
 
 
 def _village_fields(v: pd.DataFrame, pos: int) -> dict[str, Any]:
@@ -336,29 +399,24 @@ def _scope_mask(v: pd.DataFrame, claimed: np.ndarray, scope: str) -> np.ndarray:
     return v[col].isin(areas).to_numpy()
 
 
-def read_run(run: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A run folder's village table (from ``villages.parquet``, full precision, no geometry)
-    and its manifest."""
-    import pyarrow.parquet as pq
-
-    from ruralcov.runfolder import read_manifest
-
-    run = Path(run)
-    manifest = read_manifest(run)
-    try:
-        table = pq.read_table(run / "villages.parquet")
-    except Exception as exc:
-        raise InputError(f"{run}: cannot read villages.parquet ({exc})") from exc
-    frame = table.drop([c for c in table.column_names if c == "geometry"]).to_pandas()
-    return frame, manifest
-
-
 def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
-    """A claimed list: CSV (UTF-8 or GB18030), xlsx (first sheet, or ``sheet``) or Parquet.
+    """A claimed list: CSV (UTF-8 or GB18030), xlsx or Parquet.
 
     An xlsx cell holding a formula without a computed value is not read as empty: its row is
     noted (``attrs["uncached_formulas"]``, see :func:`ruralcov.io.read_table`) and
     :func:`audit_claims` reports it as ``uncached_formula``.
+
+    Parameters
+    ----------
+    path
+        The list.
+    sheet
+        The sheet of a workbook; default the first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per claimed village, in the file's order.
     """
     path = Path(path)
     if sheet is not None and path.suffix.lower() not in (".xlsx", ".xlsm"):
@@ -375,19 +433,25 @@ def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
 
 
 def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
-    """``audit.csv``, ``audit_summary.csv`` and ``audit.xlsx`` (sheets summary, audit) in
-    ``out``; cells are written as the run's tables are (``ruralcov.report``): neutralised
-    against formula injection, codes as text."""
-    from ruralcov.report import _cell_values, _for_csv, neutralise
+    """Write the audit's files as the run's tables are written (:mod:`ruralcov.report`):
+    neutralised against formula injection, codes as text.
 
+    Parameters
+    ----------
+    audit
+        What :func:`audit_claims` returned.
+    out
+        The folder to write into; made when missing.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``audit_summary.csv``, ``audit.csv`` and ``audit.xlsx`` (sheets summary, audit).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tables = {"audit_summary": audit.summary, "audit": audit.rows}
-    paths = []
-    for name, frame in tables.items():
-        path = out / f"{name}.csv"
-        _for_csv(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
-        paths.append(path)
+    paths = [write_csv(audit.summary, out / "audit_summary.csv"),
+             write_csv(audit.rows, out / "audit.csv")]
     import xlsxwriter
 
     path = out / "audit.xlsx"
@@ -398,21 +462,26 @@ def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
     try:
         bold = book.add_format({"bold": True})
         for name, frame in (("summary", audit.summary), ("audit", audit.rows)):
-            ws = book.add_worksheet(name)
-            ws.write_row(0, 0, [neutralise(str(c)) for c in frame.columns], bold)
-            for j, col in enumerate(frame.columns):
-                for i, value in enumerate(_cell_values(frame[col]), start=1):
-                    if value is None:
-                        continue
-                    if isinstance(value, bool):
-                        ws.write_boolean(i, j, value)
-                    elif isinstance(value, int | float):
-                        ws.write_number(i, j, value)
-                    else:
-                        ws.write_string(i, j, value)
-            ws.freeze_panes(1, 0)
-            ws.autofilter(0, 0, max(len(frame), 1), len(frame.columns) - 1)
+            _write_sheet(book.add_worksheet(name), frame, bold)
     finally:
         book.close()
     paths.append(path)
     return paths
+
+
+def _write_sheet(ws: Any, frame: pd.DataFrame, bold: Any) -> None:
+    """One table as a sheet: a bold header, typed cells (:func:`ruralcov.report.cell_values`),
+    frozen header and autofilter."""
+    ws.write_row(0, 0, [neutralise(str(c)) for c in frame.columns], bold)
+    for j, col in enumerate(frame.columns):
+        for i, value in enumerate(cell_values(frame[col]), start=1):
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                ws.write_boolean(i, j, value)
+            elif isinstance(value, int | float):
+                ws.write_number(i, j, value)
+            else:
+                ws.write_string(i, j, value)
+    ws.freeze_panes(1, 0)
+    ws.autofilter(0, 0, max(len(frame), 1), len(frame.columns) - 1)

@@ -139,6 +139,8 @@ def _run(
     from ruralcov.stream import reuse_arrow_memory
 
     reuse_arrow_memory()
+    if maps is False:  # --no-maps: recorded in the run's config.toml, and no cells are counted
+        config = replace(config, maps=dataclasses.replace(config.maps, enabled=False))
     with _progress(ctx.obj["quiet"]) as tell:
         result = analyse(config, progress=tell)
     write_run(result, out, maps=maps, extra_inputs=extra_inputs, force=force, stage=stage)
@@ -289,10 +291,11 @@ def audit(
       ruralcov audit out/2026q3 --claimed list.csv --name 村名 --township 乡镇
     """
     from ruralcov import audit as audit_mod
+    from ruralcov.runfolder import read_villages
 
     target = out or run_dir / "audits" / claimed.stem
     with _user_errors(), _locked_if_inside(ctx, target, run_dir):
-        villages, _ = audit_mod.read_run(run_dir)
+        villages = read_villages(run_dir)
         table = audit_mod.read_claimed(claimed, sheet=sheet)
         if code is None and name is None:
             code = next((c for c in ("village_code", "code") if c in table.columns), "village_code")
@@ -325,14 +328,13 @@ def diff(ctx: click.Context, run_a: Path, run_b: Path, out: Path | None) -> None
       ruralcov diff out/2026q2 out/2026q3
     """
     from ruralcov import diff as diff_mod
-    from ruralcov.audit import read_run
+    from ruralcov.runfolder import read_manifest, read_villages
 
     target = out or run_b / "diffs" / f"vs-{run_a.resolve().name}"
     with _user_errors(), _locked_if_inside(ctx, target, run_b):
-        villages_a, manifest_a = read_run(run_a)
-        villages_b, manifest_b = read_run(run_b)
         result = diff_mod.diff_runs(
-            villages_a, villages_b, manifest_a=manifest_a, manifest_b=manifest_b
+            read_villages(run_a), read_villages(run_b),
+            manifest_a=read_manifest(run_a), manifest_b=read_manifest(run_b),
         )
         diff_mod.write_diff(result, target)
     if not ctx.obj["quiet"]:
@@ -423,31 +425,32 @@ def plan(
     """
     from tqdm import tqdm
 
-    from ruralcov import plan as planner
+    from ruralcov import plan as plan_mod
+    from ruralcov.planner import DEFAULT_ROUTE_FACTOR, PLANNED, PlanOptions
 
     with _user_errors(), _locked(ctx, run_dir):
         codes = {c.strip() for item in exclude for c in item.split(",") if c.strip()}
         if exclude_file is not None:
-            codes |= planner.read_codes(exclude_file)
-        options = planner.PlanOptions(
+            codes |= plan_mod.read_codes(exclude_file)
+        options = PlanOptions(
             target=target, level=level, cost_per_km=cost_per_km,
-            route_factor=planner.DEFAULT_ROUTE_FACTOR if route_factor is None else route_factor,
+            route_factor=DEFAULT_ROUTE_FACTOR if route_factor is None else route_factor,
             connect_all=connect_all, exclude=frozenset(codes), max_link_km=max_link_km,
             budget=budget,
         )
         options.check()
         points = (
-            planner.points_from_file(points_path, code=points_code)
+            plan_mod.points_from_file(points_path, code=points_code)
             if points_path is not None else None
         )
         with tqdm(disable=ctx.obj["quiet"] or None, unit="area", file=sys.stderr,
                   desc="plan") as bar:
-            result = planner.plan_run(run_dir, options, points=points,
-                                      progress=lambda area: bar.update(1),
-                                      maps=False if no_maps else None)
+            result = plan_mod.plan_run(run_dir, options=options, points=points,
+                                       progress=lambda area: bar.update(1),
+                                       maps=False if no_maps else None)
     if not ctx.obj["quiet"]:
         s = result.summary
-        fibre = result.links[result.links["status"] == "fibre"]
+        fibre = result.links[result.links["status"] == PLANNED]
         cost = "" if cost_per_km is None else f", cost {fibre['cost'].sum():,.0f}"
         click.echo(
             f"{int((s['fibre_gap_villages'] > 0).sum())} of {len(s)} {level} areas below "
@@ -473,9 +476,10 @@ def plan(
 def map_(ctx: click.Context, run_dir: Path, basemap: str | None) -> None:
     """Draw RUN_DIR/maps/ again from an existing run folder.
 
-    Reads villages.parquet, the tables, manifest.json and config.toml (no new analysis);
-    fibre assets and speed tests are read again from the run's inputs when they are still
-    there. A fibre plan (RUN_DIR/plan.parquet) is drawn on the county maps.
+    Reads the run folder alone (no new analysis, no input of the run): villages.parquet, the
+    tables, manifest.json, config.toml, the fibre assets the run read (assets.parquet) and
+    its speed tests per 1 km cell (cells.parquet). A fibre plan (RUN_DIR/plan.parquet) is
+    drawn on the county maps.
 
     \b
     Example:

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ruralcov import aggregate
+from ruralcov.report import write_csv
 from ruralcov.schema import LEVELS, present_levels
 
 __all__ = ["DiffResult", "diff_runs", "write_diff"]
@@ -56,6 +57,8 @@ _SPEED_RULES = (
 
 @dataclass(frozen=True)
 class DiffResult:
+    """What changed between two runs, as :func:`diff_runs` finds it."""
+
     #: One row per changed village: change, the status columns _a/_b, why, context of run B.
     villages: pd.DataFrame
     #: level -> one row per area: villages, fibre and speed shares in A and B and the change.
@@ -161,10 +164,39 @@ def diff_runs(
     manifest_a: dict[str, Any] | None = None,
     manifest_b: dict[str, Any] | None = None,
 ) -> DiffResult:
-    """Villages and areas whose status changed from run A to run B, with reasons."""
+    """Villages and areas whose status changed from run A to run B, with reasons.
+
+    Parameters
+    ----------
+    villages_a, villages_b
+        The village tables of the two runs (:func:`ruralcov.runfolder.read_villages`).
+    manifest_a, manifest_b
+        Their manifests: the parameters and input hashes that explain a change.
+
+    Returns
+    -------
+    DiffResult
+        Changed villages with the reasons the runs support, per-area changes in share by
+        each run's own target, and the parameters that differ.
+    """
     manifest_a, manifest_b = manifest_a or {}, manifest_b or {}
     params = _changed_parameters(manifest_a, manifest_b)
     inputs = _changed_inputs(manifest_a, manifest_b)
+    target_a = manifest_a.get("targets", {}).get("fibre_share", 0.98)
+    target_b = manifest_b.get("targets", {}).get("fibre_share", 0.98)
+    levels = [lv for lv in present_levels(villages_a) if lv in present_levels(villages_b)]
+    areas = {
+        level: _area_changes(villages_a, villages_b, level, target_a, target_b)
+        for level in LEVELS
+        if level in levels
+    }
+    return DiffResult(villages=_village_changes(villages_a, villages_b, params, inputs),
+                      areas=areas, parameters=params)
+
+
+def _village_changes(villages_a: pd.DataFrame, villages_b: pd.DataFrame, params: pd.DataFrame,
+                     inputs: set[str]) -> pd.DataFrame:
+    """One row per village whose status changed, or that entered or left the register."""
     a = villages_a.set_index("village_code", drop=False)
     b = villages_b.set_index("village_code", drop=False)
     rows: list[dict[str, Any]] = []
@@ -195,61 +227,70 @@ def diff_runs(
         "why",
         *_CONTEXT,
     ]
-    villages = pd.DataFrame(rows, columns=columns)
-    areas = {}
-    target_a = manifest_a.get("targets", {}).get("fibre_share", 0.98)
-    target_b = manifest_b.get("targets", {}).get("fibre_share", 0.98)
-    levels = [lv for lv in present_levels(villages_a) if lv in present_levels(villages_b)]
-    for level in [lv for lv in LEVELS if lv in levels]:
-        sa = aggregate.summarise(villages_a, level=level, fibre_target=target_a)
-        sb = aggregate.summarise(villages_b, level=level, fibre_target=target_b)
-        keep = [
-            "code",
-            "villages",
-            "fibre_villages",
-            "fibre_share",
-            "fibre_gap_villages",
-            "speed_meets",
-            "speed_share",
-        ]
-        merged = sa[keep].merge(sb[keep], on="code", how="outer", suffixes=("_a", "_b"))
-        for col in (
-            "fibre_villages",
-            "fibre_share",
-            "fibre_gap_villages",
-            "speed_meets",
-            "speed_share",
-        ):
-            merged[f"{col}_change"] = merged[f"{col}_b"] - merged[f"{col}_a"]
-        changed = (
-            (merged["fibre_villages_change"].fillna(1) != 0)
-            | (merged["speed_meets_change"].fillna(1) != 0)
-            | (merged["villages_a"] != merged["villages_b"])
-        )
-        areas[level] = merged[changed].sort_values("code").reset_index(drop=True)
-    return DiffResult(villages=villages, areas=areas, parameters=params)
+    return pd.DataFrame(rows, columns=columns)
+
+
+#: Area figures compared between the runs, each with its change.
+_AREA_CHANGES = ("fibre_villages", "fibre_share", "fibre_gap_villages", "speed_meets",
+                 "speed_share")
+
+
+def _area_changes(villages_a: pd.DataFrame, villages_b: pd.DataFrame, level: str,
+                  target_a: float, target_b: float) -> pd.DataFrame:
+    """The areas of a level whose villages, fibre villages or speed count changed, from
+    each run's villages summarised with its own target."""
+    sa = aggregate.summarise(villages_a, level=level, fibre_target=target_a)
+    sb = aggregate.summarise(villages_b, level=level, fibre_target=target_b)
+    keep = ["code", "villages", *_AREA_CHANGES]
+    merged = sa[keep].merge(sb[keep], on="code", how="outer", suffixes=("_a", "_b"))
+    for col in _AREA_CHANGES:
+        merged[f"{col}_change"] = merged[f"{col}_b"] - merged[f"{col}_a"]
+    changed = (
+        (merged["fibre_villages_change"].fillna(1) != 0)
+        | (merged["speed_meets_change"].fillna(1) != 0)
+        | (merged["villages_a"] != merged["villages_b"])
+    )
+    return merged[changed].sort_values("code").reset_index(drop=True)
 
 
 def write_diff(diff: DiffResult, out: Path | str) -> list[Path]:
-    """``diff_villages.csv``, ``diff_<level>.csv`` and ``diff_parameters.csv`` in ``out``."""
-    from ruralcov.report import _for_csv
+    """Write the diff's tables as the run's tables are written (:func:`ruralcov.report.
+    write_csv`).
 
+    Parameters
+    ----------
+    diff
+        What :func:`diff_runs` returned.
+    out
+        The folder to write into; made when missing.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``diff_villages.csv``, ``diff_parameters.csv`` and one ``diff_<level>.csv`` per level.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = {"diff_villages": diff.villages, "diff_parameters": diff.parameters}
     tables.update({f"diff_{level}": frame for level, frame in diff.areas.items()})
-    paths = []
-    for name, frame in tables.items():
-        path = out / f"{name}.csv"
-        _for_csv(frame.astype(object).where(frame.notna(), None)).to_csv(
-            path, index=False, encoding="utf-8-sig", lineterminator="\r\n"
-        )
-        paths.append(path)
-    return paths
+    return [write_csv(frame.astype(object).where(frame.notna(), None), out / f"{name}.csv")
+            for name, frame in tables.items()]
 
 
 def change_counts(diff: DiffResult) -> dict[str, int]:
-    """Headline counts for the CLI: villages gaining/losing fibre, changing speed class."""
+    """Headline counts of a diff, for the command line.
+
+    Parameters
+    ----------
+    diff
+        What :func:`diff_runs` returned.
+
+    Returns
+    -------
+    dict
+        ``villages_changed``, ``gained_fibre``, ``lost_fibre``, ``speed_class_changed``,
+        ``added`` and ``removed``.
+    """
     v = diff.villages
     changed = v[v["change"] == "changed"]
     fa = changed["fibre_a"].astype("boolean")

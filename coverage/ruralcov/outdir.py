@@ -60,7 +60,7 @@ import shutil
 import socket
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +77,7 @@ __all__ = [
     "space_floor",
     "staging",
     "unique_name",
+    "write_atomic",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,13 +116,64 @@ def absolute(path: Path | str) -> Path:
 
     Two spellings of one folder then share one lock. A symbolic-link loop is left in place for
     the file system to report (as ``ELOOP``) when the folder is made.
+
+    Parameters
+    ----------
+    path
+        A path, ``~`` allowed.
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute path.
     """
     return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
 
 
 def unique_name(path: Path, kind: str) -> Path:
-    """``<path>.<kind>-<12 hex digits>``: a sibling name that no other command uses."""
+    """A sibling name that no other command uses.
+
+    Parameters
+    ----------
+    path
+        The file or folder.
+    kind
+        What the sibling is (``tmp``, ``old``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``<path>.<kind>-<12 hex digits>``.
+    """
     return path.with_name(f"{path.name}.{kind}-{secrets.token_hex(6)}")
+
+
+def write_atomic(path: Path | str, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` whole or not at all: ``write`` writes a temporary sibling, which then
+    replaces ``path``; a failed write leaves no half file.
+
+    Parameters
+    ----------
+    path
+        The file to write; its folder is made when missing.
+    write
+        Called with the temporary path to write (made there, so with the user's umask).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unique_name(path.with_name(f".{path.name}"), "tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 # --------------------------------------------------------------------------- errors
@@ -142,10 +194,25 @@ def _os_error(exc: BaseException) -> OSError | None:
 
 
 def output_error(
-    exc: BaseException, out: Path, doing: str = "write the run folder"
+    exc: BaseException, out: Path, *, doing: str = "write the run folder"
 ) -> OutputError | None:
-    """``exc`` as one line naming the folder, the file, the error's meaning and the fix; None
-    when ``exc`` is not an operating-system error (a bug keeps its traceback)."""
+    """An operating-system error as one line for the user.
+
+    Parameters
+    ----------
+    exc
+        The error raised.
+    out
+        The folder being written.
+    doing
+        What was being done, for the message (``cannot <doing> <out>``).
+
+    Returns
+    -------
+    OutputError or None
+        One line naming the folder, the file, the error's meaning and the fix; None when
+        ``exc`` is not an operating-system error (a bug keeps its traceback).
+    """
     found = _os_error(exc)
     if found is None:
         return None
@@ -167,7 +234,7 @@ def _as_output_errors(out: Path, doing: str) -> Iterator[None]:
     except RuralcovError:
         raise
     except Exception as exc:
-        error = output_error(exc, out, doing)
+        error = output_error(exc, out, doing=doing)
         if error is None:
             raise
         raise error from exc
@@ -308,8 +375,24 @@ def locked(out: Path | str, *, command: str = "ruralcov") -> Iterator[Path]:
     left beside ``out``; yield ``out`` made :func:`absolute`.
 
     A thread that already holds the lock may take it again (``ruralcov demo`` holds it and calls
-    :func:`ruralcov.write_run`, which takes it too). Raises
-    :class:`~ruralcov.errors.FolderInUseError` when another command holds it.
+    :func:`ruralcov.write_run`, which takes it too).
+
+    Parameters
+    ----------
+    out
+        The run folder.
+    command
+        Who holds the lock, as the message of a second command names it.
+
+    Yields
+    ------
+    pathlib.Path
+        ``out`` made :func:`absolute`.
+
+    Raises
+    ------
+    FolderInUseError
+        When another command holds the lock.
 
     Examples
     --------
@@ -424,6 +507,16 @@ def space_floor(paths: Iterable[Path | None]) -> int:
     six times their input size for the demo with maps), so their size once is a floor that
     a run which would succeed never misses; it catches a full disk before the analysis, not
     every shortage (those stop the writing, with the same kind of message).
+
+    Parameters
+    ----------
+    paths
+        The village inputs (None and missing paths count nothing).
+
+    Returns
+    -------
+    int
+        Bytes.
     """
     total = 0
     for path in {absolute(p) for p in paths if p is not None}:
@@ -436,7 +529,15 @@ def space_floor(paths: Iterable[Path | None]) -> int:
 
 def preflight(out: Path | str, *, need_bytes: int = 0) -> None:
     """Stop before the analysis when the run folder cannot be written (see the module
-    docstring); with the lock held, so the parent folder exists."""
+    docstring); with the lock held, so the parent folder exists.
+
+    Parameters
+    ----------
+    out
+        The run folder.
+    need_bytes
+        Free space the run needs at least (:func:`space_floor`).
+    """
     out = absolute(out)
     if os.path.lexists(out) and not out.is_dir():
         raise ConfigError(f"run folder {str(out)!r} is a file; choose another --out folder")
@@ -477,8 +578,19 @@ class Staging:
 
     def commit(self) -> Path:
         """Move the finished folder to ``out``: the old run aside, the new one in, the old
-        one deleted. Raises :class:`~ruralcov.errors.OutputError` (and leaves the old run in
-        place) when ``out`` cannot be renamed, as on Windows while a file in it is open."""
+        one deleted.
+
+        Returns
+        -------
+        pathlib.Path
+            ``out``.
+
+        Raises
+        ------
+        OutputError
+            When ``out`` cannot be renamed, as on Windows while a file in it is open (the
+            old run stays in place).
+        """
         out = self.out
         old: Path | None = None
         try:
@@ -509,9 +621,21 @@ class Staging:
 
 @contextmanager
 def staging(out: Path | str) -> Iterator[Staging]:
-    """A :class:`Staging` for ``out``, removed when the block fails or does not commit it;
-    operating-system errors inside the block become one-line
-    :class:`~ruralcov.errors.OutputError` s naming the file and the fix."""
+    """A temporary folder to build the run folder ``out`` in.
+
+    Operating-system errors inside the block become one-line
+    :class:`~ruralcov.errors.OutputError` s naming the file and the fix.
+
+    Parameters
+    ----------
+    out
+        The run folder.
+
+    Yields
+    ------
+    Staging
+        Removed when the block fails or does not commit it.
+    """
     stage = Staging(out)
     try:
         with _as_output_errors(stage.out, "write the run folder"):

@@ -1,11 +1,16 @@
-"""Reading a run folder back into a :class:`~ruralcov.pipeline.CoverageResult`, and redrawing
-its maps (``ruralcov map RUN_DIR``).
+"""Reading a run folder back, the one reader every later step uses, and redrawing its maps
+(``ruralcov map RUN_DIR``).
 
-The run folder is the hand-over between an engineer's quarterly run and a planner's maps: the
-numbers come from the folder as written (``villages.parquet``, ``tables/*.csv``,
-``manifest.json``, ``config.toml``), never from a new analysis. Fibre assets and speed tests
-are not stored in the folder; they are read again from the inputs named in ``config.toml``
-when those files are still there, and otherwise left off the county maps (with a warning).
+The run folder is the hand-over between an engineer's quarterly run and the steps that use it
+(maps, plan, audit, diff, verify): the numbers come from the folder as written
+(``villages.parquet``, ``tables/*.csv``, ``manifest.json``, ``config.toml``), the fibre
+assets the run read from ``assets.parquet`` and its speed-test cells from ``cells.parquet``,
+never from a new analysis or from the run's inputs. A run folder copied elsewhere, without
+its inputs, reads back the same.
+
+One function per need: :func:`read_manifest` (the manifest, checked), :func:`read_villages`
+(the village table without geometry: audit, diff), :func:`read_run` (the whole
+:class:`~ruralcov.pipeline.CoverageResult`: maps, plan) and :func:`read_plan`.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ import geopandas as gpd
 import pandas as pd
 
 from ruralcov.config import load_config
-from ruralcov.errors import InputError, RuralcovError
+from ruralcov.errors import InputError
+from ruralcov.io import sha256_file
 from ruralcov.outdir import unique_name
-from ruralcov.pipeline import CoverageResult, InputRecord, empty_assets
+from ruralcov.pipeline import CoverageResult, InputRecord
+from ruralcov.report import ASSETS_FILE, CELLS_FILE, GAP_TABLES, write_manifest
 
-__all__ = ["read_manifest", "read_plan", "read_run", "redraw_maps"]
+__all__ = ["read_manifest", "read_plan", "read_run", "read_villages", "redraw_maps"]
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +41,29 @@ _TRUE_FALSE = {"TRUE": True, "FALSE": False}
 
 
 def _need(folder: Path, name: str) -> Path:
+    """``folder / name``, or an :class:`InputError` saying the folder is no (complete) run."""
+    if not folder.is_dir():
+        raise InputError(f"run folder {str(folder)!r} does not exist")
     path = folder / name
     if not path.is_file():
+        again = (f" A run folder written before ruralcov kept {name} is read once the run is "
+                 "made again." if name == ASSETS_FILE else "")
         raise InputError(
-            f"{str(folder)!r} is not a complete ruralcov run folder: {name} is missing. "
-            "Give the folder written by `ruralcov run` or `ruralcov demo`."
+            f"{str(folder)!r} is not a ruralcov run folder: {name} is missing. Give the "
+            f"folder written by `ruralcov run` or `ruralcov demo`.{again}"
         )
     return path
+
+
+def _parquet(path: Path, *, geo: bool = True, columns: list[str] | None = None) -> Any:
+    """A Parquet file of the run folder; a file that cannot be read is an :class:`InputError`
+    naming it."""
+    try:
+        if geo:
+            return gpd.read_parquet(path, columns=columns)
+        return pd.read_parquet(path, columns=columns)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{path}: cannot read this file of the run folder ({exc})") from exc
 
 
 #: What every manifest.json holds (``report.build_manifest``): key -> type, and the same for
@@ -81,6 +104,21 @@ def read_manifest(folder: Path | str) -> dict[str, Any]:
     Every command that reads a run folder (``audit``, ``diff``, ``verify``, ``plan``, ``map``)
     reads its manifest here, so that a missing, unreadable or hand-broken manifest is one
     :class:`~ruralcov.errors.InputError` naming the file and the key, never a traceback.
+
+    Parameters
+    ----------
+    folder
+        A run folder.
+
+    Returns
+    -------
+    dict
+        The manifest (:func:`ruralcov.report.build_manifest`).
+
+    Raises
+    ------
+    InputError
+        When the file is missing, not JSON, or lacks a key or type ruralcov writes.
     """
     folder = Path(folder)
     path = folder / "manifest.json"
@@ -155,69 +193,28 @@ def _exact_shares(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _assets(config: Any, villages: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    from ruralcov.loaders import load_fibre
-
-    points, routes = [empty_assets()], [empty_assets()]
-    codes = villages["village_code"]
-    for i, source in enumerate(config.fibre):
-        if source.kind == "table":
-            continue
-        try:
-            loaded, _ = load_fibre(source, i, codes)
-        except (RuralcovError, OSError) as exc:
-            log.warning("fibre source %s not drawn on the county maps: %s", source.path, exc)
-            continue
-        frame = loaded.frame
-        points.append(frame[frame["role"] == "points"].drop(columns="role"))
-        routes.append(frame[frame["role"] == "routes"].drop(columns="role"))
-    return (
-        gpd.GeoDataFrame(pd.concat(points, ignore_index=True), crs="EPSG:4326"),
-        gpd.GeoDataFrame(pd.concat(routes, ignore_index=True), crs="EPSG:4326"),
-    )
+def _assets(folder: Path) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """The fibre access points and routes the run read (``assets.parquet``)."""
+    frame = _parquet(_need(folder, ASSETS_FILE))
+    if frame.crs is not None and not frame.crs.equals("EPSG:4326"):
+        frame = frame.to_crs("EPSG:4326")
+    if "role" not in frame.columns:
+        raise InputError(f"{folder / ASSETS_FILE}: no column 'role'; run the analysis again")
+    role = frame["role"].to_numpy(dtype=object)
+    parts = (frame[role == kind].drop(columns="role").reset_index(drop=True)
+             for kind in ("points", "routes"))
+    points, routes = (gpd.GeoDataFrame(p, geometry="geometry", crs="EPSG:4326") for p in parts)
+    return points, routes
 
 
-def read_run(folder: Path | str, *, assets: bool = True) -> CoverageResult:
-    """The result stored in a run folder.
+def _cells(folder: Path) -> pd.DataFrame | None:
+    """The run's speed tests per 1 km cell (``cells.parquet``); None when the run has none."""
+    path = folder / CELLS_FILE
+    return _parquet(path, geo=False) if path.is_file() else None
 
-    Parameters
-    ----------
-    folder
-        A folder written by :func:`ruralcov.write_run` (``ruralcov run`` / ``ruralcov demo``).
-    assets
-        Read the fibre access points and routes again from the inputs in ``config.toml``
-        (they are not stored in the run folder); missing inputs are skipped with a warning.
 
-    Raises :class:`~ruralcov.errors.InputError` when a file of the run folder is missing.
-
-    Examples
-    --------
-    >>> result = read_run("out/demo")  # doctest: +SKIP
-    >>> result.summaries["county"].head()  # doctest: +SKIP
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"run folder {str(folder)!r} does not exist")
-    villages = gpd.read_parquet(_need(folder, "villages.parquet"))
-    manifest = read_manifest(folder)
-    config = load_config(_need(folder, "config.toml"))
-    tables = folder / "tables"
-    summaries = {
-        path.stem.removeprefix("summary_"): _exact_shares(_read_table(path))
-        for path in sorted(tables.glob("summary_*.csv"))
-    }
-    gaps = {}
-    for key, name in (
-        ("no_fibre", "gaps_no_fibre"),
-        ("below_speed", "gaps_below_speed"),
-        ("insufficient_data", "gaps_insufficient_data"),
-    ):
-        path = tables / f"{name}.csv"
-        if path.is_file():
-            gaps[key] = _read_table(path)
-    issues_path = tables / "issues.csv"
-    issues = _read_table(issues_path) if issues_path.is_file() else pd.DataFrame()
-    inputs = tuple(
+def _inputs(folder: Path, manifest: dict[str, Any]) -> tuple[InputRecord, ...]:
+    return tuple(
         InputRecord(
             layer=rec["layer"],
             path=(folder / rec["path"])
@@ -230,26 +227,124 @@ def read_run(folder: Path | str, *, assets: bool = True) -> CoverageResult:
         )
         for rec in manifest.get("inputs", [])
     )
-    if assets:
-        points, routes = _assets(config, villages)
-    else:
-        points, routes = empty_assets(), empty_assets()
+
+
+def _tables(folder: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame],
+                                   pd.DataFrame]:
+    """The summaries by level, the three gap lists and the issues from ``tables/``."""
+    tables = folder / "tables"
+    summaries = {
+        path.stem.removeprefix("summary_"): _exact_shares(_read_table(path))
+        for path in sorted(tables.glob("summary_*.csv"))
+    }
+    gaps = {
+        key: _read_table(tables / f"{name}.csv")
+        for key, name in GAP_TABLES.items()
+        if (tables / f"{name}.csv").is_file()
+    }
+    issues_path = tables / "issues.csv"
+    issues = _read_table(issues_path) if issues_path.is_file() else pd.DataFrame()
+    return summaries, gaps, issues
+
+
+def read_run(folder: Path | str, *, tables: bool = True) -> CoverageResult:
+    """The result stored in a run folder, read from the folder alone.
+
+    Parameters
+    ----------
+    folder
+        A folder written by :func:`ruralcov.write_run` (``ruralcov run`` / ``ruralcov demo``),
+        here or copied elsewhere: no input of the run is read.
+    tables
+        Read the summaries, gap lists and issues from ``tables/``; without, they are left
+        empty (the plan needs only the villages, the assets and the configuration).
+
+    Returns
+    -------
+    CoverageResult
+        The villages (``villages.parquet``, full precision), the summaries with their shares
+        computed again from the counts (the CSV rounds them), the gap lists and issues, the
+        inputs and headline of the manifest, the configuration (``config.toml``), every
+        fibre asset the run read (``assets.parquet``) and the speed-test cells
+        (``cells.parquet``; None when the run kept none).
+
+    Raises
+    ------
+    InputError
+        When the folder is not a run folder, or a file of it is missing or unreadable.
+
+    Examples
+    --------
+    >>> result = read_run("out/demo")  # doctest: +SKIP
+    >>> result.summaries["county"].head()  # doctest: +SKIP
+    """
+    folder = Path(folder)
+    villages_path = _need(folder, "villages.parquet")
+    manifest = read_manifest(folder)
+    config = load_config(_need(folder, "config.toml"))
+    villages = _parquet(villages_path)
+    points, routes = _assets(folder)
+    summaries, gaps, issues = _tables(folder) if tables else ({}, {}, pd.DataFrame())
     return CoverageResult(
         config=config,
         villages=villages,
         summaries=summaries,
         gaps=gaps,
         issues=issues,
-        inputs=inputs,
+        inputs=_inputs(folder, manifest),
         headline=dict(manifest.get("headline", {})),
         fibre_points=points,
         fibre_routes=routes,
         metric_crs=str(manifest["metric_crs"]),
+        cells=_cells(folder),
     )
 
 
+def read_villages(folder: Path | str) -> pd.DataFrame:
+    """The village table of a run folder, without geometry.
+
+    Parameters
+    ----------
+    folder
+        A run folder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``villages.parquet`` at full precision, one row per register entry, without the
+        polygons (what ``ruralcov audit`` and ``diff`` compare).
+
+    Raises
+    ------
+    InputError
+        When the folder is not a run folder (its manifest is checked first) or the table
+        cannot be read.
+    """
+    folder = Path(folder)
+    read_manifest(folder)
+    path = _need(folder, "villages.parquet")
+    try:
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read this file of the run folder ({exc})") from exc
+    return _parquet(path, geo=False, columns=[c for c in names if c != "geometry"])
+
+
 def read_plan(folder: Path | str) -> gpd.GeoDataFrame | None:
-    """``<folder>/plan.parquet`` (proposed fibre links) when it exists, else None."""
+    """The fibre plan of a run folder.
+
+    Parameters
+    ----------
+    folder
+        A run folder.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame or None
+        ``plan.parquet`` (the proposed fibre links, :mod:`ruralcov.plan`) when it exists.
+    """
     path = Path(folder) / "plan.parquet"
     if not path.is_file():
         return None
@@ -260,14 +355,25 @@ def read_plan(folder: Path | str) -> gpd.GeoDataFrame | None:
 
 
 def redraw_maps(folder: Path | str, *, basemap: str | None = None) -> list[Path]:
-    """Draw ``<folder>/maps/`` again from the run folder; return the files written.
+    """Draw ``<folder>/maps/`` again from the run folder alone (:func:`read_run`).
 
     The new maps are written into a temporary sibling and swapped in only when complete, so
     a failure leaves the old maps in place. The plan (``plan.parquet``) is drawn when present.
     The manifest's hashes of the ``maps/`` files are updated.
+
+    Parameters
+    ----------
+    folder
+        A run folder.
+    basemap
+        ``none``, ``osm`` or ``amap``; default the run's ``[maps] basemap``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
     """
-    from ruralcov.maps import write_maps
-    from ruralcov.report import sha256_file
+    from ruralcov.maps import write_maps  # folium is imported only when maps are drawn
 
     folder = Path(folder)
     result = read_run(folder)
@@ -287,15 +393,11 @@ def redraw_maps(folder: Path | str, *, basemap: str | None = None) -> list[Path]
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     written = [maps_dir / p.relative_to(tmp) for p in written]
-    manifest_path = folder / "manifest.json"
     manifest = read_manifest(folder)
     outputs = {k: v for k, v in manifest.get("outputs", {}).items() if not k.startswith("maps/")}
     for path in sorted(maps_dir.rglob("*")):
         if path.is_file():
             outputs[path.relative_to(folder).as_posix()] = sha256_file(path)
     manifest["outputs"] = dict(sorted(outputs.items()))
-    manifest_path.write_text(
-        json.dumps(manifest, ensure_ascii=False, indent=2, allow_nan=False) + "\n",
-        encoding="utf-8",
-    )
+    write_manifest(folder, manifest)
     return written

@@ -5,11 +5,11 @@ file of the folder that the manifest does not account for, and, unless told not 
 recomputes the run from its ``config.toml`` into a temporary folder and compares it with the
 folder, file by file:
 
-- every file the run writes apart from the maps (``villages.parquet``, ``tables/*.csv``,
-  ``report.xlsx``, ``report.html``, ``config.toml``, ``charts/``): byte for byte, the
-  workbook and the report rendered with the manifest's ``created`` time (the only time they
-  hold). Runs written before that was so may differ only in the workbook's creation time and
-  in absolute paths to the inputs inside the folder in ``config.toml``: those are accepted.
+- every file the run writes apart from the maps (``villages.parquet``, ``assets.parquet``,
+  ``cells.parquet``, ``tables/*.csv``, ``report.xlsx``, ``report.html``, ``config.toml``,
+  ``charts/``): byte for byte, the workbook and the report rendered with the manifest's
+  ``created`` time (the only time they hold). Runs written before that was so may differ only
+  in the workbook's creation time and in absolute paths to the inputs inside the folder in ``config.toml``: those are accepted.
   The maps are only re-hashed: ``ruralcov map`` (after a plan, say) redraws them from the
   folder with other bytes than the run drew, and with a basemap it does not record, so a
   recomputation could not tell an honest redraw from an edit; they hold no number that the
@@ -27,7 +27,6 @@ comparison) and the lock files of office programs.
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 import tomllib
@@ -37,7 +36,11 @@ from typing import Any
 
 import pandas as pd
 
+from ruralcov.config import load_config
 from ruralcov.io import sha256_file
+from ruralcov.pipeline import analyse
+from ruralcov.report import write_contents
+from ruralcov.runfolder import read_manifest
 
 __all__ = ["VERIFY_COLUMNS", "verify_run"]
 
@@ -53,20 +56,30 @@ _PLAN_SECTION = re.compile(r'<section id="plan">.*?</section>\n', flags=re.DOTAL
 
 
 def verify_run(run: Path | str, *, rerun: bool = True) -> pd.DataFrame:
-    """One row per check (:data:`VERIFY_COLUMNS`).
+    """Check a run folder against its manifest and, with ``rerun``, against a recomputation.
 
-    ``check`` is ``output`` (file vs manifest), ``plan`` (plan file vs the manifest's
-    ``plan`` entry), ``input`` (input file vs manifest), ``rerun`` (recomputed file vs the
-    file in the folder), ``manifest`` (recomputed manifest field vs the recorded one) or
-    ``headline`` (recomputed headline numbers). ``status`` is ``ok``; ``changed``,
-    ``missing``, ``unlisted`` or ``differs`` (a difference); or ``note`` (worth saying, not a
-    difference).
+    Parameters
+    ----------
+    run
+        A run folder.
+    rerun
+        Recompute the run from its ``config.toml`` and compare; without, only re-hash.
 
-    Raises :class:`~ruralcov.errors.InputError` when ``run`` has no readable manifest of the
-    shape ruralcov writes.
+    Returns
+    -------
+    pandas.DataFrame
+        One row per check (:data:`VERIFY_COLUMNS`). ``check`` is ``output`` (file vs
+        manifest), ``plan`` (plan file vs the manifest's ``plan`` entry), ``input`` (input file
+        vs manifest), ``rerun`` (recomputed file vs the file in the folder), ``manifest``
+        (recomputed manifest field vs the recorded one) or ``headline`` (recomputed headline
+        numbers). ``status`` is ``ok``; ``changed``, ``missing``, ``unlisted`` or ``differs``
+        (a difference); or ``note`` (worth saying, not a difference).
+
+    Raises
+    ------
+    InputError
+        When ``run`` has no readable manifest of the shape ruralcov writes.
     """
-    from ruralcov.runfolder import read_manifest
-
     run = Path(run)
     manifest = read_manifest(run)
     rows: list[dict[str, Any]] = []
@@ -124,18 +137,14 @@ def _unlisted(run: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _rerun(run: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Recompute the run into a temporary folder and compare it with ``run``."""
-    from ruralcov.config import load_config
-    from ruralcov.pipeline import analyse
-    from ruralcov.report import _write_contents
-
     config = load_config(run / "config.toml")
     result = analyse(config)
     recorded_html = _report_text(run, manifest)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ruralcov-verify-") as tmp:
         again = Path(tmp)
-        _write_contents(result, again, run.resolve(), False, manifest["created"],
-                        figures=_figures(run, recorded_html))
+        write_contents(result, again, out=run.resolve(), maps=False, created=manifest["created"],
+                       figures=_figures(run, recorded_html))
         redone = {
             p.relative_to(again).as_posix(): p
             for p in sorted(again.rglob("*"))
@@ -150,7 +159,7 @@ def _rerun(run: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
         for rel in sorted(set(redone) - set(manifest["outputs"])):
             rows.append(_row("rerun", rel, "missing",
                              "the run writes it, but the manifest's outputs do not list it"))
-        recomputed = json.loads((again / "manifest.json").read_text(encoding="utf-8"))
+        recomputed = read_manifest(again)
     rows.extend(_manifest_rows(manifest, recomputed))
     return rows
 
@@ -168,7 +177,7 @@ def _report_text(run: Path, manifest: dict[str, Any]) -> str | None:
 def _figures(run: Path, report: str | None) -> list[tuple[str, str]]:
     """The static maps the recorded report shows (``ruralcov map`` may have drawn maps after
     a run without them: the report did not show them then)."""
-    from ruralcov.maps import report_figures
+    from ruralcov.maps import report_figures  # (folium is imported only where maps are used)
 
     return [(src, caption) for src, caption in report_figures(run / "maps")
             if report is not None and f'src="{src}"' in report]

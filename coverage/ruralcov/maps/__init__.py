@@ -12,15 +12,22 @@
 - ``assets/``: Leaflet (from the ``xstatic-leaflet`` package) and ruralcov's own script and
   styles. No page loads anything from the network unless a tile basemap is chosen.
 
+Everything drawn comes from the result: the villages and summaries, the fibre assets the
+analysis read (``fibre_points``, ``fibre_routes``) and the speed tests per 1 km cell that it
+counted and classed (``cells``). No input file is read here, so the maps of a copied run
+folder (:func:`ruralcov.runfolder.read_run`) are the run's own.
+
 Parts: :mod:`~ruralcov.maps.data` (classes and the compact layer encoding, pure functions),
 :mod:`~ruralcov.maps.pages` (folium pages), :mod:`~ruralcov.maps.static` (PNGs),
-:mod:`~ruralcov.maps.assets` (offline files).
+:mod:`~ruralcov.maps.assets` (offline files). The index page is made with the report's page
+helpers (:mod:`ruralcov.report.html`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,8 @@ import pandas as pd
 import pyproj
 import shapely
 
-from ruralcov.errors import ConfigError, RuralcovError
+from ruralcov.cells import CELL_M
+from ruralcov.errors import ConfigError
 from ruralcov.maps.assets import copy_assets
 from ruralcov.maps.data import (
     FIVE_WAY_MAP_CLASSES,
@@ -39,17 +47,19 @@ from ruralcov.maps.data import (
     dissolve,
     map_class,
     simplify_polygons,
-    speed_cells,
     village_classes,
 )
 from ruralcov.maps.pages import BASEMAPS, county_map, province_map
-from ruralcov.maps.static import write_static_maps
+from ruralcov.maps.static import FIGURES, write_static_maps
 from ruralcov.pipeline import CoverageResult
+from ruralcov.report.html import page
 
 __all__ = [
     "FIVE_WAY_MAP_CLASSES",
     "MAP_CLASSES",
+    "PLAN_COLUMNS",
     "PROVINCE_TOLERANCE_M",
+    "cell_polygons",
     "county_file",
     "map_class",
     "report_figures",
@@ -62,15 +72,25 @@ log = logging.getLogger(__name__)
 #: Simplification tolerance of the province page in metres: below a pixel at the zoom that
 #: shows a whole province, and the county pages keep full detail.
 PROVINCE_TOLERANCE_M = 20.0
-#: Side of the speed-test cells on the county pages, in metres.
-CELL_M = 1000.0
-#: Plan columns written by the planner (issue 7).
+#: The columns of a fibre plan (``plan.parquet``, :mod:`ruralcov.plan`) the county maps draw.
 PLAN_COLUMNS = ("area_code", "order", "village_code", "connects_to", "link_km")
+#: Margin around a county's villages, in degrees, within which its assets are drawn.
+_PAD = 0.01
 
 
 def county_file(code: str) -> str:
-    """File name of a county's page: the code with anything but letters, digits, ``-`` and
-    ``_`` replaced, so that a code can never make a path or a URL of its own.
+    """File name of a county's page.
+
+    Parameters
+    ----------
+    code
+        The county code.
+
+    Returns
+    -------
+    str
+        ``county_<code>.html``, the code with anything but letters, digits, ``-`` and ``_``
+        replaced, so that a code can never make a path or a URL of its own.
 
     Examples
     --------
@@ -87,68 +107,51 @@ def _drawn(villages: gpd.GeoDataFrame) -> np.ndarray:
     return ~(shapely.is_missing(g) | shapely.is_empty(g))
 
 
-def _speed_tests(result: CoverageResult, villages: gpd.GeoDataFrame) -> tuple[Any, str | None]:
-    """The speed tests per 1 km cell and county, or None and the reason they are not drawn."""
-    speed = result.config.speed
-    if speed is None or "county_code" not in villages.columns:
-        return None, None
-    try:
-        lon, lat, download, where = _read_tests(speed, villages)
-    except (RuralcovError, OSError) as exc:
-        log.warning("speed tests not drawn on the county maps: %s", exc)
-        return None, f"Speed tests not drawn: {exc}"
-    inside = where >= 0
-    county = villages["county_code"].to_numpy(dtype=object)[where[inside]]
-    to_m = pyproj.Transformer.from_crs("EPSG:4326", result.metric_crs, always_xy=True)
-    x, y = to_m.transform(lon[inside], lat[inside])
-    cells = speed_cells(x, y, download[inside], county, cell_m=CELL_M)
-    back = pyproj.Transformer.from_crs(result.metric_crs, "EPSG:4326", always_xy=True)
-    x0, y0 = cells["ix"].to_numpy() * CELL_M, cells["iy"].to_numpy() * CELL_M
+def cell_polygons(cells: pd.DataFrame, metric_crs: str) -> np.ndarray:
+    """The square of each speed-test cell in EPSG:4326.
+
+    Parameters
+    ----------
+    cells
+        ``CoverageResult.cells``: the cell ``[ix·CELL_M, (ix+1)·CELL_M) × [iy·CELL_M,
+        (iy+1)·CELL_M)`` of each row, in metres of ``metric_crs``
+        (:data:`ruralcov.cells.CELL_M`).
+    metric_crs
+        The run's metric CRS (``CoverageResult.metric_crs``).
+
+    Returns
+    -------
+    numpy.ndarray
+        One shapely polygon per row (its corners transformed, the sides straight).
+
+    Examples
+    --------
+    >>> cell = cell_polygons(pd.DataFrame({"ix": [500], "iy": [0]}), "EPSG:32631")[0]
+    >>> [round(v, 4) for v in cell.bounds]
+    [3.0, 0.0, 3.009, 0.009]
+    """
+    if not len(cells):
+        return np.empty(0, dtype=object)
+    back = pyproj.Transformer.from_crs(metric_crs, "EPSG:4326", always_xy=True)
+    x0 = cells["ix"].to_numpy(dtype=float) * CELL_M
+    y0 = cells["iy"].to_numpy(dtype=float) * CELL_M
     xs = np.stack([x0, x0 + CELL_M, x0 + CELL_M, x0], axis=1)
     ys = np.stack([y0, y0, y0 + CELL_M, y0 + CELL_M], axis=1)
     lon, lat = back.transform(xs, ys)
-    rings = np.stack([lon, lat], axis=2)
-    cells["geometry"] = list(shapely.polygons(rings)) if len(cells) else []
-    return cells, None
+    return shapely.polygons(np.stack([lon, lat], axis=2))
 
 
-def _read_tests(speed: Any, villages: gpd.GeoDataFrame) -> tuple[Any, Any, Any, Any]:
-    """Longitude, latitude, download and village position (-1: outside) of every usable
-    speed test, by the same reader, checks and boundary rule as the analysis."""
-    from ruralcov import checks, io, join
-
-    rank = villages["village_code"].rank(method="dense").to_numpy()
-    try:
-        from ruralcov import stream
-    except ImportError:  # pragma: no cover - the streaming reader is optional here
-        stream = None
-    if stream is not None and stream.supports(speed):
-        plan = stream.speed_plan(speed)
-        checker = stream.Checker(plan, speed)
-        index = join.PolygonIndex(villages.geometry.values, priority=rank)
-        xs, ys, ds, ws = [], [], [], []
-        row0 = 1
-        for table in io.iter_batches(plan, checker.read_columns):
-            prep = checker.check(table, row0)
-            row0 += table.num_rows
-            ok = prep.status == checks.OK
-            if prep.other_geoms is not None:
-                ok &= np.equal(prep.other_geoms, None)
-            x, y = prep.x[ok], prep.y[ok]
-            xs.append(x)
-            ys.append(y)
-            ds.append(prep.download[ok])
-            ws.append(index.assign_xy(x, y))
-        if xs:
-            return (np.concatenate(xs), np.concatenate(ys), np.concatenate(ds), np.concatenate(ws))
-        empty = np.empty(0)
-        return empty, empty, empty, np.empty(0, dtype=np.intp)
-    from ruralcov.loaders import load_speed_tests
-
-    tests = load_speed_tests(speed).frame
-    where = join.assign_points(tests.geometry.values, villages.geometry.values, priority=rank)
-    pts = tests.geometry.values
-    return shapely.get_x(pts), shapely.get_y(pts), tests["download_mbps"].to_numpy(), where
+def _speed_cells(result: CoverageResult) -> tuple[pd.DataFrame | None, str | None]:
+    """The run's speed-test cells with their squares, or None and why they are not drawn."""
+    cells = result.cells
+    if cells is None:
+        if result.config.speed is None:
+            return None, None
+        note = ("Speed tests not drawn: the run holds no 1 km cells of them (cells.parquet; "
+                "a run computes them when its maps are enabled).")
+        log.warning("speed tests not drawn on the county maps: the run holds no 1 km cells")
+        return None, note
+    return cells.assign(geometry=cell_polygons(cells, result.metric_crs)), None
 
 
 def _plan_parts(plan: pd.DataFrame | None, villages: gpd.GeoDataFrame) -> tuple[Any, Any]:
@@ -179,39 +182,22 @@ def _plan_parts(plan: pd.DataFrame | None, villages: gpd.GeoDataFrame) -> tuple[
     return plan, labels
 
 
-def write_maps(
-    result: CoverageResult,
-    folder: Path | str,
-    *,
-    plan: pd.DataFrame | None = None,
-    basemap: str | None = None,
-) -> list[Path]:
-    """Write the map pages, assets and static PNGs into ``folder``; return the paths written.
+@dataclass(frozen=True)
+class _Scene:
+    """What every page of one ``write_maps`` call draws from."""
 
-    Parameters
-    ----------
-    result
-        A result from :func:`ruralcov.analyse` or :func:`ruralcov.runfolder.read_run`.
-    folder
-        Usually ``<out>/maps``.
-    plan
-        Proposed fibre links (GeoDataFrame of LineStrings with ``area_code, order,
-        village_code, connects_to, link_km``): drawn on the county maps with each planned
-        village numbered by its ``order``.
-    basemap
-        ``none`` (offline), ``osm`` or ``amap``; default ``result.config.maps.basemap``.
+    #: All villages in EPSG:4326, and those with a polygon.
+    villages: gpd.GeoDataFrame
+    drawn: gpd.GeoDataFrame
+    #: The drawn polygons simplified for the province page.
+    simple: np.ndarray
+    #: level -> simplified area polygons by code (county, township).
+    areas: dict[str, pd.Series]
+    #: (code, name, file) of each county page.
+    counties: list[tuple[str, str, str]]
 
-    Examples
-    --------
-    >>> write_maps(result, "out/run/maps")  # doctest: +SKIP
-    [PosixPath('out/run/maps/province.html'), ...]
-    """
-    folder = Path(folder)
-    basemap = basemap or getattr(result.config.maps, "basemap", "none")
-    if basemap != "none" and basemap not in BASEMAPS:
-        raise ConfigError(f"basemap {basemap!r} is not known; use one of {['none', *BASEMAPS]}")
-    folder.mkdir(parents=True, exist_ok=True)
-    copy_assets(folder)
+
+def _scene(result: CoverageResult) -> _Scene:
     villages = result.villages
     if villages.crs is not None and not villages.crs.equals("EPSG:4326"):
         villages = villages.to_crs("EPSG:4326")
@@ -235,37 +221,91 @@ def write_maps(
                 index=merged.index,
                 dtype=object,
             )
-    written: list[Path] = []
-
-    counties: list[tuple[str, str, str]] = []  # code, name, file
+    counties: list[tuple[str, str, str]] = []
     if "county" in areas:
         summary = result.summaries["county"]
         names = dict(zip(summary["code"], summary["name"], strict=True))
-        for code in areas["county"].index:
-            counties.append((code, str(names.get(code) or code), county_file(code)))
-    hrefs = {code: file for code, _, file in counties}
+        counties = [(code, str(names.get(code) or code), county_file(code))
+                    for code in areas["county"].index]
+    return _Scene(villages, drawn, simple, areas, counties)
 
-    m = province_map(result, drawn, simple, areas, basemap=basemap, county_hrefs=hrefs)
+
+def write_maps(
+    result: CoverageResult,
+    folder: Path | str,
+    *,
+    plan: pd.DataFrame | None = None,
+    basemap: str | None = None,
+) -> list[Path]:
+    """Write the map pages, assets and static PNGs into ``folder``.
+
+    Parameters
+    ----------
+    result
+        A result from :func:`ruralcov.analyse` or :func:`ruralcov.runfolder.read_run`.
+    folder
+        Usually ``<out>/maps``.
+    plan
+        Proposed fibre links (GeoDataFrame of LineStrings with ``area_code, order,
+        village_code, connects_to, link_km``): drawn on the county maps with each planned
+        village numbered by its ``order``.
+    basemap
+        ``none`` (offline), ``osm`` or ``amap``; default ``result.config.maps.basemap``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written: the pages, the static PNGs and ``index.html``.
+
+    Examples
+    --------
+    >>> write_maps(result, "out/run/maps")  # doctest: +SKIP
+    [PosixPath('out/run/maps/province.html'), ...]
+    """
+    folder = Path(folder)
+    basemap = basemap or getattr(result.config.maps, "basemap", "none")
+    if basemap != "none" and basemap not in BASEMAPS:
+        raise ConfigError(f"basemap {basemap!r} is not known; use one of {['none', *BASEMAPS]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    copy_assets(folder)
+    scene = _scene(result)
+    hrefs = {code: file for code, _, file in scene.counties}
+    m = province_map(result, scene.drawn, scene.simple, scene.areas, basemap=basemap,
+                     county_hrefs=hrefs)
     path = folder / "province.html"
     m.save(str(path))
-    written.append(path)
+    written = [path, *_county_pages(result, scene, folder, plan=plan, basemap=basemap)]
+    simple_frame = gpd.GeoDataFrame(
+        scene.drawn.drop(columns="geometry"), geometry=list(scene.simple), crs="EPSG:4326"
+    )
+    figures = write_static_maps(result, simple_frame, scene.areas.get("county"),
+                                folder / "static")
+    written.extend(p for p, _ in figures)
+    index = folder / "index.html"
+    index.write_text(
+        _index_html(result, scene.counties, figures, plan is not None),
+        encoding="utf-8",
+        newline="\n",
+    )
+    written.append(index)
+    return written
 
-    cells, cell_note = _speed_tests(result, drawn) if counties else (None, None)
-    plan_lines, plan_labels = _plan_parts(plan, villages)
+
+def _county_pages(result: CoverageResult, scene: _Scene, folder: Path, *,
+                  plan: pd.DataFrame | None, basemap: str) -> list[Path]:
+    """One page per county: its villages, the assets around them, its speed-test cells and
+    its part of the plan."""
+    cells, cell_note = _speed_cells(result) if scene.counties else (None, None)
+    plan_lines, plan_labels = _plan_parts(plan, scene.villages)
     points, routes = result.fibre_points, result.fibre_routes
-    notes_all = [cell_note] if cell_note else []
-    for code, name, file in counties:
-        mine = drawn[(drawn["county_code"] == code).to_numpy()]
+    written = []
+    for code, name, file in scene.counties:
+        mine = scene.drawn[(scene.drawn["county_code"] == code).to_numpy()]
         minx, miny, maxx, maxy = shapely.total_bounds(mine.geometry.values)
-        pad = 0.01
-        window = (slice(minx - pad, maxx + pad), slice(miny - pad, maxy + pad))
-        my_points = points.cx[window] if len(points) else None
-        my_routes = routes.cx[window] if len(routes) else None
-        my_cells = my_cell_geoms = None
+        window = (slice(minx - _PAD, maxx + _PAD), slice(miny - _PAD, maxy + _PAD))
+        my_cells = None
         if cells is not None:
-            sel = (cells["group"] == code).to_numpy()
-            my_cells = cells[sel].reset_index(drop=True)
-            my_cell_geoms = my_cells["geometry"].to_numpy()
+            my_cells = cells[(cells["county_code"] == code).to_numpy()].reset_index(drop=True)
         my_plan = my_labels = None
         if plan_lines is not None:
             my_plan = plan_lines[(plan_lines["county"] == code).to_numpy()]
@@ -274,47 +314,46 @@ def write_maps(
             ]
         notes = [
             f"{len(mine):,} villages drawn. Speed tests: cells of {CELL_M / 1000:g} km, "
-            "coloured by the median download against the village target.",
-            *notes_all,
+            "coloured by the median download against the village target; grey where a cell "
+            "has too few tests or devices to say.",
+            *([cell_note] if cell_note else []),
         ]
-        page = county_map(
+        page_map = county_map(
             result,
             code,
             name,
             mine,
             mine.geometry.to_numpy(),
-            outline=areas["county"].get(code),
-            points=my_points,
-            routes=my_routes,
+            outline=scene.areas["county"].get(code),
+            points=points.cx[window] if len(points) else None,
+            routes=routes.cx[window] if len(routes) else None,
             cells=my_cells,
-            cell_geoms=my_cell_geoms,
+            cell_geoms=None if my_cells is None else my_cells["geometry"].to_numpy(),
             plan=my_plan,
             plan_labels=my_labels,
             basemap=basemap,
             notes=notes,
         )
         path = folder / file
-        page.save(str(path))
+        page_map.save(str(path))
         written.append(path)
-
-    simple_frame = gpd.GeoDataFrame(
-        drawn.drop(columns="geometry"), geometry=list(simple), crs="EPSG:4326"
-    )
-    figures = write_static_maps(result, simple_frame, areas.get("county"), folder / "static")
-    written.extend(p for p, _ in figures)
-    index = folder / "index.html"
-    index.write_text(
-        _index_html(result, counties, figures, plan is not None), encoding="utf-8", newline="\n"
-    )
-    written.append(index)
     return written
 
 
 def report_figures(folder: Path | str) -> list[tuple[str, str]]:
-    """``(path relative to the run folder, caption)`` of the static maps found in ``folder``
-    (``<out>/maps``), in report order; empty when the maps were skipped."""
-    from ruralcov.maps.static import FIGURES
+    """The static maps found in a maps folder, for the report.
 
+    Parameters
+    ----------
+    folder
+        ``<out>/maps``.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(path relative to the run folder, caption)`` in report order; empty when the maps
+        were skipped.
+    """
     folder = Path(folder)
     return [
         (f"{folder.name}/static/{name}", caption)
@@ -329,8 +368,6 @@ def _index_html(
     figures: list[tuple[Path, str]],
     has_plan: bool,
 ) -> str:
-    from ruralcov.report import page
-
     name = result.config.run.name
     provenance = result.config.run.provenance.strip() or "No provenance was given for these inputs."
     parts = [

@@ -40,7 +40,18 @@ _OWN = ("ruralcov_map.js", "ruralcov_map.css")
 
 
 def leaflet_dir() -> Path:
-    """Folder of the installed Leaflet release files (``leaflet.js``, ``leaflet.css``)."""
+    """Folder of the installed Leaflet release files.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder holding ``leaflet.js``, ``leaflet.css`` and ``images/``.
+
+    Raises
+    ------
+    RuralcovError
+        When the package xstatic-leaflet is not installed.
+    """
     try:
         import xstatic.pkg.leaflet as xleaflet
     except ImportError as exc:  # pragma: no cover - a declared dependency
@@ -52,7 +63,18 @@ def leaflet_dir() -> Path:
 
 
 def copy_assets(folder: Path) -> Path:
-    """Copy Leaflet and ruralcov's own map script and styles into ``folder/assets``."""
+    """Copy Leaflet and ruralcov's own map script and styles next to the map pages.
+
+    Parameters
+    ----------
+    folder
+        The maps folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder/assets``.
+    """
     target = Path(folder) / ASSET_DIR
     (target / "images").mkdir(parents=True, exist_ok=True)
     src = leaflet_dir()
@@ -67,7 +89,18 @@ def copy_assets(folder: Path) -> Path:
 
 
 def offline(m: folium.Map) -> folium.Map:
-    """Make ``m`` load only the local assets (instead of folium's CDN defaults)."""
+    """Make a map load only the local assets (instead of folium's CDN defaults).
+
+    Parameters
+    ----------
+    m
+        A folium map.
+
+    Returns
+    -------
+    folium.Map
+        ``m``, changed in place.
+    """
     m.default_js = [
         ("leaflet", f"{ASSET_DIR}/leaflet.js"),
         ("ruralcov_map", f"{ASSET_DIR}/ruralcov_map.js"),

@@ -97,18 +97,43 @@ AREA_FIBRE = "fibre_share"
 
 
 def village_classes(villages: pd.DataFrame) -> dict[str, tuple[str, str, str, float]]:
-    """The village map classes of a village table: :data:`FIVE_WAY_MAP_CLASSES` when it holds
-    five-way speed classes (:func:`ruralcov.capability.is_five_way`), else :data:`MAP_CLASSES`.
+    """The village map classes of a village table.
+
+    Parameters
+    ----------
+    villages
+        A village table with ``speed_class``.
+
+    Returns
+    -------
+    dict
+        :data:`FIVE_WAY_MAP_CLASSES` when it holds five-way speed classes
+        (:func:`ruralcov.capability.is_five_way`), else :data:`MAP_CLASSES`.
     """
     return FIVE_WAY_MAP_CLASSES if is_five_way(villages) else MAP_CLASSES
 
 
 def map_class(villages: pd.DataFrame) -> pd.Series:
-    """The map class of each village (a key of :func:`village_classes`), aligned to its index.
+    """The map class of each village.
 
     Communities are classed like villages (fibre, then speed against the urban target); other
     register units are ``not_counted``. A village with fibre gets the class of its speed
     class, whichever scheme made it (three-way, or five-way with capability records).
+
+    Parameters
+    ----------
+    villages
+        A village table with ``kind``, ``fibre`` and ``speed_class``.
+
+    Returns
+    -------
+    pandas.Series
+        A key of :func:`village_classes` per village, aligned to its index.
+
+    Raises
+    ------
+    ValueError
+        For a speed class without a map class (a bug, never a guess).
 
     Examples
     --------
@@ -132,8 +157,18 @@ def map_class(villages: pd.DataFrame) -> pd.Series:
 def village_class_index(
     villages: pd.DataFrame,
 ) -> tuple[NDArray[np.intp], dict[str, tuple[str, str, str, float]]]:
-    """Position of each village's :func:`map_class` in its :func:`village_classes`, and those
-    classes: what the legend counts and the colours of the village layers and figures.
+    """The class of each village as a position, for the legend and the colours.
+
+    Parameters
+    ----------
+    villages
+        A village table with ``kind``, ``fibre`` and ``speed_class``.
+
+    Returns
+    -------
+    cls, scheme
+        Position of each village's :func:`map_class` in ``scheme``, and ``scheme``: its
+        :func:`village_classes`.
 
     Examples
     --------
@@ -157,11 +192,22 @@ def _pct(x: float) -> str:
 
 
 def share_bins(target: float | None) -> list[tuple[float, float, str, str]]:
-    """Classes ``(low, high, label, colour)`` for a share in [0, 1], diverging at ``target``.
+    """The classes of a share in [0, 1], diverging at the target.
 
     Below the target the steps are 5, 10 and 20 percentage points wide (warm: the further
     below, the darker); at or above it there are two cool steps. Without a target the scale
-    is sequential in fifths. ``high`` is exclusive except for the last class, which ends at 1.
+    is sequential in fifths.
+
+    Parameters
+    ----------
+    target
+        The target share, or None.
+
+    Returns
+    -------
+    list of (float, float, str, str)
+        ``(low, high, label, colour)`` per class; ``high`` is exclusive except for the last
+        class, which ends at 1.
 
     Examples
     --------
@@ -191,9 +237,22 @@ def share_bins(target: float | None) -> list[tuple[float, float, str, str]]:
     return bins
 
 
-def fibre_met(summary: pd.DataFrame, measure: str = AREA_FIBRE) -> pd.Series | None:
-    """The exact "fibre target met" of each area of a summary (its published gap is 0), for
-    :func:`area_classes`; None for another measure or a summary without gaps."""
+def fibre_met(summary: pd.DataFrame, *, measure: str = AREA_FIBRE) -> pd.Series | None:
+    """The exact "fibre target met" of each area of a summary, for :func:`area_classes`.
+
+    Parameters
+    ----------
+    summary
+        A summary table (:data:`ruralcov.schema.SUMMARY_COLUMNS`).
+    measure
+        The share the map shows.
+
+    Returns
+    -------
+    pandas.Series or None
+        Whether each area's published gap is 0; None for another measure or a summary
+        without gaps.
+    """
     if measure != AREA_FIBRE or "fibre_gap_villages" not in summary.columns:
         return None
     return pd.to_numeric(summary["fibre_gap_villages"], errors="coerce").eq(0)
@@ -202,12 +261,25 @@ def fibre_met(summary: pd.DataFrame, measure: str = AREA_FIBRE) -> pd.Series | N
 def area_classes(
     share: pd.Series, target: float | None, *, met: Any = None
 ) -> tuple[NDArray[np.intp], list[tuple[str, str]]]:
-    """Class index of each area's share and the ``(label, colour)`` of every class.
+    """The class of each area's share.
 
-    The last class is "no administrative villages" (a share that is missing). ``met`` (the
-    exact "target met" of each area, :func:`ruralcov.aggregate.target_met`, i.e. a fibre gap
-    of 0) decides the side of the target: a share compared as a float can round onto the
-    target from below, and the map would then show an area with a gap as at the target.
+    Parameters
+    ----------
+    share
+        The share of each area.
+    target
+        The target (classes diverge there), or None.
+    met
+        The exact "target met" of each area (:func:`fibre_met`, a fibre gap of 0): it
+        decides the side of the target, since a share compared as a float can round onto
+        the target from below, and the map would then show an area with a gap as at the
+        target.
+
+    Returns
+    -------
+    cls, labels
+        Class index of each area, and the ``(label, colour)`` of every class (of
+        :func:`share_bins`, then "no administrative villages" for a missing share).
     """
     bins = share_bins(target)
     values = pd.to_numeric(share, errors="coerce").to_numpy(dtype=float)
@@ -238,12 +310,26 @@ def _transformer(src: str, dst: str) -> Callable[[Any, Any], Any]:
 def simplify_polygons(
     geoms: NDArray[np.object_], *, metric_crs: str, tolerance_m: float
 ) -> NDArray[np.object_]:
-    """Polygons simplified with a tolerance in metres, returned in EPSG:4326.
+    """Polygons simplified with a tolerance in metres.
 
     A valid coverage (no overlaps, matching shared edges) is simplified as a whole so that
     neighbours keep exactly one shared boundary; anything else polygon by polygon with
     ``preserve_topology``. Missing or empty geometries stay as they are, and a polygon that
     would vanish keeps its unsimplified shape, so every village is still drawn.
+
+    Parameters
+    ----------
+    geoms
+        Polygons in EPSG:4326.
+    metric_crs
+        The CRS the tolerance is measured in.
+    tolerance_m
+        The tolerance in metres; 0 or less leaves the polygons as they are.
+
+    Returns
+    -------
+    numpy.ndarray
+        The polygons in EPSG:4326.
     """
     geoms = np.asarray(geoms, dtype=object)
     out = geoms.copy()
@@ -264,7 +350,21 @@ def simplify_polygons(
 
 
 def dissolve(geoms: NDArray[np.object_], keys: pd.Series) -> pd.Series:
-    """Union of the geometries of each key (e.g. villages into their township), by key."""
+    """Union of the geometries of each key (e.g. villages into their township).
+
+    Parameters
+    ----------
+    geoms
+        Polygons.
+    keys
+        The key of each polygon; missing keys and geometries are left out.
+
+    Returns
+    -------
+    pandas.Series
+        One (multi)polygon per key, by key, without the slivers left where neighbours do
+        not quite meet.
+    """
     geoms = np.asarray(geoms, dtype=object)
     keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) & keys.notna().to_numpy()
     frame = pd.DataFrame({"key": keys.to_numpy()[keep], "i": np.flatnonzero(keep)})
@@ -301,10 +401,21 @@ def encode_geometry(
 ) -> list[Any]:
     """Geometries as nested lists of integers for the page script.
 
-    Polygons become ``[[ring, ...], ...]`` (one list per polygon part), lines ``[ring, ...]``,
-    points ``[x, y]``, missing or empty geometries ``[]``; a ring is ``[x0, y0, dx1, dy1, ...]``
-    in units of ``1/q`` degree, without the closing vertex. ``shift`` moves coordinates first
-    (WGS 84 to GCJ-02 for AMap tiles).
+    Parameters
+    ----------
+    geoms
+        Shapely geometries in EPSG:4326.
+    q
+        Grid of ``1/q`` degree the coordinates are rounded to.
+    shift
+        Moves coordinates first (WGS 84 to GCJ-02 for AMap tiles).
+
+    Returns
+    -------
+    list
+        Per geometry: polygons ``[[ring, ...], ...]`` (one list per polygon part), lines
+        ``[ring, ...]``, points ``[x, y]``, missing or empty geometries ``[]``; a ring is
+        ``[x0, y0, dx1, dy1, ...]`` in units of ``1/q`` degree, without the closing vertex.
 
     Examples
     --------
@@ -397,11 +508,21 @@ def _texts(series: pd.Series, fmt: str | None) -> list[str | None]:
 def columns(
     frame: pd.DataFrame, spec: Sequence[tuple[str, str, str | None]]
 ) -> list[dict[str, Any]]:
-    """Column-oriented attributes: one ``{"label", "v"[, "d"]}`` per ``(column, label, fmt)``.
+    """Column-oriented attributes for the page script.
 
-    Values become display texts (``fmt`` is a format spec for numbers; booleans are yes/no;
-    missing values ``None``). A column of few distinct texts gets a dictionary ``d`` and ``v``
-    holds positions in it. Columns missing from ``frame`` are left out.
+    Parameters
+    ----------
+    frame
+        The table.
+    spec
+        ``(column, label, fmt)`` per attribute shown; ``fmt`` is a format spec for numbers.
+
+    Returns
+    -------
+    list of dict
+        One ``{"label", "v"[, "d"]}`` per column of ``spec`` that ``frame`` has. Values are
+        display texts (booleans yes/no, missing values None); a column of few distinct texts
+        gets a dictionary ``d``, and ``v`` holds positions in it.
     """
     out = []
     for name, label, fmt in spec:
@@ -421,8 +542,19 @@ def columns(
 
 
 def script_json(obj: Any) -> str:
-    """JSON that is safe inside an HTML ``<script>``: ``<``, ``>`` and ``&`` are escaped, so
-    no user text (``</script>``, ``<!--``) can end the script or start markup."""
+    """JSON that is safe inside an HTML ``<script>``.
+
+    Parameters
+    ----------
+    obj
+        A JSON value.
+
+    Returns
+    -------
+    str
+        Compact JSON with ``<``, ``>``, ``&`` and the line separators escaped, so that no user
+        text (``</script>``, ``<!--``) can end the script or start markup.
+    """
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return (
         text.replace("<", "\\u003c")
@@ -431,41 +563,3 @@ def script_json(obj: Any) -> str:
         .replace("\u2028", "\\u2028")
         .replace("\u2029", "\\u2029")
     )
-
-
-# --------------------------------------------------------------------------- speed tests
-
-
-def speed_cells(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    download: NDArray[np.float64],
-    group: NDArray[np.object_],
-    *,
-    cell_m: float,
-) -> pd.DataFrame:
-    """Speed tests binned into square cells of ``cell_m`` metres, per group (e.g. county).
-
-    ``x``/``y`` are metric coordinates (metres). One row per non-empty cell: ``group``,
-    ``ix``, ``iy`` (the cell is ``[ix·cell_m, (ix+1)·cell_m) × [iy·cell_m, (iy+1)·cell_m)``),
-    ``tests`` and ``median_mbps``.
-
-    Examples
-    --------
-    >>> speed_cells(np.array([10., 20., 1500.]), np.array([5., 5., 5.]),
-    ...             np.array([10., 30., 8.]), np.array(["a", "a", "a"]), cell_m=1000)
-      group  ix  iy  tests  median_mbps
-    0     a   0   0      2         20.0
-    1     a   1   0      1          8.0
-    """
-    frame = pd.DataFrame(
-        {
-            "group": group,
-            "ix": np.floor(np.asarray(x) / cell_m).astype(np.int64),
-            "iy": np.floor(np.asarray(y) / cell_m).astype(np.int64),
-            "download": np.asarray(download, dtype=float),
-        }
-    )
-    grouped = frame.groupby(["group", "ix", "iy"], sort=True)["download"]
-    out = grouped.agg(tests="size", median_mbps="median").reset_index()
-    return out.astype({"tests": "int64"})

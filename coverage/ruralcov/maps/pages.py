@@ -18,6 +18,7 @@ import pandas as pd
 from folium.elements import Element, MacroElement
 from folium.template import Template
 
+from ruralcov.cells import CELL_M
 from ruralcov.maps.assets import offline
 from ruralcov.maps.data import (
     area_classes,
@@ -27,8 +28,9 @@ from ruralcov.maps.data import (
     script_json,
     village_class_index,
 )
+from ruralcov.schema import SPEED_CLASSES
 
-__all__ = ["BASEMAPS", "DataLayer", "county_map", "province_map"]
+__all__ = ["BASEMAPS", "DataLayer", "cell_legend", "county_map", "province_map"]
 
 #: Opt-in tile backgrounds: name -> (URL template, attribution, subdomains, GCJ-02 tiles).
 BASEMAPS: dict[str, tuple[str, str, str, bool]] = {
@@ -157,8 +159,21 @@ def _base_map(bounds: Sequence[float], basemap: str) -> folium.Map:
 
 
 def stable_ids(m: folium.Map) -> folium.Map:
-    """Number the page's elements in order instead of folium's random ids, so that the same
-    result always writes the same bytes (the manifest's hashes then mean something)."""
+    """Number the page's elements in order instead of folium's random ids.
+
+    The same result then always writes the same bytes, and the manifest's hashes mean
+    something.
+
+    Parameters
+    ----------
+    m
+        A folium map.
+
+    Returns
+    -------
+    folium.Map
+        ``m``, changed in place.
+    """
     seen: set[int] = set()
 
     def walk(element: Any) -> None:
@@ -174,7 +189,18 @@ def stable_ids(m: folium.Map) -> folium.Map:
 
 
 def shift_for(basemap: str) -> Shift:
-    """The coordinate shift that makes geometry line up with ``basemap``'s tiles."""
+    """The coordinate shift that makes geometry line up with a basemap's tiles.
+
+    Parameters
+    ----------
+    basemap
+        ``none`` or a key of :data:`BASEMAPS`.
+
+    Returns
+    -------
+    callable or None
+        WGS 84 to GCJ-02 for tiles drawn in GCJ-02 (AMap), else None.
+    """
     if basemap != "none" and BASEMAPS[basemap][3]:
         from ruralcov.crs import wgs84_to_gcj02
 
@@ -199,7 +225,18 @@ def _classes(
 
 
 def village_evidence(villages: pd.DataFrame) -> pd.DataFrame:
-    """The village table with the derived ``download_interval`` text column."""
+    """The village table as its popups show it.
+
+    Parameters
+    ----------
+    villages
+        A village table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the text column ``download_interval`` (the 95 % interval of the median).
+    """
     v = villages.copy()
     lo, hi = v["download_ci_low_mbps"], v["download_ci_high_mbps"]
     v["download_interval"] = [
@@ -218,8 +255,26 @@ def village_layer(
     layer_id: str = "villages",
     name: str = "Villages: fibre and speed class",
 ) -> dict[str, Any]:
-    """Layer data of village polygons coloured by :func:`~ruralcov.maps.data.map_class`, with
-    every class of :func:`~ruralcov.maps.data.village_classes` and its count in the legend."""
+    """The villages as a layer of polygons coloured by their map class.
+
+    Parameters
+    ----------
+    villages
+        The villages drawn.
+    geoms
+        Their polygons (EPSG:4326), perhaps simplified.
+    q, shift
+        As :func:`~ruralcov.maps.data.encode_geometry` takes them.
+    layer_id, name
+        The layer's id and its name in the layer control.
+
+    Returns
+    -------
+    dict
+        Layer data for ``ruralcov.layer``: classes of
+        :func:`~ruralcov.maps.data.map_class`, with every class of
+        :func:`~ruralcov.maps.data.village_classes` and its count in the legend.
+    """
     v = village_evidence(villages)
     cls, scheme = village_class_index(v)
     counts = np.bincount(cls, minlength=len(scheme))
@@ -253,14 +308,34 @@ def area_layer(
     shift: Shift,
     hrefs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Choropleth of ``measure`` (``fibre_share`` or ``speed_share``) over the areas of a level.
+    """A choropleth of a share over the areas of a level.
 
-    ``geoms`` is indexed by area code; areas without geometry are left out of the map (they
-    stay in the tables).
+    Parameters
+    ----------
+    summary
+        The level's summary table.
+    geoms
+        Area polygons indexed by area code; areas without one are left out of the map (they
+        stay in the tables).
+    level
+        The level (``county``, ``township``).
+    measure
+        ``fibre_share`` or ``speed_share``.
+    target
+        The target the classes diverge at, or None.
+    q, shift
+        As :func:`~ruralcov.maps.data.encode_geometry` takes them.
+    hrefs
+        Area code -> the file of its own page (a link in the popup).
+
+    Returns
+    -------
+    dict
+        Layer data for ``ruralcov.layer``.
     """
     s = summary[summary["code"].isin(geoms.index)].reset_index(drop=True)
     s = s.assign(href=[(hrefs or {}).get(c) for c in s["code"]])
-    cls, keys = area_classes(s[measure], target, met=fibre_met(s, measure))
+    cls, keys = area_classes(s[measure], target, met=fibre_met(s, measure=measure))
     counts = np.bincount(cls, minlength=len(keys))
     what = "fibre share" if measure == "fibre_share" else "speed share"
     cols = columns(s, AREA_FIELDS)
@@ -286,7 +361,22 @@ def area_layer(
 
 
 def outline_layer(geoms: pd.Series, *, q: float, shift: Shift, name: str) -> dict[str, Any]:
-    """Area boundaries as thin lines that never catch the mouse."""
+    """Area boundaries as thin lines that never catch the mouse.
+
+    Parameters
+    ----------
+    geoms
+        Area polygons.
+    q, shift
+        As :func:`~ruralcov.maps.data.encode_geometry` takes them.
+    name
+        The layer's name in the layer control.
+
+    Returns
+    -------
+    dict
+        Layer data for ``ruralcov.layer``.
+    """
     boundaries = [g.boundary for g in geoms.to_numpy()]
     return {
         "id": "outlines",
@@ -327,8 +417,31 @@ def province_map(
     county_hrefs: dict[str, str] | None = None,
     q: float = 1e5,
 ) -> folium.Map:
-    """The province page: county and township choropleths (fibre and speed share) and the
-    villages by class as radio-button themes, county outlines as an overlay."""
+    """The province page.
+
+    Parameters
+    ----------
+    result
+        The result drawn.
+    villages
+        The villages with a polygon.
+    village_geoms
+        Their polygons, simplified.
+    areas
+        Level -> simplified area polygons by code.
+    basemap
+        ``none`` or a key of :data:`BASEMAPS`.
+    county_hrefs
+        County code -> the file of its page.
+    q
+        Coordinates are rounded to ``1/q`` degree.
+
+    Returns
+    -------
+    folium.Map
+        County and township choropleths (fibre and speed share) and the villages by class
+        as radio-button themes, county outlines as an overlay.
+    """
     shift = shift_for(basemap)
     drawn = [g for g in np.asarray(village_geoms, dtype=object) if g is not None]
     bounds = _bounds(drawn)
@@ -394,8 +507,38 @@ def county_map(
     notes: Sequence[str] = (),
     q: float = 1e5,
 ) -> folium.Map:
-    """One county: villages by class, fibre access points and routes, speed tests as 1 km
-    cells, and the proposed links of a plan when there is one."""
+    """The page of one county.
+
+    Parameters
+    ----------
+    result
+        The result drawn.
+    code, name
+        The county.
+    villages, village_geoms
+        Its villages with a polygon, and their polygons.
+    outline
+        The county's polygon, or None.
+    points, routes
+        Fibre access points and routes around the county (``operational``, ``source``).
+    cells, cell_geoms
+        Its speed-test cells (``CoverageResult.cells``) and their squares
+        (:func:`ruralcov.maps.cell_polygons`), or None.
+    plan, plan_labels
+        Its links of a fibre plan and the numbered villages, or None.
+    basemap
+        ``none`` or a key of :data:`BASEMAPS`.
+    notes
+        Lines for the legend.
+    q
+        Coordinates are rounded to ``1/q`` degree.
+
+    Returns
+    -------
+    folium.Map
+        Villages by class, fibre access points and routes (counted or not), speed-test cells
+        by the class the analysis gave them, and the proposed links of a plan.
+    """
     shift = shift_for(basemap)
     drawn = [g for g in np.asarray(village_geoms, dtype=object) if g is not None]
     bounds = _bounds(drawn if drawn else [outline])
@@ -405,34 +548,37 @@ def county_map(
         DataLayer(
             outline_layer(pd.Series([outline]), q=q, shift=shift, name="County boundary")
         ).add_to(m)
-    target = result.config.targets.village_download_mbps
-    min_tests = result.config.speed.min_tests if result.config.speed else 1
-    if cells is not None and len(cells):
-        DataLayer(
-            _cells_layer(cells, cell_geoms, q=q, shift=shift, target=target, min_tests=min_tests),
-            show=False,
-        ).add_to(m)
-    if routes is not None and len(routes):
-        DataLayer(_asset_layer(routes, "routes", q=q, shift=shift)).add_to(m)
-    if points is not None and len(points):
-        DataLayer(_asset_layer(points, "points", q=q, shift=shift)).add_to(m)
+    layers = [
+        *_cell_layers(result, cells, cell_geoms, q=q, shift=shift),
+        *(DataLayer(_asset_layer(frame, kind, q=q, shift=shift))
+          for frame, kind in ((routes, "routes"), (points, "points"))
+          if frame is not None and len(frame)),
+    ]
     if plan is not None and len(plan):
-        DataLayer(_plan_layer(plan, q=q, shift=shift)).add_to(m)
+        layers.append(DataLayer(_plan_layer(plan, q=q, shift=shift)))
         if plan_labels is not None and len(plan_labels):
-            DataLayer(_plan_labels(plan_labels, q=q, shift=shift)).add_to(m)
+            layers.append(DataLayer(_plan_labels(plan_labels, q=q, shift=shift)))
+    for layer in layers:
+        layer.add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     info = _legend_info(result, f"{name} ({code})", notes)
     _Controls(info, ["villages"], bounds).add_to(m)
-    _title(
-        m,
-        f"{name} ({code}) — {result.config.run.name}",
-        [
-            ("province.html", "province map"),
-            ("index.html", "all maps"),
-            ("../report.html", "report"),
-        ],
-    )
+    links = [("province.html", "province map"), ("index.html", "all maps"),
+             ("../report.html", "report")]
+    _title(m, f"{name} ({code}) — {result.config.run.name}", links)
     return stable_ids(m)
+
+
+def _cell_layers(result: Any, cells: pd.DataFrame | None, geoms: Any, *, q: float,
+                 shift: Shift) -> list[DataLayer]:
+    """The speed-test cells as a layer, hidden at first (none without cells)."""
+    if cells is None or not len(cells):
+        return []
+    speed = result.config.speed
+    legend = cell_legend(target=result.config.targets.village_download_mbps,
+                         min_tests=speed.min_tests if speed else 1,
+                         min_devices=speed.min_devices if speed else 0)
+    return [DataLayer(_cells_layer(cells, geoms, q=q, shift=shift, legend=legend), show=False)]
 
 
 def _bounds(geoms: Sequence[Any]) -> tuple[float, float, float, float]:
@@ -493,35 +639,72 @@ def _asset_layer(frame: pd.DataFrame, kind: str, *, q: float, shift: Shift) -> d
     }
 
 
+#: Colour of each speed class of a cell (:data:`ruralcov.schema.SPEED_CLASSES`).
+_CELL_COLOURS = {"meets": "#1a9850", "below": "#f46d43", "insufficient_data": "#bdbdbd"}
+
+
+def cell_legend(*, target: float, min_tests: int, min_devices: int) -> list[tuple[str, str]]:
+    """The legend of the speed-test cells.
+
+    A cell has the class the analysis gave its tests (:func:`ruralcov.classify.speed_class`
+    with the run's ``min_tests`` and ``min_devices``), as a village does.
+
+    Parameters
+    ----------
+    target
+        The village download target (Mbps) the cells were classed against.
+    min_tests, min_devices
+        The run's minimum evidence (``[speed]``); ``min_devices`` 0 when devices are not
+        counted.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(label, colour)`` of each class, in :data:`ruralcov.schema.SPEED_CLASSES` order.
+
+    Examples
+    --------
+    >>> [label for label, _ in cell_legend(target=12.0, min_tests=5, min_devices=3)]
+    ['median ≥ 12 Mbps', 'median < 12 Mbps', 'too few: under 5 tests or under 3 devices']
+    """
+    few = f"too few: under {min_tests} tests" + (
+        f" or under {min_devices} devices" if min_devices > 0 else "")
+    labels = {"meets": f"median ≥ {target:g} Mbps", "below": f"median < {target:g} Mbps",
+              "insufficient_data": few}
+    return [(labels[c], _CELL_COLOURS[c]) for c in SPEED_CLASSES]
+
+
 def _cells_layer(
-    cells: pd.DataFrame, geoms: Any, *, q: float, shift: Shift, target: float, min_tests: int
+    cells: pd.DataFrame, geoms: Any, *, q: float, shift: Shift, legend: list[tuple[str, str]]
 ) -> dict[str, Any]:
-    enough = cells["tests"].to_numpy() >= min_tests
-    meets = cells["median_mbps"].to_numpy() >= target
-    cls = np.where(~enough, 2, np.where(meets, 0, 1))
-    counts = np.bincount(cls, minlength=3)
-    keys = [
-        (f"median ≥ {target:g} Mbps", "#1a9850"),
-        (f"median < {target:g} Mbps", "#f46d43"),
-        (f"fewer than {min_tests} tests", "#bdbdbd"),
-    ]
-    frame = cells.assign(label="1 km cell")
+    """The speed-test cells of a county, coloured by the speed class the analysis gave them."""
+    pos = {c: i for i, c in enumerate(SPEED_CLASSES)}
+    found = cells["speed_class"].map(pos)
+    if found.isna().any():  # a class the legend does not have: a bug, never a guess
+        odd = sorted(map(str, set(cells.loc[found.isna(), "speed_class"])))
+        raise ValueError(f"cell speed class(es) {odd} are not among {list(SPEED_CLASSES)}")
+    cls = found.to_numpy(dtype=np.intp)
+    counts = np.bincount(cls, minlength=len(SPEED_CLASSES))
+    frame = cells.assign(label=f"{CELL_M / 1000:g} km cell")
     spec = (
         ("label", "cell", None),
         ("tests", "tests", ",d"),
+        ("devices", "devices", ",d"),
         ("median_mbps", "median download (Mbps)", ".1f"),
     )
+    cols = columns(frame, spec)
+    labels = [c["label"] for c in cols]
     return {
         "id": "speed_cells",
-        "name": "Speed tests (1 km cells)",
+        "name": f"Speed tests ({CELL_M / 1000:g} km cells)",
         "kind": "polygons",
         "q": q,
         "geom": encode_geometry(geoms, q=q, shift=shift),
-        "cols": columns(frame, spec),
+        "cols": cols,
         "title": [0],
-        "tip": [1, 2],
+        "tip": [labels.index(x) for x in ("tests", "median download (Mbps)")],
         "cls": cls.tolist(),
-        "classes": _classes(keys, counts, stroke="#ffffff", weight=0.3, fill=0.7),
+        "classes": _classes(legend, counts, stroke="#ffffff", weight=0.3, fill=0.7),
         "legend": True,
     }
 

@@ -73,9 +73,20 @@ def _fill(ax: Any, geoms: Any, colour: str) -> None:
 
 
 def village_legend(villages: pd.DataFrame) -> list[tuple[str, str]]:
-    """``(label with count, fill colour)`` of each village class drawn in the village figure:
-    the classes of :func:`~ruralcov.maps.data.village_classes` that ``villages`` (those with
-    geometry) hold, counted as the province page counts them."""
+    """The legend of the village figure.
+
+    Parameters
+    ----------
+    villages
+        The villages with geometry.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(label with count, fill colour)`` of each class of
+        :func:`~ruralcov.maps.data.village_classes` that ``villages`` hold, counted as the
+        province page counts them.
+    """
     cls, scheme = village_class_index(villages)
     counts = np.bincount(cls, minlength=len(scheme))
     return [
@@ -91,10 +102,23 @@ def write_static_maps(
     counties: pd.Series | None,
     folder: Path,
 ) -> list[tuple[Path, str]]:
-    """Write the PNGs of :data:`FIGURES` into ``folder``; return ``(path, caption)`` pairs.
+    """Write the PNGs of :data:`FIGURES`.
 
-    ``villages`` are the (simplified) village polygons with their columns, ``counties`` the
-    county polygons by code (None or empty: the county figure is skipped).
+    Parameters
+    ----------
+    result
+        The result drawn.
+    villages
+        The (simplified) village polygons with their columns.
+    counties
+        The county polygons by code (None or empty: the county figure is skipped).
+    folder
+        Where to write (``<out>/maps/static``).
+
+    Returns
+    -------
+    list of (pathlib.Path, str)
+        ``(path, caption)`` of each figure written.
     """
     folder.mkdir(parents=True, exist_ok=True)
     metric = result.metric_crs

@@ -9,7 +9,8 @@ folder, file by file:
   ``cells.parquet``, ``tables/*.csv``, ``report.xlsx``, ``report.html``, ``config.toml``,
   ``charts/``): byte for byte, the workbook and the report rendered with the manifest's
   ``created`` time (the only time they hold). Runs written before that was so may differ only
-  in the workbook's creation time and in absolute paths to the inputs inside the folder in ``config.toml``: those are accepted.
+  in the workbook's creation time and in absolute paths to the inputs inside the folder in
+  ``config.toml``: those are accepted.
   The maps are only re-hashed: ``ruralcov map`` (after a plan, say) redraws them from the
   folder with other bytes than the run drew, and with a basemap it does not record, so a
   recomputation could not tell an honest redraw from an edit; they hold no number that the

@@ -1,9 +1,10 @@
-# Two entry points: `make demo` and `make test`. Both build .venv on first use.
+# Two entry points: `make demo` and `make test` (`make docs` serves the documentation site).
+# All build .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv test-venv clean
+.PHONY: demo test docs venv test-venv clean
 
 $(BIN)/ruralcov: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +18,7 @@ demo: venv
 	$(BIN)/ruralcov demo --force  # replaces an earlier demo run folder, nothing else
 
 $(VENV)/.test-deps: $(BIN)/ruralcov
-	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dask,docs]'
 	# the map tests drive Debian's chromium (never a browser downloaded by Playwright)
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $@
@@ -27,8 +28,13 @@ test-venv: $(VENV)/.test-deps
 # -P: the working folder is not put on sys.path, so `coverage/` (the source root) is never
 # importable as a `coverage` package; pytest collects tests/ and the package's doctests
 # (testpaths and --doctest-modules in pyproject.toml).
+# The site is built strictly: a broken link or a page outside the navigation fails the test.
 test: test-venv
 	$(BIN)/python -P -m pytest
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs: test-venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out site

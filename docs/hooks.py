@@ -1,7 +1,7 @@
 """MkDocs hooks: pages generated from the code, so that they cannot drift from it.
 
 - ``<!-- config-reference -->`` in a page becomes the table of every configuration key, from
-  :func:`ruralcov.config.reference` (the dataclasses, their defaults and help);
+  :func:`ruralcov.template.reference` (the dataclasses, their defaults and help);
 - the demo's map previews in ``maps/`` are published with the site (``img/``) without a copy
   in ``docs/``.
 """
@@ -17,7 +17,7 @@ PREVIEWS = ("province_villages.png", "county_largest_gap.png", "village_classes.
 
 
 def _config_reference() -> str:
-    from ruralcov.config import reference
+    from ruralcov.template import reference
 
     lines: list[str] = []
     for section, rows in reference().items():

@@ -188,6 +188,35 @@ def run(
 
 
 @cli.command()
+@click.argument("folder", metavar="[FOLDER]", type=click.Path(path_type=Path), default=Path("."))
+@click.option("--force", is_flag=True, help="Replace an existing FOLDER/config.toml.")
+@click.pass_context
+def init(ctx: click.Context, folder: Path, force: bool) -> None:
+    """Write FOLDER/config.toml: every section and key with its default and one line of help.
+
+    Fill in the paths (and your column names), then check it with `ruralcov validate`.
+
+    \b
+    Example:
+      ruralcov init shanxi-2026q3
+      ruralcov validate shanxi-2026q3/config.toml
+    """
+    from ruralcov.errors import ConfigError, OutputExistsError
+    from ruralcov.template import template
+
+    with _user_errors():
+        path = folder / "config.toml"
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{str(folder)!r} is a file; give a folder for the configuration")
+        if path.exists() and not force:
+            raise OutputExistsError(f"{str(path)!r} exists; add --force to replace it")
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(template(), encoding="utf-8")
+    if not ctx.obj["quiet"]:
+        click.echo(f"written: {path}  (fill in the paths, then: ruralcov validate {path})")
+
+
+@cli.command()
 @click.argument("config_path", metavar="CONFIG.toml", type=click.Path(path_type=Path))
 @click.pass_context
 def validate(ctx: click.Context, config_path: Path) -> None:

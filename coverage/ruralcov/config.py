@@ -56,135 +56,307 @@ ENGINES = ("local", "dask")
 BASEMAPS = ("none", "osm", "amap")
 
 
+def key(default: Any = None, *, factory: Any = None, help: str) -> Any:  # noqa: A002
+    """A configuration key: its default and the one line of help that the configuration
+    reference, ``ruralcov init``'s template and the docs site print (:func:`reference`)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    name: str = "ruralcov"
-    out: Path | None = None
-    profile: str = "shanxi-2020"
-    #: Shown in the report and the map legend, e.g. which layers are synthetic.
-    provenance: str = ""
-    #: How speed tests are joined and reduced: one of :data:`ENGINES`.
-    engine: str = "local"
-    #: Memory (MiB) for joined speed tests before they spill to a temporary file; at the end
-    #: the villages are processed in ranges of a quarter of this each. Peak memory stays
-    #: near this value however many tests there are.
-    buffer_mb: float = 256.0
-    #: ``engine = "dask"``: address of an existing scheduler (``"tcp://host:8786"``); empty
-    #: starts a LocalCluster on this machine for the run.
-    dask_scheduler: str = ""
-    #: ``engine = "dask"`` without a scheduler: LocalCluster worker processes (0: one per core).
-    dask_workers: int = 0
-    #: ``engine = "dask"``: rows per partition read from the tests (Parquet row groups are
-    #: grouped up to this size).
-    dask_partition_rows: int = 2_000_000
-    #: With capability records: one of :data:`SPEED_BASES` (None: ``capability``).
-    speed_basis: str | None = None
+    name: str = key(
+        "ruralcov",
+        help=(
+            'Run name: one plain folder name; the run folder is out/<name> unless out or --out is'
+            ' given.'
+        ),
+    )
+    out: Path | None = key(
+        None,
+        help="Run folder, relative to this file; --out overrides (default: out/<name>).",
+    )
+    profile: str = key(
+        "shanxi-2020",
+        help=(
+            'Targets preset: shanxi-2020 (98 % fibre, 12 Mbps villages, 100 Mbps towns); '
+            '[targets] overrides single values.'
+        ),
+    )
+    provenance: str = key(
+        "",
+        help="Shown in the report and the map legend: where the data come from, what is synthetic.",
+    )
+    engine: str = key(
+        "local",
+        help=(
+            'Speed-test engine: local (streaming in this process) or dask (a dask.distributed '
+            'cluster).'
+        ),
+    )
+    buffer_mb: float = key(
+        256.0,
+        help=(
+            'Memory (MiB) for joined speed tests before they spill to a temporary file; peak '
+            'memory stays near it however many tests there are.'
+        ),
+    )
+    dask_scheduler: str = key(
+        "",
+        help=(
+            'engine = dask: address of an existing scheduler (tcp://host:8786); empty starts a '
+            'LocalCluster.'
+        ),
+    )
+    dask_workers: int = key(
+        0,
+        help="engine = dask without a scheduler: LocalCluster worker processes (0: one per core).",
+    )
+    dask_partition_rows: int = key(
+        2_000_000,
+        help="engine = dask: rows per partition (Parquet row groups grouped up to this size).",
+    )
+    speed_basis: str | None = key(
+        None,
+        help=(
+            'With capability records, what the speed share counts: capability (default), measured'
+            ' or either.'
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class VillagesConfig:
-    path: Path | None = None
-    layer: str | None = None
-    code: str = "code"
-    name: str = "name"
-    register: str = "cn-nbs"
-    levels: Mapping[str, str] = field(default_factory=dict)
-    kind: str | None = None
-    crs: str | None = None
-    encoding: str = "utf-8"
-    lon: str | None = None
-    lat: str | None = None
-    wkt: str | None = None
-    #: Optional lookup tables (CSV with ``code`` and ``name``) per level, for level names.
-    names: Mapping[str, Path] = field(default_factory=dict)
+    path: Path | None = key(
+        None,
+        help=(
+            'The register, one row per village-level unit: CSV, xlsx, GeoPackage, Shapefile, '
+            'GeoJSON, GeoParquet, FlatGeobuf, Parquet (required).'
+        ),
+    )
+    layer: str | None = key(
+        None,
+        help="Layer of a GeoPackage or sheet-less vector file (default: the first).",
+    )
+    code: str = key("code", help="Column of the village code.")
+    name: str = key("name", help="Column of the village name.")
+    register: str = key(
+        "cn-nbs",
+        help=(
+            'cn-nbs: levels and kind from the 12-digit NBS code and the name; generic: from the '
+            'columns in levels and kind.'
+        ),
+    )
+    levels: Mapping[str, str] = key(
+        factory=dict,
+        help=(
+            'generic: level -> column, e.g. { township = "tcode", county = "ccode" }; cn-nbs: '
+            'columns checked against the code.'
+        ),
+    )
+    kind: str | None = key(
+        None,
+        help=(
+            'generic: column holding village / community / other (absent: every row is a '
+            'village).'
+        ),
+    )
+    crs: str | None = key(
+        None,
+        help=(
+            'CRS of coordinates when the file has none (EPSG:4326, or gcj02 / bd09 for '
+            'AMap/Baidu).'
+        ),
+    )
+    encoding: str = key(
+        "utf-8",
+        help="Text encoding of a CSV: utf-8 (with or without BOM) or gb18030.",
+    )
+    lon: str | None = key(
+        None,
+        help="CSV with point columns: longitude column (default: detected).",
+    )
+    lat: str | None = key(None, help="CSV with point columns: latitude column (default: detected).")
+    wkt: str | None = key(
+        None,
+        help="CSV with a WKT geometry column: its name (default: detected).",
+    )
+    names: Mapping[str, Path] = key(
+        factory=dict,
+        help='Optional code,name tables per level, e.g. { county = "counties.csv" }.',
+    )
 
 
 @dataclass(frozen=True)
 class BoundariesConfig:
     """Village polygons in a separate file, joined to the register by code."""
 
-    path: Path | None = None
-    layer: str | None = None
-    code: str = "code"
-    crs: str | None = None
-    encoding: str = "utf-8"
-    wkt: str | None = None
+    path: Path | None = key(
+        None,
+        help="Village polygons in their own file, joined to the register by code.",
+    )
+    layer: str | None = key(None, help="Layer of a GeoPackage (default: the first).")
+    code: str = key("code", help="Column of the village code.")
+    crs: str | None = key(None, help="CRS of coordinates when the file has none.")
+    encoding: str = key("utf-8", help="Text encoding of a CSV: utf-8 or gb18030.")
+    wkt: str | None = key(
+        None,
+        help="CSV with a WKT geometry column: its name (default: detected).",
+    )
 
 
 @dataclass(frozen=True)
 class FibreConfig:
-    path: Path | None = None
-    layer: str | None = None
-    kind: str = "access_points"
-    id: str = "asset_id"
-    #: ``table`` kind: the column with the village code, and optionally a yes/no column.
-    code: str = "village_code"
-    value: str | None = None
-    #: Default: "status" for assets, none ("") for tables; "" means every row is operational.
-    status: str | None = None
-    operational: tuple[str, ...] = ("operational", "in_service")
-    max_distance_m: float = 0.0
-    nearby_m: float = 1000.0
-    crs: str | None = None
-    encoding: str = "utf-8"
-    lon: str | None = None
-    lat: str | None = None
-    wkt: str | None = None
+    path: Path | None = key(
+        None,
+        help=(
+            'Fibre source: access points, routes, a table by village code, or OFDS GeoJSON (one '
+            '[[fibre]] block each).'
+        ),
+    )
+    layer: str | None = key(None, help="Layer of a GeoPackage (default: the first).")
+    kind: str = key("access_points", help="access_points | routes | table | ofds.")
+    id: str = key("asset_id", help="Column of the asset id (access points and routes).")
+    code: str = key("village_code", help="table: column of the village code.")
+    value: str | None = key(
+        None,
+        help=(
+            'table: yes/no column (yes, 1, true, 是, 有 ...); absent: every listed village has '
+            'fibre.'
+        ),
+    )
+    status: str | None = key(
+        None,
+        help=(
+            'Status column; only rows whose status is in operational count ("" : every row is '
+            'operational; default status, none for tables).'
+        ),
+    )
+    operational: tuple[str, ...] = key(
+        ("operational", "in_service"),
+        help=(
+            'Status values that mean in service (compared after NFKC, case folding, blanks/-/_ '
+            'alike).'
+        ),
+    )
+    max_distance_m: float = key(
+        0.0,
+        help="Access points within this many metres of a village polygon count for it.",
+    )
+    nearby_m: float = key(
+        1000.0,
+        help=(
+            'Routes within this many metres make a village without fibre fibre_nearby (reported, '
+            'not counted).'
+        ),
+    )
+    crs: str | None = key(None, help="CRS of coordinates when the file has none.")
+    encoding: str = key("utf-8", help="Text encoding of a CSV: utf-8 or gb18030.")
+    lon: str | None = key(
+        None,
+        help="CSV with point columns: longitude column (default: detected).",
+    )
+    lat: str | None = key(None, help="CSV with point columns: latitude column (default: detected).")
+    wkt: str | None = key(
+        None,
+        help="CSV with a WKT geometry column: its name (default: detected).",
+    )
 
 
 @dataclass(frozen=True)
 class SpeedConfig:
-    path: Path | None = None
-    layer: str | None = None
-    kind: str = "tests"
-    lon: str = "lon"
-    lat: str = "lat"
-    download: str = "download_mbps"
-    upload: str | None = "upload_mbps"
-    latency: str | None = "latency_ms"
-    device: str | None = "device_id"
-    min_tests: int = 5
-    min_devices: int = 3
-    crs: str | None = None
-    encoding: str = "utf-8"
-    # Keys of the other kinds default to None (the default they stand for is named in each
-    # comment), so that a ``tests`` run's config.toml lists only the keys a tests run reads.
-    #: ookla_tiles: ``fixed`` or ``mobile`` (required: the two are never mixed).
-    network: str | None = None
-    #: ookla_tiles: ``centroid`` (default) or ``area_weighted``.
-    assignment: str | None = None
-    #: ookla_tiles: quadkey column (default ``quadkey``), used when a row has no polygon.
-    quadkey: str | None = None
-    #: ookla_tiles: a WKT tile column of a CSV/Parquet file (default: auto-detected).
-    wkt: str | None = None
-    #: capability: village-code column (default ``village_code``).
-    code: str | None = None
-    #: capability: technology column (default ``technology``, optional in the file).
-    technology: str | None = None
-    #: capability: provider column (default ``provider``, optional in the file).
-    provider: str | None = None
-    #: tests / ookla_tiles: one file per period, ``{"2020Q1" = "q1.parquet", ...}``; labels
-    #: sort as text in time order, the last is the headline period and sets ``path``
-    #: (:mod:`ruralcov.trends`).
-    periods: Mapping[str, Path] | None = None
-    #: tests: ``median`` (default; of tests) or ``device_median`` (per device first, then
-    #: across devices) (:mod:`ruralcov.sampling`).
-    statistic: str | None = None
-    #: tests: ``none`` (default) or ``device_day`` (one test per device per day and village).
-    sample: str | None = None
-    #: tests: the date-time column for ``sample = "device_day"`` (default ``time``).
-    time: str | None = None
-    #: tests: seed of the device-day sampling (default 0).
-    seed: int | None = None
-    #: tests: a column holding each test's period (``2020Q1``, ...): the run's periods are its
-    #: values (:mod:`ruralcov.periods`), instead of one file per period.
-    period: str | None = None
-    #: tests with ``period``: the one period this analysis reads (set by the run per period).
-    period_value: str | None = None
-    #: tests / capability: the unit of the download and upload columns, one of
-    #: :data:`DOWNLOAD_UNITS` (default ``mbps``); latency is milliseconds always. Ookla tiles
-    #: are kbit/s by Ookla's schema and refuse the key.
-    download_unit: str | None = None
+    path: Path | None = key(
+        None,
+        help="Speed source: a file, or a folder of Parquet parts (one [[speed]] block per source).",
+    )
+    layer: str | None = key(None, help="Layer of a GeoPackage (default: the first).")
+    kind: str = key(
+        "tests",
+        help=(
+            'tests (one row per test) | ookla_tiles (Ookla open-data tiles) | capability '
+            '(declared capability per village code).'
+        ),
+    )
+    lon: str = key("lon", help="Longitude column of the tests.")
+    lat: str = key("lat", help="Latitude column of the tests.")
+    download: str = key(
+        "download_mbps",
+        help="Download column (Mbit/s unless download_unit says otherwise).",
+    )
+    upload: str | None = key("upload_mbps", help="Upload column (optional in the file).")
+    latency: str | None = key("latency_ms", help="Latency column in ms (optional in the file).")
+    device: str | None = key(
+        "device_id",
+        help="Device id column (optional in the file; without it min_devices is not applied).",
+    )
+    min_tests: int = key(5, help="Fewer tests than this in a village: insufficient_data.")
+    min_devices: int = key(
+        3,
+        help="Fewer distinct devices than this in a village: insufficient_data.",
+    )
+    crs: str | None = key(None, help="CRS of coordinates when the file has none.")
+    encoding: str = key("utf-8", help="Text encoding of a CSV: utf-8 or gb18030.")
+    network: str | None = key(None, help="ookla_tiles: fixed or mobile (required: never mixed).")
+    assignment: str | None = key(None, help="ookla_tiles: centroid (default) or area_weighted.")
+    quadkey: str | None = key(
+        None,
+        help="ookla_tiles: quadkey column, used when a row has no tile polygon (default quadkey).",
+    )
+    wkt: str | None = key(
+        None,
+        help="ookla_tiles: WKT tile column of a CSV/Parquet file (default: detected).",
+    )
+    code: str | None = key(None, help="capability: village code column (default village_code).")
+    technology: str | None = key(
+        None,
+        help="capability: technology column (default technology, optional in the file).",
+    )
+    provider: str | None = key(
+        None,
+        help="capability: provider column (default provider, optional in the file).",
+    )
+    periods: Mapping[str, Path] | None = key(
+        None,
+        help=(
+            'tests / ookla_tiles: one file per period, { "2020Q1" = "q1.parquet", ... }; labels '
+            'sort as text in time order, the last is the headline and sets path.'
+        ),
+    )
+    statistic: str | None = key(
+        None,
+        help=(
+            'tests: median (of tests, default) or device_median (per device, then across '
+            'devices).'
+        ),
+    )
+    sample: str | None = key(
+        None,
+        help="tests: none (default) or device_day (one test per device per day and village).",
+    )
+    time: str | None = key(
+        None,
+        help="tests with sample = device_day: the date-time column (default time).",
+    )
+    seed: int | None = key(
+        None,
+        help="tests with sample = device_day: seed of the sampling (default 0).",
+    )
+    period: str | None = key(
+        None,
+        help="tests: a column holding each test's period (2020Q1, ...): one analysis per value.",
+    )
+    period_value: str | None = key(
+        None,
+        help="tests with period: the one period this analysis reads (set by the run per period).",
+    )
+    download_unit: str | None = key(
+        None,
+        help=(
+            'tests / capability: unit of the download and upload columns: mbps (default), kbps or'
+            ' bps.'
+        ),
+    )
 
     @property
     def time_column(self) -> str | None:
@@ -209,16 +381,30 @@ class SpeedConfig:
 
 @dataclass(frozen=True)
 class TargetsConfig:
-    fibre_share: float = 0.98
-    village_download_mbps: float = 12.0
-    community_download_mbps: float = 100.0
+    fibre_share: float = key(
+        0.98,
+        help="Share of administrative villages on fibre to reach, between 0 and 1.",
+    )
+    village_download_mbps: float = key(
+        12.0,
+        help="Speed target of administrative villages (Mbit/s, zero or more).",
+    )
+    community_download_mbps: float = key(
+        100.0,
+        help="Speed target of communities (urban residents' committees).",
+    )
 
 
 @dataclass(frozen=True)
 class MapsConfig:
-    enabled: bool = True
-    #: One of :data:`BASEMAPS`; anything but ``none`` makes the browser load tiles online.
-    basemap: str = "none"
+    enabled: bool = key(True, help="Draw the maps (ruralcov run --no-maps sets false).")
+    basemap: str = key(
+        "none",
+        help=(
+            'none (offline, default) | osm | amap: anything but none makes the browser fetch '
+            'background tiles online.'
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -226,8 +412,14 @@ class CorrectionsConfig:
     """The corrections ledger: reviewed overrides applied after classification
     (:mod:`ruralcov.corrections`)."""
 
-    path: Path | None = None
-    encoding: str = "utf-8"
+    path: Path | None = key(
+        None,
+        help=(
+            'Corrections ledger (CSV/xlsx): reviewed overrides of fibre or speed class, with '
+            'reason and evidence.'
+        ),
+    )
+    encoding: str = key("utf-8", help="Text encoding of a CSV: utf-8 or gb18030.")
 
 
 @dataclass(frozen=True)

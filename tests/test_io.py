@@ -238,7 +238,7 @@ def test_missing_columns_all_listed(tmp_path, world):
         read_layer(path, columns=["code", "village_code", "kind"], name="villages")
     msg = str(info.value)
     assert "['village_code', 'kind']" in msg
-    assert "available columns are ['code', 'name', 'households']" in msg
+    assert "the file has ['code', 'name', 'households']" in msg
     csv = tmp_path / "t.csv"
     csv.write_text(CSV_TEXT, encoding="utf-8")
     with pytest.raises(SchemaError, match=r"\['tcode', 'ccode'\]"):

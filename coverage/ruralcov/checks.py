@@ -242,7 +242,8 @@ def _column_part(role: str, found: Mapping[str, np.ndarray], speed: SpeedConfig,
     else:
         then = f"{'upload_mbps' if role == 'upload' else 'latency_ms'} medians are left empty"
     return issue(layer="speed", reason="column_absent", severity="info",
-                 message=f"no {role} column {col!r} in {path.name}; {then}")
+                 message=f"no {role} column {col!r} in {path.name}{did_you_mean(col, cols)}; "
+                 f"{then}")
 
 
 # --- the rules ---------------------------------------------------------------------------------

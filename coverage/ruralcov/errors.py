@@ -41,6 +41,38 @@ class FolderInUseError(OutputError):
     """Another ruralcov command is writing the same run folder (it holds ``<out>.lock``)."""
 
 
+def require_columns(wanted: object, available: object, *, where: str, fix: str) -> None:
+    """Raise a :class:`SchemaError` when a column of ``wanted`` is not in ``available``.
+
+    The one message for a missing column, whatever the input: it names the input, each missing
+    column with the closest one the file has (:func:`did_you_mean`), the file's columns and
+    the setting that names the column.
+
+    Parameters
+    ----------
+    wanted, available
+        Column names asked for, and those the file has.
+    where
+        The input, e.g. ``"fibre[2]: operator.csv"``.
+    fix
+        What to set, e.g. ``'Set code = "..." in [[fibre]]'``.
+
+    Examples
+    --------
+    >>> require_columns(["dwn"], ["lon", "lat", "down"], where="speed: t.csv",
+    ...                 fix='Set download = "..." in [speed]')  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ruralcov.errors.SchemaError: speed: t.csv lacks column(s) ['dwn'] (did you mean 'down'?); ...
+    """
+    have = [str(c) for c in available]  # type: ignore[attr-defined]
+    missing = [c for c in wanted if c not in have]  # type: ignore[attr-defined]
+    if missing:
+        hints = "".join(did_you_mean(m, have) for m in missing)
+        raise SchemaError(f"{where} lacks column(s) {missing}{hints}; the file has "
+                          f"{have[:20]}. {fix}")
+
+
 def did_you_mean(name: object, candidates: object) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate to a misspelt name, else ``""``.
 

@@ -26,7 +26,7 @@ from ruralcov.config import (
     SpeedConfig,
     VillagesConfig,
 )
-from ruralcov.errors import SchemaError, did_you_mean
+from ruralcov.errors import SchemaError, did_you_mean, require_columns
 from ruralcov.periods import period_rows
 from ruralcov.schema import (
     LEVELS,
@@ -438,12 +438,8 @@ def _fibre_table(f: FibreConfig, layer: str, register_codes: pd.Series) -> Loade
     """A fibre register: one yes/no row per village code."""
     table = io.read_table(f.path, encoding=f.encoding, name=layer)
     cols = [f.code] + ([f.value] if f.value else [])
-    missing = [c for c in cols if c not in table.columns]
-    if missing:
-        raise SchemaError(
-            f"{layer}: column(s) {missing} not found in {f.path}; "
-            f"the file has {list(table.columns)[:20]}"
-        )
+    require_columns(cols, table.columns, where=f"{layer}: {f.path}",
+                    fix='Set code = "..." (and value = "...") in [[fibre]]')
     codes = read_codes(table[f.code], source=f"{layer} ({f.path.name})", column=f.code)
     status = status_classes(table, f, layer)
     operational = status == "operational"

@@ -75,3 +75,15 @@ def test_a_misspelt_optional_column_is_reported_with_the_closest(tmp_path, key, 
     issues = analyse(load_config(cfg)).issues
     absent = issues[issues["reason"] == "column_absent"]["message"].tolist()
     assert any(typo in m and f"did you mean {column!r}?" in m for m in absent), absent
+
+
+@pytest.mark.parametrize(("index", "key", "column", "typo"),
+                         [(1, "download", "down", "donw"), (1, "code", "village_code", "vilage")])
+def test_a_misspelt_capability_column_names_the_closest(tmp_path, index, key, column, typo):
+    from test_capability import write_world
+
+    cfg = write_world(tmp_path / "five")
+    _set(cfg, f"speed.{index}.{key}", typo)
+    with pytest.raises(RuralcovError) as err:
+        analyse(load_config(cfg))
+    assert f"did you mean {column!r}?" in str(err.value), str(err.value)

@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ruralcov import io, units
 from ruralcov.config import SpeedConfig
-from ruralcov.errors import SchemaError, did_you_mean
+from ruralcov.errors import SchemaError, missing_columns
 from ruralcov.loaders import Loaded, input_record
 from ruralcov.schema import read_codes
 from ruralcov.validate import concat_issues, row_issues
@@ -100,9 +100,8 @@ def load_capability(source: SpeedConfig, index: int, register_codes: pd.Series) 
     layer = f"capability[{index}]"
     code_col = source.code or "village_code"
     frame = io.read_table(source.path, encoding=source.encoding, name=layer)
-    missing = [c for c in (code_col, source.download) if c not in frame.columns]
+    missing, hint = missing_columns((code_col, source.download), frame.columns)
     if missing:
-        hint = "".join(did_you_mean(c, frame.columns) for c in missing)
         raise SchemaError(
             f"{layer}: column(s) {missing} not found in {source.path}{hint}; the file has "
             f'{list(frame.columns)[:20]}. Set code = "..." / download = "..." in [[speed]]'

@@ -47,7 +47,7 @@ from ruralcov.errors import (
     InputError,
     RuralcovError,
     SchemaError,
-    did_you_mean,
+    missing_columns,
 )
 from ruralcov.validate import concat_issues, issue, no_issues, row_issues
 
@@ -707,9 +707,8 @@ def _union(a: list[str] | None, b: list[str]) -> list[str] | None:
 def _check_columns(wanted: list[str] | None, available: list[str], path: Path, name: str) -> None:
     if not wanted:
         return
-    missing = [c for c in wanted if c not in available]
+    missing, hints = missing_columns(wanted, available)
     if missing:
-        hints = "".join(did_you_mean(m, available) for m in missing)
         raise SchemaError(
             f"{name}: {path} lacks column(s) {missing}{hints}; available columns are "
             f"{list(available)}. "

@@ -375,13 +375,21 @@ def assign(px, py, out, state, rec_start, rec, keep, gx0, gy0, cs, nx, ny, xs, y
 
 
 @njit(cache=True, nogil=True)
-def order_by_group(groups, n_groups):  # pragma: no cover - compiled
-    """A stable counting sort: the permutation grouping ``groups`` and group offsets."""
+def _group_offsets(groups, n_groups):  # pragma: no cover - compiled
+    """Where each group starts in ``groups`` sorted by group: ``n_groups + 1`` offsets, the
+    counting part of the stable counting sorts below."""
     counts = np.zeros(n_groups + 1, dtype=np.int64)
     for g in groups:
         counts[g + 1] += 1
     for i in range(n_groups):
         counts[i + 1] += counts[i]
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def order_by_group(groups, n_groups):  # pragma: no cover - compiled
+    """A stable counting sort: the permutation grouping ``groups`` and group offsets."""
+    counts = _group_offsets(groups, n_groups)
     pos = counts[:-1].copy()
     perm = np.empty(len(groups), dtype=np.int64)
     for i in range(len(groups)):
@@ -904,11 +912,7 @@ def interleave(values, starts, offsets, out):  # pragma: no cover - compiled
 def group_positions(groups, n_groups):  # pragma: no cover - compiled
     """The position of each row after a stable counting sort by ``groups``, and group offsets
     (the inverse of :func:`order_by_group`'s permutation: rows can be scattered in place)."""
-    counts = np.zeros(n_groups + 1, dtype=np.int64)
-    for g in groups:
-        counts[g + 1] += 1
-    for i in range(n_groups):
-        counts[i + 1] += counts[i]
+    counts = _group_offsets(groups, n_groups)
     pos = counts[:-1].copy()
     dest = np.empty(len(groups), dtype=np.int64)
     for i in range(len(groups)):

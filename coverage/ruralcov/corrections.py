@@ -27,7 +27,7 @@ import pandas as pd
 from ruralcov import io
 from ruralcov.classify import parse_yes_no
 from ruralcov.config import CorrectionsConfig
-from ruralcov.errors import SchemaError, did_you_mean
+from ruralcov.errors import SchemaError, did_you_mean, missing_columns
 from ruralcov.schema import SPEED_CLASSES, read_codes
 from ruralcov.validate import row_issues
 
@@ -107,9 +107,8 @@ def read_ledger(config: CorrectionsConfig) -> pd.DataFrame:
     if config.path is None:  # pragma: no cover - config_from_dict requires the path
         raise SchemaError("[corrections] path is required")
     table = io.read_table(config.path, encoding=config.encoding, name=layer)
-    missing = [col for col in LEDGER_COLUMNS if col not in table.columns]
+    missing, hints = missing_columns(LEDGER_COLUMNS, table.columns)
     if missing:
-        hints = "".join(did_you_mean(m, table.columns) for m in missing)
         raise SchemaError(
             f"corrections: {config.path} lacks column(s) {missing}{hints}; a ledger needs "
             f"{list(LEDGER_COLUMNS)}"

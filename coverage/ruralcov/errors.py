@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 
 class RuralcovError(Exception):
     """Base class; the CLI prints the message as one line and exits with status 2."""
@@ -66,9 +68,8 @@ def require_columns(wanted: object, available: object, *, where: str, fix: str) 
     ruralcov.errors.SchemaError: speed: t.csv lacks column(s) ['dwn'] (did you mean 'down'?); ...
     """
     have = [str(c) for c in available]  # type: ignore[attr-defined]
-    missing = [c for c in wanted if c not in have]  # type: ignore[attr-defined]
+    missing, hints = missing_columns(wanted, have)  # type: ignore[arg-type]
     if missing:
-        hints = "".join(did_you_mean(m, have) for m in missing)
         raise SchemaError(f"{where} lacks column(s) {missing}{hints}; the file has "
                           f"{have[:20]}. {fix}")
 
@@ -102,3 +103,31 @@ def did_you_mean(name: object, candidates: object) -> str:
     by_key = {c.strip().lower(): c for c in reversed(options)}
     hit = difflib.get_close_matches(str(name).strip().lower(), list(by_key), n=1, cutoff=0.6)
     return f" (did you mean {by_key[hit[0]]!r}?)" if hit else ""
+
+
+def missing_columns(needed: Iterable[object], columns: Collection[object]) -> tuple[list, str]:
+    """The needed columns a table lacks, with a :func:`did_you_mean` hint for each.
+
+    Every reader that requires columns names all the missing ones at once, each with the
+    closest existing header; the message around them is the reader's own.
+
+    Parameters
+    ----------
+    needed
+        The columns the reader requires, in the order the message lists them.
+    columns
+        The table's columns (a frame's ``columns`` or a list of names).
+
+    Returns
+    -------
+    missing, hints
+        The needed columns not in ``columns`` (empty when none is missing), and their hints
+        joined (``""`` when no header is close).
+
+    Examples
+    --------
+    >>> missing_columns(["village_code", "downlod_mbps"], ["village_code", "download_mbps"])
+    (['downlod_mbps'], " (did you mean 'download_mbps'?)")
+    """
+    missing = [c for c in needed if c not in columns]
+    return missing, "".join(did_you_mean(m, columns) for m in missing)

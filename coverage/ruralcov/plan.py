@@ -252,17 +252,17 @@ def plan_run(
 ) -> Plan:
     """Plan from a run folder and, with ``write``, add the plan to it.
 
+    The plan is made from the folder alone (:func:`ruralcov.runfolder.read_run` without the
+    tables): the run's inputs are never read, so a run folder copied elsewhere plans the same.
+
     Parameters
     ----------
     folder
         A run folder (:func:`ruralcov.runfolder.read_run`; its inputs need not exist).
-    options
-        :class:`~ruralcov.planner.PlanOptions`; defaults to growing each area to the run's
-        target.
+    options, progress
+        As :func:`ruralcov.planner.plan_extension` takes them.
     points
         Village-committee points by village code (:func:`points_from_file`).
-    progress
-        Called with each area code as its plan starts.
     write
         Add the plan's files to the folder (:func:`write_plan`).
     maps

@@ -465,7 +465,7 @@ def access_points(result: CoverageResult) -> gpd.GeoDataFrame:
     Parameters
     ----------
     result
-        What :func:`ruralcov.analyse` or :func:`ruralcov.runfolder.read_run` returned.
+        A result with its fibre assets: analysed, or read back from a run folder.
 
     Returns
     -------
@@ -490,12 +490,8 @@ def plan_result(
     ----------
     result
         What :func:`ruralcov.analyse` or :func:`ruralcov.runfolder.read_run` returned.
-    options
-        :class:`PlanOptions`; defaults to growing each area to the run's target.
-    points
-        Village-committee points by village code (see :func:`village_points`).
-    progress
-        Called with each area code as its plan starts.
+    options, points, progress
+        As :func:`plan_extension` takes them.
 
     Returns
     -------

@@ -108,7 +108,7 @@ def read_manifest(folder: Path | str) -> dict[str, Any]:
     Parameters
     ----------
     folder
-        A run folder.
+        The run folder whose ``manifest.json`` is read.
 
     Returns
     -------
@@ -306,7 +306,7 @@ def read_villages(folder: Path | str) -> pd.DataFrame:
     Parameters
     ----------
     folder
-        A run folder.
+        The run folder; its manifest is checked before the table is read.
 
     Returns
     -------
@@ -338,7 +338,7 @@ def read_plan(folder: Path | str) -> gpd.GeoDataFrame | None:
     Parameters
     ----------
     folder
-        A run folder.
+        A run folder, planned (``ruralcov plan``) or not.
 
     Returns
     -------
@@ -364,7 +364,7 @@ def redraw_maps(folder: Path | str, *, basemap: str | None = None) -> list[Path]
     Parameters
     ----------
     folder
-        A run folder.
+        The run folder whose ``maps/`` and manifest are written again.
     basemap
         ``none``, ``osm`` or ``amap``; default the run's ``[maps] basemap``.
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ruralcov.errors import SchemaError, did_you_mean
+from ruralcov.errors import SchemaError, missing_columns
 
 #: Hierarchy levels from the largest to the smallest; a register may have any subset.
 LEVELS: tuple[str, ...] = ("province", "city", "county", "township")
@@ -394,9 +394,8 @@ def apply_register(
     needed = [code, name] + (list(levels.values()) if preset == "generic" else [])
     if preset == "generic" and kind:
         needed.append(kind)
-    missing = [c for c in needed if c not in table.columns]
+    missing, hints = missing_columns(needed, table.columns)
     if missing:
-        hints = "".join(did_you_mean(m, table.columns) for m in missing)
         raise SchemaError(
             f"{layer}: column(s) {missing} not found{hints}; the file has "
             f"{list(table.columns)[:20]}. "

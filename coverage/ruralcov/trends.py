@@ -105,7 +105,7 @@ def with_period_column(config: Config) -> Config:
     Parameters
     ----------
     config
-        The run's configuration.
+        The run's configuration; only its ``[speed]`` section is read and replaced.
 
     Returns
     -------

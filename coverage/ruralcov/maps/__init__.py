@@ -84,7 +84,8 @@ def county_file(code: str) -> str:
     Parameters
     ----------
     code
-        The county code.
+        The county code as the register spells it (any text: a register made by hand can
+        hold anything).
 
     Returns
     -------

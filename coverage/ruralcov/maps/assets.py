@@ -68,7 +68,7 @@ def copy_assets(folder: Path) -> Path:
     Parameters
     ----------
     folder
-        The maps folder.
+        The maps folder (the pages in it load the copies).
 
     Returns
     -------
@@ -94,7 +94,8 @@ def offline(m: folium.Map) -> folium.Map:
     Parameters
     ----------
     m
-        A folium map.
+        A new map, whose page would otherwise load Leaflet, jQuery, Bootstrap and Font
+        Awesome from their CDNs.
 
     Returns
     -------

@@ -162,7 +162,7 @@ def village_class_index(
     Parameters
     ----------
     villages
-        A village table with ``kind``, ``fibre`` and ``speed_class``.
+        As :func:`map_class` takes it.
 
     Returns
     -------
@@ -547,7 +547,7 @@ def script_json(obj: Any) -> str:
     Parameters
     ----------
     obj
-        A JSON value.
+        The data a page script is handed (layer data, legend texts, bounds): any JSON value.
 
     Returns
     -------

@@ -167,7 +167,7 @@ def stable_ids(m: folium.Map) -> folium.Map:
     Parameters
     ----------
     m
-        A folium map.
+        A finished map: every layer and control added.
 
     Returns
     -------
@@ -224,13 +224,45 @@ def _classes(
     ]
 
 
+def _layer(
+    layer_id: str,
+    name: str,
+    kind: str,
+    geoms: Any,
+    *,
+    q: float,
+    shift: Shift,
+    cols: list[dict[str, Any]],
+    cls: Sequence[int],
+    classes: list[dict[str, Any]],
+    title: Sequence[int] = (0,),
+    **extra: Any,
+) -> dict[str, Any]:
+    """The data of a layer with a legend, as ``ruralcov.layer`` reads it: the keys every such
+    layer has, in one order (so the page's bytes stay the same), ``extra`` (``tip``, ``label``)
+    before the classes."""
+    return {
+        "id": layer_id,
+        "name": name,
+        "kind": kind,
+        "q": q,
+        "geom": encode_geometry(geoms, q=q, shift=shift),
+        "cols": cols,
+        "title": list(title),
+        **extra,
+        "cls": list(cls),
+        "classes": classes,
+        "legend": True,
+    }
+
+
 def village_evidence(villages: pd.DataFrame) -> pd.DataFrame:
     """The village table as its popups show it.
 
     Parameters
     ----------
     villages
-        A village table.
+        A village table with ``download_ci_low_mbps`` and ``download_ci_high_mbps``.
 
     Returns
     -------
@@ -282,19 +314,9 @@ def village_layer(
         {"label": label, "color": fill, "stroke": stroke, "weight": weight, "n": int(n)}
         for (label, fill, stroke, weight), n in zip(scheme.values(), counts, strict=True)
     ]
-    return {
-        "id": layer_id,
-        "name": name,
-        "kind": "polygons",
-        "q": q,
-        "geom": encode_geometry(geoms, q=q, shift=shift),
-        "cols": columns(v, VILLAGE_FIELDS),
-        "title": [0, 1],
-        "tip": [],
-        "cls": cls.tolist(),
-        "classes": classes,
-        "legend": True,
-    }
+    return _layer(layer_id, name, "polygons", geoms, q=q, shift=shift,
+                  cols=columns(v, VILLAGE_FIELDS), cls=cls.tolist(), classes=classes,
+                  title=(0, 1), tip=[])
 
 
 def area_layer(
@@ -340,19 +362,12 @@ def area_layer(
     what = "fibre share" if measure == "fibre_share" else "speed share"
     cols = columns(s, AREA_FIELDS)
     labels = [c["label"] for c in cols]
-    data: dict[str, Any] = {
-        "id": f"{level}_{measure}",
-        "name": f"{level.capitalize()}: {what}",
-        "kind": "polygons",
-        "q": q,
-        "geom": encode_geometry(geoms.loc[s["code"]].to_numpy(), q=q, shift=shift),
-        "cols": cols,
-        "title": [0, 1],
-        "tip": [labels.index(x) for x in ("administrative villages", what, "gap (villages)")],
-        "cls": cls.tolist(),
-        "classes": _classes(keys, counts, stroke="#555555", weight=0.6, fill=0.8),
-        "legend": True,
-    }
+    data = _layer(
+        f"{level}_{measure}", f"{level.capitalize()}: {what}", "polygons",
+        geoms.loc[s["code"]].to_numpy(), q=q, shift=shift, cols=cols, cls=cls.tolist(),
+        classes=_classes(keys, counts, stroke="#555555", weight=0.6, fill=0.8), title=(0, 1),
+        tip=[labels.index(x) for x in ("administrative villages", what, "gap (villages)")],
+    )
     if "county map" in labels:
         col = cols[labels.index("county map")]
         col["hide"] = True
@@ -471,7 +486,6 @@ def province_map(
         DataLayer(
             outline_layer(areas["county"], q=q, shift=shift, name="County boundaries")
         ).add_to(m)
-    folium.LayerControl(collapsed=False).add_to(m)
     n_drawn = len(drawn)
     missing = len(result.villages) - n_drawn
     notes = [
@@ -480,13 +494,9 @@ def province_map(
         "Speed share: villages meeting the speed target / administrative villages.",
         "Click an area or a village for its evidence; counties link to their own map.",
     ]
-    _Controls(_legend_info(result, result.config.run.name, notes), ["villages"], bounds).add_to(m)
-    _title(
-        m,
-        f"Fibre and speed coverage — {result.config.run.name}",
-        [("index.html", "all maps"), ("../report.html", "report")],
-    )
-    return stable_ids(m)
+    return _finish(m, result, result.config.run.name, notes, bounds,
+                   title=f"Fibre and speed coverage — {result.config.run.name}",
+                   links=[("index.html", "all maps"), ("../report.html", "report")])
 
 
 def county_map(
@@ -511,8 +521,8 @@ def county_map(
 
     Parameters
     ----------
-    result
-        The result drawn.
+    result, basemap, q
+        As :func:`province_map` takes them.
     code, name
         The county.
     villages, village_geoms
@@ -526,12 +536,8 @@ def county_map(
         (:func:`ruralcov.maps.cell_polygons`), or None.
     plan, plan_labels
         Its links of a fibre plan and the numbered villages, or None.
-    basemap
-        ``none`` or a key of :data:`BASEMAPS`.
     notes
         Lines for the legend.
-    q
-        Coordinates are rounded to ``1/q`` degree.
 
     Returns
     -------
@@ -560,12 +566,19 @@ def county_map(
             layers.append(DataLayer(_plan_labels(plan_labels, q=q, shift=shift)))
     for layer in layers:
         layer.add_to(m)
-    folium.LayerControl(collapsed=False).add_to(m)
-    info = _legend_info(result, f"{name} ({code})", notes)
-    _Controls(info, ["villages"], bounds).add_to(m)
     links = [("province.html", "province map"), ("index.html", "all maps"),
              ("../report.html", "report")]
-    _title(m, f"{name} ({code}) — {result.config.run.name}", links)
+    return _finish(m, result, f"{name} ({code})", notes, bounds,
+                   title=f"{name} ({code}) — {result.config.run.name}", links=links)
+
+
+def _finish(m: folium.Map, result: Any, heading: str, notes: Sequence[str],
+            bounds: Sequence[float], *, title: str, links: Sequence[tuple[str, str]]) -> folium.Map:
+    """What every page adds after its layers: the layer control, the legend (``heading`` and
+    ``notes`` under the run's targets), the village search, the title bar; ids made stable."""
+    folium.LayerControl(collapsed=False).add_to(m)
+    _Controls(_legend_info(result, heading, notes), ["villages"], bounds).add_to(m)
+    _title(m, title, links)
     return stable_ids(m)
 
 
@@ -625,18 +638,11 @@ def _asset_layer(frame: pd.DataFrame, kind: str, *, q: float, shift: Shift) -> d
     for c, n in zip(classes, counts, strict=True):
         c["n"] = int(n)
     spec = (("asset_id", "id", None), ("status", "status", None), ("source", "source", None))
-    return {
-        "id": f"fibre_{kind}",
-        "name": "Fibre access points" if kind == "points" else "Fibre routes",
-        "kind": "points" if kind == "points" else "lines",
-        "q": q,
-        "geom": encode_geometry(frame.geometry.to_numpy(), q=q, shift=shift),
-        "cols": columns(frame, spec),
-        "title": [0],
-        "cls": cls.tolist(),
-        "classes": classes,
-        "legend": True,
-    }
+    return _layer(
+        f"fibre_{kind}", "Fibre access points" if kind == "points" else "Fibre routes",
+        "points" if kind == "points" else "lines", frame.geometry.to_numpy(), q=q, shift=shift,
+        cols=columns(frame, spec), cls=cls.tolist(), classes=classes,
+    )
 
 
 #: Colour of each speed class of a cell (:data:`ruralcov.schema.SPEED_CLASSES`).
@@ -694,19 +700,12 @@ def _cells_layer(
     )
     cols = columns(frame, spec)
     labels = [c["label"] for c in cols]
-    return {
-        "id": "speed_cells",
-        "name": f"Speed tests ({CELL_M / 1000:g} km cells)",
-        "kind": "polygons",
-        "q": q,
-        "geom": encode_geometry(geoms, q=q, shift=shift),
-        "cols": cols,
-        "title": [0],
-        "tip": [labels.index(x) for x in ("tests", "median download (Mbps)")],
-        "cls": cls.tolist(),
-        "classes": _classes(legend, counts, stroke="#ffffff", weight=0.3, fill=0.7),
-        "legend": True,
-    }
+    return _layer(
+        "speed_cells", f"Speed tests ({CELL_M / 1000:g} km cells)", "polygons", geoms, q=q,
+        shift=shift, cols=cols, cls=cls.tolist(),
+        classes=_classes(legend, counts, stroke="#ffffff", weight=0.3, fill=0.7),
+        tip=[labels.index(x) for x in ("tests", "median download (Mbps)")],
+    )
 
 
 _PLAN_FIELDS = (
@@ -721,40 +720,20 @@ _PLAN_FIELDS = (
 
 def _plan_layer(plan: pd.DataFrame, *, q: float, shift: Shift) -> dict[str, Any]:
     n = len(plan)
-    return {
-        "id": "plan_links",
-        "name": "Plan: proposed fibre links",
-        "kind": "lines",
-        "q": q,
-        "geom": encode_geometry(plan.geometry.to_numpy(), q=q, shift=shift),
-        "cols": columns(plan, _PLAN_FIELDS),
-        "title": [0, 1],
-        "cls": [0] * n,
-        "classes": [
-            {"label": "proposed link", "color": "#542788", "weight": 3, "n": n, "dash": "6 4"}
-        ],
-        "legend": True,
-    }
+    link = {"label": "proposed link", "color": "#542788", "weight": 3, "n": n, "dash": "6 4"}
+    return _layer(
+        "plan_links", "Plan: proposed fibre links", "lines", plan.geometry.to_numpy(), q=q,
+        shift=shift, cols=columns(plan, _PLAN_FIELDS), cls=[0] * n, classes=[link],
+        title=(0, 1),
+    )
 
 
 def _plan_labels(labels: pd.DataFrame, *, q: float, shift: Shift) -> dict[str, Any]:
-    cols = columns(labels, _PLAN_FIELDS)
-    return {
-        "id": "plan_order",
-        "name": "Plan: build order",
-        "kind": "labels",
-        "q": q,
-        "geom": encode_geometry(labels.geometry.to_numpy(), q=q, shift=shift),
-        "cols": cols,
-        "title": [0, 1],
-        "label": 0,
-        "cls": [0] * len(labels),
-        "classes": [
-            {
-                "label": "village in the plan, numbered by build order",
-                "color": "#542788",
-                "n": len(labels),
-            }
-        ],
-        "legend": True,
-    }
+    n = len(labels)
+    village = {"label": "village in the plan, numbered by build order", "color": "#542788",
+               "n": n}
+    return _layer(
+        "plan_order", "Plan: build order", "labels", labels.geometry.to_numpy(), q=q,
+        shift=shift, cols=columns(labels, _PLAN_FIELDS), cls=[0] * n, classes=[village],
+        title=(0, 1), label=0,
+    )

@@ -110,7 +110,7 @@ def is_code(column: str) -> bool:
     Parameters
     ----------
     column
-        The column's name.
+        The column's name (its values are never looked at).
 
     Returns
     -------
@@ -200,7 +200,8 @@ def result_tables(result: CoverageResult) -> dict[str, pd.DataFrame]:
     Parameters
     ----------
     result
-        What :func:`ruralcov.analyse` returned.
+        The analysed run (:func:`ruralcov.analyse`); its trends and its corrections ledger
+        are tables too when it has them.
 
     Returns
     -------
@@ -409,7 +410,7 @@ def for_csv(frame: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     frame
-        Any table.
+        Any table a command writes as CSV.
 
     Returns
     -------
@@ -464,7 +465,7 @@ def village_rows(tables: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
     Parameters
     ----------
     tables
-        What :func:`result_tables` returned.
+        The run's tables by name (:func:`result_tables`), ``villages`` among them.
 
     Returns
     -------

@@ -42,7 +42,8 @@ def supports(speed: SpeedConfig) -> bool:
     Parameters
     ----------
     speed
-        The ``[speed]`` section.
+        The ``[speed]`` section; the header of a CSV file or the schema of a Parquet file
+        is read to decide.
 
     Returns
     -------

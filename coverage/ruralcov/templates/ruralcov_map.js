@@ -180,12 +180,25 @@
     f.fire("click", { latlng: b.getCenter() }, true);
   };
 
-  R.legend = function (map, info) {
-    var ctl = L.control({ position: "bottomright" });
+  /** A Leaflet control at position whose box (a div of class cls) fill() fills when the map
+   * adds it; with isolate, clicks and scrolls on the box do not reach the map. */
+  function control(map, position, cls, isolate, fill) {
+    var ctl = L.control({ position: position });
     ctl.onAdd = function () {
-      var box = el("div", "rc-legend leaflet-control");
-      L.DomEvent.disableClickPropagation(box);
-      L.DomEvent.disableScrollPropagation(box);
+      var box = el("div", cls + " leaflet-control");
+      if (isolate) {
+        L.DomEvent.disableClickPropagation(box);
+        L.DomEvent.disableScrollPropagation(box);
+      }
+      fill(box);
+      return box;
+    };
+    ctl.addTo(map);
+    return ctl;
+  }
+
+  R.legend = function (map, info) {
+    return control(map, "bottomright", "rc-legend", true, function (box) {
       var scale = el("div", "rc-scale");
       box.appendChild(el("h3", null, info.title));
       box.appendChild(scale);
@@ -219,18 +232,11 @@
         setTimeout(function () { pending = false; redraw(); }, 0);
       });
       redraw();
-      return box;
-    };
-    ctl.addTo(map);
-    return ctl;
+    });
   };
 
   R.search = function (map, ids) {
-    var ctl = L.control({ position: "topleft" });
-    ctl.onAdd = function () {
-      var box = el("div", "rc-search leaflet-bar leaflet-control");
-      L.DomEvent.disableClickPropagation(box);
-      L.DomEvent.disableScrollPropagation(box);
+    return control(map, "topleft", "rc-search leaflet-bar", true, function (box) {
       var input = el("input");
       input.type = "search";
       input.placeholder = "Search a village: name or code";
@@ -274,16 +280,11 @@
       });
       L.DomEvent.on(list, "click", pick);
       L.DomEvent.on(list, "keydown", function (e) { if (e.key === "Enter") pick(e); });
-      return box;
-    };
-    ctl.addTo(map);
-    return ctl;
+    });
   };
 
   R.fullscreen = function (map) {
-    var ctl = L.control({ position: "topleft" });
-    ctl.onAdd = function () {
-      var bar = el("div", "leaflet-bar leaflet-control");
+    return control(map, "topleft", "leaflet-bar", false, function (bar) {
       var a = el("a", "rc-fullscreen-button");
       var ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg");
       var path = document.createElementNS(ns, "path");
@@ -316,9 +317,6 @@
         if (!document.fullscreenElement) box.classList.remove("rc-fullscreen");
         map.invalidateSize();
       });
-      return bar;
-    };
-    ctl.addTo(map);
-    return ctl;
+    });
   };
 })();

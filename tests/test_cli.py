@@ -87,3 +87,20 @@ def test_help_has_examples():
     for command in ("run", "validate", "demo"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_demo_reports_every_step_in_order(tmp_path):
+    """Building the inputs, the analysis, the tables, the maps and the report each show as a
+    step (the bar on a terminal; the log with -v, as here)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ruralcov.pipeline import STEPS
+    from ruralcov.report import WRITE_STEPS
+
+    exe = Path(sys.executable).with_name("ruralcov")
+    done = subprocess.run([str(exe), "-v", "demo", "--no-maps", "--out", str(tmp_path / "d")],
+                          capture_output=True, text=True, check=True)
+    seen = [line.split("step: ", 1)[1] for line in done.stderr.splitlines() if "step: " in line]
+    assert seen == ["demo inputs", *STEPS, *WRITE_STEPS], done.stderr

@@ -388,11 +388,13 @@ def test_plan_command_on_the_small_world(small_result, tmp_path):
         cli, ["plan", str(run), "--cost-per-km", "50000"], catch_exceptions=False
     )
     assert out.exit_code == 0, out.output
+    assert "cost 1" in out.output and " CNY;" in out.output  # the profile's currency
     plan = pd.read_csv(
         run / "tables" / "plan.csv",
         dtype={"area_code": str, "village_code": str, "connects_to": str},
         encoding="utf-8-sig",
     )
+    assert set(plan["currency"]) == {"CNY"}
     # 140105: gap 1 -> 北庄 (2,0), next to 西关 (1,0), whose point AP-2 shares (南庄 (3,0) is
     # as far in degrees but a little further in metres: further from UTM 49N's meridian).
     # AP-5 lies outside every polygon and is not used. 140106: gap 2, but 河西 has no
@@ -416,8 +418,15 @@ def test_plan_command_on_the_small_world(small_result, tmp_path):
         assert sha256_file(run / rel) == digest
     assert manifest["outputs"]["report.html"] == sha256_file(run / "report.html")
     assert manifest["plan"]["options"]["cost_per_km"] == 50_000
+    assert manifest["plan"]["options"]["currency"] == "CNY"
     html = (run / "report.html").read_text(encoding="utf-8")
+    assert "50,000.00 CNY per km" in html
     assert html.count('<section id="plan">') == 1 and "北庄" not in html.split("plan")[0]
+    out = CliRunner().invoke(cli, ["-q", "plan", str(run), "--cost-per-km", "6000",
+                                   "--currency", "EUR"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    again = pd.read_csv(run / "tables" / "plan_summary_county.csv", encoding="utf-8-sig")
+    assert set(again["currency"]) == {"EUR"}
     # planning again at another level replaces the plan, never the run's own files
     out = CliRunner().invoke(
         cli, ["-q", "plan", str(run), "--level", "township"], catch_exceptions=False

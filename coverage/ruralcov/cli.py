@@ -36,12 +36,13 @@ def _user_errors() -> Iterator[None]:
 
 
 @contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[str], None]]:
-    """A progress bar over the analysis steps (hidden with -q or when stderr is not a tty)."""
+def _progress(quiet: bool, steps: tuple[str, ...] = STEPS) -> Iterator[Callable[[str], None]]:
+    """A progress bar over ``steps`` (hidden with -q or when stderr is not a tty); every step
+    is also logged (``-v``)."""
     from tqdm import tqdm
 
     bar = tqdm(
-        total=len(STEPS),
+        total=len(steps),
         disable=quiet or None,
         unit="step",
         file=sys.stderr,
@@ -58,7 +59,7 @@ def _progress(quiet: bool) -> Iterator[Callable[[str], None]]:
 
     try:
         yield tell
-        bar.update(len(STEPS) - bar.n)
+        bar.update(len(steps) - bar.n)
     finally:
         bar.close()
 
@@ -134,16 +135,24 @@ def _run(
     extra_inputs: Path | None = None,
     force: bool = False,
     stage: outdir.Staging | None = None,
+    before: tuple[str, ...] = (),
+    prepare: tuple[Callable[[], Any], ...] = (),
 ) -> CoverageResult:
-    from ruralcov.report import write_run
+    """Analyse and write a run folder under one progress bar; ``before`` names steps done
+    first by ``prepare`` (each returns the configuration: the demo builds its inputs)."""
+    from ruralcov.report import WRITE_STEPS, write_run
     from ruralcov.stream import reuse_arrow_memory
 
     reuse_arrow_memory()
-    if maps is False:  # --no-maps: recorded in the run's config.toml, and no cells are counted
-        config = replace(config, maps=dataclasses.replace(config.maps, enabled=False))
-    with _progress(ctx.obj["quiet"]) as tell:
+    with _progress(ctx.obj["quiet"], (*before, *STEPS, *WRITE_STEPS)) as tell:
+        for step, work in zip(before, prepare, strict=True):
+            tell(step)
+            config = work()
+        if maps is False:  # --no-maps: recorded in the run's config.toml; no cells counted
+            config = replace(config, maps=dataclasses.replace(config.maps, enabled=False))
         result = analyse(config, progress=tell)
-    write_run(result, out, maps=maps, extra_inputs=extra_inputs, force=force, stage=stage)
+        write_run(result, out, maps=maps, extra_inputs=extra_inputs, force=force, stage=stage,
+                  progress=tell)
     if not ctx.obj["quiet"]:
         click.echo(_summary_line(result))
         click.echo(f"run folder: {out}  (open {out / 'report.html'})")
@@ -274,11 +283,13 @@ def demo(ctx: click.Context, out: Path, seed: int, no_maps: bool, force: bool) -
         outdir.preflight(out, need_bytes=outdir.DEMO_FLOOR)
         with outdir.staging(out) as stage:  # the inputs too: the old run stays whole till the end
             inputs = stage.tmp / "inputs"
-            raw = build_demo_inputs(inputs, seed=seed)
-            config = config_from_dict(raw, base=inputs)
-            config = replace(config, base=inputs)
-            _run(ctx, config, out, maps=False if no_maps else None, extra_inputs=inputs,
-                 force=force, stage=stage)
+
+            def build() -> Any:
+                raw = build_demo_inputs(inputs, seed=seed)
+                return replace(config_from_dict(raw, base=inputs), base=inputs)
+
+            _run(ctx, None, out, maps=False if no_maps else None, extra_inputs=inputs,
+                 force=force, stage=stage, before=("demo inputs",), prepare=(build,))
 
 
 @cli.command()
@@ -415,6 +426,9 @@ def verify(ctx: click.Context, run_dir: Path, no_rerun: bool) -> None:
               help="Areas planned separately.")
 @click.option("--cost-per-km", type=float, default=None,
               help="Cost of one km of cable; without it costs are left empty.")
+@click.option("--currency", default=None,
+              help="Currency of --cost-per-km and the costs [default: the run profile's, CNY "
+              "for shanxi-2020].")
 @click.option("--route-factor", type=float, default=None,
               help="Cable length / straight line [default: 1.3, see README].")
 @click.option("--connect-all", is_flag=True,
@@ -437,7 +451,8 @@ def verify(ctx: click.Context, run_dir: Path, no_rerun: bool) -> None:
 @click.pass_context
 def plan(
     ctx: click.Context, run_dir: Path, target: float | None, level: str,
-    cost_per_km: float | None, route_factor: float | None, connect_all: bool,
+    cost_per_km: float | None, currency: str | None, route_factor: float | None,
+    connect_all: bool,
     exclude: tuple[str, ...], exclude_file: Path | None, max_link_km: float | None,
     budget: float | None, points_path: Path | None, points_code: str, no_maps: bool,
 ) -> None:
@@ -462,7 +477,7 @@ def plan(
         if exclude_file is not None:
             codes |= plan_mod.read_codes(exclude_file)
         options = PlanOptions(
-            target=target, level=level, cost_per_km=cost_per_km,
+            target=target, level=level, cost_per_km=cost_per_km, currency=currency,
             route_factor=DEFAULT_ROUTE_FACTOR if route_factor is None else route_factor,
             connect_all=connect_all, exclude=frozenset(codes), max_link_km=max_link_km,
             budget=budget,
@@ -480,7 +495,8 @@ def plan(
     if not ctx.obj["quiet"]:
         s = result.summary
         fibre = result.links[result.links["status"] == PLANNED]
-        cost = "" if cost_per_km is None else f", cost {fibre['cost'].sum():,.0f}"
+        unit = f" {result.options.currency}" if result.options.currency else ""
+        cost = "" if cost_per_km is None else f", cost {fibre['cost'].sum():,.0f}{unit}"
         click.echo(
             f"{int((s['fibre_gap_villages'] > 0).sum())} of {len(s)} {level} areas below "
             f"{result.target:.0%}; plan: {len(fibre)} villages, "

@@ -32,6 +32,9 @@ PROFILES: dict[str, dict[str, float]] = {
     },
 }
 
+#: The currency of plan costs per profile (ISO 4217), the default of ``ruralcov plan --currency``.
+CURRENCIES: dict[str, str] = {"shanxi-2020": "CNY"}
+
 FIBRE_KINDS = ("access_points", "routes", "table", "ofds")
 #: ``tests``: one row per speed test; ``ookla_tiles``: Ookla open-data tiles
 #: (:mod:`ruralcov.ookla`); ``capability``: declared access capability per village code

@@ -79,8 +79,9 @@ def plan_section_html(plan: Plan) -> str:
     o = plan.options
     below = s[s["fibre_gap_villages"] > 0]
     fibre = plan.links[plan.links["status"] == PLANNED]
+    unit = f" {o.currency}" if o.currency else ""
     cost = (
-        f" at {o.cost_per_km:,.2f} per km: {fibre['cost'].sum():,.0f}"
+        f" at {o.cost_per_km:,.2f}{unit} per km: {fibre['cost'].sum():,.0f}{unit}"
         if o.cost_per_km is not None
         else " (no cost per km given)"
     )

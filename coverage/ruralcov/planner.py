@@ -23,6 +23,7 @@ run-folder side, which reads a run and adds the plan's files to it, is :mod:`rur
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from ruralcov import aggregate, crs, join
+from ruralcov.config import CURRENCIES
 from ruralcov.errors import ConfigError, SchemaError
 from ruralcov.pipeline import CoverageResult
 from ruralcov.schema import LEVELS, present_levels
@@ -92,6 +94,7 @@ LINK_COLUMNS: tuple[str, ...] = (
     "straight_km",
     "link_km",
     "cost",
+    "currency",
     "cumulative_villages",
     "cumulative_share",
     "cumulative_km",
@@ -117,6 +120,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "planned_villages",
     "planned_km",
     "planned_cost",
+    "currency",
     "fibre_villages_after",
     "fibre_share_after",
     "target_reached",
@@ -138,8 +142,11 @@ class PlanOptions:
     target: float | None = None
     #: Area level planned separately (``province``, ``city``, ``county`` or ``township``).
     level: str = "county"
-    #: Cost of one kilometre of cable (any currency); ``None``: costs are left empty.
+    #: Cost of one kilometre of cable; ``None``: costs are left empty.
     cost_per_km: float | None = None
+    #: Currency of ``cost_per_km`` and every cost (``CNY``); ``None``: the run's profile's
+    #: (:data:`ruralcov.config.CURRENCIES`), as :func:`plan_result` sets it.
+    currency: str | None = None
     #: Cable length / straight-line length, see :data:`DEFAULT_ROUTE_FACTOR`.
     route_factor: float = DEFAULT_ROUTE_FACTOR
     #: Plan every unconnected village instead of stopping at the target.
@@ -502,6 +509,10 @@ def plan_result(
     --------
     >>> plan = plan_result(analyse(config), options=PlanOptions(cost_per_km=6e4))  # doctest: +SKIP
     """
+    options = options or PlanOptions()
+    if options.currency is None:
+        currency = CURRENCIES.get(result.config.run.profile)
+        options = dataclasses.replace(options, currency=currency)
     return plan_extension(
         result.villages,
         access_points(result),
@@ -575,7 +586,10 @@ def plan_extension(
         summary_rows.append(row)
         link_rows.extend(links)
     summary = pd.DataFrame(summary_rows, columns=list(SUMMARY_COLUMNS))
-    return Plan(links=_links_frame(link_rows), summary=summary, options=options, target=target)
+    summary["currency"] = options.currency if options.cost_per_km is not None else None
+    links = _links_frame(link_rows)
+    links["currency"] = options.currency if options.cost_per_km is not None else None
+    return Plan(links=links, summary=summary, options=options, target=target)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from ruralcov.report.tables import (
 from ruralcov.report.writer import (
     ASSETS_FILE,
     CELLS_FILE,
+    WRITE_STEPS,
     assets_frame,
     write_contents,
     write_run,
@@ -43,6 +44,7 @@ __all__ = [
     "ASSETS_FILE",
     "CELLS_FILE",
     "GAP_TABLES",
+    "WRITE_STEPS",
     "add_report_section",
     "assets_frame",
     "build_manifest",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -39,12 +40,15 @@ __all__ = [
     "ASSETS_FILE",
     "CELLS_FILE",
     "OWN_ENTRIES",
+    "WRITE_STEPS",
     "assets_frame",
     "write_contents",
     "write_run",
     "write_skipped_index",
 ]
 
+#: The steps ``write_run`` reports to its ``progress`` callback, in order.
+WRITE_STEPS: tuple[str, ...] = ("tables", "maps", "report")
 #: The fibre assets of a run: points and routes in one GeoParquet, told apart by ``role``.
 ASSETS_FILE = "assets.parquet"
 #: The speed tests of a run per 1 km cell (``CoverageResult.cells``).
@@ -204,7 +208,8 @@ def _write_data(result: CoverageResult, tmp: Path, created: str) -> list[tuple[s
 
 
 def write_contents(result: CoverageResult, folder: Path | str, *, out: Path | str, maps: bool,
-                   created: str, figures: Figures | None = None) -> Path:
+                   created: str, figures: Figures | None = None,
+                   progress: Callable[[str], None] | None = None) -> Path:
     """Write every file of the run folder ``out`` into ``folder`` (which will become ``out``).
 
     Every file but the maps is a function of ``result``, ``out`` and ``created``, which is
@@ -226,6 +231,8 @@ def write_contents(result: CoverageResult, folder: Path | str, *, out: Path | st
         The run's time (ISO 8601), the only time the files hold.
     figures
         The static maps the report shows when ``maps`` is false and they exist already.
+    progress
+        Called with each name of :data:`WRITE_STEPS` as that step starts.
 
     Returns
     -------
@@ -233,9 +240,12 @@ def write_contents(result: CoverageResult, folder: Path | str, *, out: Path | st
         ``folder``.
     """
     tmp, out = Path(folder), Path(out)
+    tell = progress or (lambda step: None)
     carried = {p.name for p in tmp.iterdir()}
+    tell("tables")
     files = _write_data(result, tmp, created)
     figures = list(figures or [])
+    tell("maps")
     if maps:  # folium is imported only when maps are drawn
         from ruralcov import maps as _maps
 
@@ -243,6 +253,7 @@ def write_contents(result: CoverageResult, folder: Path | str, *, out: Path | st
         figures = _maps.report_figures(tmp / "maps")
     else:
         write_skipped_index(tmp / "maps")
+    tell("report")
     (tmp / "report.html").write_text(
         render_report_html(result, created=created, figures=figures,
                            trend_figures=_trend_charts(result, tmp), files=files),
@@ -284,6 +295,7 @@ def write_run(
     extra_inputs: Path | None = None,
     force: bool = False,
     stage: outdir.Staging | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write ``result`` as the run folder ``out`` and return its path.
 
@@ -320,6 +332,8 @@ def write_run(
         The temporary folder to build in, already made for ``out`` by
         :func:`ruralcov.outdir.staging` (the CLI makes it before the analysis, to find a
         read-only or full disk early); by default one is made here.
+    progress
+        Called with each name of :data:`WRITE_STEPS` as that step starts.
 
     Returns
     -------
@@ -350,6 +364,7 @@ def write_run(
                     _carry_over(entry, target)
             if extra is not None and not _inside(extra, out) and not _inside(extra, stage.tmp):
                 shutil.copytree(extra, stage.tmp / "inputs")
-            write_contents(result, stage.tmp, out=out, maps=bool(maps), created=created)
+            write_contents(result, stage.tmp, out=out, maps=bool(maps), created=created,
+                           progress=progress)
             stage.commit()
     return out

@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import tomli_w
 from click.testing import CliRunner
 
@@ -85,6 +86,18 @@ def test_moved_run_folder_with_its_inputs_verifies_and_maps(tmp_path):
     assert read_run(run).headline["fibre_villages"] == FIBRE_VILLAGES
     result = invoke("verify", run)  # the maps drawn after the move are the folder's own
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_moved_demo_verifies_and_maps(demo_run, tmp_path):
+    """`ruralcov demo`'s run folder (inputs built in a staging folder, then swapped in) moved
+    away from where it was written: the same."""
+    run = moved(shutil.copytree(demo_run, tmp_path / "written"), tmp_path / "moved")
+    assert str(demo_run) not in (run / "config.toml").read_text(encoding="utf-8")
+    result = invoke("verify", run)
+    assert result.exit_code == 0, result.output
+    assert lines_of(result)[-1].endswith(" 0 differences")
+    assert invoke("-q", "map", run).exit_code == 0
 
 
 def test_copy_without_its_outside_inputs_is_a_clear_error(tmp_path):

@@ -1,7 +1,11 @@
 """ruralcov: fibre and broadband-speed coverage of administrative villages against policy targets.
 
 The one entry point is :func:`analyse`, which turns a :class:`Config` into a
-:class:`CoverageResult`; :func:`write_run` writes that result as a run folder.
+:class:`CoverageResult`; :func:`write_run` writes that result as a run folder, and
+:func:`read_run` reads it back from the folder alone (copied or moved, without its inputs).
+:func:`plan_run` plans the fibre extension of a run folder (:class:`PlanOptions`). The uses of
+a run folder have public modules of their own: :mod:`ruralcov.audit` (claimed lists),
+:mod:`ruralcov.diff` (two runs) and :mod:`ruralcov.verify` (recompute and compare).
 
 These names are imported on first use, so that a program using only part of the package (the
 spatial engine, the stream) does not pay for loading the whole pipeline.
@@ -17,14 +21,18 @@ from ruralcov.errors import ConfigError, CRSError, InputError, RuralcovError, Sc
 if TYPE_CHECKING:
     from ruralcov.config import Config, load_config
     from ruralcov.pipeline import CoverageResult, analyse
+    from ruralcov.plan import plan_run
+    from ruralcov.planner import PlanOptions
     from ruralcov.report import write_run
+    from ruralcov.runfolder import read_run
 
 #: pyproject.toml's version, looked up on first use (:func:`_version`).
 __version__: str
 
 _LAZY = {"Config": "ruralcov.config", "load_config": "ruralcov.config",
          "CoverageResult": "ruralcov.pipeline", "analyse": "ruralcov.pipeline",
-         "write_run": "ruralcov.report"}
+         "write_run": "ruralcov.report", "read_run": "ruralcov.runfolder",
+         "plan_run": "ruralcov.plan", "PlanOptions": "ruralcov.planner"}
 
 
 def __getattr__(name: str) -> Any:
@@ -58,10 +66,13 @@ __all__ = [
     "ConfigError",
     "CoverageResult",
     "InputError",
+    "PlanOptions",
     "RuralcovError",
     "SchemaError",
     "__version__",
     "analyse",
     "load_config",
+    "plan_run",
+    "read_run",
     "write_run",
 ]

@@ -361,21 +361,18 @@ def diff(ctx: click.Context, run_a: Path, run_b: Path, out: Path | None) -> None
 
     Writes diff_villages.csv (one row per changed village, with the reasons: a new asset,
     more tests, a correction, a changed rule, ...), diff_<level>.csv (per-area change in
-    share) and diff_parameters.csv.
+    share) and diff_parameters.csv. Input files are compared by content (the sha256 of each
+    manifest), not by path: the same file in another folder is no change.
 
     \b
     Example:
       ruralcov diff out/2026q2 out/2026q3
     """
     from ruralcov import diff as diff_mod
-    from ruralcov.runfolder import read_manifest, read_villages
 
     target = out or run_b / "diffs" / f"vs-{run_a.resolve().name}"
     with _user_errors(), _locked_if_inside(ctx, target, run_b):
-        result = diff_mod.diff_runs(
-            read_villages(run_a), read_villages(run_b),
-            manifest_a=read_manifest(run_a), manifest_b=read_manifest(run_b),
-        )
+        result = diff_mod.diff_folders(run_a, run_b)
         diff_mod.write_diff(result, target)
     if not ctx.obj["quiet"]:
         counts = diff_mod.change_counts(result)
@@ -396,7 +393,8 @@ def verify(ctx: click.Context, run_dir: Path, no_rerun: bool) -> None:
     every field of manifest.json too (input row counts, parameters, headline numbers); a file
     in RUN that the manifest does not list is a difference. Exit status 0 when everything
     matches, 1 when anything differs (each difference is printed), 2 when RUN or its
-    manifest cannot be read.
+    manifest cannot be read, or an input its config.toml names is gone (a run folder copied
+    or moved without the inputs it names outside itself: --no-rerun still checks its files).
 
     \b
     Example:

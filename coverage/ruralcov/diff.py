@@ -18,6 +18,12 @@ support, most specific first:
 
 Per-area changes in share come from :func:`ruralcov.aggregate.summarise` over each run's
 villages, with each run's own fibre target, so they follow the published definitions.
+
+Parameters are compared key by key, except the paths of inputs: those are compared by the
+content the run read (the sha256 its manifest records for that input), never by their text.
+The same files in another folder (a run folder copied or moved, the same inputs under another
+name) are no change; another file, or the same path holding other data, is one, with both
+hashes. :func:`diff_folders` is the whole ``ruralcov diff RUN_A RUN_B`` on two run folders.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ import pandas as pd
 
 from ruralcov import aggregate
 from ruralcov.report import write_csv
+from ruralcov.runfolder import read_manifest, read_villages
 from ruralcov.schema import LEVELS, present_levels
 
-__all__ = ["DiffResult", "diff_runs", "write_diff"]
+__all__ = ["DiffResult", "change_counts", "diff_folders", "diff_runs", "write_diff"]
 
 _STATUS = ("fibre", "speed_class", "meets_targets")
 _CONTEXT = (
@@ -63,7 +70,8 @@ class DiffResult:
     villages: pd.DataFrame
     #: level -> one row per area: villages, fibre and speed shares in A and B and the change.
     areas: dict[str, pd.DataFrame]
-    #: Parameters that differ between the runs: key, a, b.
+    #: Parameters that differ between the runs: key, a, b; an input's path is compared by the
+    #: content the run read there and shown as ``path (sha256 1a2b3c4d5e6f…)``.
     parameters: pd.DataFrame
 
 
@@ -81,14 +89,33 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _input_hashes(manifest: dict[str, Any]) -> dict[str, str | None]:
+    """Each input's path as the manifest writes it (the text its ``parameters`` hold) -> the
+    sha256 of what the run read there."""
+    return {i["path"]: i.get("sha256") for i in manifest.get("inputs", [])}
+
+
+def _with_hash(path: Any, hashes: dict[str, str | None]) -> Any:
+    """``path (sha256 1a2b3c4d5e6f…)`` for an input path, the value itself otherwise."""
+    if not isinstance(path, str) or hashes.get(path) is None:
+        return path
+    return f"{path} (sha256 {str(hashes[path])[:12]}…)"
+
+
 def _changed_parameters(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
+    """The parameters that differ, an input's path by the content the run read there."""
     fa, fb = _flat(a.get("parameters", {})), _flat(b.get("parameters", {}))
-    skip = ("path", "out", "name", "provenance", "base")
-    rows = [
-        {"key": k, "a": fa.get(k), "b": fb.get(k)}
-        for k in sorted(set(fa) | set(fb))
-        if fa.get(k) != fb.get(k) and k.rsplit(".", 1)[-1] not in skip
-    ]
+    ha, hb = _input_hashes(a), _input_hashes(b)
+    skip = ("out", "name", "provenance", "base")
+    rows = []
+    for k in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(k), fb.get(k)
+        if k.rsplit(".", 1)[-1] in skip:
+            continue
+        da, db = (h.get(v) if isinstance(v, str) else None for v, h in ((va, ha), (vb, hb)))
+        same = da == db if da is not None or db is not None else va == vb
+        if not same:
+            rows.append({"key": k, "a": _with_hash(va, ha), "b": _with_hash(vb, hb)})
     return pd.DataFrame(rows, columns=["key", "a", "b"])
 
 
@@ -192,6 +219,37 @@ def diff_runs(
     }
     return DiffResult(villages=_village_changes(villages_a, villages_b, params, inputs),
                       areas=areas, parameters=params)
+
+
+def diff_folders(run_a: Path | str, run_b: Path | str) -> DiffResult:
+    """What changed from run folder A to run folder B: ``ruralcov diff RUN_A RUN_B``.
+
+    Reads each folder's village table and manifest (:mod:`ruralcov.runfolder`; no input of
+    either run is read, so the folders may have been copied or moved) and compares them with
+    :func:`diff_runs`.
+
+    Parameters
+    ----------
+    run_a, run_b
+        The earlier and the later run folder.
+
+    Returns
+    -------
+    DiffResult
+        As :func:`diff_runs`; :func:`write_diff` writes it, :func:`change_counts` counts it.
+
+    Raises
+    ------
+    InputError
+        When a folder is not a run folder, or its manifest or village table cannot be read.
+
+    Examples
+    --------
+    >>> diff = diff_folders("out/2026q2", "out/2026q3")  # doctest: +SKIP
+    >>> diff.villages[["village_code", "change", "why"]]  # doctest: +SKIP
+    """
+    return diff_runs(read_villages(run_a), read_villages(run_b),
+                     manifest_a=read_manifest(run_a), manifest_b=read_manifest(run_b))
 
 
 def _village_changes(villages_a: pd.DataFrame, villages_b: pd.DataFrame, params: pd.DataFrame,

@@ -19,6 +19,16 @@ folder, file by file:
   targets, corrections, the headline numbers); other versions of ruralcov or its libraries
   are reported as a note, not a difference.
 
+A run folder is portable: ``config.toml`` and the manifest name the inputs that lie inside the
+folder (the demo's ``inputs/``) relative to it, so a copied or moved folder is recomputed from
+its own copy of them. A folder is never recomputed from other data than the run read: inputs
+that ``config.toml`` names outside the folder and that are gone stop the check with an
+:class:`~ruralcov.errors.InputError` naming them (``rerun=False`` still checks the folder's own
+files); an input whose content changed is a difference of its own (``changed``), and the
+recomputation from it is said to follow from it; a ``config.toml`` that reads a layer from
+another file than the one the manifest records (a copy whose configuration names the
+original folder's inputs) is a difference for that layer.
+
 Files added to the run folder after it was written are not part of the run: ``audits/`` and
 ``diffs/`` (``ruralcov audit`` / ``ruralcov diff``), the folders of inputs that lie inside it
 (the demo's ``inputs/``), the plan (``ruralcov plan``: its files are checked against the
@@ -28,18 +38,22 @@ comparison) and the lock files of office programs.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import tempfile
 import tomllib
 import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ruralcov.config import load_config
+from ruralcov.config import Config, as_written, load_config
+from ruralcov.errors import InputError
 from ruralcov.io import sha256_file
-from ruralcov.pipeline import analyse
+from ruralcov.pipeline import CoverageResult, analyse
 from ruralcov.report import write_contents
 from ruralcov.runfolder import read_manifest
 
@@ -79,7 +93,9 @@ def verify_run(run: Path | str, *, rerun: bool = True) -> pd.DataFrame:
     Raises
     ------
     InputError
-        When ``run`` has no readable manifest of the shape ruralcov writes.
+        When ``run`` has no readable manifest of the shape ruralcov writes; with ``rerun``,
+        also when an input its ``config.toml`` names is missing (a folder copied or moved
+        without the inputs it names outside itself).
     """
     run = Path(run)
     manifest = read_manifest(run)
@@ -91,13 +107,19 @@ def verify_run(run: Path | str, *, rerun: bool = True) -> pd.DataFrame:
     for rel, digest in sorted(plan_outputs.items()):
         rows.append(_compare("plan", rel, run / rel, digest))
     for rec in manifest["inputs"]:
-        where = Path(rec["path"])
-        where = where if where.is_absolute() else run / where
-        rows.append(_compare("input", rec["path"], where, rec["sha256"]))
+        rows.append(_compare("input", rec["path"], _recorded(run, rec), rec["sha256"]))
     rows.extend(_unlisted(run, manifest))
     if rerun:
-        rows.extend(_rerun(run, manifest))
+        changed = [r["path"] for r in rows if r["check"] == "input" and r["status"] == "changed"]
+        rows.extend(_rerun(run, manifest, changed_inputs=changed))
     return pd.DataFrame(rows, columns=list(VERIFY_COLUMNS))
+
+
+def _recorded(run: Path, rec: Mapping[str, Any]) -> Path:
+    """Where the input of a manifest record is: its path relative to the run folder when it
+    lay inside it (a copied or moved folder has its own copy), else as written."""
+    where = Path(rec["path"])
+    return where if where.is_absolute() else run / where
 
 
 def _row(check: str, path: str, status: str = "ok", message: str = "") -> dict[str, Any]:
@@ -121,8 +143,7 @@ def _unlisted(run: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     skip = set(_ADDED_LATER)
     root = run.resolve()
     for rec in manifest["inputs"]:  # the folder (or file) holding an input inside the run
-        where = Path(rec["path"])
-        where = (where if where.is_absolute() else run / where).resolve()
+        where = _recorded(run, rec).resolve()
         if where.is_relative_to(root) and where != root:
             skip.add(where.relative_to(root).parts[0])
     rows = []
@@ -136,12 +157,71 @@ def _unlisted(run: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _rerun(run: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def _named_inputs(value: Any, where: str = "") -> Iterator[tuple[str, Path]]:
+    """``(key, path)`` of every file a configuration names (``[run] out`` is not an input,
+    ``base`` is the configuration's own folder)."""
+    if isinstance(value, Path):
+        yield where, value
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            if f.name not in ("base", "out"):
+                yield from _named_inputs(getattr(value, f.name),
+                                         f"{where}.{f.name}" if where else f.name)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _named_inputs(item, f"{where}.{key}")
+    elif isinstance(value, tuple | list):
+        for i, item in enumerate(value):
+            yield from _named_inputs(item, f"{where}[{i}]")
+
+
+def _check_inputs_there(run: Path, config: Config) -> None:
+    """Stop before recomputing when an input ``config.toml`` names is gone: a copied or
+    moved run folder is recomputed from the inputs its run read, or not at all."""
+    gone: dict[Path, str] = {}
+    for key, path in _named_inputs(config):
+        if not path.exists():
+            gone.setdefault(path, key)  # (speed.path is also one of its periods)
+    if gone:
+        raise InputError(
+            f"cannot recompute {str(run)!r}: its config.toml names inputs that are not there: "
+            f"{'; '.join(f'{key} = {str(path)!r}' for path, key in gone.items())}. A run is "
+            "recomputed from the inputs it read or not at all: put them back at those paths "
+            "(a copied or moved run folder carries the inputs inside it; those outside it "
+            "must stay where they were), or check only the folder's own files with "
+            "`ruralcov verify --no-rerun`"
+        )
+
+
+def _read_elsewhere(run: Path, manifest: dict[str, Any], result: CoverageResult
+                    ) -> list[dict[str, Any]]:
+    """A difference for each layer that ``config.toml`` reads from another file than the one
+    the manifest records (a copy whose configuration names the original folder's inputs)."""
+    recorded = {rec["layer"]: rec for rec in manifest["inputs"]}
+    rows = []
+    for rec in result.inputs:
+        if rec.layer not in recorded:
+            continue  # the manifest comparison names layers the run did not read
+        was = _recorded(run, recorded[rec.layer])
+        if os.path.realpath(was) != os.path.realpath(rec.path):
+            rows.append(_row("input", recorded[rec.layer]["path"], "differs",
+                             f"config.toml reads {rec.layer} from {as_written(rec.path)}, "
+                             f"not from {as_written(was)}, the file the run read"))
+    return rows
+
+
+def _rerun(run: Path, manifest: dict[str, Any], *, changed_inputs: list[str]
+           ) -> list[dict[str, Any]]:
     """Recompute the run into a temporary folder and compare it with ``run``."""
     config = load_config(run / "config.toml")
+    _check_inputs_there(run, config)
     result = analyse(config)
     recorded_html = _report_text(run, manifest)
-    rows: list[dict[str, Any]] = []
+    rows = _read_elsewhere(run, manifest, result)
+    if changed_inputs:
+        rows.append(_row("rerun", ", ".join(changed_inputs), "note",
+                         "recomputed from inputs that changed since the run (see above): "
+                         "the differences of the recomputation follow from them"))
     with tempfile.TemporaryDirectory(prefix="ruralcov-verify-") as tmp:
         again = Path(tmp)
         write_contents(result, again, out=run.resolve(), maps=False, created=manifest["created"],

@@ -457,7 +457,7 @@ def _summary_html(result: CoverageResult, *, linked: bool) -> list[str]:
     if len(unmapped):
         out += [
             f"<h3>Not mapped: no village outline ({len(unmapped)})</h3>",
-            f"<p>No administrative village of these areas has a polygon "
+            "<p>No administrative village of these areas has a polygon "
             "(villages_with_geometry = 0), so they are not drawn, not planned and not ranked "
             "above; their villages count in every total.</p>",
             html_table(unmapped.assign(map=NOT_MAPPED), columns=_UNMAPPED_SHOWN),

@@ -28,6 +28,9 @@ test-venv: $(VENV)/.test-deps
 # importable as a `coverage` package; pytest collects tests/ and the package's doctests
 # (testpaths and --doctest-modules in pyproject.toml).
 test: test-venv
+	# Chinese names in the static maps and the map screenshots need a CJK font (checked on
+	# every run: a venv made before this line was added gets it too)
+	test -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y fonts-noto-cjk)
 	$(BIN)/python -P -m pytest
 
 clean:

@@ -30,7 +30,14 @@ from ruralcov.report.tables import (
 )
 from ruralcov.schema import LEVELS, SUMMARY_COLUMNS
 
-__all__ = ["add_report_section", "county_file", "html_table", "page", "render_report_html"]
+__all__ = [
+    "add_report_section",
+    "county_file",
+    "html_table",
+    "page",
+    "ranked_areas",
+    "render_report_html",
+]
 
 #: ``(path relative to the run folder, caption)`` of a figure.
 Figures = Sequence[tuple[str, str]]
@@ -220,10 +227,38 @@ def _summary_level(result: CoverageResult) -> str | None:
     return next(iter(result.summaries), None)
 
 
-def _sorted_by_gap(summary: pd.DataFrame) -> pd.DataFrame:
+def ranked_areas(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The areas of a summary as the report ranks them: largest fibre gap first.
+
+    An area where no administrative village has a polygon (``villages_with_geometry = 0``,
+    such as a development zone of the register) cannot be drawn or planned, so a gap there
+    is no place to build next: it is set apart, never ranked among the worst.
+
+    Parameters
+    ----------
+    summary
+        A summary table (``summary_<level>``).
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        The areas with an outline, by gap (descending), then share and code; and the areas
+        without one, in the same order.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"code": ["a", "b", "c"], "villages_with_geometry": [5, 0, 5],
+    ...                   "fibre_share": [0.9, 0.0, 0.5], "fibre_gap_villages": [1, 9, 2]})
+    >>> [list(part["code"]) for part in ranked_areas(s)]
+    [['c', 'a'], ['b']]
+    """
     keys = [c for c in ("fibre_gap_villages", "fibre_share", "code") if c in summary.columns]
     ascending = [k != "fibre_gap_villages" for k in keys]
-    return summary.sort_values(keys, ascending=ascending, kind="stable", na_position="last")
+    ordered = summary.sort_values(keys, ascending=ascending, kind="stable", na_position="last")
+    if "villages_with_geometry" not in ordered.columns:
+        return ordered, ordered.iloc[0:0]
+    mapped = ordered["villages_with_geometry"].fillna(0).astype("int64") > 0
+    return ordered[mapped], ordered[~mapped]
 
 
 def _issue_counts(issues: pd.DataFrame) -> pd.DataFrame:
@@ -429,14 +464,6 @@ def _trend_html(result: CoverageResult, figures: Figures) -> list[str]:
     return out
 
 
-def _is_mapped(summary: pd.DataFrame) -> pd.Series:
-    """Areas with at least one administrative village outline: the others cannot be drawn
-    or planned, and a gap there is no place to build next."""
-    if "villages_with_geometry" not in summary.columns:
-        return pd.Series(True, index=summary.index)
-    return summary["villages_with_geometry"].fillna(0).astype("int64") > 0
-
-
 def _summary_html(result: CoverageResult, *, linked: bool) -> list[str]:
     """The areas of the finest level up to county, largest fibre gap first, each county
     linking to its map (``linked``: the maps were drawn); areas without any village outline
@@ -444,9 +471,7 @@ def _summary_html(result: CoverageResult, *, linked: bool) -> list[str]:
     level = _summary_level(result)
     if level is None:
         return []
-    summary = _sorted_by_gap(result.summaries[level])
-    mapped = _is_mapped(summary)
-    ranked, unmapped = summary[mapped], summary[~mapped]
+    ranked, unmapped = ranked_areas(result.summaries[level])
     links = None
     if linked and level == "county":
         links = ("name", [f"maps/{county_file(c)}" for c in ranked["code"]])

@@ -77,7 +77,7 @@ STATUSES: dict[str, str] = {
     "duplicate_claim": "the village was already claimed on an earlier row",
     "name_not_found": "no village of that name in that township",
     "name_ambiguous": "several villages of that name in that township",
-    "missing_key": "the row has neither a code nor a name",
+    "missing_key": "the row has neither a code nor a name it can be matched by",
     "uncached_formula": "a key cell is an xlsx formula without a computed value "
     "(open and save the list in Excel or WPS, or paste values)",
 }
@@ -420,9 +420,10 @@ class _Matcher:
                            message=f"code {c} is not in the register{hint}")
             return pos
         if keys.name_keys.iat[j] is None or not self.by_name:
-            rec.update(status="missing_key", message="the row has no code" + (
-                " and no name" if self.by_name else
-                "; rows are matched by name only with both --name and --township"))
+            rec.update(status="missing_key", message=(
+                "the row has neither a code nor a name" if self.by_name else
+                "the row has no code; rows are matched by name only with both --name and "
+                "--township"))
             return None
         town, wanted = keys.towns.iat[j], keys.name_keys.iat[j]
         hits = self.lookup.get((str(town), wanted), []) or self.lookup.get(
@@ -624,7 +625,7 @@ def audit_about(
 
     manifest = read_manifest(run)
     return {
-        "audit_created": created or datetime.now(UTC).isoformat(timespec="seconds"),
+        "audit_created": created or _now(),
         "ruralcov_version": __version__,
         "run": str(run),
         "run_name": manifest.get("run_name"),
@@ -640,6 +641,10 @@ def audit_about(
         "county": county,
         "scope": scope,
     }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def check_target(out: Path | str, *, force: bool = False) -> None:
@@ -695,8 +700,7 @@ def write_audit(audit: AuditResult, out: Path | str, *, about: Mapping[str, Any]
     out = Path(out)
     check_target(out, force=force)
     out.mkdir(parents=True, exist_ok=True)
-    about = dict(about or {"audit_created": datetime.now(UTC).isoformat(timespec="seconds"),
-                           "ruralcov_version": __version__})
+    about = dict(about or {"audit_created": _now(), "ruralcov_version": __version__})
     about["claim"] = audit.claim
     paths = [write_csv(audit.summary, out / "audit_summary.csv"),
              write_csv(audit.rows, out / "audit.csv")]

@@ -453,7 +453,7 @@ def _trend_html(result: CoverageResult, figures: Figures) -> list[str]:
                                          "speed_meets", "speed_share", "tests"]),
     ]
     if figures:
-        out.append(f'<details class="trends"><summary>Trend chart of each area '
+        out.append('<details class="trends"><summary>Trend chart of each area '
                    f"({len(figures):,})</summary>")
         out.extend(
             f'<figure><img src="{_e(src)}" alt="{_e(caption)}" width="320" loading="lazy">'

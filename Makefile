@@ -30,6 +30,9 @@ test-venv: $(VENV)/.test-deps
 # (testpaths and --doctest-modules in pyproject.toml).
 # The site is built strictly: a broken link or a page outside the navigation fails the test.
 test: test-venv
+	# Chinese names in the static maps and the map screenshots need a CJK font (checked on
+	# every run: a venv made before this line was added gets it too)
+	test -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y fonts-noto-cjk)
 	$(BIN)/python -P -m pytest
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import tomllib
+from datetime import datetime
 from pathlib import Path
 
 import geopandas as gpd
@@ -23,7 +24,7 @@ from ruralcov.audit import audit_claims
 from ruralcov.cli import cli
 from ruralcov.config import CorrectionsConfig
 from ruralcov.corrections import check_ledger, read_ledger
-from ruralcov.errors import OutputExistsError, SchemaError
+from ruralcov.errors import ConfigError, OutputExistsError, SchemaError
 from ruralcov.report import write_run
 from ruralcov.runfolder import read_villages
 from sheetcells import HYPERLINK, formula_like, unsafe_cells
@@ -355,6 +356,157 @@ def test_audit_by_name_is_never_guessed():
     # A1 has fibre but its claim was ambiguous: it is also listed as not claimed
     assert audit.rows["status"].tolist() == ["name_ambiguous", "confirmed", "evidence_not_claimed"]
     assert "A1, A2" in audit.rows["message"].iat[0]
+
+
+# --- audit files handed over ----------------------------------------------------------------
+
+
+def _two_county_villages() -> pd.DataFrame:
+    """Two counties, each with a township 城关镇 holding a 东关村 (as NBS townships repeat
+    across counties); K2's has fibre. Medians with float error (146.27 computed as a sum)."""
+    return pd.DataFrame(
+        {
+            "village_code": ["K1001", "K1002", "K2001"],
+            "village_name": ["东关村委会", "西关村委会", "东关村委会"],
+            "kind": ["village"] * 3,
+            "township_code": ["K1T", "K1T", "K2T"],
+            "township_name": ["城关镇"] * 3,
+            "county_code": ["K1", "K1", "K2"],
+            "county_name": ["甲县", "甲县", "乙县"],
+            "fibre": [False, True, True],
+            "fibre_basis": ["none", "register", "register"],
+            "speed_class": ["below", "meets", "meets"],
+            "meets_targets": [False, True, True],
+            "tests": [7, 12, 9],
+            "download_median_mbps": [8.0, 0.1 + 146.17, 30.0],
+        }
+    )
+
+
+def test_audit_files_carry_the_run_and_the_list_they_were_made_from(north_run, tmp_path):
+    _, run = north_run
+    listed = tmp_path / "claimed.csv"
+    pd.DataFrame({"village_code": ["V1", "V3", "V99"]}).to_csv(listed, index=False)
+    result = invoke("-q", "audit", run, "--claimed", listed, "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    # the configuration's hash computed here from the recorded parameters
+    config_sha = hashlib.sha256(
+        json.dumps(manifest["parameters"], sort_keys=True).encode("utf-8")).hexdigest()
+    list_sha = hashlib.sha256(listed.read_bytes()).hexdigest()
+    about = json.loads((tmp_path / "a" / "audit.json").read_text(encoding="utf-8"))
+    assert about["config_sha256"] == config_sha
+    assert about["claimed_sha256"] == list_sha
+    assert about["run_created"] == manifest["created"]
+    assert datetime.fromisoformat(about["audit_created"]) >= datetime.fromisoformat(
+        manifest["created"])
+    assert about["counts"]["unknown_code"] == 1 and about["claim"] == "fibre"
+    csv_bytes = (tmp_path / "a" / "audit.csv").read_bytes()
+    assert about["files"]["audit.csv"] == hashlib.sha256(csv_bytes).hexdigest()
+    # the CSV stays a plain table: its header is the first line
+    assert csv_bytes.decode("utf-8-sig").startswith("status,claim_row,")
+    book = openpyxl.load_workbook(tmp_path / "a" / "audit.xlsx")
+    assert book.sheetnames == ["about", "summary", "audit"]
+    sheet = {r[0].value: r[1].value for r in book["about"].iter_rows(min_row=2)}
+    assert sheet["config_sha256"] == config_sha and sheet["claimed_sha256"] == list_sha
+    assert sheet["run_created"] == manifest["created"]
+    assert sheet["audit_created"] == about["audit_created"]
+
+
+def test_audit_numbers_are_rounded_as_the_run_tables(tmp_path):
+    from ruralcov.audit import write_audit
+
+    villages = _two_county_villages()
+    assert villages["download_median_mbps"].iat[1] != 146.27  # the float error is there
+    claimed = pd.DataFrame({"village_code": ["K1002", "K9999"]})  # K9999: no village, no tests
+    audit = audit_claims(villages, claimed, scope="all")
+    write_audit(audit, tmp_path / "a")
+    rows = pd.read_csv(tmp_path / "a" / "audit.csv", encoding="utf-8-sig", dtype=str,
+                       keep_default_na=False)
+    assert rows["village_code"].tolist() == ["K1002", "", "K2001"]
+    assert rows["tests"].tolist() == ["12", "", "9"]
+    assert rows["download_median_mbps"].tolist() == ["146.27", "", "30.0"]
+    sheet = openpyxl.load_workbook(tmp_path / "a" / "audit.xlsx")["audit"]
+    head = [c.value for c in sheet[1]]
+    first = [c.value for c in sheet[2]]
+    got = first[head.index("tests")], first[head.index("download_median_mbps")]
+    assert got == (12, 146.27) and isinstance(got[0], int)
+
+
+def test_claimed_name_and_township_shown_for_rows_matched_by_code(north_run, tmp_path):
+    _, run = north_run
+    listed = tmp_path / "claimed.csv"
+    pd.DataFrame({"village_code": ["V1", None], "村名": ["Nordby (ops)", "Sørby"]}).to_csv(
+        listed, index=False)
+    # a name column beside the codes, without a township column
+    result = invoke("-q", "audit", run, "--claimed", listed, "--name", "村名",
+                    "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "a" / "audit.csv", encoding="utf-8-sig", dtype=str,
+                       keep_default_na=False)
+    first = rows.iloc[0]
+    assert (first["status"], first["village_code"], first["claimed_code"]) == (
+        "confirmed", "V1", "V1")
+    assert (first["claimed_name"], first["village_name"]) == ("Nordby (ops)", "Nordby")
+    assert first["claimed_township"] == "" and first["township_code"] == "T1"
+    # without a township column a row without a code cannot be matched by its name
+    second = rows.iloc[1]
+    assert (second["status"], second["claimed_name"]) == ("missing_key", "Sørby")
+    assert "--township" in second["message"]
+
+
+def test_county_narrows_name_matching():
+    villages = _two_county_villages()
+    claimed = pd.DataFrame({"村名": ["东关村"], "乡镇": ["城关镇"]})
+
+    def statuses(**kw):
+        audit = audit_claims(villages, claimed, code=None, name="村名", township="乡镇",
+                             scope="county", **kw)
+        return [(s, None if pd.isna(c) else c)
+                for s, c in zip(audit.rows["status"], audit.rows["village_code"], strict=True)]
+
+    # 城关镇 is a township of both counties: the name fits two villages
+    assert statuses()[0] == ("name_ambiguous", None)
+    # within 乙县 (by name or by code) it is K2001; K1's villages are out of scope
+    assert statuses(county="乙县") == [("confirmed", "K2001")]
+    assert statuses(county="K2") == [("confirmed", "K2001")]
+    # within 甲县 it is K1001, which has no fibre; K1002 has fibre and was not claimed
+    assert statuses(county="甲县") == [("claimed_without_evidence", "K1001"),
+                                       ("evidence_not_claimed", "K1002")]
+    with pytest.raises(ConfigError, match=r"--county '乙 县 x'.*no county"):
+        statuses(county="乙 县 x")
+
+
+def test_second_audit_into_a_folder_needs_force(north_run, tmp_path):
+    _, run = north_run
+    listed = tmp_path / "claimed.csv"
+    pd.DataFrame({"village_code": ["V1"]}).to_csv(listed, index=False)
+    args = ("audit", run, "--claimed", listed, "--out", tmp_path / "a")
+    assert invoke("-q", *args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
+    pd.DataFrame({"village_code": ["V3"]}).to_csv(listed, index=False)
+    line = one_error_line(invoke("-q", *args))
+    assert "already holds an audit" in line and "--force" in line
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == before
+    assert invoke("-q", *args, "--force").exit_code == 0
+    rows = pd.read_csv(tmp_path / "a" / "audit.csv", encoding="utf-8-sig", dtype=str)
+    assert rows["claimed_code"].iat[0] == "V3"
+
+
+def test_code_column_of_names_points_to_name_matching(north_run, tmp_path):
+    _, run = north_run
+    listed = tmp_path / "claimed.csv"
+    pd.DataFrame({"村名": ["Nordby", "Austby", "东关村"], "乡镇": ["T1", "T1", "T1"]}).to_csv(
+        listed, index=False)
+    line = one_error_line(invoke("-q", "audit", run, "--claimed", listed, "--code", "村名",
+                                 "--out", tmp_path / "a"))
+    assert "'村名'" in line and "--name 村名" in line and "--township" in line
+    assert not (tmp_path / "a").exists()
+    # a name among real codes: that row's message says so
+    claimed = pd.DataFrame({"village_code": ["K1001", "东关村"]})
+    audit = audit_claims(_two_county_villages(), claimed)
+    assert audit.rows["status"].tolist()[:2] == ["claimed_without_evidence", "unknown_code"]
+    assert "--name village_code" in audit.rows["message"].iat[1]
 
 
 # --- diff of two runs ----------------------------------------------------------------------

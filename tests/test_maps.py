@@ -433,3 +433,62 @@ def test_demo_village_legends_count_the_csv(demo_run: Path) -> None:
             html,
         )
         assert card is not None and int(card.group(1).replace(",", "")) == by_class[cls], cls
+
+
+# --- Chinese names on the static maps ------------------------------------------------------
+
+
+def _county_polygons(result: CoverageResult) -> pd.Series:
+    """The county outlines dissolved here with geopandas from the village squares."""
+    drawn = result.villages[result.villages.geometry.notna()]
+    return drawn.dissolve("county_code").geometry
+
+
+def test_static_maps_draw_chinese_names_with_a_cjk_font(small_result: CoverageResult,
+                                                         tmp_path: Path) -> None:
+    import warnings
+
+    import matplotlib
+    from matplotlib import font_manager
+    from matplotlib.text import Text
+
+    from ruralcov.maps.static import CJK_FAMILIES, county_share_figure, fonts
+
+    before = list(matplotlib.rcParams["font.family"])
+    with fonts() as families, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = county_share_figure(small_result, _county_polygons(small_result),
+                                  families=families)
+        fig.savefig(tmp_path / "county.png", dpi=50)
+        texts = [t for t in fig.findobj(Text) if t.get_text()]
+        used = {t.get_text(): font_manager.findfont(t.get_fontproperties()) for t in texts}
+    # no "Glyph ... missing from font(s)" (filterwarnings=error would fail on it too)
+    assert [str(w.message) for w in caught if "missing from font" in str(w.message)] == []
+    assert families[0] in CJK_FAMILIES and families[-1] == "DejaVu Sans"
+    # the province in the title; both counties labelled (both short of 98 %), largest gap
+    # first, with share and gap from the small world's table
+    chinese = [t for t in used if re.search("[\u4e00-\u9fff]", t)]
+    assert any(t.startswith("山西省 — fibre share by county") for t in chinese), chinese
+    assert "迎泽区\n33.3%, gap 2" in chinese and "小店区\n75.0%, gap 1" in chinese
+    for text in chinese:  # the font chosen for the text has a glyph for every character
+        font = font_manager.get_font(used[text])
+        assert font.family_name.startswith(("Noto Sans CJK", "Microsoft YaHei", "SimHei",
+                                            "PingFang", "WenQuanYi")), font.family_name
+        assert all(font.get_char_index(ord(ch)) for ch in text if not ch.isspace()), text
+    assert list(matplotlib.rcParams["font.family"]) == before  # nothing leaks out
+
+
+def test_static_maps_without_a_cjk_font_show_codes(small_result: CoverageResult,
+                                                   tmp_path: Path) -> None:
+    from matplotlib.text import Text
+
+    from ruralcov.maps.static import county_share_figure
+
+    # only matplotlib's own font: a name it cannot draw is replaced by its code, so no glyph
+    # is missing (a warning would fail this test)
+    fig = county_share_figure(small_result, _county_polygons(small_result),
+                              families=("DejaVu Sans",))
+    fig.savefig(tmp_path / "county.png", dpi=50)
+    texts = [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+    assert "140106\n33.3%, gap 2" in texts and "140105\n75.0%, gap 1" in texts
+    assert any(t.startswith("14 — fibre share by county") for t in texts), texts

@@ -241,3 +241,70 @@ def test_demo_province_map(browser: Any, demo_run: Path) -> None:
     )
     assert page.errors == [] and page.blocked == []
     page.close()
+
+
+# --- report.html ---------------------------------------------------------------------------
+
+
+def test_report_county_row_opens_its_map(browser: Any, small_result: CoverageResult,
+                                         tmp_path: Path) -> None:
+    from ruralcov.report import write_run
+
+    out = write_run(small_result, tmp_path / "run")
+    page = Page(browser, out / "report.html")
+    table = page.page.locator("h2", has_text="largest fibre gap first").locator(
+        "xpath=following-sibling::div[1]")
+    # 迎泽区 has the larger gap (2 of 3 villages short): the first row
+    table.locator("tbody tr").first.get_by_role("link", name="迎泽区").click()
+    page.page.wait_for_load_state("load")
+    page.frame()
+    assert page.page.url.endswith("/maps/county_140106.html")
+    assert "迎泽区 (140106)" in page.page.locator(".rc-title").inner_text()
+    # 工业园区, 上村村委会, 下村村委会: the county's units with a polygon
+    assert page.js("ruralcov.drawn('villages')") == 3
+    assert page.errors == [] and page.blocked == []
+    page.close()
+
+
+@pytest.mark.slow
+def test_demo_report_table_fits_and_comes_before_the_charts(browser: Any,
+                                                            demo_run: Path) -> None:
+    import geopandas as gpd
+    import pandas as pd
+
+    county = pd.read_csv(demo_run / "tables" / "summary_county.csv", dtype={"code": str},
+                         encoding="utf-8-sig")
+    # the worst county that can be drawn: largest gap, then lowest share, then code
+    mapped = county[county["villages_with_geometry"] > 0]
+    worst = mapped.sort_values(["fibre_gap_villages", "fibre_share", "code"],
+                               ascending=[False, True, True])["code"].iloc[0]
+    page = Page(browser, demo_run / "report.html")
+    page.page.set_viewport_size({"width": 1280, "height": 900})
+    page.frame()
+    # nothing scrolls sideways at 1280 px: not the page, not a table
+    assert page.js("document.documentElement.scrollWidth <= document.documentElement"
+                   ".clientWidth")
+    assert page.js("[...document.querySelectorAll('.table-wrap')]"
+                   ".filter(w => w.scrollWidth > w.clientWidth).length") == 0
+    table = page.page.locator("h2", has_text="largest fibre gap first").locator(
+        "xpath=following-sibling::div[1]")
+    charts = page.page.locator("details.trends")
+    n_charts = len(list((demo_run / "charts").glob("*.png")))
+    assert n_charts >= 117 and charts.locator("img").count() == n_charts
+    # the county table comes first; the charts wait folded below it
+    assert table.bounding_box()["y"] < charts.bounding_box()["y"]
+    assert charts.get_attribute("open") is None and not charts.locator("img").first.is_visible()
+    assert "no outline: not mapped" in page.page.locator("body").inner_text()
+    first = table.locator("tbody tr").first
+    assert first.locator("td").first.inner_text() == worst
+    first.locator("a").click()
+    page.page.wait_for_load_state("load")
+    page.frame()
+    assert page.page.url.endswith(f"/maps/county_{worst}.html")
+    assert f"({worst})" in page.page.locator(".rc-title").inner_text()
+    villages = gpd.read_parquet(demo_run / "villages.parquet",
+                                columns=["county_code", "has_geometry", "geometry"])
+    drawn = int((villages["has_geometry"] & (villages["county_code"] == worst)).sum())
+    assert page.js("ruralcov.drawn('villages')") == drawn
+    assert page.errors == [] and page.blocked == []
+    page.close()

@@ -430,3 +430,71 @@ def test_csv_written_in_chunks_keeps_the_lines_asked_for(tmp_path: Path, chunk: 
                              chunk=chunk)
     assert kept is None
     assert (tmp_path / "chunks.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+
+# --- report.html: what a planner hands over ------------------------------------------------
+
+
+def _rows(html: str, heading: str) -> list[str]:
+    """The body rows of the first table after ``heading``, each as its cells' text joined by
+    ``|`` (tags dropped)."""
+    table = html[html.index(heading):]
+    table = table[table.index("<tbody>"):table.index("</tbody>")]
+    return [
+        "|".join(re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", tr))
+        for tr in re.findall(r"<tr>(.*?)</tr>", table)
+    ]
+
+
+def test_report_reads_headline_county_table_then_gap_lists(run: Path) -> None:
+    html = (run / "report.html").read_text(encoding="utf-8")
+    order = ["<h2>Headline</h2>", "<h2>By county, largest fibre gap first</h2>",
+             "<h2>Gap lists</h2>", "<h2>Maps</h2>", "<h2>Files</h2>"]
+    at = [html.index(h) for h in order]
+    assert at == sorted(at), order
+    # largest gap first (迎泽区 2, 小店区 1), each county's name linking to its map page
+    assert [r.split("|")[:2] for r in _rows(html, "By county")] == [
+        ["140106", "迎泽区"], ["140105", "小店区"]]
+    links = re.findall(r'<td><a href="(maps/county_[^"]+)">([^<]+)</a></td>', html)
+    assert links == [("maps/county_140106.html", "迎泽区"), ("maps/county_140105.html", "小店区")]
+    assert all((run / href).is_file() for href, _ in links)
+    # the gap lists with their sizes (the small world's docstring: 3, 2 and 2 rows)
+    gaps = html[html.index("<h2>Gap lists</h2>"):html.index("<h2>Maps</h2>")]
+    for name, n in (("gaps_no_fibre", 3), ("gaps_below_speed", 2),
+                    ("gaps_insufficient_data", 2)):
+        assert f'<a href="tables/{name}.csv">tables/{name}.csv</a> — {n} rows' in gaps, name
+
+
+def test_report_without_maps_links_no_county_page(small_result: CoverageResult,
+                                                  tmp_path: Path) -> None:
+    out = write_run(small_result, tmp_path / "out", maps=False)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "迎泽区" in html and "county_14010" not in html
+
+
+def _without_outlines(result: CoverageResult, county: str) -> CoverageResult:
+    """``result`` with no polygon for any unit of ``county`` (as the demo's development
+    zones): its summaries say so (villages_with_geometry = 0)."""
+    villages = result.villages.copy()
+    gone = villages["county_code"] == county
+    villages.loc[gone, "geometry"] = None
+    villages.loc[gone, "has_geometry"] = False
+    summaries = {}
+    for level, summary in result.summaries.items():
+        summary = summary.copy()
+        summary.loc[summary["code"].str.startswith(county), "villages_with_geometry"] = 0
+        summaries[level] = summary
+    return dataclasses.replace(result, villages=villages, summaries=summaries)
+
+
+def test_area_without_outline_is_marked_and_not_ranked(small_result: CoverageResult,
+                                                       tmp_path: Path) -> None:
+    # 迎泽区 has the largest gap (2) but no village outline: it cannot be drawn or planned
+    out = write_run(_without_outlines(small_result, "140106"), tmp_path / "out")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert _rows(html, "By county") == [
+        "140105|小店区|4|4|3|75.00 %|1|2|1|1|1|1"]
+    assert _rows(html, "Not mapped") == ["140106|迎泽区|no outline: not mapped|3|1|2|0"]
+    assert html.index("Not mapped") > html.index("By county")
+    assert re.findall(r'href="(maps/county_[^"]+)"', html) == ["maps/county_140105.html"]
+    assert not (out / "maps" / "county_140106.html").exists()

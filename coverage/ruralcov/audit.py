@@ -11,14 +11,24 @@ village code, or by name within a township) and sorts each into one status of
 Matching by name compares names after Unicode NFKC normalisation with blanks removed and the
 register's committee suffix folded (``东关村委会`` and ``东关村民委员会`` both match ``东关村``;
 ``南街社区居委会`` matches ``南街社区``), because claimed lists are typed by hand. A name that
-fits several villages of its township is reported ``name_ambiguous``, never guessed.
+fits several villages of its township is reported ``name_ambiguous``, never guessed; township
+names repeat across counties (``城关镇``), so a county's list can be matched within that county
+only (``county``).
+
+The audit files are handed over: each carries what it was made from (:func:`audit_about`: the
+run's ``config_sha256`` and time, the claimed list's SHA-256, the audit's own time), as the
+``about`` sheet of ``audit.xlsx`` and the sidecar ``audit.json`` next to ``audit.csv``, whose
+numbers are written as the run's tables write them (:mod:`ruralcov.report.tables`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +36,27 @@ import numpy as np
 import pandas as pd
 
 from ruralcov import io
-from ruralcov.errors import ConfigError, InputError, SchemaError, did_you_mean
+from ruralcov.errors import (
+    ConfigError,
+    InputError,
+    OutputExistsError,
+    SchemaError,
+    did_you_mean,
+)
 from ruralcov.report import cell_values, neutralise, write_csv
+from ruralcov.report.tables import round_column
+from ruralcov.runfolder import read_manifest
 from ruralcov.schema import read_codes
 
 __all__ = [
     "CLAIMS",
     "STATUSES",
     "AuditResult",
+    "audit_about",
     "audit_claims",
+    "check_target",
+    "code_column",
+    "looks_like_name",
     "read_claimed",
     "write_audit",
 ]
@@ -55,7 +77,7 @@ STATUSES: dict[str, str] = {
     "duplicate_claim": "the village was already claimed on an earlier row",
     "name_not_found": "no village of that name in that township",
     "name_ambiguous": "several villages of that name in that township",
-    "missing_key": "the row has neither a code nor a name",
+    "missing_key": "the row has neither a code nor a name it can be matched by",
     "uncached_formula": "a key cell is an xlsx formula without a computed value "
     "(open and save the list in Excel or WPS, or paste values)",
 }
@@ -85,6 +107,12 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "corrections",
     "message",
 )
+
+#: The files an audit writes into its folder.
+AUDIT_FILES = ("audit_summary.csv", "audit.csv", "audit.xlsx", "audit.json")
+
+#: A CJK ideograph: a cell holding one is a name, never a code.
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 _SUFFIXES = (
     (re.compile(r"(村民委员会|村委会)$"), "村"),
@@ -151,6 +179,7 @@ def audit_claims(
     code: str | None = "village_code",
     name: str | None = None,
     township: str | None = None,
+    county: str | None = None,
     scope: str = "county",
     source: str = "claimed list",
 ) -> AuditResult:
@@ -167,10 +196,16 @@ def audit_claims(
     claim
         What the list claims: a key of :data:`CLAIMS`.
     code
-        Column with village codes; rows with a code are matched by it.
+        Column with village codes; rows with a code are matched by it. A column of names
+        (:func:`looks_like_name`) matching no code of the run is an error saying to use
+        ``name`` and ``township``.
     name, township
-        Columns with the village name and its township (code or name), for rows without a
-        code; both must be given together.
+        Columns with the village name and its township (code or name). Rows without a code
+        are matched by them when both are given; with ``code``, either may be given alone
+        and is shown beside the code (``claimed_name``, ``claimed_township``).
+    county
+        A county code or name: rows are matched by name only to the villages of that county
+        (township names repeat across counties).
     scope
         Where unclaimed supported villages are looked for: the counties (``county``) or
         townships (``township``) of the matched claims, or the whole run (``all``). A county's
@@ -184,13 +219,17 @@ def audit_claims(
     -------
     AuditResult
         One row per claimed row (in list order) and per supported village the list omits,
-        and the count of each status.
+        and the count of each status. Columns of the run keep their kind (a count stays a
+        whole number where a row has none).
     """
     cols = _check_request(claimed, claim=claim, code=code, name=name, township=township,
                           scope=scope)
     v = villages.reset_index(drop=True)
     keys = _ClaimKeys.of(claimed, code=code, name=name, township=township, source=source)
-    matcher = _Matcher(v, _supported(v, claim).to_numpy(), claim, by_name=bool(name))
+    matcher = _Matcher(v, _supported(v, claim).to_numpy(), claim,
+                       by_name=bool(name and township), within=_county_mask(v, county))
+    if code:
+        _check_codes_are_codes(keys.codes, matcher.by_code, column=code, source=source)
     # row -> column -> cell of xlsx formulas without a value (ruralcov.io.read_table)
     unread: dict[int, dict[str, str]] = claimed.attrs.get("uncached_formulas", {})
     rows: list[dict[str, Any]] = []
@@ -198,8 +237,7 @@ def audit_claims(
         formulas = [ref for col, ref in unread.get(j, {}).items() if col in cols]
         rows.append(matcher.row(j, keys, formulas))
     rows.extend(matcher.unclaimed(scope))
-    table = pd.DataFrame(rows).reindex(columns=list(AUDIT_COLUMNS))
-    table["claim_row"] = table["claim_row"].astype("Int64")
+    table = _typed(pd.DataFrame(rows).reindex(columns=list(AUDIT_COLUMNS)), v)
     counts = table["status"].value_counts()
     summary = pd.DataFrame(
         {
@@ -211,6 +249,17 @@ def audit_claims(
     return AuditResult(rows=table, summary=summary, claim=claim)
 
 
+def _typed(table: pd.DataFrame, v: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the claim row and the run's whole-number columns as whole numbers:
+    a row without a village (an unknown code) would otherwise turn ``tests`` into floats,
+    written ``7.0``."""
+    table["claim_row"] = table["claim_row"].astype("Int64")
+    for col in table.columns:
+        if col in v.columns and pd.api.types.is_integer_dtype(v[col].dtype):
+            table[col] = table[col].astype("Int64")
+    return table
+
+
 def _check_request(claimed: pd.DataFrame, *, claim: str, code: str | None, name: str | None,
                    township: str | None, scope: str) -> list[str]:
     """The key columns of the claimed list; an error for anything asked that cannot be."""
@@ -218,7 +267,7 @@ def _check_request(claimed: pd.DataFrame, *, claim: str, code: str | None, name:
         raise ValueError(f"`claim` was {claim!r} but is expected to be in {list(CLAIMS)}")
     if scope not in SCOPES:
         raise ValueError(f"`scope` was {scope!r} but is expected to be in {list(SCOPES)}")
-    if (name is None) != (township is None):
+    if code is None and (name is None) != (township is None):
         raise ConfigError("a claimed list matched by name needs both --name and --township")
     if code is None and name is None:
         raise ConfigError("give the claimed list's code column (--code) or --name/--township")
@@ -233,6 +282,70 @@ def _check_request(claimed: pd.DataFrame, *, claim: str, code: str | None, name:
     return cols
 
 
+def looks_like_name(text: Any) -> bool:
+    """Whether a cell of a code column reads as a name rather than a code.
+
+    Parameters
+    ----------
+    text
+        The cell, as read.
+
+    Returns
+    -------
+    bool
+        True when it holds a CJK character or no digit at all: codes of every register
+        carry digits (``140105001001``, ``V1``); ``东关村`` and ``Nordby`` do not.
+
+    Examples
+    --------
+    >>> [looks_like_name(t) for t in ("140105001001", "V1", "东关村", "Nordby", "村1")]
+    [False, False, True, True, True]
+    """
+    text = str(text)
+    return bool(_CJK.search(text)) or not any(ch.isdigit() for ch in text)
+
+
+def _name_hint(column: str) -> str:
+    return (f"; column {column!r} seems to hold names, not codes: match by name with "
+            f"--name {column} and --township <the township column>")
+
+
+def _check_codes_are_codes(codes: pd.Series, known: Mapping[str, int], *, column: str,
+                           source: str) -> None:
+    """Stop when the code column holds names: most cells read as names
+    (:func:`looks_like_name`) and none is a code of the run. Every row would be an unknown
+    code, when the user meant to match by name."""
+    given = codes.dropna()
+    if not len(given) or given.isin(list(known)).any():
+        return
+    names = given[given.map(looks_like_name)]
+    if 2 * len(names) > len(given):
+        raise SchemaError(
+            f"{source}: none of the {len(given)} codes of column {column!r} is in the run "
+            f"(e.g. {names.iat[0]!r}){_name_hint(column)}"
+        )
+
+
+def _county_mask(v: pd.DataFrame, county: str | None) -> np.ndarray | None:
+    """The villages of ``county`` (a code or a name, compared as names are), or None for
+    all; an error naming the counties of the run when it has none such."""
+    if county is None:
+        return None
+    wanted = str(county).strip()
+    mask = np.zeros(len(v), dtype=bool)
+    if "county_code" in v.columns:
+        mask |= (v["county_code"].astype("string") == wanted).fillna(False).to_numpy(bool)
+    if "county_name" in v.columns:
+        key = name_key(pd.Series([wanted])).iat[0]
+        mask |= (name_key(v["county_name"]) == key).to_numpy(bool)
+    if not mask.any():
+        known = pd.concat([v.get("county_code", pd.Series(dtype=object)),
+                           v.get("county_name", pd.Series(dtype=object))]).dropna().unique()
+        raise ConfigError(f"--county {wanted!r}: no county of the run has that code or name"
+                          f"{did_you_mean(wanted, [str(k) for k in known])}")
+    return mask
+
+
 @dataclass(frozen=True)
 class _ClaimKeys:
     """The keys of every claimed row: code, name and township as read, and the names as
@@ -243,6 +356,8 @@ class _ClaimKeys:
     towns: pd.Series
     name_keys: pd.Series
     town_keys: pd.Series
+    #: the code column's name in the list, for messages
+    code_column: str | None
 
     @classmethod
     def of(cls, claimed: pd.DataFrame, *, code: str | None, name: str | None,
@@ -258,17 +373,18 @@ class _ClaimKeys:
                  if name else none())
         towns = (read_codes(claimed[township], source=source, column=township)
                  .reset_index(drop=True) if township else none())
-        return cls(codes, names, towns, name_key(names), name_key(towns))
+        return cls(codes, names, towns, name_key(names), name_key(towns), code)
 
 
 class _Matcher:
     """Claimed rows matched to the villages of a run, one at a time, in list order."""
 
     def __init__(self, v: pd.DataFrame, supported: np.ndarray, claim: str, *,
-                 by_name: bool) -> None:
+                 by_name: bool, within: np.ndarray | None = None) -> None:
         self.v, self.supported, self.claim = v, supported, claim
         self.by_code = {c: i for i, c in enumerate(v["village_code"])}
-        self.lookup = _name_lookup(v) if by_name else {}
+        self.by_name = by_name
+        self.lookup = _name_lookup(v, within) if by_name else {}
         #: village position -> the row that first claimed it
         self.seen: dict[int, int] = {}
 
@@ -299,10 +415,15 @@ class _Matcher:
         if c is not None:
             pos = self.by_code.get(c)
             if pos is None:
-                rec.update(status="unknown_code", message=f"code {c} is not in the register")
+                hint = _name_hint(keys.code_column) if looks_like_name(c) else ""
+                rec.update(status="unknown_code",
+                           message=f"code {c} is not in the register{hint}")
             return pos
-        if keys.name_keys.iat[j] is None:
-            rec.update(status="missing_key", message="the row has neither a code nor a name")
+        if keys.name_keys.iat[j] is None or not self.by_name:
+            rec.update(status="missing_key", message=(
+                "the row has neither a code nor a name" if self.by_name else
+                "the row has no code; rows are matched by name only with both --name and "
+                "--township"))
             return None
         town, wanted = keys.towns.iat[j], keys.name_keys.iat[j]
         hits = self.lookup.get((str(town), wanted), []) or self.lookup.get(
@@ -352,13 +473,15 @@ class _Matcher:
         ]
 
 
-def _name_lookup(v: pd.DataFrame) -> dict[tuple[str, str], list[int]]:
-    """(township code, or ``name:`` + township name key; village name key) -> positions."""
+def _name_lookup(v: pd.DataFrame, within: np.ndarray | None = None
+                 ) -> dict[tuple[str, str], list[int]]:
+    """(township code, or ``name:`` + township name key; village name key) -> positions,
+    of the villages ``within`` (default all)."""
     lookup: dict[tuple[str, str], list[int]] = {}
     keys = name_key(v["village_name"])
     town_names = name_key(v["township_name"]) if "township_name" in v else None
     for i, key in enumerate(keys):
-        if key is None:
+        if key is None or (within is not None and not within[i]):
             continue
         lookup.setdefault((str(v["township_code"].iat[i]), key), []).append(i)
         if town_names is not None and town_names.iat[i] is not None:
@@ -432,9 +555,126 @@ def read_claimed(path: Path | str, *, sheet: str | None = None) -> pd.DataFrame:
                              uncached="report")
 
 
-def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
+def code_column(claimed: pd.DataFrame, *, name: str | None = None,
+                township: str | None = None) -> str | None:
+    """The code column of a claimed list when none was named (``ruralcov audit`` without
+    ``--code``).
+
+    Parameters
+    ----------
+    claimed
+        The claimed list.
+    name, township
+        The name and township columns given, if any.
+
+    Returns
+    -------
+    str or None
+        None for a list matched by name (both ``name`` and ``township`` given); otherwise
+        ``village_code`` or ``code`` when the list has one, else ``village_code`` (which the
+        audit then reports missing, with the list's columns).
+
+    Examples
+    --------
+    >>> code_column(pd.DataFrame(columns=["code", "村名"]), name="村名")
+    'code'
+    >>> code_column(pd.DataFrame(columns=["code", "村名", "乡镇"]), name="村名", township="乡镇")
+    """
+    if name and township:
+        return None
+    return next((c for c in ("village_code", "code") if c in claimed.columns), "village_code")
+
+
+def audit_about(
+    run: Path | str,
+    claimed: Path | str,
+    *,
+    claim: str,
+    code: str | None = None,
+    name: str | None = None,
+    township: str | None = None,
+    county: str | None = None,
+    scope: str = "county",
+    sheet: str | None = None,
+    created: str | None = None,
+) -> dict[str, Any]:
+    """What an audit was made from, for the files handed over: the ``about`` sheet of
+    ``audit.xlsx`` and ``audit.json``.
+
+    An audit is evidence about one run and one list: whoever receives it can check that the
+    run (its ``config_sha256`` and time, from ``manifest.json``) and the list (its SHA-256)
+    are the ones they hold.
+
+    Parameters
+    ----------
+    run
+        The run folder audited.
+    claimed
+        The claimed list's file.
+    claim, code, name, township, county, scope, sheet
+        As given to :func:`audit_claims` and :func:`read_claimed`.
+    created
+        The audit's time (ISO 8601); default now.
+
+    Returns
+    -------
+    dict
+        Keys and JSON values, in the order shown.
+    """
+    from ruralcov import __version__
+
+    manifest = read_manifest(run)
+    return {
+        "audit_created": created or _now(),
+        "ruralcov_version": __version__,
+        "run": str(run),
+        "run_name": manifest.get("run_name"),
+        "run_created": manifest["created"],
+        "config_sha256": manifest.get("config_sha256"),
+        "claimed_list": str(claimed),
+        "claimed_sha256": io.sha256_file(claimed),
+        "sheet": sheet,
+        "claim": claim,
+        "code_column": code,
+        "name_column": name,
+        "township_column": township,
+        "county": county,
+        "scope": scope,
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def check_target(out: Path | str, *, force: bool = False) -> None:
+    """Stop before an audit overwrites another one (``--force`` replaces it).
+
+    Parameters
+    ----------
+    out
+        The folder the audit is to be written into.
+    force
+        Replace the audit files found there.
+
+    Raises
+    ------
+    OutputExistsError
+        When ``out`` holds a file of :data:`AUDIT_FILES` and ``force`` is false.
+    """
+    out = Path(out)
+    found = [n for n in AUDIT_FILES if (out / n).exists()]
+    if found and not force:
+        raise OutputExistsError(
+            f"audit folder {str(out)!r} already holds an audit ({', '.join(found)}); add "
+            "--force to replace it, or choose another --out folder"
+        )
+
+
+def write_audit(audit: AuditResult, out: Path | str, *, about: Mapping[str, Any] | None = None,
+                force: bool = False) -> list[Path]:
     """Write the audit's files as the run's tables are written (:mod:`ruralcov.report`):
-    neutralised against formula injection, codes as text.
+    neutralised against formula injection, codes as text, numbers rounded by column.
 
     Parameters
     ----------
@@ -442,39 +682,68 @@ def write_audit(audit: AuditResult, out: Path | str) -> list[Path]:
         What :func:`audit_claims` returned.
     out
         The folder to write into; made when missing.
+    about
+        What the audit was made from (:func:`audit_about`); default only the time and the
+        version.
+    force
+        Replace an earlier audit in ``out`` (:func:`check_target`).
 
     Returns
     -------
     list of pathlib.Path
-        ``audit_summary.csv``, ``audit.csv`` and ``audit.xlsx`` (sheets summary, audit).
+        ``audit_summary.csv``, ``audit.csv``, ``audit.xlsx`` (sheets about, summary, audit)
+        and ``audit.json`` (``about``, the counts and the SHA-256 of the CSV files: the CSV
+        stays a plain table).
     """
+    from ruralcov import __version__
+
     out = Path(out)
+    check_target(out, force=force)
     out.mkdir(parents=True, exist_ok=True)
+    about = dict(about or {"audit_created": _now(), "ruralcov_version": __version__})
+    about["claim"] = audit.claim
     paths = [write_csv(audit.summary, out / "audit_summary.csv"),
              write_csv(audit.rows, out / "audit.csv")]
+    paths.append(_write_book(audit, about, out / "audit.xlsx"))
+    sidecar = {
+        **about,
+        "counts": dict(zip(audit.summary["status"], audit.summary["rows"].map(int),
+                           strict=True)),
+        "files": {p.name: io.sha256_file(p) for p in paths[:2]},
+    }
+    path = out / "audit.json"
+    path.write_text(json.dumps(sidecar, ensure_ascii=False, indent=2) + "\n",
+                    encoding="utf-8", newline="\n")
+    paths.append(path)
+    return paths
+
+
+def _write_book(audit: AuditResult, about: Mapping[str, Any], path: Path) -> Path:
+    """``audit.xlsx``: the ``about`` sheet (key, value), then the summary and the rows."""
     import xlsxwriter
 
-    path = out / "audit.xlsx"
     book = xlsxwriter.Workbook(
         str(path),
         {"strings_to_numbers": False, "strings_to_formulas": False, "strings_to_urls": False},
     )
     try:
         bold = book.add_format({"bold": True})
-        for name, frame in (("summary", audit.summary), ("audit", audit.rows)):
+        facts = pd.DataFrame({"key": list(about), "value": [
+            "" if v is None else str(v) for v in about.values()]})
+        for name, frame in (("about", facts), ("summary", audit.summary), ("audit", audit.rows)):
             _write_sheet(book.add_worksheet(name), frame, bold)
     finally:
         book.close()
-    paths.append(path)
-    return paths
+    return path
 
 
 def _write_sheet(ws: Any, frame: pd.DataFrame, bold: Any) -> None:
-    """One table as a sheet: a bold header, typed cells (:func:`ruralcov.report.cell_values`),
-    frozen header and autofilter."""
+    """One table as a sheet: a bold header, typed cells (:func:`ruralcov.report.cell_values`)
+    rounded as in the CSV (:func:`ruralcov.report.tables.round_column`), frozen header and
+    autofilter."""
     ws.write_row(0, 0, [neutralise(str(c)) for c in frame.columns], bold)
     for j, col in enumerate(frame.columns):
-        for i, value in enumerate(cell_values(frame[col]), start=1):
+        for i, value in enumerate(cell_values(round_column(str(col), frame[col])), start=1):
             if value is None:
                 continue
             if isinstance(value, bool):

@@ -304,8 +304,11 @@ def demo(ctx: click.Context, out: Path, seed: int, no_maps: bool, force: bool) -
 )
 @click.option("--code", default=None, help="Column of village codes [default: village_code "
               "or code, when present].")
-@click.option("--name", default=None, help="Column of village names (with --township).")
+@click.option("--name", default=None, help="Column of village names (with --township; "
+              "alone, shown beside the codes).")
 @click.option("--township", default=None, help="Column of the township code or name.")
+@click.option("--county", default=None, metavar="CODE_OR_NAME",
+              help="Match names only to the villages of this county.")
 @click.option("--sheet", default=None, help="Sheet of an xlsx claimed list (default: first).")
 @click.option(
     "--scope", type=click.Choice(["county", "township", "all"]), default="county",
@@ -313,37 +316,44 @@ def demo(ctx: click.Context, out: Path, seed: int, no_maps: bool, force: bool) -
 )
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for the audit files [default: RUN/audits/<list name>].")
+@click.option("--force", is_flag=True, help="Replace an earlier audit in the --out folder.")
 @click.pass_context
 def audit(
     ctx: click.Context, run_dir: Path, claimed: Path, claim: str, code: str | None,
-    name: str | None, township: str | None, sheet: str | None, scope: str, out: Path | None,
+    name: str | None, township: str | None, county: str | None, sheet: str | None, scope: str,
+    out: Path | None, force: bool,
 ) -> None:
     """Check a claimed list of villages against the run folder RUN.
 
     Each row of the list becomes confirmed, claimed_without_evidence, unknown_code,
     duplicate_claim, name_not_found or name_ambiguous; villages the run shows as covered but
-    the list omits are added as evidence_not_claimed. Writes audit.csv, audit_summary.csv and
-    audit.xlsx.
+    the list omits are added as evidence_not_claimed. Writes audit.csv, audit_summary.csv,
+    audit.xlsx and audit.json (what the audit was made from: the run's config_sha256, the
+    list's SHA-256, the time).
 
     \b
     Example:
       ruralcov audit out/2026q3 --claimed operator_fibre.xlsx
-      ruralcov audit out/2026q3 --claimed list.csv --name 村名 --township 乡镇
+      ruralcov audit out/2026q3 --claimed list.csv --name 村名 --township 乡镇 --county 平遥县
     """
     from ruralcov import audit as audit_mod
     from ruralcov.runfolder import read_villages
 
     target = out or run_dir / "audits" / claimed.stem
     with _user_errors(), _locked_if_inside(ctx, target, run_dir):
+        audit_mod.check_target(target, force=force)
         villages = read_villages(run_dir)
         table = audit_mod.read_claimed(claimed, sheet=sheet)
-        if code is None and name is None:
-            code = next((c for c in ("village_code", "code") if c in table.columns), "village_code")
+        if code is None:
+            code = audit_mod.code_column(table, name=name, township=township)
         result = audit_mod.audit_claims(
-            villages, table, claim=claim, code=code, name=name, township=township, scope=scope,
-            source=f"claimed list ({claimed.name})",
+            villages, table, claim=claim, code=code, name=name, township=township,
+            county=county, scope=scope, source=f"claimed list ({claimed.name})",
         )
-        audit_mod.write_audit(result, target)
+        about = audit_mod.audit_about(run_dir, claimed, claim=claim, code=code, name=name,
+                                      township=township, county=county, scope=scope,
+                                      sheet=sheet)
+        audit_mod.write_audit(result, target, about=about, force=force)
     if not ctx.obj["quiet"]:
         for row in result.summary.itertuples(index=False):
             click.echo(f"{row.status:<26} {row.rows:>7}  {row.description}")

@@ -26,7 +26,6 @@ helpers (:mod:`ruralcov.report.html`).
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -52,7 +51,7 @@ from ruralcov.maps.data import (
 from ruralcov.maps.pages import BASEMAPS, county_map, province_map
 from ruralcov.maps.static import FIGURES, write_static_maps
 from ruralcov.pipeline import CoverageResult
-from ruralcov.report.html import page
+from ruralcov.report.html import county_file, page
 
 __all__ = [
     "FIVE_WAY_MAP_CLASSES",
@@ -76,31 +75,6 @@ PROVINCE_TOLERANCE_M = 20.0
 PLAN_COLUMNS = ("area_code", "order", "village_code", "connects_to", "link_km")
 #: Margin around a county's villages, in degrees, within which its assets are drawn.
 _PAD = 0.01
-
-
-def county_file(code: str) -> str:
-    """File name of a county's page.
-
-    Parameters
-    ----------
-    code
-        The county code as the register spells it (any text: a register made by hand can
-        hold anything).
-
-    Returns
-    -------
-    str
-        ``county_<code>.html``, the code with anything but letters, digits, ``-`` and ``_``
-        replaced, so that a code can never make a path or a URL of its own.
-
-    Examples
-    --------
-    >>> county_file("140105")
-    'county_140105.html'
-    >>> county_file("../x y")
-    'county____x_y.html'
-    """
-    return "county_" + re.sub(r"[^0-9A-Za-z_-]", "_", str(code)) + ".html"
 
 
 def _drawn(villages: gpd.GeoDataFrame) -> np.ndarray:

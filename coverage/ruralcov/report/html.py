@@ -30,7 +30,14 @@ from ruralcov.report.tables import (
 )
 from ruralcov.schema import LEVELS, SUMMARY_COLUMNS
 
-__all__ = ["add_report_section", "html_table", "page", "render_report_html"]
+__all__ = [
+    "add_report_section",
+    "county_file",
+    "html_table",
+    "page",
+    "ranked_areas",
+    "render_report_html",
+]
 
 #: ``(path relative to the run folder, caption)`` of a figure.
 Figures = Sequence[tuple[str, str]]
@@ -40,8 +47,49 @@ Figures = Sequence[tuple[str, str]]
 _SUMMARY_SHOWN = [c for c in SUMMARY_COLUMNS
                   if c not in ("level", "fibre_target", "speed_share", "communities_speed_share")]
 
+#: The columns of the short list of areas without any village outline.
+_UNMAPPED_SHOWN = ["code", "name", "map", "villages", "fibre_villages", "fibre_gap_villages",
+                   "communities"]
+
+#: How an area without any village outline is marked: it is neither drawn nor ranked.
+NOT_MAPPED = "no outline: not mapped"
+
+#: What each gap list of ``GAP_TABLES`` holds.
+_GAP_TEXT = {
+    "no_fibre": "administrative villages without fibre",
+    "below_speed": "villages and communities with enough evidence that do not meet their "
+    "speed target",
+    "insufficient_data": "villages and communities with too few speed tests or devices to "
+    "class",
+}
+
 #: Five-way speed classes (ruralcov.capability) with the style of their card.
 _FIVE_WAY_CSS = {"meets": "good", "fails": "bad"}
+
+
+def county_file(code: str) -> str:
+    """File name of a county's map page (in ``maps/``), which the report's county table
+    links to.
+
+    Parameters
+    ----------
+    code
+        The county code.
+
+    Returns
+    -------
+    str
+        ``county_<code>.html``, the code with anything but letters, digits, ``-`` and ``_``
+        replaced, so that a code can never make a path or a URL of its own.
+
+    Examples
+    --------
+    >>> county_file("140105")
+    'county_140105.html'
+    >>> county_file("../x y")
+    'county____x_y.html'
+    """
+    return "county_" + re.sub(r"[^0-9A-Za-z_-]", "_", str(code)) + ".html"
 
 
 def _css() -> str:
@@ -79,15 +127,29 @@ def _fmt_cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def _td(column: str, value: Any) -> str:
+def _td(column: str, value: Any, href: str | None = None) -> str:
     numeric = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
         value, bool | np.bool_
     )
     cls = ' class="num"' if numeric and not is_code(column) else ""
-    return f"<td{cls}>{_e(_fmt_cell(column, value))}</td>"
+    text = _e(_fmt_cell(column, value))
+    if href is not None:
+        text = f'<a href="{_e(href)}">{text}</a>'
+    return f"<td{cls}>{text}</td>"
 
 
-def html_table(frame: pd.DataFrame, *, columns: list[str] | None = None) -> str:
+def _th(column: str) -> str:
+    """A header cell that may wrap after each ``_`` (``villages_with_geometry`` on three
+    lines keeps a wide table inside the page) and still reads as the CSV's column name."""
+    return "<th>" + "_<wbr>".join(_e(part) for part in str(column).split("_")) + "</th>"
+
+
+def html_table(
+    frame: pd.DataFrame,
+    *,
+    columns: list[str] | None = None,
+    links: tuple[str, Sequence[str | None]] | None = None,
+) -> str:
     """A frame as an escaped HTML table, numbers right-aligned and formatted as in the CSV.
 
     Parameters
@@ -97,6 +159,9 @@ def html_table(frame: pd.DataFrame, *, columns: list[str] | None = None) -> str:
     columns
         The columns to show, in order (those missing from ``frame`` are left out); default
         all.
+    links
+        ``(column, href of each row)``: that column's cells link to the row's page (None:
+        no link).
 
     Returns
     -------
@@ -107,18 +172,22 @@ def html_table(frame: pd.DataFrame, *, columns: list[str] | None = None) -> str:
     --------
     >>> print(html_table(pd.DataFrame({"code": [7], "fibre_share": [0.5]})))
     <div class="table-wrap"><table>
-    <thead><tr><th>code</th><th>fibre_share</th></tr></thead>
+    <thead><tr><th>code</th><th>fibre_<wbr>share</th></tr></thead>
     <tbody>
     <tr><td>7</td><td class="num">50.00 %</td></tr>
     </tbody>
     </table></div>
+    >>> print(html_table(pd.DataFrame({"name": ["a"]}), links=("name", ["a.html"])).splitlines()[3])
+    <tr><td><a href="a.html">a</a></td></tr>
     """
     columns = [c for c in (columns or list(frame.columns)) if c in frame.columns]
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    link_col, hrefs = links if links is not None else (None, [None] * len(frame))
+    head = "".join(_th(c) for c in columns)
     body = [
-        "<tr>" + "".join(_td(col, value) for col, value in zip(columns, row, strict=True))
-        + "</tr>"
-        for row in frame.loc[:, columns].itertuples(index=False, name=None)
+        "<tr>" + "".join(_td(col, value, href if col == link_col else None)
+                         for col, value in zip(columns, row, strict=True)) + "</tr>"
+        for row, href in zip(frame.loc[:, columns].itertuples(index=False, name=None), hrefs,
+                             strict=True)
     ]
     return (
         f'<div class="table-wrap"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
@@ -158,10 +227,38 @@ def _summary_level(result: CoverageResult) -> str | None:
     return next(iter(result.summaries), None)
 
 
-def _sorted_by_gap(summary: pd.DataFrame) -> pd.DataFrame:
+def ranked_areas(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The areas of a summary as the report ranks them: largest fibre gap first.
+
+    An area where no administrative village has a polygon (``villages_with_geometry = 0``,
+    such as a development zone of the register) cannot be drawn or planned, so a gap there
+    is no place to build next: it is set apart, never ranked among the worst.
+
+    Parameters
+    ----------
+    summary
+        A summary table (``summary_<level>``).
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        The areas with an outline, by gap (descending), then share and code; and the areas
+        without one, in the same order.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"code": ["a", "b", "c"], "villages_with_geometry": [5, 0, 5],
+    ...                   "fibre_share": [0.9, 0.0, 0.5], "fibre_gap_villages": [1, 9, 2]})
+    >>> [list(part["code"]) for part in ranked_areas(s)]
+    [['c', 'a'], ['b']]
+    """
     keys = [c for c in ("fibre_gap_villages", "fibre_share", "code") if c in summary.columns]
     ascending = [k != "fibre_gap_villages" for k in keys]
-    return summary.sort_values(keys, ascending=ascending, kind="stable", na_position="last")
+    ordered = summary.sort_values(keys, ascending=ascending, kind="stable", na_position="last")
+    if "villages_with_geometry" not in ordered.columns:
+        return ordered, ordered.iloc[0:0]
+    mapped = ordered["villages_with_geometry"].fillna(0).astype("int64") > 0
+    return ordered[mapped], ordered[~mapped]
 
 
 def _issue_counts(issues: pd.DataFrame) -> pd.DataFrame:
@@ -195,8 +292,12 @@ def render_report_html(
     trend_figures: Figures = (),
     files: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """``report.html``: headline numbers, provenance, the county table sorted by gap, issue
-    counts, inputs and links into the run folder. Self-contained; every value is escaped.
+    """``report.html``: what a planner hands over, in the order it is read. The headline
+    numbers, then the county table (largest fibre gap first, each county linking to its map;
+    areas without any village outline apart, unranked), then the gap lists, the five-way
+    classes, the trend by period (its per-county charts folded away), the static maps, the
+    corrections, the input findings, the inputs and links into the run folder.
+    Self-contained; every value is escaped.
 
     Parameters
     ----------
@@ -206,7 +307,8 @@ def render_report_html(
         The run's time, shown under the title.
     figures
         ``(path relative to the run folder, caption)`` of the static map PNGs
-        (:func:`ruralcov.maps.report_figures`), shown under "Maps".
+        (:func:`ruralcov.maps.report_figures`), shown under "Maps". Given when the maps were
+        drawn, which is also when the county table links to the county maps.
     trend_figures
         The same for the per-county trend charts (runs with periods).
     files
@@ -225,12 +327,13 @@ def render_report_html(
         _cards(_headline_cards(f)),
         "<h2>Speed</h2>",
         _cards(_speed_cards(f)),
-        *_five_way_html(result),
-        *_trend_html(result, trend_figures),
         "<p>Shares are divided by every administrative village of the register, including "
         "villages without geometry or speed tests. The gap is "
         "max(0, ceil(target × villages) − fibre villages), computed exactly.</p>",
-        *_summary_html(result),
+        *_summary_html(result, linked=bool(figures)),
+        *_gaps_html(result),
+        *_five_way_html(result),
+        *_trend_html(result, trend_figures),
         *_maps_html(figures),
         *_corrections_html(result),
         *_findings_html(result),
@@ -332,7 +435,9 @@ def _five_way_html(result: CoverageResult) -> list[str]:
 
 
 def _trend_html(result: CoverageResult, figures: Figures) -> list[str]:
-    """The period-by-period section (runs with ``[speed] periods`` only)."""
+    """The period-by-period section (runs with ``[speed] periods`` only): the top level's
+    table, and the per-county charts in a folded ``<details>`` (a province has a hundred
+    counties: open on demand, loaded only then)."""
     trends = getattr(result, "trends", None)
     if not trends:
         return []
@@ -348,25 +453,59 @@ def _trend_html(result: CoverageResult, figures: Figures) -> list[str]:
                                          "speed_meets", "speed_share", "tests"]),
     ]
     if figures:
-        out.append('<div class="trends">')
+        out.append('<details class="trends"><summary>Trend chart of each area '
+                   f"({len(figures):,})</summary>")
         out.extend(
-            f'<figure style="display:inline-block;margin:4px"><img src="{_e(src)}" '
-            f'alt="{_e(caption)}" width="320"><figcaption>{_e(caption)}</figcaption></figure>'
+            f'<figure><img src="{_e(src)}" alt="{_e(caption)}" width="320" loading="lazy">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
             for src, caption in figures
         )
-        out.append("</div>")
+        out.append("</details>")
     return out
 
 
-def _summary_html(result: CoverageResult) -> list[str]:
+def _summary_html(result: CoverageResult, *, linked: bool) -> list[str]:
+    """The areas of the finest level up to county, largest fibre gap first, each county
+    linking to its map (``linked``: the maps were drawn); areas without any village outline
+    in a short list of their own, marked and not ranked."""
     level = _summary_level(result)
     if level is None:
         return []
-    return [
+    ranked, unmapped = ranked_areas(result.summaries[level])
+    links = None
+    if linked and level == "county":
+        links = ("name", [f"maps/{county_file(c)}" for c in ranked["code"]])
+    out = [
         f"<h2>By {_e(level)}, largest fibre gap first</h2>",
-        html_table(_sorted_by_gap(result.summaries[level]), columns=_SUMMARY_SHOWN),
-        f'<p>All levels: see the <a href="tables/summary_{_e(level)}.csv">'
-        "summary tables</a> and the workbook.</p>",
+        html_table(ranked, columns=_SUMMARY_SHOWN, links=links),
+    ]
+    if len(unmapped):
+        out += [
+            f"<h3>Not mapped: no village outline ({len(unmapped)})</h3>",
+            "<p>No administrative village of these areas has a polygon "
+            "(villages_with_geometry = 0), so they are not drawn, not planned and not ranked "
+            "above; their villages count in every total.</p>",
+            html_table(unmapped.assign(map=NOT_MAPPED), columns=_UNMAPPED_SHOWN),
+        ]
+    out.append(f'<p>All levels: see the <a href="tables/summary_{_e(level)}.csv">'
+               "summary tables</a> and the workbook.</p>")
+    return out
+
+
+def _gaps_html(result: CoverageResult) -> list[str]:
+    """The lists of villages behind the gap numbers, with their sizes."""
+    items = [
+        f'<li><a href="tables/{_e(name)}.csv">tables/{_e(name)}.csv</a> — '
+        f"{_fmt_int(len(result.gaps[key]) if key in result.gaps else 0)} rows: "
+        f"{_e(_GAP_TEXT[key])}</li>"
+        for key, name in GAP_TABLES.items()
+    ]
+    return [
+        "<h2>Gap lists</h2>",
+        "<p>Every village behind each gap, one row each with its evidence (also sheets of "
+        '<a href="report.xlsx">report.xlsx</a>):</p>\n<ul>',
+        *items,
+        "</ul>",
     ]
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "is_code",
     "neutralise",
     "result_tables",
+    "round_column",
     "village_rows",
     "write_csv",
     "write_csv_keeping",
@@ -102,6 +103,31 @@ def column_decimals(column: str) -> int | None:
     if column.endswith("_m"):
         return 1
     return None
+
+
+def round_column(column: str, series: pd.Series) -> pd.Series:
+    """A float column rounded as every table ruralcov writes rounds it (:func:`column_decimals`);
+    any other column as it is.
+
+    Parameters
+    ----------
+    column
+        The column's name.
+    series
+        Its values.
+
+    Returns
+    -------
+    pandas.Series
+        ``series``, rounded when it holds floats of a rounded kind.
+
+    Examples
+    --------
+    >>> round_column("download_median_mbps", pd.Series([146.26999999999998])).tolist()
+    [146.27]
+    """
+    decimals = column_decimals(column) if pd.api.types.is_float_dtype(series.dtype) else None
+    return series if decimals is None else series.round(decimals)
 
 
 def is_code(column: str) -> bool:
@@ -399,8 +425,7 @@ def _csv_column(column: str, series: pd.Series) -> pd.Series:
         return pd.Series([None if pd.isna(v) else (TRUE if v else FALSE) for v in series],
                          index=series.index, dtype=object)
     if pd.api.types.is_float_dtype(series.dtype):
-        decimals = column_decimals(column)
-        return series if decimals is None else series.round(decimals)
+        return round_column(column, series)
     return _neutralised(series)
 
 

@@ -129,3 +129,57 @@ def stop(server: Server) -> None:
                               "-m", "immediate", "-w", "stop"]), check=False,
                    capture_output=True)
     shutil.rmtree(server.folder, ignore_errors=True)
+
+
+def load_frame(conn, table: str, frame, *, geometry: str | None = None, srid: int = 4326,
+               key: str | None = "id") -> None:
+    """Create ``table`` (``schema.name``) from a frame and copy its rows in, in order.
+
+    Numbers stay numbers, everything else is text; ``geometry`` names a column of shapely
+    geometries written as ``geometry(Geometry, srid)``; ``key`` adds a serial column first
+    (the row order, for queries that need it).
+    """
+    import numpy as np
+    import pandas as pd
+    import shapely
+    from psycopg import sql
+
+    schema, name = table.split(".")
+    defs, cols = [], []
+    if key:
+        defs.append(sql.SQL("{} bigserial PRIMARY KEY").format(sql.Identifier(key)))
+    for c in frame.columns:
+        if c == geometry:
+            kind = f"geometry(Geometry, {srid})"
+        elif pd.api.types.is_bool_dtype(frame[c]):
+            kind = "boolean"
+        elif pd.api.types.is_integer_dtype(frame[c]):
+            kind = "bigint"
+        elif pd.api.types.is_float_dtype(frame[c]):
+            kind = "double precision"
+        elif pd.api.types.is_datetime64_any_dtype(frame[c]):
+            kind = "timestamptz"
+        else:
+            kind = "text"
+        defs.append(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(kind)))
+        cols.append(c)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    conn.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, name),
+                                                         sql.SQL(", ").join(defs)))
+    values = []
+    for c in cols:
+        col = frame[c]
+        if c == geometry:
+            g = np.asarray(col, dtype=object)
+            ok = ~shapely.is_missing(g)
+            out = np.full(len(g), None, dtype=object)
+            out[ok] = shapely.to_wkb(shapely.set_srid(g[ok], srid), hex=True, include_srid=True)
+            values.append(out.tolist())
+        else:
+            values.append([None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)
+                           for v in col.astype(object)])
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, cols)))
+    with conn.cursor().copy(copy_sql) as copy:
+        for row in zip(*values, strict=True):
+            copy.write_row(row)

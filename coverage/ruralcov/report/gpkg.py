@@ -13,6 +13,7 @@ so ``ruralcov verify`` recomputes it byte for byte.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -254,6 +255,22 @@ def _styles(layers: list[tuple[str, gpd.GeoDataFrame, str]], created: str) -> pd
     })
 
 
+def _refused_by_disk(path: Path, exc: Exception) -> None:
+    """Raise the file system's own error when it refuses a write next to ``path`` (full,
+    read-only, over the file-size limit): GDAL reports such a failure as an SQLite message
+    without the error number that names the fix (:func:`ruralcov.outdir.output_error`)."""
+    probe = path.with_name(path.name + ".probe")
+    try:
+        with probe.open("wb") as fh:
+            fh.write(bytes(1 << 20))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as refused:
+        raise refused from exc
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 def write_gpkg(result: CoverageResult, path: Path | str, *, created: str) -> tuple[str, str]:
     """Write ``results.gpkg``: every layer of :func:`gpkg_layers` and their default styles.
 
@@ -276,11 +293,15 @@ def write_gpkg(result: CoverageResult, path: Path | str, *, created: str) -> tup
     path = Path(path)
     path.unlink(missing_ok=True)
     layers = gpkg_layers(result)
-    with pinned_gpkg_date(created):
-        for name, frame, _ in layers:
-            pyogrio.write_dataframe(frame, path, layer=name, driver="GPKG",
-                                    GEOMETRY_NAME=GEOMETRY, SPATIAL_INDEX="YES")
-        pyogrio.write_dataframe(_styles(layers, created), path, layer="layer_styles",
-                                driver="GPKG", FID="id")
+    try:
+        with pinned_gpkg_date(created):
+            for name, frame, _ in layers:
+                pyogrio.write_dataframe(frame, path, layer=name, driver="GPKG",
+                                        GEOMETRY_NAME=GEOMETRY, SPATIAL_INDEX="YES")
+            pyogrio.write_dataframe(_styles(layers, created), path, layer="layer_styles",
+                                    driver="GPKG", FID="id")
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+        _refused_by_disk(path, exc)
+        raise
     return (GPKG_FILE, "villages, areas, gap lists and fibre assets in one GeoPackage, "
             "styled as the maps for QGIS")

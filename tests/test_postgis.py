@@ -208,7 +208,7 @@ def test_verify_recomputes_a_run_read_from_postgis(north, tmp_path):
     checks = verify_run(tmp_path / "run")
     assert set(checks["status"]) == {"ok", "note"}, checks[checks["status"] != "ok"]
     notes = checks[checks["status"] == "note"]
-    assert sorted(notes["check"]) == ["input"] * 5  # the five database inputs
+    assert sorted(notes["check"]) == ["input"] * 6  # the six database inputs
     assert checks.loc[checks["path"] == "results.gpkg", "status"].tolist() == ["ok", "ok"]
 
 

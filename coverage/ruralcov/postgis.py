@@ -186,7 +186,7 @@ def describe(conn: Any, source: DatabaseSource, *, name: str) -> Layout:
                     (list(set(oids)),))
         types_by_oid = dict(cur.fetchall())
     types = [types_by_oid.get(o, "text") for o in oids]
-    checks_unique(names, source, name)
+    _unique_columns(names, source, name)
     geoms = [(n, m) for n, t, m in zip(names, types, mods, strict=True) if t in GEOMETRY_TYPES]
     if len(geoms) > 1:
         raise SchemaError(f"{name}: {source.label} has {len(geoms)} geometry columns "
@@ -200,7 +200,7 @@ def describe(conn: Any, source: DatabaseSource, *, name: str) -> Layout:
     return Layout(layout.columns, layout.types, column, srid, _crs(conn, srid, source, name))
 
 
-def checks_unique(names: Sequence[str], source: DatabaseSource, name: str) -> None:
+def _unique_columns(names: Sequence[str], source: DatabaseSource, name: str) -> None:
     """Refuse a relation with two columns of one name (a query joining two tables, say):
     which one a reader takes would be a guess, as for a file (:func:`ruralcov.io.read_layer`)."""
     seen = pd.Index(names)

@@ -166,7 +166,7 @@ def column_definition(column: str) -> str:
     Examples
     --------
     >>> column_definition("county_code")
-    'Code of the village's county (from the register).'
+    "Code of the village's county (from the register)."
     """
     if column in COLUMN_DEFINITIONS:
         return COLUMN_DEFINITIONS[column]

@@ -91,6 +91,17 @@ class Publication:
             self._t("runs")), (self.run,)).fetchone()
         return row is not None
 
+    def refuse_existing(self) -> bool:
+        """Whether a run of this name exists (to be replaced: ``force``); without ``force``
+        an :class:`~ruralcov.errors.OutputExistsError`."""
+        if not self.exists():
+            return False
+        if not self.force:
+            raise OutputExistsError(
+                f"PostGIS output: schema {self.schema!r} already holds a run named "
+                f"{self.run!r}; add --force to replace it, or change [run] name")
+        return True
+
     def begin(self, result: CoverageResult) -> None:
         """Make the tables and write the run's rows (not yet committed)."""
         sql = self.sql
@@ -100,11 +111,7 @@ class Publication:
         # one writer at a time per schema: the check below and the insert see the same runs
         self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
             self._t("runs")))
-        if self.exists():
-            if not self.force:
-                raise OutputExistsError(
-                    f"PostGIS output: schema {self.schema!r} already holds a run named "
-                    f"{self.run!r}; add --force to replace it, or change [run] name")
+        if self.refuse_existing():
             self.conn.execute(sql.SQL("DELETE FROM {} WHERE run = %s").format(self._t("runs")),
                               (self.run,))
         from ruralcov import __version__
@@ -220,11 +227,8 @@ def publishing(dsn: str, *, schema: str, run: str, force: bool) -> Iterator[Publ
     with connect(dsn, name="PostGIS output", read_only=False) as conn:
         pub = Publication(conn, schema=schema, run=run, force=force)
         try:
-            with conn.transaction():
-                if not force and pub.exists():
-                    raise OutputExistsError(
-                        f"PostGIS output: schema {schema!r} already holds a run named {run!r}; "
-                        "add --force to replace it, or change [run] name")
+            with conn.transaction():  # before the analysis, not after minutes of work
+                pub.refuse_existing()
             with conn.transaction():
                 yield pub
         except psycopg.Error as exc:

@@ -380,8 +380,8 @@ def sample_points(speed: SpeedConfig | None, *, rows: int = 20_000
     Returns
     -------
     tuple of numpy.ndarray or None
-        None unless the file is a CSV or Parquet file with lon/lat columns in WGS 84 or
-        GCJ-02/BD-09, and readable.
+        None unless the file is a CSV or Parquet file (or a database table) with lon/lat
+        columns in WGS 84 or GCJ-02/BD-09, and readable.
     """
     if speed is None:
         return None
@@ -390,7 +390,8 @@ def sample_points(speed: SpeedConfig | None, *, rows: int = 20_000
         if given is not None and not isinstance(given, str) and not given.is_geographic:
             return None
         plan = speed_plan(speed)
-        if plan is None or plan.kind not in ("csv", "parquet") or not (plan.lon and plan.lat):
+        if plan is None or plan.kind not in ("csv", "parquet", "postgis") or not (
+                plan.lon and plan.lat):
             return None
         batch = io.first_batch(plan, [plan.lon, plan.lat], rows)
     except RuralcovError:

@@ -408,3 +408,20 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = CliRunner().invoke(cli, ["-q", "demo", "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL + PostGIS server on a Unix socket (``tests/pgserver.py``),
+    started once per session and stopped at its end. Without the packages the tests that use
+    it fail, saying what to install: they are never skipped."""
+    import pgserver
+
+    why = pgserver.missing()
+    if why is not None:
+        pytest.fail(why, pytrace=False)
+    server = pgserver.start()
+    try:
+        yield server
+    finally:
+        pgserver.stop(server)

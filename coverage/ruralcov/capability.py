@@ -128,7 +128,7 @@ def load_capability(source: SpeedConfig, index: int, register_codes: pd.Series) 
     ])
     rows = _capability_rows(frame, source, index, code, download)
     out = rows[~(no_code | unknown | bad | negative).to_numpy()].reset_index(drop=True)
-    record = input_record(layer, source.path, len(frame), issues)
+    record = input_record(layer, source.path, len(frame), issues, digest=io.content_hash(frame))
     return Loaded(frame=out, issues=issues, record=record)  # type: ignore[arg-type]
 
 

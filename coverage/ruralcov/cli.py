@@ -137,10 +137,13 @@ def _run(
     stage: outdir.Staging | None = None,
     before: tuple[str, ...] = (),
     prepare: tuple[Callable[[], Any], ...] = (),
+    publish: Any = None,
 ) -> CoverageResult:
     """Analyse and write a run folder under one progress bar; ``before`` names steps done
-    first by ``prepare`` (each returns the configuration: the demo builds its inputs)."""
+    first by ``prepare`` (each returns the configuration: the demo builds its inputs);
+    ``publish`` writes the run to PostGIS, committed once the folder is written."""
     from ruralcov.report import WRITE_STEPS, write_run
+    from ruralcov.runfolder import read_manifest
     from ruralcov.stream import reuse_arrow_memory
 
     reuse_arrow_memory()
@@ -151,25 +154,69 @@ def _run(
         if maps is False:  # --no-maps: recorded in the run's config.toml; no cells counted
             config = replace(config, maps=dataclasses.replace(config.maps, enabled=False))
         result = analyse(config, progress=tell)
+        if publish is not None:  # the database rows first, committed once the folder is written
+            publish.begin(result)
         write_run(result, out, maps=maps, extra_inputs=extra_inputs, force=force, stage=stage,
                   progress=tell)
+        if publish is not None:
+            publish.finish(read_manifest(out))
     if not ctx.obj["quiet"]:
         click.echo(_summary_line(result))
         click.echo(f"run folder: {out}  (open {out / 'report.html'})")
+        if publish is not None:
+            click.echo(f"PostGIS: run {config.run.name!r} in schema {publish.schema!r}")
     return result
+
+
+def _with_output(config: Any, to_postgis: str | None, schema: str | None) -> Any:
+    """``config`` with ``--to-postgis`` and ``--schema`` in its ``[output]`` section (so the
+    run's ``config.toml`` records where it was published)."""
+    from ruralcov.config import OutputConfig, check_dsn
+    from ruralcov.errors import ConfigError
+
+    if to_postgis is None and schema is None:
+        return config
+    output = config.output or OutputConfig()
+    if to_postgis is not None:
+        output = dataclasses.replace(output, postgis=check_dsn(to_postgis, where="--to-postgis"))
+    if schema is not None:
+        if not schema.strip():
+            raise ConfigError("--schema must name a schema, e.g. --schema ruralcov")
+        output = dataclasses.replace(output, schema=schema)
+    if output.postgis is None:
+        raise ConfigError("--schema names the schema of a PostGIS output: give --to-postgis "
+                          "DSN (or [output] postgis) too")
+    return replace(config, output=output)
+
+
+def _publishing(config: Any, force: bool) -> Any:
+    """The PostGIS output of the run, checked before the analysis (nothing without one)."""
+    output = config.output
+    if output is None or output.postgis is None:
+        return nullcontext()
+    from ruralcov.report.postgis import publishing
+
+    return publishing(output.postgis, schema=output.schema, run=config.run.name, force=force)
 
 
 @cli.command()
 @click.argument("config_path", metavar="CONFIG.toml", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: [run] out).")
 @click.option("--no-maps", is_flag=True, help="Skip map rendering (large batch runs).")
-@click.option("--force", is_flag=True, help="Replace an existing run folder at --out.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing run folder at --out (and the run of the same name in "
+              "the --to-postgis database).")
 @click.option("--engine", type=click.Choice(ENGINES), default=None,
               help="Speed-test engine (default: [run] engine): local, or dask on a cluster.")
+@click.option("--to-postgis", "to_postgis", metavar="DSN", default=None,
+              help="Also write the run's tables to this PostGIS database, in one transaction "
+              "(postgresql://user@host:5432/db; password from PGPASSWORD or .pgpass).")
+@click.option("--schema", default=None,
+              help="Schema of the PostGIS tables (default: [output] schema, ruralcov).")
 @click.pass_context
 def run(
     ctx: click.Context, config_path: Path, out: Path | None, no_maps: bool, force: bool,
-    engine: str | None,
+    engine: str | None, to_postgis: str | None, schema: str | None,
 ) -> None:
     """Analyse the inputs of CONFIG.toml and write a run folder.
 
@@ -177,6 +224,7 @@ def run(
     Example:
       ruralcov run shanxi.toml --out out/2026q3
       ruralcov run shanxi.toml --no-maps --engine dask
+      ruralcov run shanxi.toml --to-postgis postgresql://planner@gis:5432/rural --schema shanxi
     """
     with _user_errors(), _locked(ctx, out) if out is not None else nullcontext():
         # With --out the lock comes first: it puts back a run folder that a killed command
@@ -184,6 +232,7 @@ def run(
         config = load_config(config_path)
         if engine is not None:
             config = replace(config, run=dataclasses.replace(config.run, engine=engine))
+        config = _with_output(config, to_postgis, schema)
         target = out or config.run.out or Path("out") / config.run.name
         # Before the analysis, not after minutes of work: the lock, an existing run, the room.
         with _locked(ctx, target):
@@ -191,9 +240,9 @@ def run(
             need = outdir.space_floor([config.villages.path, getattr(config.boundaries, "path",
                                                                      None)])
             outdir.preflight(target, need_bytes=need)
-            with outdir.staging(target) as stage:
+            with outdir.staging(target) as stage, _publishing(config, force) as publish:
                 _run(ctx, config, target, maps=False if no_maps else None, force=force,
-                     stage=stage)
+                     stage=stage, publish=publish)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,12 +60,123 @@ ENGINES = ("local", "dask")
 BASEMAPS = ("none", "osm", "amap")
 
 
+#: How a ``path`` names a PostgreSQL/PostGIS database instead of a file.
+DSN_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_dsn(value: object) -> bool:
+    """Whether ``value`` is a PostgreSQL connection URI (a ``path`` that names a database).
+
+    Examples
+    --------
+    >>> is_dsn("postgresql://planner@gis.example:5432/rural"), is_dsn("villages.csv")
+    (True, False)
+    """
+    return isinstance(value, str) and value.strip().lower().startswith(DSN_SCHEMES)
+
+
+def check_dsn(dsn: str, *, where: str) -> str:
+    """``dsn`` when it holds no password; a password in a configuration would be copied into
+    every run folder's ``config.toml`` and manifest.
+
+    Parameters
+    ----------
+    dsn
+        A connection URI, ``postgresql://user@host:5432/db``.
+    where
+        The key that gave it, for the message (``[speed] path``, ``--to-postgis``).
+
+    Returns
+    -------
+    str
+        The URI, stripped of surrounding blanks.
+
+    Raises
+    ------
+    ConfigError
+        When the URI has a password (``user:secret@`` or ``?password=``), or is not a
+        PostgreSQL URI.
+
+    Examples
+    --------
+    >>> check_dsn(" postgresql://planner@localhost/rural ", where="[villages] path")
+    'postgresql://planner@localhost/rural'
+    """
+    dsn = dsn.strip()
+    if not is_dsn(dsn):
+        raise ConfigError(f"{where}: {dsn!r} is not a PostgreSQL URI; write "
+                          "postgresql://user@host:5432/database")
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        secret = parts.password is not None or any(
+            k.lower() == "password" for k, _ in urllib.parse.parse_qsl(parts.query))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {dsn!r} is not a valid PostgreSQL URI ({exc})") from exc
+    if secret:
+        raise ConfigError(
+            f"{where}: the PostgreSQL URI contains a password, which would be written into "
+            "the run folder's config.toml and manifest; remove it from the URI and give it "
+            "through the PGPASSWORD environment variable, a ~/.pgpass file (PGPASSFILE) or a "
+            "PGSERVICE entry instead"
+        )
+    return dsn
+
+
+class DatabaseSource(str):
+    """A ``path`` that names a PostgreSQL/PostGIS database: the connection URI (never with a
+    password: :func:`check_dsn`) and the ``table`` or read-only ``query`` read from it.
+
+    It is the URI as text wherever a path is shown or written (``config.toml``, messages),
+    and carries what is read from the database (:mod:`ruralcov.postgis`).
+
+    Examples
+    --------
+    >>> src = DatabaseSource("postgresql://planner@localhost/rural", table="gis.villages")
+    >>> str(src), src.name, src.query is None
+    ('postgresql://planner@localhost/rural', 'gis.villages', True)
+    """
+
+    table: str | None
+    query: str | None
+
+    def __new__(cls, dsn: str, *, table: str | None = None,
+                query: str | None = None) -> DatabaseSource:
+        obj = super().__new__(cls, dsn)
+        obj.table, obj.query = table, query
+        return obj
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, str | None]]:
+        return (str.__str__(self),), {"table": self.table, "query": self.query}
+
+    @property
+    def name(self) -> str:
+        """What is read, as messages name an input file: the table, or ``query``."""
+        return self.table or "query"
+
+    @property
+    def label(self) -> str:
+        """The URI and what is read from it, for messages."""
+        return f"{str.__str__(self)} ({'table ' + self.table if self.table else 'query'})"
+
+
 def key(default: Any = None, *, factory: Any = None, help: str) -> Any:  # noqa: A002
     """A configuration key: its default and the one line of help that the configuration
     reference, ``ruralcov init``'s template and the docs site print (:func:`reference`)."""
     if factory is not None:
         return field(default_factory=factory, metadata={"help": help})
     return field(default=default, metadata={"help": help})
+
+
+def table_key() -> Any:
+    """The ``table`` key of an input section read from PostgreSQL (:class:`DatabaseSource`)."""
+    return key(None, help='path = "postgresql://...": the table read, "schema.name" (its '
+               "geometry column and SRID are used).")
+
+
+def query_key() -> Any:
+    """The ``query`` key of an input section read from PostgreSQL (:class:`DatabaseSource`)."""
+    return key(None, help='path = "postgresql://...": a SELECT read instead of a table, in a '
+               "read-only transaction.")
 
 
 @dataclass(frozen=True)
@@ -135,13 +247,15 @@ class VillagesConfig:
         None,
         help=(
             'The register, one row per village-level unit: CSV, xlsx, GeoPackage, Shapefile, '
-            'GeoJSON, GeoParquet, FlatGeobuf, Parquet (required).'
+            'GeoJSON, GeoParquet, FlatGeobuf, Parquet, or postgresql:// (required).'
         ),
     )
     layer: str | None = key(
         None,
         help="Layer of a GeoPackage or sheet-less vector file (default: the first).",
     )
+    table: str | None = table_key()
+    query: str | None = query_key()
     code: str = key("code", help="Column of the village code.")
     name: str = key("name", help="Column of the village name.")
     register: str = key(
@@ -200,6 +314,8 @@ class BoundariesConfig:
         help="Village polygons in their own file, joined to the register by code.",
     )
     layer: str | None = key(None, help="Layer of a GeoPackage (default: the first).")
+    table: str | None = table_key()
+    query: str | None = query_key()
     code: str = key("code", help="Column of the village code.")
     crs: str | None = key(None, help="CRS of coordinates when the file has none.")
     encoding: str = key("utf-8", help="Text encoding of a CSV: utf-8 or gb18030.")
@@ -219,6 +335,8 @@ class FibreConfig:
         ),
     )
     layer: str | None = key(None, help="Layer of a GeoPackage (default: the first).")
+    table: str | None = table_key()
+    query: str | None = query_key()
     kind: str = key("access_points", help="access_points | routes | table | ofds.")
     id: str = key("asset_id", help="Column of the asset id (access points and routes).")
     code: str = key("village_code", help="table: column of the village code.")
@@ -274,6 +392,8 @@ class SpeedConfig:
         help="Speed source: a file, or a folder of Parquet parts (one [[speed]] block per source).",
     )
     layer: str | None = key(None, help="Layer of a GeoPackage (default: the first).")
+    table: str | None = table_key()
+    query: str | None = query_key()
     kind: str = key(
         "tests",
         help=(
@@ -426,6 +546,23 @@ class CorrectionsConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    """Where a run is published besides its run folder (:mod:`ruralcov.report.postgis`)."""
+
+    postgis: str | None = key(
+        None,
+        help=(
+            'Also write the run to this PostGIS database, postgresql://user@host:5432/db '
+            '(password: PGPASSWORD or .pgpass); --to-postgis sets it.'
+        ),
+    )
+    schema: str = key(
+        "ruralcov",
+        help="Schema of the PostGIS tables (made when missing); --schema sets it.",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     villages: VillagesConfig = field(default_factory=VillagesConfig)
@@ -436,6 +573,8 @@ class Config:
     targets: TargetsConfig = field(default_factory=TargetsConfig)
     maps: MapsConfig = field(default_factory=MapsConfig)
     corrections: CorrectionsConfig | None = None
+    #: Where the run is published besides its folder (``[output]``), if anywhere.
+    output: OutputConfig | None = None
     #: Access-capability sources (``[[speed]]`` blocks of kind ``capability``).
     capability: tuple[SpeedConfig, ...] = ()
     #: Folder the configuration was read from; relative paths were resolved against it.
@@ -451,6 +590,7 @@ _SECTIONS = {
     "targets": TargetsConfig,
     "maps": MapsConfig,
     "corrections": CorrectionsConfig,
+    "output": OutputConfig,
 }
 _PATH_KEYS = {"path", "out"}
 
@@ -473,12 +613,45 @@ def _build(cls: type, section: str, raw: Any, base: Path) -> Any:
     except TypeError as exc:  # pragma: no cover - guarded by the unknown-key check
         raise ConfigError(f"[{section}]: {exc}") from exc
     _check_types(obj, section)
-    return obj
+    return _with_database(obj, section)
+
+
+def _with_database(obj: Any, section: str) -> Any:
+    """An input section whose ``path`` is a PostgreSQL URI, with that path made a
+    :class:`DatabaseSource` of its ``table`` or ``query``; the keys checked either way."""
+    if not hasattr(obj, "table"):
+        if is_dsn(getattr(obj, "path", None)):
+            raise ConfigError(f"[{section}] path: a database is read by [villages], "
+                              "[boundaries], [[fibre]] and [[speed]]; export this table to a "
+                              "file")
+        return obj
+    if not is_dsn(obj.path):
+        given = [k for k in ("table", "query") if getattr(obj, k) is not None]
+        if given:
+            raise ConfigError(f"[{section}] {' and '.join(given)} read from a database: set "
+                              'path = "postgresql://user@host:5432/db" (or leave them out)')
+        return obj
+    query = obj.query.strip().rstrip(";").strip() if obj.query is not None else None
+    if (obj.table is None) == (query is None) or obj.table == "" or query == "":
+        raise ConfigError(
+            f'[{section}] path = "{obj.path}" is a database: name what to read with either '
+            'table = "schema.name" or query = "SELECT ..." (one of the two)'
+        )
+    if obj.layer is not None:
+        raise ConfigError(f'[{section}] layer is for GeoPackage files; a database input names '
+                          'its table = "schema.name"')
+    if getattr(obj, "periods", None):
+        raise ConfigError(f"[{section}] periods name one file per period; a database input "
+                          'holds them in one table: set period = "<column>" instead')
+    source = DatabaseSource(obj.path, table=obj.table, query=query)
+    return dataclasses.replace(obj, path=source, query=query)
 
 
 def _value(key: str, value: Any, section: str, base: Path) -> Any:
     """A key's TOML value as its field holds it: paths resolved against ``base``, the
     ``periods`` and ``names`` tables as label -> path, ``operational`` as a tuple."""
+    if key == "path" and is_dsn(value):  # a database, read by ruralcov.postgis
+        return check_dsn(value, where=f"[{section}] path")
     if key in _PATH_KEYS:
         return None if value is None else _resolve(value, base, f"{section}.{key}")
     if key == "periods" and value is not None:
@@ -693,6 +866,11 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
             f"[maps] basemap {maps.basemap!r} is not known; use one of {list(BASEMAPS)}"
         )
     corrections = _optional_section(CorrectionsConfig, "corrections", raw, base)
+    output = _output_section(raw["output"], base) if "output" in raw else None
+    if run.engine == "dask" and speed is not None and isinstance(speed.path, DatabaseSource):
+        raise ConfigError('[run] engine = "dask" reads speed tests from files; a [speed] '
+                          'source in a database runs with engine = "local" (streamed from a '
+                          "server-side cursor)")
     return Config(
         run=run,
         villages=villages,
@@ -702,9 +880,20 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
         targets=targets,
         maps=maps,
         corrections=corrections,
+        output=output,
         capability=capability,
         base=base,
     )
+
+
+def _output_section(raw: Any, base: Path) -> OutputConfig:
+    output = _build(OutputConfig, "output", raw, base)
+    if output.postgis is not None:
+        output = dataclasses.replace(
+            output, postgis=check_dsn(output.postgis, where="[output] postgis"))
+    if not output.schema.strip():
+        raise ConfigError('[output] schema must name a schema, e.g. schema = "ruralcov"')
+    return output
 
 
 def _run_section(raw: Any, base: Path) -> RunConfig:
@@ -933,6 +1122,8 @@ def config_to_dict(
     )
 
     def conv(value: Any) -> Any:
+        if isinstance(value, DatabaseSource):
+            return str.__str__(value)
         if isinstance(value, Path):
             return path_text(value, roots)
         if isinstance(value, Mapping):
@@ -962,6 +1153,8 @@ def config_to_dict(
     out["maps"] = section(config.maps)
     if config.corrections is not None:
         out["corrections"] = section(config.corrections)
+    if config.output is not None:
+        out["output"] = section(config.output)
     return out
 
 

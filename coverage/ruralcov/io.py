@@ -40,6 +40,7 @@ import pyproj
 import shapely
 
 from ruralcov import checks
+from ruralcov.config import DatabaseSource
 from ruralcov.crs import parse_crs, source_crs, to_wgs84
 from ruralcov.errors import (
     ConfigError,
@@ -51,15 +52,19 @@ from ruralcov.errors import (
 )
 from ruralcov.validate import concat_issues, issue, no_issues, row_issues
 
-__all__ = ["SUPPORTED_FORMATS", "ReadPlan", "crs_ignored_issue", "crs_label", "first_batch",
-           "iter_batches", "read_layer", "read_plan", "read_table", "sha256_file"]
+__all__ = ["CONTENT_HASH", "SUPPORTED_FORMATS", "ReadPlan", "content_hash", "crs_ignored_issue",
+           "crs_label", "first_batch", "iter_batches", "read_layer", "read_plan", "read_table",
+           "sha256_file"]
 
 #: Shown in every "cannot read" message.
 SUPPORTED_FORMATS = (
     "GeoPackage (.gpkg), Shapefile (.shp, or zipped .zip), GeoJSON (.geojson/.json), "
     "FlatGeobuf (.fgb), GeoParquet or Parquet (.parquet/.geoparquet, or a folder of .parquet "
-    "parts), CSV (.csv/.txt) with lon/lat or WKT columns"
+    "parts), CSV (.csv/.txt) with lon/lat or WKT columns, a PostgreSQL/PostGIS table or query "
+    "(postgresql://)"
 )
+#: Key of ``frame.attrs`` holding the content hash of a frame read from a database.
+CONTENT_HASH = "ruralcov_content_hash"
 _TABLE_FORMATS = "CSV (.csv/.txt), Parquet (.parquet or a folder of parts), Excel (.xlsx)"
 
 _VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb")
@@ -101,6 +106,8 @@ def sha256_file(path: Path | str) -> str:
     InputError
         When ``path`` does not exist, or is a folder without ``.parquet`` parts.
     """
+    if isinstance(path, DatabaseSource):  # a bug: the reader gives its content hash
+        raise ValueError(f"{path.label} is a database, not a file: use content_hash(frame)")
     path = Path(path)
     if not path.exists():
         raise InputError(f"file {path} not found")
@@ -176,6 +183,7 @@ def read_layer(
         lat=lat, wkt=wkt, geometry=geometry,
     )
     frame, native, file_crs = _read_any(req)
+    digest = content_hash(frame)
     frame, geoms, issues = _geometries(frame, native, req)
     out = gpd.GeoDataFrame(frame.reset_index(drop=True), geometry=gpd.GeoSeries(geoms), crs=None)
     if geometry != "none" and out.geometry.notna().any():
@@ -184,7 +192,26 @@ def read_layer(
         issues = concat_issues([issues, crs_issues])
     else:
         out = out.set_crs("EPSG:4326", allow_override=True)
+    if digest is not None:
+        out.attrs[CONTENT_HASH] = digest
     return out, issues
+
+
+def content_hash(frame: pd.DataFrame) -> str | None:
+    """The content hash of a frame read from a database (:class:`ruralcov.postgis.RowDigest`),
+    which the manifest records in place of a file's SHA-256; None for a frame read from a file.
+
+    Parameters
+    ----------
+    frame
+        What :func:`read_layer` or :func:`read_table` returned.
+
+    Returns
+    -------
+    str or None
+        The hex digest.
+    """
+    return frame.attrs.get(CONTENT_HASH)
 
 
 @dataclass(frozen=True)
@@ -288,7 +315,12 @@ def read_table(
     """
     path = _existing(path, name)
     wanted = list(dict.fromkeys(columns)) if columns is not None else None
-    suffix = path.suffix.lower()
+    suffix = "" if isinstance(path, DatabaseSource) else path.suffix.lower()
+    if isinstance(path, DatabaseSource) or suffix in _VECTOR_SUFFIXES or suffix == ".zip":
+        frame, _ = read_layer(path, encoding=encoding, columns=wanted, geometry="none", name=name)
+        table = pd.DataFrame(frame.drop(columns="geometry"))
+        table.attrs = dict(frame.attrs)
+        return table
     if path.is_dir() or suffix in _PARQUET_SUFFIXES:
         files = _parquet_parts(path, name) if path.is_dir() else [path]
         available = _parquet_columns(files[0], name)
@@ -304,9 +336,6 @@ def read_table(
         out = frame.loc[:, wanted]
         out.attrs = frame.attrs
         return out
-    if suffix in _VECTOR_SUFFIXES or suffix == ".zip":
-        frame, _ = read_layer(path, encoding=encoding, columns=wanted, geometry="none", name=name)
-        return pd.DataFrame(frame.drop(columns="geometry"))
     raise InputError(
         f"{name}: cannot read {path}: unsupported format {suffix or '(no extension)'!r}; "
         f"supported tables: {_TABLE_FORMATS}"
@@ -320,8 +349,8 @@ def read_table(
 class ReadPlan:
     """How a point file is read in batches: format, parts, geometry source, column names."""
 
-    kind: str  # "parquet", "geoparquet" or "csv"
-    path: Path
+    kind: str  # "parquet", "geoparquet", "csv" or "postgis"
+    path: Path  # a DatabaseSource for "postgis"
     files: tuple[Path, ...]
     columns: tuple[str, ...]  # every column of the file (geometry columns of GeoParquet excluded)
     lon: str | None = None
@@ -365,6 +394,8 @@ def read_plan(
         a column named twice in the header.
     """
     path = _existing(path, name)
+    if isinstance(path, DatabaseSource):
+        return _database_plan(path, lon=lon, lat=lat, name=name)
     suffix = path.suffix.lower()
     if layer:
         return None
@@ -408,8 +439,27 @@ def _parquet_plan(path: Path, *, lon: str | None, lat: str | None, name: str
                     lat=found[1][1], rows=rows)
 
 
+def _database_plan(source: DatabaseSource, *, lon: str | None, lat: str | None, name: str
+                   ) -> ReadPlan | None:
+    """The plan of a database table or query (:func:`read_plan`): its geometry column, or
+    its longitude/latitude columns."""
+    from ruralcov import postgis
+
+    with postgis.connect(source, name=name) as conn, conn.transaction():
+        layout = postgis.describe(conn, source, name=name)
+    if layout.geometry is not None:
+        return ReadPlan("postgis", source, (), layout.columns, geometry=layout.geometry,
+                        file_crs=layout.crs)
+    available = list(layout.columns)
+    _check_columns([c for c in (lon, lat) if c], available, source, name)
+    found = _geometry_columns(available, lon, lat, None)
+    if found is None or found[0] != "points":
+        return None
+    return ReadPlan("postgis", source, (), layout.columns, lon=found[1][0], lat=found[1][1])
+
+
 def iter_batches(plan: ReadPlan, columns: list[str], *, batch_rows: int = 1 << 20,
-                 name: str = "speed") -> Iterator[pa.Table]:
+                 name: str = "speed", digest: Any = None) -> Iterator[pa.Table]:
     """The file of ``plan`` as tables of about ``batch_rows`` rows, in source order.
 
     Parameters
@@ -422,6 +472,9 @@ def iter_batches(plan: ReadPlan, columns: list[str], *, batch_rows: int = 1 << 2
         Rows per table (the last may have fewer).
     name
         The layer named in messages.
+    digest
+        A database's :class:`ruralcov.postgis.RowDigest`, fed every batch (its content hash
+        for the manifest); files are hashed whole instead.
 
     Yields
     ------
@@ -433,6 +486,13 @@ def iter_batches(plan: ReadPlan, columns: list[str], *, batch_rows: int = 1 << 2
     InputError
         When a part cannot be read (as Parquet, as CSV, or in the file's encoding).
     """
+    if plan.kind == "postgis":
+        from ruralcov import postgis
+
+        source: Any = plan.path
+        yield from postgis.batches(source, columns, batch_rows=batch_rows, name=name,
+                                   digest=digest)
+        return
     if plan.kind in ("parquet", "geoparquet"):
         for f in plan.files:
             try:
@@ -613,6 +673,8 @@ def _uncached_formulas(path: Path, sheet: str | int) -> list[tuple[int, int, str
 
 
 def _existing(path: Path | str, name: str) -> Path:
+    if isinstance(path, DatabaseSource):  # checked when it is read (ruralcov.postgis)
+        return path  # type: ignore[return-value]
     path = Path(path)
     if not path.exists():
         raise InputError(f"{name}: file {path} not found")
@@ -669,6 +731,8 @@ def _check_content(path: Path, name: str) -> None:
 def _read_any(req: _Request) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
     """The attribute frame, native geometries (None for tabular formats) and the file's CRS."""
     path, name, columns = req.path, req.name, req.columns
+    if isinstance(path, DatabaseSource):
+        return _read_database(req)
     suffix = path.suffix.lower()
     # Explicit geometry columns must exist in tabular files; listed with the other columns so
     # that one message names everything missing.
@@ -698,6 +762,27 @@ def _read_any(req: _Request) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CR
     )
 
 
+def _read_database(req: _Request) -> tuple[pd.DataFrame, np.ndarray | None, pyproj.CRS | None]:
+    """A database table or query (:func:`_read_any`): its geometry column, or coordinates in
+    columns as in a CSV; the content hash in ``frame.attrs``."""
+    from ruralcov import postgis
+
+    source = req.path
+    frame, geoms, crs, digest = postgis.read_all(
+        source, name=req.name, geometry=req.geometry != "none")  # type: ignore[arg-type]
+    available = list(frame.columns)
+    if geoms is None:
+        _check_columns(_union(req.columns, req.geometry_columns), available, source, req.name)
+        needed = req.needed(available)
+    else:
+        _check_columns(req.columns, available, source, req.name)
+        needed = req.columns
+    if needed is not None:
+        frame = frame.loc[:, needed]
+    frame.attrs[CONTENT_HASH] = digest
+    return frame, geoms, crs
+
+
 def _union(a: list[str] | None, b: list[str]) -> list[str] | None:
     if a is None:
         return b or None
@@ -707,7 +792,7 @@ def _union(a: list[str] | None, b: list[str]) -> list[str] | None:
 def _check_columns(wanted: list[str] | None, available: list[str], path: Path, name: str) -> None:
     if not wanted:
         return
-    require_columns(wanted, available, where=f"{name}: {path}",
+    require_columns(wanted, available, where=f"{name}: {getattr(path, 'label', path)}",
                     fix="Rename the column in the file or set the column name in the "
                     "configuration")
 

@@ -64,7 +64,7 @@ class Loaded:
 
 def input_record(
     layer: str, path: Path, rows: int, issues: pd.DataFrame, *,
-    extra: dict[str, int] | None = None,
+    extra: dict[str, int] | None = None, digest: str | None = None,
 ) -> InputRecord:
     """The manifest's record of one input.
 
@@ -73,13 +73,16 @@ def input_record(
     layer
         The input (``villages``, ``fibre[0]``, ``speed``, ...).
     path
-        Its file (hashed here).
+        Its file (hashed here), or its database (:class:`ruralcov.config.DatabaseSource`).
     rows
         Rows read.
     issues
         Its findings: the rows they drop are counted by reason.
     extra
         Rows left out for other reasons (reason -> rows), such as assets not in service.
+    digest
+        The content hash of a database input (:func:`ruralcov.io.content_hash`), recorded in
+        place of a file's SHA-256; None hashes the file.
 
     Returns
     -------
@@ -93,7 +96,7 @@ def input_record(
     return InputRecord(
         layer=layer,
         path=path,
-        sha256=io.sha256_file(path),
+        sha256=digest if digest is not None else io.sha256_file(path),
         rows_read=rows,
         rows_used=rows - sum(dropped.values()),
         dropped=dropped,
@@ -239,7 +242,8 @@ def load_villages(config: Config) -> tuple[Loaded, Loaded | None, list[InputReco
     register = Loaded(
         frame=gpd.GeoDataFrame(std[keep], geometry=geometry[keep], crs="EPSG:4326"),
         issues=all_issues,
-        record=input_record(layer, v.path, len(frame), all_issues),
+        record=input_record(layer, v.path, len(frame), all_issues,
+                            digest=io.content_hash(frame)),
     )
     boundaries = None
     if config.boundaries is not None:
@@ -338,7 +342,8 @@ def load_boundaries(
     out = gpd.GeoDataFrame(
         {"village_code": codes[usable]}, geometry=geometry[usable], crs="EPSG:4326"
     )
-    return Loaded(frame=out, issues=issues, record=input_record(layer, b.path, len(frame), issues))
+    return Loaded(frame=out, issues=issues, record=input_record(
+        layer, b.path, len(frame), issues, digest=io.content_hash(frame)))
 
 
 def status_classes(frame: pd.DataFrame, f: FibreConfig, layer: str) -> pd.Series:
@@ -461,7 +466,7 @@ def _fibre_table(f: FibreConfig, layer: str, register_codes: pd.Series) -> Loade
     out = pd.DataFrame({"village_code": codes[used & operational],
                         "has_fibre": value[used & operational].astype(bool)})
     record = input_record(layer, f.path, len(table), issues,
-                          extra={"not_operational": not_op})
+                          extra={"not_operational": not_op}, digest=io.content_hash(table))
     return Loaded(frame=gpd.GeoDataFrame(out), issues=issues, record=record)
 
 
@@ -521,7 +526,7 @@ def _fibre_assets(f: FibreConfig, layer: str) -> Loaded:
         crs="EPSG:4326",
     )
     record = input_record(layer, f.path, len(frame), issues,
-                          extra={"not_operational": not_op})
+                          extra={"not_operational": not_op}, digest=io.content_hash(frame))
     return Loaded(frame=out, issues=issues, record=record)
 
 
@@ -583,7 +588,8 @@ def load_speed_tests(s: SpeedConfig) -> Loaded:
     gdf = gpd.GeoDataFrame(out[usable], geometry=frame.geometry[usable], crs="EPSG:4326")
     gdf.attrs["has_device"] = bool(s.device and s.device in frame.columns)
     return Loaded(frame=gdf, issues=issues,
-                  record=input_record(layer, s.path, len(frame) - int(skip.sum()), issues))
+                  record=input_record(layer, s.path, len(frame) - int(skip.sum()), issues,
+                                      digest=io.content_hash(frame)))
 
 
 #: Status of the rows a run of one period does not read (other periods' rows).

@@ -244,7 +244,7 @@ def load_tiles(source: SpeedConfig) -> Loaded:
     gdf = gpd.GeoDataFrame(
         _tile_rows(num, keys, frame.index)[usable], geometry=list(geoms[usable]), crs="EPSG:4326"
     ).reset_index(drop=True)
-    record = input_record(layer, source.path, len(frame), issues)
+    record = input_record(layer, source.path, len(frame), issues, digest=io.content_hash(frame))
     return Loaded(frame=gdf, issues=issues, record=record)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from ruralcov.config import load_config
+from ruralcov.config import DatabaseSource, load_config
 from ruralcov.errors import InputError
 from ruralcov.io import sha256_file
 from ruralcov.outdir import unique_name
@@ -213,13 +213,20 @@ def _cells(folder: Path) -> pd.DataFrame | None:
     return _parquet(path, geo=False) if path.is_file() else None
 
 
+def _input_path(folder: Path, rec: dict[str, Any]) -> Path | DatabaseSource:
+    """Where an input of the manifest was read: a file (relative paths in ``folder``), or a
+    database table or query."""
+    if "table" in rec or "query" in rec:
+        return DatabaseSource(rec["path"], table=rec.get("table"), query=rec.get("query"))
+    path = Path(rec["path"])
+    return path if path.is_absolute() else folder / path
+
+
 def _inputs(folder: Path, manifest: dict[str, Any]) -> tuple[InputRecord, ...]:
     return tuple(
         InputRecord(
             layer=rec["layer"],
-            path=(folder / rec["path"])
-            if not Path(rec["path"]).is_absolute()
-            else Path(rec["path"]),
+            path=_input_path(folder, rec),  # type: ignore[arg-type]
             sha256=rec["sha256"],
             rows_read=int(rec["rows_read"]),
             rows_used=int(rec["rows_used"]),

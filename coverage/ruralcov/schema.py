@@ -84,6 +84,100 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 
 ISSUE_COLUMNS: tuple[str, ...] = ("severity", "layer", "row", "code", "reason", "message")
 
+#: One line defining each column ruralcov publishes (village, summary and issue tables): the
+#: column comments of the PostGIS output (:mod:`ruralcov.report.postgis`). Level columns
+#: (``<level>_code`` / ``<level>_name``) are defined by :func:`column_definition`.
+COLUMN_DEFINITIONS: dict[str, str] = {
+    "village_code": "Village code from the register (text, leading zeros kept).",
+    "village_name": "Village name from the register.",
+    "kind": "village (administrative village, in the fibre denominator), community (urban "
+            "residents' committee, urban speed target) or other (reported, never counted).",
+    "has_geometry": "Whether the village has a polygon (without one it stays in the "
+                    "denominator, with no fibre by position and no speed tests).",
+    "fibre": "Fibre: a fibre register says yes, or an operational access point lies inside or "
+             "within max_distance_m of the polygon.",
+    "fibre_basis": "Why the village has fibre: register, access_point_inside, "
+                   "access_point_near, or none.",
+    "fibre_asset_id": "The operational access point that gives the village fibre (lowest id "
+                      "when several are equally near).",
+    "fibre_distance_m": "Distance in metres from that access point to the polygon.",
+    "fibre_nearby": "A village without fibre that an operational route passes within nearby_m "
+                    "of (reported, never counted).",
+    "fibre_route_id": "The nearby operational fibre route.",
+    "fibre_route_distance_m": "Distance in metres from that route to the polygon.",
+    "nearest_asset_id": "The nearest operational access point, whatever its distance.",
+    "nearest_asset_m": "Distance in metres to that access point.",
+    "tests": "Usable speed tests whose point the polygon covers (a point on a shared edge "
+             "goes to the lowest village code).",
+    "devices": "Distinct device ids among those tests.",
+    "download_median_mbps": "Median download of the tests, Mbit/s (exact).",
+    "download_ci_low_mbps": "Lower end of the distribution-free 95 % interval of the median "
+                            "(empty for 5 tests or fewer).",
+    "download_ci_high_mbps": "Upper end of the distribution-free 95 % interval of the median.",
+    "upload_median_mbps": "Median upload of the tests, Mbit/s.",
+    "latency_median_ms": "Median latency of the tests, milliseconds.",
+    "share_tests_at_target": "Tests at or above the village's download target / tests.",
+    "download_target_mbps": "The village's download target: the village target, or the "
+                            "community target for communities.",
+    "speed_class": "meets (median at or above the target), below, or insufficient_data (fewer "
+                   "than min_tests tests or min_devices devices).",
+    "meets_targets": "fibre and speed_class = meets.",
+    "source_row": "The register row the village came from (1 = the first data row).",
+    "level": "The area level: province, city, county or township.",
+    "code": "The area's code (summaries), or the code of the row an issue is about.",
+    "name": "The area's name.",
+    "villages": "Administrative villages in the area (the denominator of the shares).",
+    "villages_with_geometry": "Of these, villages with a polygon.",
+    "fibre_villages": "Administrative villages with fibre.",
+    "fibre_share": "fibre_villages / villages.",
+    "fibre_target": "The fibre share to reach.",
+    "fibre_gap_villages": "Villages still to connect: max(0, ceil(fibre_target x villages) - "
+                          "fibre_villages), in exact arithmetic.",
+    "speed_meets": "Administrative villages whose speed class is meets.",
+    "speed_below": "Administrative villages whose speed class is below.",
+    "speed_insufficient": "Administrative villages with insufficient speed data.",
+    "speed_share": "speed_meets / villages.",
+    "communities": "Communities (urban residents' committees) in the area.",
+    "communities_speed_meets": "Communities meeting the community speed target.",
+    "communities_speed_share": "communities_speed_meets / communities.",
+    "severity": "error (the row is left out), warning or info.",
+    "layer": "The input the finding is about (villages, boundaries, fibre[0], speed, ...).",
+    "row": "The 1-based data row of that input (empty for a finding about the whole input).",
+    "reason": "The rule that found it (negative_speed, duplicate_code, ...).",
+    "message": "What was found and what was done, in words.",
+    "dropped": "Whether the row was left out of the analysis.",
+}
+
+
+def column_definition(column: str) -> str:
+    """The one-line definition of a published column.
+
+    Parameters
+    ----------
+    column
+        A column of the village, summary or issue tables.
+
+    Returns
+    -------
+    str
+        Its definition; columns without one (evidence columns of capability records, say)
+        point to the documentation.
+
+    Examples
+    --------
+    >>> column_definition("county_code")
+    "Code of the village's county (from the register)."
+    """
+    if column in COLUMN_DEFINITIONS:
+        return COLUMN_DEFINITIONS[column]
+    for level in LEVELS:
+        if column == f"{level}_code":
+            return f"Code of the village's {level} (from the register)."
+        if column == f"{level}_name":
+            return f"Name of the village's {level} (from its names table)."
+    return f"{column}: see the column reference of the ruralcov documentation (run folder)."
+
+
 REGISTERS: tuple[str, ...] = ("cn-nbs", "generic")
 
 # cn-nbs: digits of the 12-digit code that identify each level.

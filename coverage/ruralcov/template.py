@@ -19,6 +19,7 @@ from ruralcov.config import (
     CorrectionsConfig,
     FibreConfig,
     MapsConfig,
+    OutputConfig,
     RunConfig,
     SpeedConfig,
     TargetsConfig,
@@ -37,6 +38,7 @@ SECTIONS: dict[str, tuple[type, bool]] = {
     "targets": (TargetsConfig, False),
     "maps": (MapsConfig, False),
     "corrections": (CorrectionsConfig, False),
+    "output": (OutputConfig, False),
 }
 #: Sections a run needs; the others are optional and come commented out.
 REQUIRED = ("run", "villages", "fibre", "speed", "targets", "maps")
@@ -122,7 +124,7 @@ def template() -> str:
 
     Keys without a default stay commented out; the required paths are empty strings, which
     ``ruralcov validate`` refuses until they are filled in. Optional sections
-    (``[boundaries]``, ``[corrections]``) are commented out as a whole.
+    (``[boundaries]``, ``[corrections]``, ``[output]``) are commented out as a whole.
 
     Returns
     -------

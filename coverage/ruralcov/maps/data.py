@@ -30,6 +30,7 @@ from ruralcov.capability import FIVE_WAY_TEXT, is_five_way
 
 __all__ = [
     "AREA_FIBRE",
+    "ASSET_CLASSES",
     "FIVE_WAY_MAP_CLASSES",
     "MAP_CLASSES",
     "area_classes",
@@ -85,6 +86,24 @@ FIVE_WAY_MAP_CLASSES: dict[str, tuple[str, str, str, float]] = {
     },
     "no_fibre": MAP_CLASSES["no_fibre"],
     "not_counted": MAP_CLASSES["not_counted"],
+}
+
+#: The fibre assets of the maps by role (``points``, ``routes``): the legend label and style of
+#: the operational ones, then of those not in service (drawn, never counted). ``color`` fills
+#: a point or draws a line; ``stroke``, ``weight`` (pixels), ``radius`` and ``fill`` (opacity)
+#: as Leaflet reads them; ``dash`` a dash pattern in pixels.
+ASSET_CLASSES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "points": (
+        {"label": "operational access point", "color": "#1b1b1b", "stroke": "#ffffff",
+         "weight": 1, "radius": 4, "fill": 1},
+        {"label": "access point not in service (never counted)", "color": "#ffffff",
+         "stroke": "#7f7f7f", "weight": 1.5, "radius": 4, "fill": 0.6},
+    ),
+    "routes": (
+        {"label": "operational fibre route", "color": "#6a3d9a", "weight": 2},
+        {"label": "route not in service (never counted)", "color": "#9e9e9e", "weight": 2,
+         "dash": "4 4"},
+    ),
 }
 
 #: Diverging colours for shares: four warm steps below the target, two cool steps at or above.

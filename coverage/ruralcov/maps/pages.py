@@ -21,6 +21,7 @@ from folium.template import Template
 from ruralcov.cells import CELL_M
 from ruralcov.maps.assets import offline
 from ruralcov.maps.data import (
+    ASSET_CLASSES,
     area_classes,
     columns,
     encode_geometry,
@@ -609,32 +610,7 @@ def _asset_layer(frame: pd.DataFrame, kind: str, *, q: float, shift: Shift) -> d
     op = frame["operational"].fillna(False).astype(bool).to_numpy()
     cls = np.where(op, 0, 1)
     counts = np.bincount(cls, minlength=2)
-    if kind == "points":
-        what = ("operational access point", "access point not in service (never counted)")
-        classes = [
-            {
-                "label": what[0],
-                "color": "#1b1b1b",
-                "stroke": "#ffffff",
-                "weight": 1,
-                "radius": 4,
-                "fill": 1,
-            },
-            {
-                "label": what[1],
-                "color": "#ffffff",
-                "stroke": "#7f7f7f",
-                "weight": 1.5,
-                "radius": 4,
-                "fill": 0.6,
-            },
-        ]
-    else:
-        what = ("operational fibre route", "route not in service (never counted)")
-        classes = [
-            {"label": what[0], "color": "#6a3d9a", "weight": 2},
-            {"label": what[1], "color": "#9e9e9e", "weight": 2, "dash": "4 4"},
-        ]
+    classes = [dict(c) for c in ASSET_CLASSES["points" if kind == "points" else "routes"]]
     for c, n in zip(classes, counts, strict=True):
         c["n"] = int(n)
     spec = (("asset_id", "id", None), ("status", "status", None), ("source", "source", None))

@@ -554,7 +554,7 @@ def _inputs_html(result: CoverageResult) -> list[str]:
         [
             {
                 "layer": rec.layer,
-                "file": Path(rec.path).name,
+                "file": getattr(rec.path, "label", None) or Path(rec.path).name,
                 "rows_read": rec.rows_read,
                 "rows_used": rec.rows_used,
                 "rows_dropped": sum(rec.dropped.values()),

@@ -1,8 +1,10 @@
 """``manifest.json``: what a run read, with which parameters and versions, and what it wrote.
 
 The manifest names every input with its sha256 and row counts (rows read = used + dropped, by
-reason), the parameters, the headline numbers and the sha256 of every file the run wrote
-(``outputs``), so that ``ruralcov verify`` can check a run folder and recompute it.
+reason; an input read from a database names its ``table`` or ``query``, and its ``sha256`` is
+the content hash of the rows read, :class:`ruralcov.postgis.RowDigest`), the parameters, the
+headline numbers and the sha256 of every file the run wrote (``outputs``), so that
+``ruralcov verify`` can check a run folder and recompute it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ruralcov.config import config_to_dict, path_text
+from ruralcov.config import DatabaseSource, config_to_dict, path_text
 from ruralcov.outdir import write_atomic
 from ruralcov.pipeline import CoverageResult
 
@@ -93,10 +95,14 @@ def _input_records(result: CoverageResult, roots: list[Path]) -> list[dict[str, 
                 f"{rec.rows_used} + rows dropped {sum(dropped.values())} {dropped}; "
                 "this is a bug in ruralcov, please report it"
             )
+        where: dict[str, Any] = {"path": path_text(Path(rec.path), roots)}
+        if isinstance(rec.path, DatabaseSource):  # no file: the URI, and what was read
+            where = {"path": str.__str__(rec.path), "table": rec.path.table,
+                     "query": rec.path.query}
         inputs.append(
             {
                 "layer": rec.layer,
-                "path": path_text(Path(rec.path), roots),
+                **where,
                 "sha256": rec.sha256,
                 "rows_read": int(rec.rows_read),
                 "rows_used": int(rec.rows_used),

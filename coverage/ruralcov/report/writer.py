@@ -31,6 +31,7 @@ from ruralcov.config import dump_config, relative_inside
 from ruralcov.errors import ConfigError, OutputExistsError
 from ruralcov.io import sha256_file
 from ruralcov.pipeline import CoverageResult
+from ruralcov.report.gpkg import GPKG_FILE, write_gpkg
 from ruralcov.report.html import Figures, page, render_report_html
 from ruralcov.report.manifest import build_manifest, write_manifest
 from ruralcov.report.tables import write_tables
@@ -59,6 +60,7 @@ OWN_ENTRIES = frozenset(
     {
         "villages.parquet",
         ASSETS_FILE,
+        GPKG_FILE,
         CELLS_FILE,
         "tables",
         "report.xlsx",
@@ -201,6 +203,7 @@ def _write_data(result: CoverageResult, tmp: Path, created: str) -> list[tuple[s
         if result.cells is not None:
             result.cells.to_parquet(tmp / CELLS_FILE, index=False)
             files.append((CELLS_FILE, "speed tests per 1 km cell, as the county maps draw them"))
+        files.append(write_gpkg(result, tmp / GPKG_FILE, created=created))
         write_tables(result, tmp / "tables")
         write_xlsx(result, tmp / "report.xlsx", created=created)
         parquet.result()

@@ -250,7 +250,7 @@ class Checker:
     def _locate(self, table: pa.Table
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Coordinates as read, the geometry rules' status, and non-point geometries."""
-        if self.plan.kind != "geoparquet":
+        if self.plan.geometry is None:  # coordinates in columns (CSV, Parquet, a database)
             x, miss_x = _floats(table.column(self.plan.lon))
             y, miss_y = _floats(table.column(self.plan.lat))
             return x, y, checks.coordinate_status(x, y, miss_x | miss_y), None

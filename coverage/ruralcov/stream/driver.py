@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ruralcov import checks, io, units
+from ruralcov import checks, io, postgis, units
 from ruralcov.config import SpeedConfig
 from ruralcov.crs import parse_crs
 from ruralcov.errors import RuralcovError
@@ -130,12 +130,17 @@ def stream_speed_tests(
     if p is None:
         raise ValueError(f"speed: {speed.path} cannot be streamed; use load_speed_tests")
     Checker(p, speed)  # the schema errors, before anything is started
-    hasher, digest = _sha256_in_background(p.path) if hash_input else (None, {})
+    # A database is read once, every column at a time: a second read (to compare candidate
+    # copies) could see rows that changed meanwhile. Its rows are hashed as they come.
+    database = p.kind == "postgis"
+    content = postgis.RowDigest() if database else None
+    hasher, digest = (_sha256_in_background(p.path) if hash_input and not database
+                      else (None, {}))
     options = {"buffer_mb": buffer_mb, "batch_rows": batch_rows, "spill_dir": spill_dir,
-               "kept": kept}
+               "kept": kept, "digest": content}
     try:
         stats, issues, rows, spilled = one_pass(p, speed, index, n_villages, target_mbps,
-                                                every_column=False, **options)
+                                                every_column=database, **options)
     except TooManyCandidates:  # so many possible copies that reading every column is cheaper
         if kept is not None:
             kept.clear()
@@ -144,7 +149,8 @@ def stream_speed_tests(
     if hasher is not None:
         hasher.join()
     dropped = dropped_counts(issues, "speed")
-    record = InputRecord(layer="speed", path=p.path, sha256=digest.get("sha256", ""),
+    sha = content.hexdigest() if content is not None else digest.get("sha256", "")
+    record = InputRecord(layer="speed", path=p.path, sha256=sha,
                          rows_read=rows, rows_used=rows - sum(dropped.values()), dropped=dropped)
     return StreamedSpeed(stats=stats, issues=issues, record=record, spilled_rows=spilled)
 
@@ -179,7 +185,8 @@ def _kept_values(prep: Prepared, usable: np.ndarray, inside: np.ndarray, *,
 
 def one_pass(p: io.ReadPlan, speed: SpeedConfig, index: PolygonIndex, n_villages: int,
              target_mbps: np.ndarray, *, buffer_mb: float, batch_rows: int,
-             spill_dir: str | Path | None, every_column: bool, kept: KeptRows | None = None
+             spill_dir: str | Path | None, every_column: bool, kept: KeptRows | None = None,
+             digest: postgis.RowDigest | None = None
              ) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
     """One pass of :func:`stream_speed_tests` over the file.
 
@@ -196,6 +203,8 @@ def one_pass(p: io.ReadPlan, speed: SpeedConfig, index: PolygonIndex, n_villages
         As for :func:`stream_speed_tests`.
     every_column
         Read (and hash) every column batch by batch.
+    digest
+        A database's content hash, fed every batch read.
 
     Returns
     -------
@@ -219,7 +228,7 @@ def one_pass(p: io.ReadPlan, speed: SpeedConfig, index: PolygonIndex, n_villages
     dups = DuplicateFinder(buffer_mb=min(buffer_mb / 4, 128), spill_dir=spill_dir)
     rows = 0  # rows read (of the period, with a period column)
     try:
-        tables = io.iter_batches(p, checker.read_columns, batch_rows=batch_rows)
+        tables = io.iter_batches(p, checker.read_columns, batch_rows=batch_rows, digest=digest)
         for prep, village in prefetch(_checked(tables, checker, index)):
             log.record(prep, village)
             usable = np.flatnonzero(prep.status == checks.OK)
@@ -371,8 +380,8 @@ def sample_points(speed: SpeedConfig | None, *, rows: int = 20_000
     Returns
     -------
     tuple of numpy.ndarray or None
-        None unless the file is a CSV or Parquet file with lon/lat columns in WGS 84 or
-        GCJ-02/BD-09, and readable.
+        None unless the file is a CSV or Parquet file (or a database table) with lon/lat
+        columns in WGS 84 or GCJ-02/BD-09, and readable.
     """
     if speed is None:
         return None
@@ -381,7 +390,8 @@ def sample_points(speed: SpeedConfig | None, *, rows: int = 20_000
         if given is not None and not isinstance(given, str) and not given.is_geographic:
             return None
         plan = speed_plan(speed)
-        if plan is None or plan.kind not in ("csv", "parquet") or not (plan.lon and plan.lat):
+        if plan is None or plan.kind not in ("csv", "parquet", "postgis") or not (
+                plan.lon and plan.lat):
             return None
         batch = io.first_batch(plan, [plan.lon, plan.lat], rows)
     except RuralcovError:

@@ -1,0 +1,97 @@
+"""``results.gpkg``: the run's layers for QGIS, styled as the web map (small world)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from xml.etree import ElementTree as ET
+
+import pyogrio
+import shapely
+
+from ruralcov.maps.data import ASSET_CLASSES, MAP_CLASSES, map_class, share_bins
+from ruralcov.report import write_run
+from ruralcov.report.gpkg import GPKG_FILE, write_gpkg
+from ruralcov.verify import verify_run
+
+CREATED = "2026-03-04T05:06:07+00:00"
+LAYERS = ["villages", "townships", "counties", "gaps_no_fibre", "gaps_below_speed",
+          "gaps_insufficient_data", "access_points", "routes"]
+
+
+def _rgba(colour: str) -> str:
+    return ",".join(str(int(colour[i:i + 2], 16)) for i in (1, 3, 5)) + ",255"
+
+
+def _legend(qml: str) -> list[tuple[str, str, str]]:
+    """(value, label, colour of the first symbol layer) of each category of a QML style."""
+    root = ET.fromstring(qml.split("\n", 1)[1])  # after the DOCTYPE line
+    renderer = root.find("renderer-v2")
+    assert renderer.get("type") == "categorizedSymbol" and renderer.get("attr") == "map_class"
+    symbols = {s.get("name"): s for s in renderer.find("symbols")}
+    out = []
+    for cat in renderer.find("categories"):
+        layer = symbols[cat.get("symbol")].find("layer")
+        props = {p.get("k"): p.get("v") for p in layer.findall("prop")}
+        out.append((cat.get("value"), cat.get("label"),
+                    props.get("color") or props.get("line_color")))
+    return out
+
+
+def test_layers_read_back_with_the_results(small_result, tmp_path):
+    path = tmp_path / GPKG_FILE
+    write_gpkg(small_result, path, created=CREATED)
+    names = [str(n) for n, _ in pyogrio.list_layers(path)]
+    assert names == [*LAYERS, "layer_styles"]
+    villages = pyogrio.read_dataframe(path, layer="villages")
+    want = small_result.villages
+    assert villages["village_code"].tolist() == want["village_code"].tolist()
+    assert villages["map_class"].tolist() == map_class(want).tolist()
+    assert villages["tests"].tolist() == want["tests"].tolist()
+    for got, expected in zip(villages.geometry, want.geometry, strict=True):
+        assert (got is None and expected is None) or got.equals_exact(expected, 0)
+    for key, rows in small_result.gaps.items():
+        gap = pyogrio.read_dataframe(path, layer=f"gaps_{key}")
+        assert gap["village_code"].tolist() == rows["village_code"].tolist()
+    # county 140106: 工业园区 and 上村村委会, 下村村委会 (河西村委会 has no polygon)
+    counties = pyogrio.read_dataframe(path, layer="counties").set_index("code")
+    drawn = want[want["county_code"] == "140106"].geometry.dropna()
+    assert counties.loc["140106"].geometry.equals(shapely.union_all(drawn.to_numpy()))
+    assert counties.loc["140106", "fibre_gap_villages"] == 2
+    assert counties.loc["140106", "map_class"] == share_bins(0.98)[0][2]  # 1/3: below 78 %
+    points = pyogrio.read_dataframe(path, layer="access_points")
+    assert points["map_class"].tolist() == ["operational", "operational", "not_operational"]
+
+
+def test_one_default_style_per_layer_with_the_maps_legend(small_result, tmp_path):
+    path = tmp_path / GPKG_FILE
+    write_gpkg(small_result, path, created=CREATED)
+    styles = pyogrio.read_dataframe(path, layer="layer_styles")
+    assert sorted(styles["f_table_name"]) == sorted(LAYERS)
+    assert styles["useAsDefault"].all() and (styles["f_geometry_column"] == "geom").all()
+    legend = dict(zip(styles["f_table_name"], map(_legend, styles["styleQML"]), strict=True))
+    web = [(k, label, _rgba(fill)) for k, (label, fill, _, _) in MAP_CLASSES.items()]
+    for layer in ("villages", "gaps_no_fibre", "gaps_below_speed", "gaps_insufficient_data"):
+        assert legend[layer] == web, layer
+    # the areas as on the map: the share classes, filled at 80 % opacity (alpha 204)
+    area = [(label, label, _rgba(colour)[:-3] + "204") for _, _, label, colour in
+            share_bins(0.98)]
+    assert legend["counties"][:-1] == area
+    assert legend["routes"] == [
+        ("operational", ASSET_CLASSES["routes"][0]["label"], "106,61,154,255"),
+        ("not_operational", ASSET_CLASSES["routes"][1]["label"], "158,158,158,255")]
+    for layer in LAYERS:  # every class a feature has is in its layer's legend
+        values = set(pyogrio.read_dataframe(path, layer=layer, read_geometry=False)["map_class"])
+        assert values <= {v for v, _, _ in legend[layer]}, layer
+
+
+def test_the_run_folder_lists_it_and_writes_it_the_same_again(small_result, tmp_path):
+    out = write_run(small_result, tmp_path / "run", maps=False)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert GPKG_FILE in manifest["outputs"]
+    checks = verify_run(out, rerun=False)
+    assert checks.loc[checks["path"] == GPKG_FILE, "status"].tolist() == ["ok"]
+    again = tmp_path / "again.gpkg"
+    write_gpkg(small_result, again, created=manifest["created"])
+    digest = hashlib.sha256(again.read_bytes()).hexdigest()
+    assert digest == manifest["outputs"][GPKG_FILE]  # a function of the result and the time

@@ -1,10 +1,13 @@
 """Ookla open-data tiles: quadkeys, assignment, statistics, and the Guam reproduction.
 
 The Guam tiles (``tests/data/ookla_guam``, CC BY-NC-SA 4.0) come with figures a third party
-published per quarter; ruralcov's reader must reproduce them exactly. ruralcov's own
-tests-weighted village figures are checked against a computation written here from the raw
-GeoJSON with the ``json`` module and ``math.fsum`` only.
-"""
+published per quarter; ruralcov's reader must reproduce them exactly, and so must a village
+holding all of Guam with ``weighting = "tiles"`` (``centroid`` or ``intersects``). ruralcov's
+own tests-weighted village figures are checked against a computation written here from the
+raw GeoJSON with the ``json`` module and ``math.fsum`` only; ``intersects`` against a
+``geopandas.sjoin`` with pandas means; pooled quarters against the published sums and
+tile-count-weighted published means. Each method is also checked on the "row world", whose
+answers are computed by hand."""
 
 from __future__ import annotations
 
@@ -96,35 +99,33 @@ def _guam_villages() -> dict[str, object]:
     }
 
 
-def _guam_world(folder: Path, quarter: str, *, villages: dict | None = None, **speed) -> Path:
-    polys = villages or _guam_villages()
-    pd.DataFrame({"code": list(polys), "name": list(polys), "township": "T", "county": "K"}).to_csv(
-        folder / "register.csv", index=False
-    )
+def _write_world(folder: Path, polys: dict[str, object], *, speed: dict, target: float,
+                 levels: dict[str, str] | None = None) -> Path:
+    """A small world's register, village polygons and configuration, written into ``folder``."""
+    register = pd.DataFrame({"code": list(polys), "name": list(polys), **(levels or {})})
+    register.to_csv(folder / "register.csv", index=False)
     gpd.GeoDataFrame({"code": list(polys)}, geometry=list(polys.values()), crs="EPSG:4326").to_file(
         folder / "villages.geojson"
     )
+    villages = {"path": "register.csv", "register": "generic"}
+    if levels:
+        villages["levels"] = {level: level for level in levels}
     config = {
-        "run": {"name": "guam"},
-        "villages": {
-            "path": "register.csv",
-            "register": "generic",
-            "levels": {"township": "township", "county": "county"},
-        },
+        "villages": villages,
         "boundaries": {"path": "villages.geojson", "code": "code"},
-        "speed": {
-            **({} if "periods" in speed else {"path": str(GUAM / f"guam_fixed_{quarter}.geojson")}),
-            "kind": "ookla_tiles",
-            "network": "fixed",
-            "min_tests": 30,
-            "min_devices": 10,
-            **speed,
-        },
-        "targets": {"village_download_mbps": 25.0},
+        "speed": {"kind": "ookla_tiles", "network": "fixed", **speed},
+        "targets": {"village_download_mbps": target},
     }
-    path = folder / "guam.toml"
+    path = folder / "world.toml"
     path.write_text(tomli_w.dumps(config), encoding="utf-8")
     return path
+
+
+def _guam_world(folder: Path, quarter: str, *, villages: dict | None = None, **speed) -> Path:
+    one = {} if "periods" in speed else {"path": str(GUAM / f"guam_fixed_{quarter}.geojson")}
+    return _write_world(folder, villages or _guam_villages(),
+                        speed={**one, "min_tests": 30, "min_devices": 10, **speed},
+                        target=25.0, levels={"township": "T", "county": "K"})
 
 
 def _independent(quarter: str) -> dict[str, dict[str, float]]:
@@ -204,12 +205,6 @@ def _split_world(folder: Path, assignment: str, *, tiles_name: str = "tiles.csv"
     mid = (w + e) / 2
     east2 = float(ookla.tile_bounds(TX - 1, TY, 16)[0])
     polys = {"A": box(east2 - 0.001, s, mid, n), "B": box(mid, s, e + 0.01, n)}
-    pd.DataFrame({"code": ["A", "B"], "name": ["A", "B"]}).to_csv(
-        folder / "register.csv", index=False
-    )
-    gpd.GeoDataFrame({"code": list(polys)}, geometry=list(polys.values()), crs="EPSG:4326").to_file(
-        folder / "villages.geojson"
-    )
     pd.DataFrame(
         {
             "quadkey": [_quadkey(TX, TY), _quadkey(TX - 1, TY)],
@@ -220,22 +215,8 @@ def _split_world(folder: Path, assignment: str, *, tiles_name: str = "tiles.csv"
             "devices": [4, 6],
         }
     ).to_csv(folder / tiles_name, index=False)
-    config = {
-        "villages": {"path": "register.csv", "register": "generic"},
-        "boundaries": {"path": "villages.geojson", "code": "code"},
-        "speed": {
-            "path": tiles_name,
-            "kind": "ookla_tiles",
-            "network": "fixed",
-            "assignment": assignment,
-            "min_tests": 1,
-            "min_devices": 1,
-        },
-        "targets": {"village_download_mbps": 12.0},
-    }
-    path = folder / "split.toml"
-    path.write_text(tomli_w.dumps(config), encoding="utf-8")
-    return path
+    speed = {"path": tiles_name, "assignment": assignment, "min_tests": 1, "min_devices": 1}
+    return _write_world(folder, polys, speed=speed, target=12.0)
 
 
 def test_centroid_on_a_shared_edge_goes_to_the_lowest_code(tmp_path):
@@ -335,30 +316,11 @@ def _tile_file(path: Path, tiles: dict[str, tuple]) -> Path:
 
 def _row_world(folder: Path, **speed) -> Path:
     polys = {"P": _edges(TX, TY, TX, TY), "Q": _edges(TX + 1, TY, TX + 2, TY)}
-    pd.DataFrame({"code": list(polys), "name": list(polys)}).to_csv(
-        folder / "register.csv", index=False
-    )
-    gpd.GeoDataFrame({"code": list(polys)}, geometry=list(polys.values()), crs="EPSG:4326").to_file(
-        folder / "villages.geojson"
-    )
     _tile_file(folder / "tiles_2023Q1.geojson", ROW_TILES)
     _tile_file(folder / "tiles_2023Q2.geojson", ROW_TILES_LATER)
-    config = {
-        "villages": {"path": "register.csv", "register": "generic"},
-        "boundaries": {"path": "villages.geojson", "code": "code"},
-        "speed": {
-            "kind": "ookla_tiles",
-            "network": "fixed",
-            "min_tests": 1,
-            "min_devices": 1,
-            **({"path": "tiles_2023Q1.geojson"} if "periods" not in speed else {}),
-            **speed,
-        },
-        "targets": {"village_download_mbps": 20.0},
-    }
-    path = folder / "row.toml"
-    path.write_text(tomli_w.dumps(config), encoding="utf-8")
-    return path
+    one = {} if "periods" in speed else {"path": "tiles_2023Q1.geojson"}
+    return _write_world(folder, polys, speed={**one, "min_tests": 1, "min_devices": 1, **speed},
+                        target=20.0)
 
 
 def _row_villages(folder: Path, **speed) -> pd.DataFrame:

@@ -227,16 +227,21 @@ def test_centroid_on_a_shared_edge_goes_to_the_lowest_code(tmp_path):
     assert v.at["A", "speed_class"] == "meets"  # 20 Mbps ≥ 12
 
 
-def test_area_weighted_shares_a_tile_by_overlap_area_in_metres(tmp_path):
-    v = analyse(load_config(_split_world(tmp_path, "area_weighted"))).villages.set_index(
-        "village_code"
-    )
-    # Independent: the geodesic area of each half of T1 on the WGS 84 ellipsoid.
+def _west_half_share() -> float:
+    """Independent: the geodesic area of T1's western half on the WGS 84 ellipsoid, as a
+    share of the whole tile's."""
     geod = Geod(ellps="WGS84")
     w, s, e, n = (float(b) for b in ookla.tile_bounds(TX, TY, 16))
     half_w = abs(geod.geometry_area_perimeter(box(w, s, (w + e) / 2, n))[0])
     whole = abs(geod.geometry_area_perimeter(box(w, s, e, n))[0])
-    fa = half_w / whole
+    return half_w / whole
+
+
+def test_area_weighted_shares_a_tile_by_overlap_area_in_metres(tmp_path):
+    v = analyse(load_config(_split_world(tmp_path, "area_weighted"))).villages.set_index(
+        "village_code"
+    )
+    fa = _west_half_share()
     assert fa == pytest.approx(0.5, abs=1e-6)
     assert v.at["A", "tests_weighted"] == pytest.approx(20 + 10 * fa, rel=1e-6)
     assert v.at["B", "tests_weighted"] == pytest.approx(10 * (1 - fa), rel=1e-6)
@@ -247,6 +252,24 @@ def test_area_weighted_shares_a_tile_by_overlap_area_in_metres(tmp_path):
     assert v.at["B", "download_mean_mbps"] == pytest.approx(40.0)
     assert v.at["B", "latency_mean_ms"] == pytest.approx(10.0)
     assert (v.at["A", "tests"], v.at["B", "tests"]) == (25, 5)
+
+
+def test_area_weighted_tile_means_count_each_tile_by_its_share(tmp_path):
+    """``weighting = "tiles"`` with shared tiles: each tile row counts with its area share."""
+    world = _split_world(tmp_path, "area_weighted")
+    text = world.read_text(encoding="utf-8")
+    world.write_text(text.replace("[speed]\n", '[speed]\nweighting = "tiles"\n'),
+                     encoding="utf-8")
+    v = analyse(load_config(world)).villages.set_index("village_code")
+    fa = _west_half_share()
+    # A: T2 whole (10 Mbps, 2 Mbps up, 30 ms) and share fa of T1 (40, 8, 10); B: 1 - fa of T1.
+    # (Shares in the run's metric CRS agree with geodesic ones to 1e-6, as above.)
+    assert _figures(v, "A", rel=1e-6) == ((10 + fa * 40) / (1 + fa), (2 + fa * 8) / (1 + fa),
+                                (30 + fa * 10) / (1 + fa))
+    assert _figures(v, "B") == (40.0, 8.0, 10.0)
+    assert v.at["A", "tests_weighted"] == pytest.approx(20 + 10 * fa, rel=1e-6)  # as by tests
+    assert (v.at["A", "tiles"], v.at["B", "tiles"]) == (2, 1)
+    assert set(v["speed_statistic"]) == {"tile_mean"}
 
 
 # ----------------------------------------------------------------------------- fixed vs mobile
@@ -327,9 +350,9 @@ def _row_villages(folder: Path, **speed) -> pd.DataFrame:
     return analyse(load_config(_row_world(folder, **speed))).villages.set_index("village_code")
 
 
-def _figures(v: pd.DataFrame, code: str) -> tuple:
+def _figures(v: pd.DataFrame, code: str, *, rel: float = 1e-12) -> tuple:
     cols = ("download_mean_mbps", "upload_mean_mbps", "latency_mean_ms")
-    return tuple(pytest.approx(float(v.at[code, c]), rel=1e-12) for c in cols)
+    return tuple(pytest.approx(float(v.at[code, c]), rel=rel) for c in cols)
 
 
 # Hand-computed from ROW_TILES (Mbit/s, Mbit/s, ms):

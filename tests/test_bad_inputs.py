@@ -704,6 +704,20 @@ def test_e50_run_name_that_climbs_out_of_out(world, tmp_path, monkeypatch):
                   if not p.is_relative_to(world.parent)) == ["a", "a/b", "a/b/c"]
 
 
+def test_e51_ookla_method_misspelt_or_on_tests(world, tmp_path):
+    tiles = {"speed.kind": "ookla_tiles", "speed.network": "fixed"}
+    edit(world, {**tiles, "speed.weighting": "tile"})
+    assert_error(world, tmp_path, "[speed] weighting 'tile'", "did you mean 'tiles'?")
+    edit(world, {"speed.weighting": None, "speed.assignment": "intersect"})
+    assert_error(world, tmp_path, "[speed] assignment 'intersect'", "did you mean 'intersects'?")
+    edit(world, {"speed.assignment": None, "speed.pool": True})
+    assert_error(world, tmp_path, "pool = true", "give periods")
+    # a tile method on per-test records would be ignored silently: it stops the run
+    edit(world, {"speed.pool": None, "speed.kind": None, "speed.network": None,
+                 "speed.weighting": "tiles"})
+    assert_error(world, tmp_path, 'weighting: only for kind = "ookla_tiles"', "not 'tests'")
+
+
 # --- recorded issues: the run goes on --------------------------------------------------------
 
 

@@ -56,6 +56,21 @@ def test_single_fibre_table_or_list(tmp_path):
         ({"villages": {"path": "v"}, "speed": {"path": "s", "kind": "ookla_tiles",
                                                 "network": "fixed", "download_unit": "kbps"}},
          ["download_unit", "ookla_tiles", "always kbit/s", "remove download_unit"]),
+        ({"villages": {"path": "v"}, "speed": {"path": "s", "kind": "ookla_tiles",
+                                                "network": "fixed", "weighting": "test"}},
+         ["weighting 'test'", "did you mean 'tests'?", "['tests', 'tiles']"]),
+        ({"villages": {"path": "v"}, "speed": {"path": "s", "kind": "ookla_tiles",
+                                                "network": "fixed", "assignment": "area"}},
+         ["assignment 'area'", "['centroid', 'area_weighted', 'intersects']"]),
+        ({"villages": {"path": "v"}, "speed": {"path": "s", "weighting": "tiles",
+                                                "pool": False}},
+         ['weighting, pool: only for kind = "ookla_tiles"', "not 'tests'"]),
+        ({"villages": {"path": "v"}, "speed": {"path": "s", "kind": "ookla_tiles",
+                                                "network": "fixed", "pool": True}},
+         ["pool = true", "give periods"]),
+        ({"villages": {"path": "v"}, "speed": {"periods": {"2023Q1": "a"}, "pool": 1,
+                                                "kind": "ookla_tiles", "network": "fixed"}},
+         ["[speed] pool must be true or false, got 1"]),
     ],
 )
 def test_errors_name_the_problem(tmp_path, raw, words):
@@ -105,6 +120,25 @@ def test_download_unit_is_recorded_only_when_set(tmp_path):
     kbps = config_from_dict({"villages": {"path": "v"},
                              "speed": {"path": "s", "download_unit": "kbps"}}, base=tmp_path)
     assert config_to_dict(kbps)["speed"]["download_unit"] == "kbps"
+
+
+def test_tile_methods_are_recorded_only_when_set(tmp_path):
+    """The Ookla keys default to today's method (centroid, tests-weighted, one file) and runs
+    without them record exactly the parameters they always did."""
+    tiles = {"kind": "ookla_tiles", "network": "fixed"}
+    plain = config_from_dict({"villages": {"path": "v"}, "speed": {**tiles, "path": "s"}},
+                             base=tmp_path)
+    assert (plain.speed.assignment, plain.speed.weighting, plain.speed.pool) == (None,) * 3
+    assert not {"assignment", "weighting", "pool"} & set(config_to_dict(plain)["speed"])
+    pooled = config_from_dict(
+        {"villages": {"path": "v"},
+         "speed": {**tiles, "periods": {"2023Q1": "a", "2023Q2": "b"},
+                   "pool": True, "weighting": "tiles", "assignment": "intersects"}},
+        base=tmp_path,
+    )
+    assert pooled.speed.path == tmp_path / "b"  # the latest period's file, as without pool
+    assert {k: config_to_dict(pooled)["speed"][k] for k in ("pool", "weighting", "assignment")
+            } == {"pool": True, "weighting": "tiles", "assignment": "intersects"}
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,10 @@ FIBRE_KINDS = ("access_points", "routes", "table", "ofds")
 #: (:mod:`ruralcov.capability`). ``tests`` and ``ookla_tiles`` are measurements.
 SPEED_KINDS = ("tests", "ookla_tiles", "capability")
 MEASURED_KINDS = ("tests", "ookla_tiles")
+#: Ookla tiles (:mod:`ruralcov.ookla`): ``[speed] assignment`` of tiles to villages (None:
+#: ``centroid``) and ``weighting`` of a village's means (None: ``tests``; ``tiles``: one per row).
+TILE_ASSIGNMENTS = ("centroid", "area_weighted", "intersects")
+TILE_WEIGHTINGS = ("tests", "tiles")
 #: Which evidence the headline speed share counts when capability records are given
 #: (``[run] speed_basis``, default ``capability``: the 12 Mbps target is a capability
 #: standard): see :mod:`ruralcov.capability`.
@@ -421,7 +425,21 @@ class SpeedConfig:
     crs: str | None = key(None, help="CRS of coordinates when the file has none.")
     encoding: str = key("utf-8", help="Text encoding of a CSV: utf-8 or gb18030.")
     network: str | None = key(None, help="ookla_tiles: fixed or mobile (required: never mixed).")
-    assignment: str | None = key(None, help="ookla_tiles: centroid (default) or area_weighted.")
+    assignment: str | None = key(
+        None,
+        help=(
+            "ookla_tiles: centroid (default: the tile's centre), area_weighted (shared by area) "
+            "or intersects (whole, in every village it touches)."
+        ),
+    )
+    weighting: str | None = key(
+        None,
+        help="ookla_tiles: means weighted by tests (default) or tiles (each tile row counts one).",
+    )
+    pool: bool | None = key(
+        None,
+        help="ookla_tiles with periods: true pools their files as one source (no trend by period).",
+    )
     quadkey: str | None = key(
         None,
         help="ookla_tiles: quadkey column, used when a row has no tile polygon (default quadkey).",
@@ -1006,14 +1024,13 @@ def _speed_sources(
         if s.min_tests < 1 or s.min_devices < 0:
             raise ConfigError("[speed] min_tests must be ≥ 1 and min_devices ≥ 0")
         for key, allowed in (("network", ("fixed", "mobile")),
-                             ("assignment", ("centroid", "area_weighted")),
+                             ("assignment", TILE_ASSIGNMENTS), ("weighting", TILE_WEIGHTINGS),
                              ("statistic", STATISTICS), ("sample", SAMPLES),
                              ("download_unit", DOWNLOAD_UNITS)):
             value = getattr(s, key)
             if value is not None and value not in allowed:
-                raise ConfigError(
-                    f"[speed] {key} {value!r} is not known; use one of {list(allowed)}"
-                )
+                raise ConfigError(f"[speed] {key} {value!r} is not known"
+                                  f"{did_you_mean(value, allowed)}; use one of {list(allowed)}")
         tuning = [k for k in ("statistic", "sample", "time", "seed", "period", "period_value")
                   if getattr(s, k) is not None]
         if tuning and s.kind != "tests":
@@ -1036,6 +1053,7 @@ def _speed_sources(
                 f'[speed] {s.path.name}: kind = "ookla_tiles" needs network = "fixed" or '
                 '"mobile"; Ookla publishes them separately and they are never mixed'
             )
+        _check_tile_keys(s)
     measured = [s for s in sources if s.kind in MEASURED_KINDS]
     if len(measured) > 1:
         raise ConfigError(
@@ -1049,6 +1067,20 @@ def _speed_sources(
         )
     return (measured[0] if measured else None,
             tuple(s for s in sources if s.kind == "capability"))
+
+
+def _check_tile_keys(s: SpeedConfig) -> None:
+    """The keys of Ookla tiles' methods: on tiles only, and ``pool`` with the ``periods`` it
+    pools."""
+    if s.pool is not None and not isinstance(s.pool, bool):
+        raise ConfigError(f"[speed] pool must be true or false, got {s.pool!r}")
+    tile_only = [k for k in ("assignment", "weighting", "pool") if getattr(s, k) is not None]
+    if tile_only and s.kind != "ookla_tiles":
+        raise ConfigError(f"[speed] {', '.join(tile_only)}: only for kind = \"ookla_tiles\" "
+                          f"(tiles of means), not {s.kind!r}")
+    if s.pool and not s.periods:
+        raise ConfigError('[speed] pool = true pools the files of periods: give periods = '
+                          '{ "2023Q1" = "q1.parquet", "2023Q2" = "q2.parquet" } (and no path)')
 
 
 def _with_periods(s: SpeedConfig) -> SpeedConfig:

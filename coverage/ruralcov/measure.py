@@ -119,12 +119,13 @@ def _dropped_after(loaded: Loaded, found: list[tuple[str, np.ndarray, str]]
     of ``found`` is (rule key of :data:`ruralcov.checks.RULES`, mask over the loaded rows,
     what a row is: ``speed test`` or ``tile``)."""
     rows = loaded.frame["row"].to_numpy()
-    issues = concat_issues([loaded.issues, *(
-        checks.rule_issues(key, rows[mask], what_test=what) for key, mask, what in found)])
     rec = loaded.record
+    issues = concat_issues([loaded.issues, *(
+        checks.rule_issues(key, rows[mask], layer=rec.layer, what_test=what)
+        for key, mask, what in found)])
     counts = {checks.RULE[key].reason: int(mask.sum()) for key, mask, _ in found if mask.any()}
     record = InputRecord(
-        layer="speed", path=rec.path, sha256=rec.sha256, rows_read=rec.rows_read,
+        layer=rec.layer, path=rec.path, sha256=rec.sha256, rows_read=rec.rows_read,
         rows_used=rec.rows_used - sum(counts.values()), dropped={**rec.dropped, **counts},
     )
     return issues, record
@@ -180,23 +181,31 @@ def _collect(collector: CellCollector, tests: gpd.GeoDataFrame, village: np.ndar
 
 def _ookla_tiles(config: Config, villages: gpd.GeoDataFrame, code_rank: np.ndarray,
                  metric: Any) -> Measurement:
-    """Per-village statistics from Ookla open-data tiles (:mod:`ruralcov.ookla`)."""
+    """Per-village statistics from Ookla open-data tiles (:mod:`ruralcov.ookla`); pooled
+    periods are one source, each file recorded and its findings kept under its own layer."""
     from ruralcov import ookla
 
     speed = config.speed
     assert speed is not None
-    tiles = ookla.load_tiles(speed)
+    files = ookla.load_tile_files(speed)
+    tiles = gpd.GeoDataFrame(pd.concat([f.frame for f in files], ignore_index=True),
+                             geometry="geometry", crs="EPSG:4326")
     assignment = ookla.assign_tiles(
-        tiles.frame.geometry.values, villages.geometry.values,
+        tiles.geometry.values, villages.geometry.values,
         method=speed.assignment or "centroid", priority=code_rank, metric_crs=metric,
     )
-    outside = ~np.isin(np.arange(len(tiles.frame)), assignment["tile"].to_numpy())
-    issues, record = _dropped_after(tiles, [("outside", outside, "tile")])
-    stats = ookla.tile_statistics(assignment, tiles.frame, n_villages=len(villages))
+    outside = ~np.isin(np.arange(len(tiles)), assignment["tile"].to_numpy())
+    ends = np.cumsum([len(f.frame) for f in files])[:-1]
+    found = [_dropped_after(f, [("outside", mask, "tile")])
+             for f, mask in zip(files, np.split(outside, ends), strict=True)]
+    weighting = speed.weighting or "tests"
+    stats = ookla.tile_statistics(assignment, tiles, n_villages=len(villages),
+                                  weighting=weighting)
     nan = np.full(len(villages), np.nan)
     # Tiles carry means, not tests: the per-test columns stay empty, the means are added.
     for col in ("download_median_mbps", "download_ci_low_mbps", "download_ci_high_mbps",
                 "upload_median_mbps", "latency_median_ms", "share_tests_at_target"):
         stats[col] = nan
-    stats["speed_statistic"] = "tests_weighted_mean"
-    return Measurement(stats=stats, issues=issues, records=(record,))
+    stats["speed_statistic"] = "tests_weighted_mean" if weighting == "tests" else "tile_mean"
+    return Measurement(stats=stats, issues=concat_issues([i for i, _ in found]),
+                       records=tuple(r for _, r in found))

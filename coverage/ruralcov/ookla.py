@@ -3,12 +3,13 @@
 Ookla publishes Speedtest results aggregated per zoom-16 Web Mercator tile (about 610 m at the
 equator), one file per quarter and per network type (``fixed`` or ``mobile``), with the fields
 ``quadkey, avg_d_kbps, avg_u_kbps, avg_lat_ms, tests, devices`` (licence CC BY-NC-SA 4.0).
-A tile's values are already averages, so a village's figure is the **tests-weighted mean**
-of its tiles (each tile's average counts as many times as it has tests) and its tests and
-devices are the sums over its tiles. Devices summed over tiles may count one device twice
-when it tested in two tiles; Ookla publishes no way to undo that.
+A tile's values are already averages, so a village's figure is by default the
+**tests-weighted mean** of its tiles (each tile's average counts as many times as it has
+tests; ``weighting = "tiles"``: the plain mean over tiles, as many published tables show) and
+its tests and devices are the sums over its tiles. Devices summed over tiles may count one
+device twice when it tested in two tiles; Ookla publishes no way to undo that.
 
-Two assignments of tiles to villages:
+Three assignments of tiles to villages:
 
 - ``centroid`` (default): the whole tile goes to the village whose polygon covers the tile's
   centroid (lowest village code on a shared edge, as for speed tests). A tile is an
@@ -18,10 +19,19 @@ Two assignments of tiles to villages:
   devices are apportioned by the same fraction; the part of a tile outside every village is
   lost. The apportioned counts are the ones compared with ``min_tests``/``min_devices``; the
   ``tests``/``devices`` columns show them rounded to whole numbers.
+- ``intersects``: the whole tile counts in every village it intersects, a shared edge or
+  corner included, as a spatial join on ``intersects`` (``geopandas.sjoin``) counts it in
+  published notebooks. A tile on a boundary is counted in each village it touches, so the
+  sums over villages can exceed the file's.
+
+Several quarters can be pooled into one source (``pool = true`` with ``periods``): every
+tile-quarter row is one observation, ``tiles`` counts a village's distinct tiles (quadkeys)
+and ``tile_rows`` its tile-quarter rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import geopandas as gpd
@@ -32,7 +42,7 @@ import shapely
 from numpy.typing import ArrayLike, NDArray
 
 from ruralcov import io, join
-from ruralcov.config import SpeedConfig
+from ruralcov.config import TILE_ASSIGNMENTS, TILE_WEIGHTINGS, SpeedConfig
 from ruralcov.errors import ConfigError, SchemaError
 from ruralcov.loaders import Loaded, input_record, read_issues_mask
 from ruralcov.validate import concat_issues, row_issues
@@ -41,17 +51,24 @@ __all__ = [
     "ASSIGNMENTS",
     "NETWORKS",
     "TILE_COLUMNS",
+    "WEIGHTINGS",
     "assign_tiles",
+    "load_tile_files",
     "load_tiles",
     "quadkey_polygons",
     "quadkey_tile",
     "tile_bounds",
+    "tile_ids",
     "tile_statistics",
     "tile_summary",
 ]
 
 NETWORKS: tuple[str, ...] = ("fixed", "mobile")
-ASSIGNMENTS: tuple[str, ...] = ("centroid", "area_weighted")
+#: How tiles are assigned to villages (``[speed] assignment``; module docstring).
+ASSIGNMENTS: tuple[str, ...] = TILE_ASSIGNMENTS
+#: What each tile's mean counts with in a village's mean (``[speed] weighting``): its tests,
+#: or one per tile row.
+WEIGHTINGS: tuple[str, ...] = TILE_WEIGHTINGS
 #: Ookla's published fields: their names are the schema, so they are not configurable.
 TILE_COLUMNS: tuple[str, ...] = ("avg_d_kbps", "avg_u_kbps", "avg_lat_ms", "tests", "devices")
 #: Columns that, when present, say which network a row belongs to.
@@ -248,6 +265,31 @@ def load_tiles(source: SpeedConfig) -> Loaded:
     return Loaded(frame=gdf, issues=issues, record=record)
 
 
+def load_tile_files(source: SpeedConfig) -> tuple[Loaded, ...]:
+    """The tile files of a source: its one file, or with ``pool`` every period's file.
+
+    Parameters
+    ----------
+    source
+        The ``[speed]`` block of kind ``ookla_tiles``.
+
+    Returns
+    -------
+    tuple of Loaded
+        As :func:`load_tiles` gives each file; pooled, in period order, each file's findings
+        and record under layer ``speed[<label>]`` (its rows are numbered in its own file).
+    """
+    if not source.pool or not source.periods:
+        return (load_tiles(source),)
+    files = []
+    for label in sorted(source.periods):
+        one = load_tiles(dataclasses.replace(source, path=source.periods[label]))
+        layer = f"speed[{label}]"
+        files.append(Loaded(frame=one.frame, issues=one.issues.assign(layer=layer),
+                            record=dataclasses.replace(one.record, layer=layer)))
+    return tuple(files)
+
+
 def _tile_rows(
     num: dict[str, pd.Series], keys: pd.Series | None, index: pd.Index
 ) -> pd.DataFrame:
@@ -286,7 +328,8 @@ def assign_tiles(
     method
         ``"centroid"``: the village covering the tile centroid gets weight 1 (ties: lowest
         ``priority``); ``"area_weighted"``: every overlapping village gets the share of the
-        tile's area it covers, measured in ``metric_crs``.
+        tile's area it covers, measured in ``metric_crs``; ``"intersects"``: every village the
+        tile intersects (a shared edge or corner included) gets weight 1.
     metric_crs
         Required for ``area_weighted``: a projected CRS in metres.
 
@@ -301,6 +344,10 @@ def assign_tiles(
     >>> from shapely import box
     >>> assign_tiles([box(0, 0, 1, 1), box(5, 5, 6, 6)], [box(0, 0, 2, 2)]).values.tolist()
     [[0.0, 0.0, 1.0]]
+    >>> two = [box(0, 0, 1, 1), box(1, 0, 2, 1)]
+    >>> assign_tiles([box(0.5, 0, 1.5, 1), box(2, 0, 3, 1)], two, method="intersects"
+    ...              ).values.tolist()
+    [[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
     if method not in ASSIGNMENTS:
         raise ValueError(f"`method` was {method!r} but is expected to be in {list(ASSIGNMENTS)}")
@@ -310,8 +357,23 @@ def assign_tiles(
         where = join.assign_points(shapely.centroid(t), v, priority=priority)
         hit = np.flatnonzero(where >= 0)
         return pd.DataFrame({"tile": hit, "village": where[hit], "weight": np.ones(len(hit))})
-    if metric_crs is None:
+    if method == "area_weighted" and metric_crs is None:
         raise ValueError("area_weighted assignment needs metric_crs (areas in metres)")
+    ok = ~(shapely.is_missing(v) | shapely.is_empty(v))
+    vv = np.where(ok, v, None)
+    ti, vi = shapely.STRtree(vv).query(t, predicate="intersects")
+    weight = (
+        np.ones(len(ti)) if metric_crs is None or method == "intersects"
+        else _overlap_share(t[ti], vv[vi], metric_crs)
+    )
+    keep = weight > 0
+    out = pd.DataFrame({"tile": ti[keep], "village": vi[keep], "weight": weight[keep]})
+    return out.sort_values(["tile", "village"], ignore_index=True)
+
+
+def _overlap_share(tiles: NDArray[np.object_], villages: NDArray[np.object_],
+                   metric_crs: pyproj.CRS | str) -> NDArray[np.float64]:
+    """The share of each tile's area inside the village paired with it, in metres."""
     # Edges are straight in longitude/latitude (the boundary rule of the whole engine), so
     # overlaps are cut there; each piece is then densified (~20 m) before projecting, so
     # that curved parallels do not leave slivers, and measured in metres.
@@ -323,73 +385,109 @@ def assign_tiles(
             shapely.transform(dense, lambda xy: np.column_stack(to_m(xy[:, 0], xy[:, 1])))
         )
 
-    ok = ~(shapely.is_missing(v) | shapely.is_empty(v))
-    vv = np.where(ok, v, None)
-    tree = shapely.STRtree(vv)
-    ti, vi = tree.query(t, predicate="intersects")
-    weight = area_m(shapely.intersection(t[ti], vv[vi])) / area_m(t[ti])
-    keep = weight > 0
-    out = pd.DataFrame({"tile": ti[keep], "village": vi[keep], "weight": weight[keep]})
-    return out.sort_values(["tile", "village"], ignore_index=True)
+    return area_m(shapely.intersection(tiles, villages)) / area_m(tiles)
 
 
 def tile_statistics(
-    assignment: pd.DataFrame, tiles: pd.DataFrame, *, n_villages: int
+    assignment: pd.DataFrame, tiles: pd.DataFrame, *, n_villages: int, weighting: str = "tests"
 ) -> pd.DataFrame:
-    """Per-village figures from assigned tiles: tests-weighted means and summed counts.
+    """Per-village figures from assigned tiles: weighted means and summed counts.
 
-    Each tile's mean counts with weight ``tests × assignment weight``; a missing upload or
-    latency leaves that tile out of that mean only.
+    Each tile's mean counts with weight ``tests × assignment weight`` (``weighting="tests"``)
+    or ``assignment weight`` alone (``"tiles"``: the plain mean over tile rows with
+    ``centroid`` and ``intersects``); a missing upload or latency leaves that tile out of that
+    mean only. Download and upload are averaged in the file's kbit/s and divided by 1000 at
+    the end, as published summaries of Ookla data divide (sums of whole kbit/s are exact).
 
     Parameters
     ----------
     assignment
         As :func:`assign_tiles` returns it.
     tiles
-        One row per tile (positions as in ``assignment``) with ``download_mbps``,
-        ``upload_mbps``, ``latency_ms``, ``tests``, ``devices``.
+        One row per tile row (positions as in ``assignment``) with ``quadkey``,
+        ``avg_d_kbps``, ``avg_u_kbps``, ``latency_ms``, ``tests``, ``devices`` (as
+        :func:`load_tiles` gives them); a row without a quadkey is told apart by its polygon.
     n_villages
         Number of villages: the result has one row per village position.
+    weighting
+        One of :data:`WEIGHTINGS`.
 
     Returns
     -------
     pandas.DataFrame
-        ``tiles``, ``tests_weighted``, ``devices_weighted`` (apportioned, unrounded),
-        ``tests``, ``devices`` (rounded), ``download_mean_mbps``, ``upload_mean_mbps``,
-        ``latency_mean_ms``.
+        ``tiles`` (distinct tiles), ``tile_rows`` (tile rows: more than ``tiles`` when
+        quarters are pooled), ``tests_weighted``, ``devices_weighted`` (apportioned,
+        unrounded), ``tests``, ``devices`` (rounded), ``download_mean_mbps``,
+        ``upload_mean_mbps``, ``latency_mean_ms``.
     """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"`weighting` was {weighting!r} but is expected to be in "
+                         f"{list(WEIGHTINGS)}")
     a_tile = assignment["tile"].to_numpy(dtype=np.intp)
     village = assignment["village"].to_numpy(dtype=np.intp)
-    w = assignment["weight"].to_numpy(dtype=float) * tiles["tests"].to_numpy(float)[a_tile]
+    share = assignment["weight"].to_numpy(dtype=float)
+    w_tests = share * tiles["tests"].to_numpy(float)[a_tile]
+    w = w_tests if weighting == "tests" else share
 
-    def mean(column: str) -> NDArray[np.float64]:
+    def mean(column: str, scale: float = 1.0) -> NDArray[np.float64]:
         x = tiles[column].to_numpy(float)[a_tile]
         ok = ~np.isnan(x)
         num = np.bincount(village[ok], weights=w[ok] * x[ok], minlength=n_villages)
         den = np.bincount(village[ok], weights=w[ok], minlength=n_villages)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, num / den, np.nan)
+            return np.where(den > 0, num / den, np.nan) / scale
 
-    tests = np.bincount(village, weights=w, minlength=n_villages)
-    dev_w = assignment["weight"].to_numpy(float) * tiles["devices"].to_numpy(float)[a_tile]
+    tests = np.bincount(village, weights=w_tests, minlength=n_villages)
+    dev_w = share * tiles["devices"].to_numpy(float)[a_tile]
     dev_ok = ~np.isnan(dev_w)
     devices = np.bincount(village[dev_ok], weights=dev_w[dev_ok], minlength=n_villages)
+    pairs = pd.DataFrame({"village": village, "tile": tile_ids(tiles)[a_tile]})
+    distinct = pairs.drop_duplicates()["village"].to_numpy(dtype=np.intp)
     return pd.DataFrame(
         {
-            "tiles": np.bincount(village, minlength=n_villages).astype(np.int64),
+            "tiles": np.bincount(distinct, minlength=n_villages).astype(np.int64),
+            "tile_rows": np.bincount(village, minlength=n_villages).astype(np.int64),
             "tests_weighted": tests,
             "devices_weighted": devices,
             "tests": np.rint(tests).astype(np.int64),
             "devices": pd.array(np.rint(devices).astype(np.int64), dtype="Int64"),
-            "download_mean_mbps": mean("download_mbps"),
-            "upload_mean_mbps": mean("upload_mbps"),
+            "download_mean_mbps": mean("avg_d_kbps", 1000.0),
+            "upload_mean_mbps": mean("avg_u_kbps", 1000.0),
             "latency_mean_ms": mean("latency_ms"),
         }
     )
 
 
+def tile_ids(tiles: pd.DataFrame) -> NDArray[np.intp]:
+    """One number per distinct tile: the same quadkey (or, without one, the same polygon) in
+    several rows, as in quarters pooled together, is one tile.
+
+    Parameters
+    ----------
+    tiles
+        Tile rows with ``quadkey`` and, for rows without one, a geometry.
+
+    Returns
+    -------
+    numpy.ndarray
+        Equal numbers for rows of the same tile.
+
+    Examples
+    --------
+    >>> tile_ids(pd.DataFrame({"quadkey": ["0123", "0122", "0123"]})).tolist()
+    [0, 1, 0]
+    """
+    key = tiles["quadkey"].astype(object).to_numpy(copy=True)
+    missing = pd.isna(key)
+    if missing.any() and isinstance(tiles, gpd.GeoDataFrame):
+        key[missing] = shapely.to_wkb(np.asarray(tiles.geometry.values, dtype=object)[missing])
+    codes, _ = pd.factorize(pd.Series(key, dtype=object), use_na_sentinel=False)
+    return codes.astype(np.intp)
+
+
 def tile_summary(tiles: pd.DataFrame, *, weighting: str = "tests") -> dict[str, float]:
-    """Figures over a set of tiles, to compare with published summaries of Ookla data.
+    """Figures over a set of tiles, to compare with published summaries of Ookla data: those
+    of one village holding every tile (:func:`tile_statistics`).
 
     Parameters
     ----------
@@ -406,24 +504,12 @@ def tile_summary(tiles: pd.DataFrame, *, weighting: str = "tests") -> dict[str, 
         ``download`` and ``upload`` (Mbit/s) and ``latency`` (ms) means, summed ``tests`` and
         ``devices``.
     """
-    if weighting not in ("tests", "tiles"):
-        raise ValueError(
-            f"`weighting` was {weighting!r} but is expected to be in ['tests', 'tiles']"
-        )
-    out: dict[str, float] = {}
-    # Means in the file's units (kbit/s), divided by 1000 at the end: integer sums are exact.
-    for key, col, scale in (
-        ("download", "avg_d_kbps", 1000.0),
-        ("upload", "avg_u_kbps", 1000.0),
-        ("latency", "latency_ms", 1.0),
-    ):
-        x = tiles[col].to_numpy(float)
-        ok = ~np.isnan(x)
-        if weighting == "tiles":
-            out[key] = float(np.mean(x[ok])) / scale
-        else:
-            w = tiles["tests"].to_numpy(float)
-            out[key] = float(np.sum(w[ok] * x[ok]) / np.sum(w[ok])) / scale
-    out["tests"] = int(tiles["tests"].sum())
-    out["devices"] = int(tiles["devices"].sum())
-    return out
+    everything = pd.DataFrame({"tile": np.arange(len(tiles)), "village": 0, "weight": 1.0})
+    row = tile_statistics(everything, tiles, n_villages=1, weighting=weighting).iloc[0]
+    return {
+        "download": float(row["download_mean_mbps"]),
+        "upload": float(row["upload_mean_mbps"]),
+        "latency": float(row["latency_mean_ms"]),
+        "tests": int(row["tests"]),
+        "devices": int(row["devices"]),
+    }

@@ -362,8 +362,8 @@ def _summaries(villages: gpd.GeoDataFrame, config: Config
 def _trends(config: Config, villages: gpd.GeoDataFrame, summaries: dict[str, pd.DataFrame],
             level_names: dict[str, pd.Series], found: _Found) -> dict[str, pd.DataFrame] | None:
     """With periods (quarters, :mod:`ruralcov.trends`): the earlier periods analysed, each
-    village's and area's trend; None without."""
-    if config.speed is None or not config.speed.periods:
+    village's and area's trend; None without, or with periods pooled as one source."""
+    if config.speed is None or not config.speed.periods or config.speed.pool:
         return None
     from ruralcov import trends as trends_mod
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ruralcov.errors import ConfigError, did_you_mean
+from ruralcov.presets import check as check_preset
+from ruralcov.presets import with_preset
 from ruralcov.schema import LEVELS, REGISTERS, status_key
 
 #: Targets presets. ``shanxi-2020``: Shanxi's rural broadband plan (98 % of administrative
@@ -430,7 +432,8 @@ class SpeedConfig:
         None,
         help="ookla_tiles: WKT tile column of a CSV/Parquet file (default: detected).",
     )
-    code: str | None = key(None, help="capability: village code column (default village_code).")
+    code: str | None = key(None, help='capability: village code column (default '
+                           'village_code); "": rows placed in villages by lon/lat.')
     technology: str | None = key(
         None,
         help="capability: technology column (default technology, optional in the file).",
@@ -480,6 +483,10 @@ class SpeedConfig:
             ' bps.'
         ),
     )
+    preset: str | None = key(None, help="A known export's kind, columns and units: mlab_ndt "
+                             "(M-Lab NDT unified_downloads) | fcc_bdc (FCC BDC availability).")
+    technologies: tuple[str, ...] | None = key(None, help="capability: technology values "
+                                               "counted (default all; fcc_bdc: terrestrial).")
 
     @property
     def time_column(self) -> str | None:
@@ -664,7 +671,9 @@ def _value(key: str, value: Any, section: str, base: Path) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"[{section}] names must be a table of level = path")
         return {k: _resolve(v, base, f"{section}.names.{k}") for k, v in value.items()}
-    if key == "operational":
+    if key in ("operational", "technologies"):
+        if not isinstance(value, str | list | tuple):
+            raise ConfigError(f"[{section}] {key} must be a list of text, got {value!r}")
         return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
     return value
 
@@ -993,7 +1002,8 @@ def _speed_sources(
     if raw is None:
         return None, ()
     blocks = [raw] if isinstance(raw, Mapping) else list(raw)
-    sources = [_build(SpeedConfig, "speed", b, base) for b in blocks]
+    sources = [_build(SpeedConfig, "speed", with_preset(b) if isinstance(b, Mapping) else b,
+                      base) for b in blocks]
     sources = [_with_periods(s) for s in sources]
     for s in sources:
         if s.path is None:
@@ -1005,6 +1015,7 @@ def _speed_sources(
             )
         if s.min_tests < 1 or s.min_devices < 0:
             raise ConfigError("[speed] min_tests must be ≥ 1 and min_devices ≥ 0")
+        check_preset(s)
         for key, allowed in (("network", ("fixed", "mobile")),
                              ("assignment", ("centroid", "area_weighted")),
                              ("statistic", STATISTICS), ("sample", SAMPLES),

@@ -225,7 +225,8 @@ def _technology(frame: pd.DataFrame, source: SpeedConfig, layer: str, placed: pd
     values = values.where(values.notna(), None)
     if source.technologies is None:
         return values, unknown, none
-    counted = values.isin(set(source.technologies))
+    # compared as text, so that a Parquet column of numbers matches technologies = ["50"]
+    counted = values.notna() & values.astype(str).isin(set(source.technologies))
     return values, unknown, placed & ~unknown & ~counted
 
 

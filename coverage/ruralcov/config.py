@@ -403,8 +403,10 @@ class SpeedConfig:
             '(declared capability per village code).'
         ),
     )
-    lon: str = key("lon", help="Longitude column of the tests.")
-    lat: str = key("lat", help="Latitude column of the tests.")
+    lon: str = key("lon", help='Longitude column of the tests (and of capability rows, '
+                   'code = "").')
+    lat: str = key("lat", help='Latitude column of the tests (and of capability rows, '
+                   'code = "").')
     download: str = key(
         "download_mbps",
         help="Download column (Mbit/s unless download_unit says otherwise).",
@@ -486,7 +488,9 @@ class SpeedConfig:
     preset: str | None = key(None, help="A known export's kind, columns and units: mlab_ndt "
                              "(M-Lab NDT unified_downloads) | fcc_bdc (FCC BDC availability).")
     technologies: tuple[str, ...] | None = key(None, help="capability: technology values "
-                                               "counted (default all; fcc_bdc: terrestrial).")
+                                               "counted, other rows left out as "
+                                               "technology_not_counted (default all; fcc_bdc: "
+                                               "no satellite, no unlicensed wireless).")
 
     @property
     def time_column(self) -> str | None:

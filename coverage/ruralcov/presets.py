@@ -33,8 +33,8 @@ from typing import Any
 
 from ruralcov.errors import ConfigError, SchemaError, did_you_mean
 
-__all__ = ["BDC_COUNTED", "BDC_TECHNOLOGY", "LOCATION_ID", "PRESETS", "check", "note", "resolve_columns",
-           "technology_classes", "with_preset"]
+__all__ = ["BDC_COUNTED", "BDC_TECHNOLOGY", "LOCATION_ID", "PRESETS", "check", "note",
+           "resolve_columns", "technology_classes", "with_preset"]
 
 #: FCC BDC fixed technology code -> ruralcov's technology class (the ``technology`` of a
 #: capability record, ``capability_technology`` of a village).

@@ -718,6 +718,13 @@ def test_e51_ookla_method_misspelt_or_on_tests(world, tmp_path):
     assert_error(world, tmp_path, 'weighting: only for kind = "ookla_tiles"', "not 'tests'")
 
 
+def test_e52_preset_without_devices_given_min_devices(world, tmp_path):
+    # M-Lab's unified views carry no device id: min_devices could never be applied
+    edit(world, {"speed.preset": "mlab_ndt", "speed.device": None})
+    assert_error(world, tmp_path, 'preset = "mlab_ndt" has no device column',
+                 "min_devices = 3 could never be applied", "set min_devices = 0")
+
+
 # --- recorded issues: the run goes on --------------------------------------------------------
 
 
@@ -1212,6 +1219,35 @@ def test_i29_boundary_polygon_with_a_nan_vertex(world):
     assert not v.loc["V5", "has_geometry"]
     assert result.headline["villages"] == 6  # still in the denominator
     assert_intact(result)
+
+
+def test_i30_capability_rows_placed_by_location(world):
+    """code = "": capability rows carry a point, placed in villages as tests are (lowest code
+    on a shared edge); a row outside every village or without coordinates is dropped, listed
+    and counted."""
+    mid = square(0, 0).centroid
+    edge = square(1, 0).bounds[0]  # the edge V1 | V2: the same double as V1's right side
+    pd.DataFrame({
+        "location_id": ["L1", "L2", "L3", "L4"],
+        "lon": [mid.x, edge, mid.x - 1.0, None],
+        "lat": [mid.y, mid.y, mid.y, None],
+        "down": [50, 80, 100, 100],
+    }).to_csv(world.parent / "located.csv", index=False)
+    raw = tomllib.loads(world.read_text(encoding="utf-8"))
+    raw["speed"] = [raw["speed"], {"path": "located.csv", "kind": "capability", "code": "",
+                                   "crs": "EPSG:4326", "download": "down"}]
+    world.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    result = analysed(world)
+    v = result.villages.set_index("village_code")
+    assert v.at["V1", "capability_download_mbps"] == 80.0  # the edge row went to V1
+    assert v["capability_download_mbps"].drop("V1").isna().all()
+    assert found(result, "capability[0]", "outside_villages")[["row", "code"]].values.tolist(
+    ) == [[3, "L3"]]
+    rec = record(result, "capability[0]")
+    assert (rec.rows_read, rec.rows_used) == (4, 2)
+    assert rec.dropped == {"missing_geometry": 1, "outside_villages": 1}
+    for code, expected in EXPECTED.items():  # the measurements are untouched
+        assert v.at[code, "measured_class"] == expected[-1], code
 
 
 def test_catalogue_has_at_least_30_cases():

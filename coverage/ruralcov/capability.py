@@ -27,14 +27,17 @@ target is a capability standard) → ``meets`` + ``capability_only``; ``measured
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+import shapely
 from numpy.typing import ArrayLike, NDArray
 
-from ruralcov import io, units
+from ruralcov import io, join, presets, units
 from ruralcov.config import SpeedConfig
 from ruralcov.errors import require_columns
-from ruralcov.loaders import Loaded, input_record
+from ruralcov.loaders import Loaded, input_record, preset_columns, read_issues_mask
 from ruralcov.schema import read_codes
 from ruralcov.validate import concat_issues, row_issues
 
@@ -74,8 +77,14 @@ BASIS_CLASSES: dict[str, tuple[str, ...]] = {
 DEFAULT_BASIS = "capability"
 
 
-def load_capability(source: SpeedConfig, index: int, register_codes: pd.Series) -> Loaded:
+def load_capability(source: SpeedConfig, index: int, register_codes: pd.Series, *,
+                    polygons: ArrayLike | None = None) -> Loaded:
     """Read one capability source; unusable rows are dropped with a reason.
+
+    A row names its village by code, or (``code = ""``, as the ``fcc_bdc`` preset has it) by
+    its point: ``lon``/``lat`` placed in the village polygon that covers it, a point on a
+    shared edge going to the lowest code (:func:`ruralcov.join.assign_points`, the rule of
+    the speed tests). Then the technology rules (:func:`_technology`) and the download rules.
 
     Parameters
     ----------
@@ -85,51 +94,151 @@ def load_capability(source: SpeedConfig, index: int, register_codes: pd.Series) 
         Its position among the capability sources: the layer is ``capability[<index>]``.
     register_codes
         The village codes of the register; a row of another code is dropped.
+    polygons
+        The villages' polygons (EPSG:4326), aligned with ``register_codes``: needed when rows
+        are placed by their point.
 
     Returns
     -------
     Loaded
         Rows with ``village_code``, ``download_mbps``, ``upload_mbps`` (Mbit/s),
-        ``technology``, ``provider``, the issues of the dropped rows and the input record.
+        ``technology``, ``provider``, the issues of the dropped rows and the input record
+        (rows of a technology not counted are in its ``dropped`` only, as
+        ``technology_not_counted``).
 
     Raises
     ------
     SchemaError
-        When the code or download column is missing, or a spreadsheet changed the codes.
+        When the code, coordinate, download or technology column is missing, or a
+        spreadsheet changed the codes.
     """
     layer = f"capability[{index}]"
-    code_col = source.code or "village_code"
-    frame = io.read_table(source.path, encoding=source.encoding, name=layer)
-    require_columns((code_col, source.download), frame.columns, where=f"{layer}: {source.path}",
-                    fix='Set code = "..." / download = "..." in [[speed]]')
-    code = read_codes(frame[code_col], source=f"{layer} ({source.path.name})", column=code_col)
+    source = preset_columns(source, name=layer)
+    if source.code == "":
+        frame, code, placing = _placed(source, layer, register_codes, polygons)
+    else:
+        frame, code, placing = _coded(source, layer, register_codes)
+    require_columns((source.download,), frame.columns, where=f"{layer}: {source.path}",
+                    fix='Set download = "..." in [[speed]]')
     download = units.to_mbps(
         pd.to_numeric(frame[source.download], errors="coerce").astype(float),
         source.download_unit,
     )
-    no_code = code.isna() | (code == "")
-    unknown = ~no_code & ~code.isin(set(register_codes.astype(str)))
-    bad = ~no_code & ~unknown & download.isna()
-    negative = ~no_code & ~unknown & (download < 0)
+    placed = ~placing.unusable
+    technology, unknown_tech, not_counted = _technology(frame, source, layer, placed)
+    rated = placed & ~unknown_tech & ~not_counted
+    bad = rated & download.isna()
+    negative = rated & (download < 0)
     # The unit rules of measured tests (a table in kbit/s read as Mbit/s would make every
     # village capable); rows above 10 Gbit/s are not dropped here, only counted.
     units.check_plausible(
-        units.SpeedTally.of(download.to_numpy(), (~no_code & ~unknown & ~bad & ~negative)),
+        units.SpeedTally.of(download.to_numpy(), (rated & ~bad & ~negative).to_numpy()),
         column=source.download, path=source.path, unit=source.download_unit, layer=layer)
+    issues = concat_issues([
+        placing.issues,
+        row_issues(unknown_tech, layer=layer, reason="unknown_technology", dropped=True,
+                   codes=placing.label, message=_unknown_message(frame, source)),
+        row_issues(bad, layer=layer, reason="bad_download", dropped=True, codes=placing.label,
+                   message=f"{source.download!r} is missing or not a number"),
+        row_issues(negative, layer=layer, reason="negative_speed", dropped=True,
+                   codes=placing.label, message=f"{source.download!r} is negative"),
+    ])
+    rows = _capability_rows(frame, source, index, code, download).assign(technology=technology)
+    out = rows[(rated & ~bad & ~negative).to_numpy()].reset_index(drop=True)
+    record = input_record(layer, source.path, len(frame), issues, digest=io.content_hash(frame),
+                          extra={"technology_not_counted": int(not_counted.sum())})
+    return Loaded(frame=out, issues=issues, record=record)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Placing:
+    """How the rows of a capability file found their village: which could not (and why)."""
+
+    unusable: pd.Series  # True for rows without a village
+    issues: pd.DataFrame  # their findings
+    label: pd.Series  # what a finding names a row by: its village or location code
+
+
+def _coded(source: SpeedConfig, layer: str, register_codes: pd.Series
+           ) -> tuple[pd.DataFrame, pd.Series, _Placing]:
+    """The rows of a file naming their village by code."""
+    code_col = source.code or "village_code"
+    frame = io.read_table(source.path, encoding=source.encoding, name=layer)
+    require_columns((code_col,), frame.columns, where=f"{layer}: {source.path}",
+                    fix='Set code = "..." in [[speed]], or code = "" to place rows by lon/lat')
+    code = read_codes(frame[code_col], source=f"{layer} ({source.path.name})", column=code_col)
+    no_code = code.isna() | (code == "")
+    unknown = ~no_code & ~code.isin(set(register_codes.astype(str)))
     issues = concat_issues([
         row_issues(no_code, layer=layer, reason="missing_code", dropped=True,
                    message="capability row has no village code"),
         row_issues(unknown, layer=layer, reason="unknown_code", dropped=True, codes=code,
                    message="village code is not in the register"),
-        row_issues(bad, layer=layer, reason="bad_download", dropped=True, codes=code,
-                   message=f"{source.download!r} is missing or not a number"),
-        row_issues(negative, layer=layer, reason="negative_speed", dropped=True, codes=code,
-                   message=f"{source.download!r} is negative"),
     ])
-    rows = _capability_rows(frame, source, index, code, download)
-    out = rows[~(no_code | unknown | bad | negative).to_numpy()].reset_index(drop=True)
-    record = input_record(layer, source.path, len(frame), issues, digest=io.content_hash(frame))
-    return Loaded(frame=out, issues=issues, record=record)  # type: ignore[arg-type]
+    return frame, code, _Placing(no_code | unknown, issues, code)
+
+
+def _placed(source: SpeedConfig, layer: str, register_codes: pd.Series,
+            polygons: ArrayLike | None) -> tuple[pd.DataFrame, pd.Series, _Placing]:
+    """The rows of a file giving a point each, placed in the village polygon covering it."""
+    if polygons is None:
+        raise ValueError("capability rows placed by lon/lat need the village polygons")
+    frame, read_issues = io.read_layer(source.path, layer=source.layer, crs=source.crs,
+                                       encoding=source.encoding, lon=source.lon,
+                                       lat=source.lat, name=layer)
+    geoms = frame.geometry.values
+    where = join.assign_points(geoms, polygons, priority=join.code_priority(register_codes))
+    codes = register_codes.astype(object).to_numpy()
+    code = pd.Series(np.where(where >= 0, codes[np.maximum(where, 0)], None), dtype=object)
+    located = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    label = (frame[presets.LOCATION_ID].astype(object) if presets.LOCATION_ID in frame.columns
+             else pd.Series(None, index=frame.index, dtype=object))
+    reported = read_issues_mask(read_issues, len(frame)).to_numpy()
+    issues = concat_issues([
+        read_issues.assign(dropped=read_issues["row"].notna()),
+        row_issues(~located & ~reported, layer=layer, reason="missing_geometry", dropped=True,
+                   codes=label, message="capability row has no location"),
+        row_issues(located & (where < 0), layer=layer, reason="outside_villages", dropped=True,
+                   codes=label, message="capability location lies outside every village polygon"),
+    ])
+    return pd.DataFrame(frame.drop(columns=frame.geometry.name)), code, _Placing(
+        pd.Series(where < 0), issues, label)
+
+
+def _technology(frame: pd.DataFrame, source: SpeedConfig, layer: str, placed: pd.Series
+                ) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Each row's technology (the ``fcc_bdc`` preset's codes as classes, :data:`ruralcov.presets.
+    BDC_TECHNOLOGY`), the placed rows whose code is unknown, and those whose technology is not
+    among ``technologies`` (left out, counted in the manifest)."""
+    name = source.technology or "technology"
+    none = pd.Series(False, index=frame.index)
+    if name not in frame.columns:
+        if source.technologies is not None or source.preset == "fcc_bdc":
+            require_columns((name,), frame.columns, where=f"{layer}: {source.path}",
+                            fix='Set technology = "..." in [[speed]]')
+        return pd.Series(None, index=frame.index, dtype=object), none, none
+    values = frame[name].astype(object)
+    unknown = none
+    if source.preset == "fcc_bdc":
+        values = presets.technology_classes(frame[name]).astype(object)
+        unknown = placed & values.isna()
+    values = values.where(values.notna(), None)
+    if source.technologies is None:
+        return values, unknown, none
+    # compared as text, so that a Parquet column of numbers matches technologies = ["50"]
+    counted = values.notna() & values.astype(str).isin(set(source.technologies))
+    return values, unknown, placed & ~unknown & ~counted
+
+
+def _unknown_message(frame: pd.DataFrame, source: SpeedConfig) -> pd.Series | str:
+    """The ``unknown_technology`` message of each row, naming its value and the known codes."""
+    name = source.technology or "technology"
+    if name not in frame.columns:
+        return ""
+    known = ", ".join(f"{k} {v}" for k, v in presets.BDC_TECHNOLOGY.items())
+    shown = frame[name].astype(object).map(repr).where(frame[name].notna(), "empty")
+    return (f"{name!r} " + shown + f" is not a technology code of the {source.preset} preset "
+            f"({known}); left out")
 
 
 def _capability_rows(frame: pd.DataFrame, source: SpeedConfig, index: int, code: pd.Series,

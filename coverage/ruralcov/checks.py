@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
-from ruralcov import units
+from ruralcov import presets, units
 from ruralcov.config import SpeedConfig
 from ruralcov.errors import CRSError, SchemaError, did_you_mean
 from ruralcov.sampling import days, sampling_keys, wall_clock_ns
@@ -236,7 +236,9 @@ def _column_part(role: str, found: Mapping[str, np.ndarray], speed: SpeedConfig,
         key = f"neg_{role}"
         return rule_issues(key, found[key], **fields) if key in found else no_issues()
     if not col:
-        return no_issues()
+        said = presets.note(speed, role)
+        return no_issues() if said is None else issue(
+            layer="speed", reason="no_device_id", severity="info", message=said)
     if role == "device":
         then = "devices are unknown and min_devices is not applied"
     else:

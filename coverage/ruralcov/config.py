@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ruralcov.errors import ConfigError, did_you_mean
+from ruralcov.presets import check as check_preset
+from ruralcov.presets import with_preset
 from ruralcov.schema import LEVELS, REGISTERS, status_key
 
 #: Targets presets. ``shanxi-2020``: Shanxi's rural broadband plan (98 % of administrative
@@ -405,8 +407,10 @@ class SpeedConfig:
             '(declared capability per village code).'
         ),
     )
-    lon: str = key("lon", help="Longitude column of the tests.")
-    lat: str = key("lat", help="Latitude column of the tests.")
+    lon: str = key("lon", help='Longitude column of the tests (and of capability rows, '
+                   'code = "").')
+    lat: str = key("lat", help='Latitude column of the tests (and of capability rows, '
+                   'code = "").')
     download: str = key(
         "download_mbps",
         help="Download column (Mbit/s unless download_unit says otherwise).",
@@ -448,7 +452,8 @@ class SpeedConfig:
         None,
         help="ookla_tiles: WKT tile column of a CSV/Parquet file (default: detected).",
     )
-    code: str | None = key(None, help="capability: village code column (default village_code).")
+    code: str | None = key(None, help='capability: village code column (default '
+                           'village_code); "": rows placed in villages by lon/lat.')
     technology: str | None = key(
         None,
         help="capability: technology column (default technology, optional in the file).",
@@ -498,6 +503,12 @@ class SpeedConfig:
             ' bps.'
         ),
     )
+    preset: str | None = key(None, help="A known export's kind, columns and units: mlab_ndt "
+                             "(M-Lab NDT unified_downloads) | fcc_bdc (FCC BDC availability).")
+    technologies: tuple[str, ...] | None = key(None, help="capability: technology values "
+                                               "counted, other rows left out as "
+                                               "technology_not_counted (default all; fcc_bdc: "
+                                               "no satellite, no unlicensed wireless).")
 
     @property
     def time_column(self) -> str | None:
@@ -682,7 +693,9 @@ def _value(key: str, value: Any, section: str, base: Path) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"[{section}] names must be a table of level = path")
         return {k: _resolve(v, base, f"{section}.names.{k}") for k, v in value.items()}
-    if key == "operational":
+    if key in ("operational", "technologies"):
+        if not isinstance(value, str | list | tuple):
+            raise ConfigError(f"[{section}] {key} must be a list of text, got {value!r}")
         return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
     return value
 
@@ -1011,7 +1024,8 @@ def _speed_sources(
     if raw is None:
         return None, ()
     blocks = [raw] if isinstance(raw, Mapping) else list(raw)
-    sources = [_build(SpeedConfig, "speed", b, base) for b in blocks]
+    sources = [_build(SpeedConfig, "speed", with_preset(b) if isinstance(b, Mapping) else b,
+                      base) for b in blocks]
     sources = [_with_periods(s) for s in sources]
     for s in sources:
         if s.path is None:
@@ -1023,6 +1037,7 @@ def _speed_sources(
             )
         if s.min_tests < 1 or s.min_devices < 0:
             raise ConfigError("[speed] min_tests must be ≥ 1 and min_devices ≥ 0")
+        check_preset(s)
         for key, allowed in (("network", ("fixed", "mobile")),
                              ("assignment", TILE_ASSIGNMENTS), ("weighting", TILE_WEIGHTINGS),
                              ("statistic", STATISTICS), ("sample", SAMPLES),

@@ -342,6 +342,40 @@ def read_table(
     )
 
 
+def header(path: Path | str, *, encoding: str = "utf-8", name: str = "input"
+           ) -> list[str] | None:
+    """The column names of a table, read without its rows.
+
+    Parameters
+    ----------
+    path
+        A CSV, a Parquet file or folder of parts, or a database table or query.
+    encoding, name
+        As for :func:`read_table`.
+
+    Returns
+    -------
+    list of str or None
+        The columns; None for formats whose header is not read apart (Excel, GDAL formats).
+
+    Raises
+    ------
+    InputError, SchemaError
+        As :func:`read_table`.
+    """
+    path = _existing(path, name)
+    if isinstance(path, DatabaseSource):
+        from ruralcov import postgis
+
+        with postgis.connect(path, name=name) as conn, conn.transaction():
+            return list(postgis.describe(conn, path, name=name).columns)
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in _PARQUET_SUFFIXES:
+        return _parquet_columns((_parquet_parts(path, name) if path.is_dir() else [path])[0],
+                                name)
+    return _csv_header(path, encoding, name) if suffix in _CSV_SUFFIXES else None
+
+
 # --- reading in batches --------------------------------------------------------------------
 
 

@@ -15,8 +15,31 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import shapely
 from numpy.typing import ArrayLike, NDArray
+
+
+def code_priority(codes: ArrayLike) -> NDArray[np.float64]:
+    """Each village's priority for :func:`assign_points`: the rank of its code, so that a point
+    on a shared edge goes to the village with the lowest code (the boundary rule above).
+
+    Parameters
+    ----------
+    codes
+        The village codes, in the order of the polygons.
+
+    Returns
+    -------
+    numpy.ndarray
+        Dense ranks (1 for the lowest code).
+
+    Examples
+    --------
+    >>> code_priority(["B", "A", "C", "A"]).tolist()
+    [2.0, 1.0, 3.0, 1.0]
+    """
+    return pd.Series(np.asarray(codes, dtype=object)).rank(method="dense").to_numpy()
 
 
 def _tree(geoms: NDArray[np.object_]) -> tuple[shapely.STRtree, NDArray[np.intp]]:

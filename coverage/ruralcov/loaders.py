@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ruralcov import checks, io, units
+from ruralcov import checks, io, presets, units
 from ruralcov.classify import parse_yes_no
 from ruralcov.config import (
     BoundariesConfig,
@@ -528,6 +528,30 @@ def _fibre_assets(f: FibreConfig, layer: str) -> Loaded:
     record = input_record(layer, f.path, len(frame), issues,
                           extra={"not_operational": not_op}, digest=io.content_hash(frame))
     return Loaded(frame=out, issues=issues, record=record)
+
+
+def preset_columns(s: SpeedConfig, *, name: str) -> SpeedConfig:
+    """``s`` with the columns its preset names spelt as its file spells them (dots or
+    underscores, :func:`ruralcov.presets.resolve_columns`), so that every engine reads them.
+
+    Parameters
+    ----------
+    s
+        A ``[[speed]]`` block.
+    name
+        Its layer (``speed``, ``capability[0]``), for messages.
+
+    Returns
+    -------
+    SpeedConfig
+        ``s`` itself without a preset, or when the file's header is not read apart.
+    """
+    if not s.preset:
+        return s
+    columns = io.header(s.path, encoding=s.encoding, name=name)
+    if columns is None:
+        return s
+    return dataclasses.replace(s, **presets.resolve_columns(s, columns, layer=name))
 
 
 def load_speed_tests(s: SpeedConfig) -> Loaded:

@@ -17,10 +17,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ruralcov import aggregate, classify, crs, measure, stream, units
-from ruralcov.config import Config
+from ruralcov import aggregate, classify, crs, join, measure, stream, units
+from ruralcov.config import Config, replace
 from ruralcov.io import sha256_file
-from ruralcov.loaders import InputRecord, load_fibre, load_villages
+from ruralcov.loaders import InputRecord, load_fibre, load_villages, preset_columns
 from ruralcov.schema import VILLAGE_COLUMNS, present_levels
 from ruralcov.validate import check_positions, concat_issues, row_issues
 
@@ -98,7 +98,8 @@ def _capability(config: Config, villages: gpd.GeoDataFrame, target: np.ndarray,
 
     loaded = []
     for i, source in enumerate(config.capability):
-        one = cap.load_capability(source, i, villages["village_code"])
+        one = cap.load_capability(source, i, villages["village_code"],
+                                  polygons=villages.geometry.values)
         found.issues.append(one.issues)
         found.records.append(one.record)
         loaded.append(one.frame)
@@ -201,13 +202,15 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None,
         from ruralcov.trends import with_period_column
 
         config = with_period_column(config)
+    if config.speed is not None:  # a preset's columns as the file spells them
+        config = replace(config, speed=preset_columns(config.speed, name="speed"))
     found = _Found()
     tell("villages")
     villages = _villages(config, found)
     bounds = villages.geometry[villages["has_geometry"]].total_bounds if (
         villages["has_geometry"].any()) else None
     metric = crs.metric_crs(tuple(bounds) if bounds is not None else (-1, -1, 1, 1))
-    code_rank = villages["village_code"].rank(method="dense").to_numpy()
+    code_rank = join.code_priority(villages["village_code"])
     tell("fibre")
     evidence, fibre_points, fibre_routes = _fibre(config, villages, metric, found)
     tell("speed tests")

@@ -639,7 +639,7 @@ def _access_points_by_area(
     where = join.assign_points(
         ap.geometry.values,
         villages.geometry.values,
-        priority=codes.rank(method="dense").to_numpy(),
+        priority=join.code_priority(codes),
     )
     ap = ap[where >= 0]
     ap_area = areas[where[where >= 0]]

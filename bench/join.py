@@ -361,15 +361,25 @@ def ratios(results: dict) -> dict:
     return out
 
 
-def goal_line(results: dict, time_ratios: dict) -> str | None:
-    """The whole-process ratio of ``ruralcov run --no-maps`` to DuckDB against the goal."""
+def paired_ratios(runs: dict[str, list[dict]]) -> list[float]:
+    """``run``'s seconds over DuckDB's in each round (the two ran next to each other)."""
+    return [round(r["seconds"] / d["seconds"], 3)
+            for r, d in zip(runs["run"], runs["duckdb"], strict=True)]
+
+
+def goal_line(results: dict, time_ratios: dict, paired: list[float]) -> str | None:
+    """The whole-process ratio of ``ruralcov run --no-maps`` to DuckDB against the goal: met
+    when both the ratio of the medians and the median of the rounds' ratios are within it
+    (on a shared machine a load that comes and goes can favour either engine's median)."""
     if "run/duckdb" not in time_ratios:
         return None
     ratio, rss = time_ratios["run/duckdb"], results["run"]["peak_rss_gib"] * 2**30
-    met = ratio <= GOAL_RATIO and rss <= GOAL_RSS
+    by_round = statistics.median(paired)
+    met = max(ratio, by_round) <= GOAL_RATIO and rss <= GOAL_RSS
     return (f"  whole processes: `ruralcov run --no-maps` {results['run']['seconds']:.2f} s / "
-            f"DuckDB {results['duckdb']['seconds']:.2f} s = {ratio:.2f} (goal <= {GOAL_RATIO}), "
-            f"run's peak RSS {rss / 1e9:.2f} GB (goal <= {GOAL_RSS / 1e9:.1f}): "
+            f"DuckDB {results['duckdb']['seconds']:.2f} s = {ratio:.2f}; round by round "
+            f"{', '.join(f'{x:.2f}' for x in paired)} (median {by_round:.2f}); goal <= "
+            f"{GOAL_RATIO}; run's peak RSS {rss / 1e9:.2f} GB (goal <= {GOAL_RSS / 1e9:.1f}): "
             f"{'met' if met else 'NOT met'}")
 
 
@@ -413,11 +423,12 @@ def one_size(n: int, engines: list[str], villages: Path, folder: Path, args) -> 
     time_ratios = ratios(results)
     print("  ratios of median wall-clock seconds: "
           + ", ".join(f"{k} {v:.2f}" for k, v in time_ratios.items()))
-    goal = goal_line(results, time_ratios)
+    paired = paired_ratios(runs) if "run" in runs and "duckdb" in runs else []
+    goal = goal_line(results, time_ratios, paired)
     if goal:
         print(goal)
     return {"points": n, "engines": results, "agreement": agreement,
-            "time_ratios": time_ratios}
+            "time_ratios": time_ratios, "run/duckdb_each_round": paired}
 
 
 def main() -> None:

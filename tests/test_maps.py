@@ -492,3 +492,29 @@ def test_static_maps_without_a_cjk_font_show_codes(small_result: CoverageResult,
     texts = [t.get_text() for t in fig.findobj(Text) if t.get_text()]
     assert "140106\n33.3%, gap 2" in texts and "140105\n75.0%, gap 1" in texts
     assert any(t.startswith("14 — fibre share by county") for t in texts), texts
+
+
+# --- areas dissolved from villages ---------------------------------------------------------
+
+
+def test_dissolve_many_unions_each_key_of_each_level_as_dissolve_does() -> None:
+    from ruralcov.maps.data import dissolve, dissolve_many
+
+    # a 2 x 2 grid of unit squares (a coverage), and the same grid with an extra vertex on
+    # one shared edge (not a coverage: the general union), a missing key and no geometry
+    squares = [shapely.box(x, y, x + 1, y + 1) for x in (0, 1) for y in (0, 1)]
+    misnoded = [shapely.segmentize(squares[0], 0.5), *squares[1:], None]
+    columns = pd.Series(["west", "west", "east", None, "east"])  # the 5th has no geometry
+    whole = pd.Series(["all"] * 5)
+    work = [(np.array(squares + [None], dtype=object), columns),
+            (np.array(misnoded, dtype=object), columns),
+            (np.array(misnoded, dtype=object), whole)]
+    got = dissolve_many(work)
+    expected = [{"east": shapely.box(1, 0, 2, 1), "west": shapely.box(0, 0, 1, 2)},
+                {"east": shapely.box(1, 0, 2, 1), "west": shapely.box(0, 0, 1, 2)},
+                {"all": shapely.box(0, 0, 2, 2)}]
+    for areas, want, (geoms, keys) in zip(got, expected, work, strict=True):
+        assert list(areas.index) == sorted(want)
+        assert all(shapely.equals(areas[key], want[key]) for key in want)
+        alone = dissolve(geoms, keys)  # one at a time: the same geometries, bit for bit
+        assert [shapely.to_wkb(g) for g in alone] == [shapely.to_wkb(g) for g in areas]

@@ -43,7 +43,7 @@ from ruralcov.maps.assets import copy_assets
 from ruralcov.maps.data import (
     FIVE_WAY_MAP_CLASSES,
     MAP_CLASSES,
-    dissolve,
+    dissolve_many,
     map_class,
     simplify_polygons,
     village_classes,
@@ -183,19 +183,21 @@ def _scene(result: CoverageResult) -> _Scene:
     )
     # areas are dissolved from the full geometry and simplified afterwards: the union of
     # separately simplified villages would show hairline gaps wherever neighbours differ
+    levels = [level for level in ("county", "township")
+              if level in result.summaries and f"{level}_code" in drawn.columns]
+    dissolved = dissolve_many([(drawn.geometry.to_numpy(), drawn[f"{level}_code"])
+                               for level in levels])
     areas = {}
-    for level in ("county", "township"):
-        if level in result.summaries and f"{level}_code" in drawn.columns:
-            merged = dissolve(drawn.geometry.to_numpy(), drawn[f"{level}_code"])
-            areas[level] = pd.Series(
-                simplify_polygons(
-                    merged.to_numpy(),
-                    metric_crs=result.metric_crs,
-                    tolerance_m=PROVINCE_TOLERANCE_M,
-                ),
-                index=merged.index,
-                dtype=object,
-            )
+    for level, merged in zip(levels, dissolved, strict=True):
+        areas[level] = pd.Series(
+            simplify_polygons(
+                merged.to_numpy(),
+                metric_crs=result.metric_crs,
+                tolerance_m=PROVINCE_TOLERANCE_M,
+            ),
+            index=merged.index,
+            dtype=object,
+        )
     counties: list[tuple[str, str, str]] = []
     if "county" in areas:
         summary = result.summaries["county"]

@@ -17,7 +17,9 @@ The page script ``templates/ruralcov_map.js`` decodes this format.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ __all__ = [
     "area_classes",
     "columns",
     "dissolve",
+    "dissolve_many",
     "encode_geometry",
     "fibre_met",
     "map_class",
@@ -384,18 +387,52 @@ def dissolve(geoms: NDArray[np.object_], keys: pd.Series) -> pd.Series:
         One (multi)polygon per key, by key, without the slivers left where neighbours do
         not quite meet.
     """
-    geoms = np.asarray(geoms, dtype=object)
-    keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) & keys.notna().to_numpy()
-    frame = pd.DataFrame({"key": keys.to_numpy()[keep], "i": np.flatnonzero(keep)})
-    out = {}
-    for key, idx in frame.groupby("key", sort=True)["i"]:
-        parts = geoms[idx.to_numpy()]
-        try:
-            merged = shapely.coverage_union_all(parts)
-        except shapely.errors.GEOSException:  # not a coverage: the general union
-            merged = shapely.union_all(parts)
-        out[key] = _without_slivers(merged)
-    return pd.Series(out, dtype=object)
+    return dissolve_many([(geoms, keys)])[0]
+
+
+def dissolve_many(work: Sequence[tuple[NDArray[np.object_], pd.Series]]) -> list[pd.Series]:
+    """:func:`dissolve` of each ``(geoms, keys)`` of ``work``, the unions all at once.
+
+    Every key's union is a task of one pool of threads, the largest first: GEOS works
+    without the GIL, and a province's unions (its townships and its counties, each of
+    thousands of polygons) are most of the time of its ``results.gpkg``. Each union is
+    computed as :func:`dissolve` alone computes it.
+
+    Parameters
+    ----------
+    work
+        Pairs of polygons and their keys, as :func:`dissolve` takes them.
+
+    Returns
+    -------
+    list of pandas.Series
+        :func:`dissolve` of each pair, in order.
+    """
+    groups = []
+    for n, (geoms, keys) in enumerate(work):
+        geoms = np.asarray(geoms, dtype=object)
+        keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) & keys.notna().to_numpy()
+        frame = pd.DataFrame({"key": keys.to_numpy()[keep], "i": np.flatnonzero(keep)})
+        groups += [(n, key, geoms[idx.to_numpy()])
+                   for key, idx in frame.groupby("key", sort=True)["i"]]
+    largest_first = sorted(range(len(groups)), key=lambda k: -len(groups[k][2]))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        merged = dict(zip(largest_first,
+                          pool.map(lambda k: _union(groups[k][2]), largest_first), strict=True))
+    out: list[dict[Any, Any]] = [{} for _ in work]
+    for k, (n, key, _) in enumerate(groups):
+        out[n][key] = merged[k]
+    return [pd.Series(found, dtype=object) for found in out]
+
+
+def _union(parts: NDArray[np.object_]) -> Any:
+    """The union of ``parts`` without slivers: the coverage union where they form a coverage
+    (much faster), else the general union."""
+    try:
+        merged = shapely.coverage_union_all(parts)
+    except shapely.errors.GEOSException:  # not a coverage: the general union
+        merged = shapely.union_all(parts)
+    return _without_slivers(merged)
 
 
 def _without_slivers(geom: Any, rel: float = 1e-6) -> Any:

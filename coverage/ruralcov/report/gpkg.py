@@ -28,7 +28,7 @@ import pandas as pd
 from ruralcov.maps.data import (
     ASSET_CLASSES,
     area_classes,
-    dissolve,
+    dissolve_many,
     fibre_met,
     map_class,
     village_classes,
@@ -173,13 +173,11 @@ def _village_layer(frame: pd.DataFrame, geometry: Any) -> tuple[gpd.GeoDataFrame
     return out, qml
 
 
-def _area_layer(result: CoverageResult, level: str, villages: gpd.GeoDataFrame
+def _area_layer(result: CoverageResult, level: str, merged: pd.Series
                 ) -> tuple[gpd.GeoDataFrame, str]:
-    """The areas of ``level``: the summary's rows, the union of their villages' polygons, and
-    the fibre-share class of the web map's area layers."""
+    """The areas of ``level``: the summary's rows, the union of their villages' polygons
+    (``merged``, by code), and the fibre-share class of the web map's area layers."""
     summary = result.summaries[level].reset_index(drop=True)
-    drawn = villages[villages.geometry.notna()]
-    merged = dissolve(drawn.geometry.to_numpy(), drawn[f"{level}_code"])
     target = result.config.targets.fibre_share
     cls, labels = area_classes(summary["fibre_share"], target, met=fibre_met(summary))
     names = np.array([label for label, _ in labels], dtype=object)
@@ -226,9 +224,13 @@ def gpkg_layers(result: CoverageResult) -> list[tuple[str, gpd.GeoDataFrame, str
         villages = villages.to_crs("EPSG:4326")
     table = pd.DataFrame(villages.drop(columns=villages.geometry.name))
     layers = [("villages", *_village_layer(table, villages.geometry.to_numpy()))]
-    for level in _AREA_LEVELS:
-        if level in result.summaries and f"{level}_code" in villages.columns:
-            layers.append((_AREA_LEVELS[level], *_area_layer(result, level, villages)))
+    levels = [level for level in _AREA_LEVELS
+              if level in result.summaries and f"{level}_code" in villages.columns]
+    drawn = villages[villages.geometry.notna()]
+    merged = dissolve_many([(drawn.geometry.to_numpy(), drawn[f"{level}_code"])
+                            for level in levels])
+    for level, areas in zip(levels, merged, strict=True):
+        layers.append((_AREA_LEVELS[level], *_area_layer(result, level, areas)))
     by_code = pd.Series(villages.geometry.to_numpy(), index=villages["village_code"])
     for name, gap in result.gaps.items():
         geometry = by_code.reindex(gap["village_code"]).to_numpy()
@@ -271,7 +273,9 @@ def _refused_by_disk(path: Path, exc: Exception) -> None:
         probe.unlink(missing_ok=True)
 
 
-def write_gpkg(result: CoverageResult, path: Path | str, *, created: str) -> tuple[str, str]:
+def write_gpkg(result: CoverageResult, path: Path | str, *, created: str,
+               layers: list[tuple[str, gpd.GeoDataFrame, str]] | None = None
+               ) -> tuple[str, str]:
     """Write ``results.gpkg``: every layer of :func:`gpkg_layers` and their default styles.
 
     Parameters
@@ -282,6 +286,9 @@ def write_gpkg(result: CoverageResult, path: Path | str, *, created: str) -> tup
         The file to write (replaced when it exists).
     created
         The run's time: the only time the file holds.
+    layers
+        :func:`gpkg_layers` of ``result`` when already made (the run folder's writer makes
+        them in a thread while it writes the tables); made here otherwise.
 
     Returns
     -------
@@ -292,7 +299,7 @@ def write_gpkg(result: CoverageResult, path: Path | str, *, created: str) -> tup
 
     path = Path(path)
     path.unlink(missing_ok=True)
-    layers = gpkg_layers(result)
+    layers = gpkg_layers(result) if layers is None else layers
     try:
         with pinned_gpkg_date(created):
             for name, frame, _ in layers:

@@ -31,7 +31,7 @@ from ruralcov.config import dump_config, relative_inside
 from ruralcov.errors import ConfigError, OutputExistsError
 from ruralcov.io import sha256_file
 from ruralcov.pipeline import CoverageResult
-from ruralcov.report.gpkg import GPKG_FILE, write_gpkg
+from ruralcov.report.gpkg import GPKG_FILE, gpkg_layers, write_gpkg
 from ruralcov.report.html import Figures, page, render_report_html
 from ruralcov.report.manifest import build_manifest, write_manifest
 from ruralcov.report.tables import write_tables
@@ -192,9 +192,13 @@ def assets_frame(result: CoverageResult) -> gpd.GeoDataFrame:
 def _write_data(result: CoverageResult, tmp: Path, created: str) -> list[tuple[str, str]]:
     """The Parquet files, the tables and the workbook; returns the files for the report's
     list beyond the fixed ones."""
-    # villages.parquet is written by a thread (pyarrow and GEOS work without the GIL) while the
-    # tables and the workbook are formatted (Python work); it gets a frame of its own.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # villages.parquet is written and the layers of results.gpkg are made (their areas are
+    # unions of villages) by threads (pyarrow and GEOS work without the GIL) while the tables
+    # and the workbook are formatted (Python work); the parquet gets a frame of its own. The
+    # GeoPackage is written after the tables: on a full disk, the first file refused stops the
+    # run before GDAL starts (which would print its own errors).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        layers = pool.submit(gpkg_layers, result)
         parquet = pool.submit(result.villages.copy(deep=False).to_parquet,
                               tmp / "villages.parquet", index=False)
         assets_frame(result).to_parquet(tmp / ASSETS_FILE, index=False)
@@ -203,9 +207,10 @@ def _write_data(result: CoverageResult, tmp: Path, created: str) -> list[tuple[s
         if result.cells is not None:
             result.cells.to_parquet(tmp / CELLS_FILE, index=False)
             files.append((CELLS_FILE, "speed tests per 1 km cell, as the county maps draw them"))
-        files.append(write_gpkg(result, tmp / GPKG_FILE, created=created))
         write_tables(result, tmp / "tables")
         write_xlsx(result, tmp / "report.xlsx", created=created)
+        files.append(write_gpkg(result, tmp / GPKG_FILE, created=created,
+                                layers=layers.result()))
         parquet.result()
     return files
 

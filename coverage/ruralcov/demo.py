@@ -782,8 +782,8 @@ def _routes(
     """Routes with ``status`` and a bent line (metric CRS) between the :func:`_route_ends`.
 
     Operational routes that would pass within ``clear_m`` (1 km and a margin) of a village
-    without fibre that is not meant to have fibre nearby are left out (an operator's route data is incomplete), so that
-    "fibre nearby" stays a property of some gaps, not of all.
+    without fibre that is not meant to have fibre nearby are left out (an operator's route
+    data is incomplete), so that "fibre nearby" stays a property of some gaps, not of all.
     """
     geoms = v["geometry"].to_numpy()
     a, b, status = ends

@@ -704,6 +704,13 @@ def test_e50_run_name_that_climbs_out_of_out(world, tmp_path, monkeypatch):
                   if not p.is_relative_to(world.parent)) == ["a", "a/b", "a/b/c"]
 
 
+
+def test_e51_demo_province_not_in_the_register(tmp_path):
+    out = tmp_path / "demo"
+    cli_error(["demo", "--province", "64", "--province", "99", "--out", out],
+              "--province 99: not a province code of the register", "64, 65")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
 # --- recorded issues: the run goes on --------------------------------------------------------
 
 

@@ -49,7 +49,10 @@ __all__ = [
     "InputWriter",
     "Layers",
     "Province",
+    "MAX_DISTANCE_M",
+    "NEARBY_M",
     "build_demo_inputs",
+    "demo_config",
     "province_layers",
     "shanxi",
 ]
@@ -74,8 +77,8 @@ _REGISTER_FILES = {
 }
 
 #: The demo's fibre join distances (``max_distance_m`` and ``nearby_m`` in its configuration).
-_MAX_DISTANCE_M = 500.0
-_NEARBY_M = 1000.0
+MAX_DISTANCE_M = 500.0
+NEARBY_M = 1000.0
 _OPERATORS = np.array(["中国电信", "中国联通", "中国移动"])
 _LLOYD_ITERATIONS = 2
 # GeoPackages store a "last change" timestamp; pin it so that a seed gives identical bytes.
@@ -116,7 +119,8 @@ class Province:
         no fibre or no fibre nearby; beyond the analysis's 500 m and 1 km by more than the
         scale error between two metric CRSs, when the province is analysed in another CRS.
     border
-        Other provinces' county outlines near this one, in ``metric_crs`` (None: none): no
+        Other provinces' county outlines near this one, an array of polygons in
+        ``metric_crs`` (None: none): no
         access point or route comes within ``ap_clear_m`` / ``route_clear_m`` of them, so a
         province gives its neighbours no fibre evidence.
     """
@@ -127,8 +131,8 @@ class Province:
     plane_scale: tuple[float, float] = (111_320.0 * math.cos(math.radians(37.5)), 110_950.0)
     prefix: str = ""
     outside: tuple[tuple[float, float, float, float], ...] = _SHANXI_NEIGHBOURS
-    ap_clear_m: float = _MAX_DISTANCE_M + 1.0
-    route_clear_m: float = _NEARBY_M + 10.0
+    ap_clear_m: float = MAX_DISTANCE_M + 1.0
+    route_clear_m: float = NEARBY_M + 10.0
     border: Any = None
 
     def stream(self, *more: int) -> np.random.Generator:
@@ -203,7 +207,7 @@ def build_demo_inputs(
     with InputWriter(inputs_dir) as writer:
         writer.add(province_layers(register, townships, outlines, shanxi(seed),
                                    tests_per_village=tests_per_village))
-    return _demo_config(seed)
+    return demo_config(name="shanxi-demo", provenance=DEMO_PROVENANCE.format(seed=seed))
 
 
 def province_layers(
@@ -325,13 +329,22 @@ _GPKG_FILES = (
 )
 
 
-def _demo_config(seed: int) -> dict[str, Any]:
+def demo_config(*, name: str, provenance: str) -> dict[str, Any]:
+    """The configuration of the demo inputs :class:`InputWriter` writes, in the shape of a
+    parsed TOML file (paths relative to the inputs folder).
+
+    Parameters
+    ----------
+    name, provenance
+        ``[run] name`` and ``[run] provenance``.
+
+    Returns
+    -------
+    dict
+        Load it with ``ruralcov.config.config_from_dict(raw, base=inputs_dir)``.
+    """
     return {
-        "run": {
-            "name": "shanxi-demo",
-            "profile": "shanxi-2020",
-            "provenance": DEMO_PROVENANCE.format(seed=seed),
-        },
+        "run": {"name": name, "profile": "shanxi-2020", "provenance": provenance},
         "villages": {
             "path": "villages.csv",
             "code": "code",
@@ -360,8 +373,8 @@ def _demo_config(seed: int) -> dict[str, Any]:
                 "id": "asset_id",
                 "status": "status",
                 "operational": ["operational", "in_service"],
-                "max_distance_m": _MAX_DISTANCE_M,
-                "nearby_m": _NEARBY_M,
+                "max_distance_m": MAX_DISTANCE_M,
+                "nearby_m": NEARBY_M,
             },
             {
                 "path": "fibre_routes.gpkg",
@@ -369,7 +382,7 @@ def _demo_config(seed: int) -> dict[str, Any]:
                 "kind": "routes",
                 "id": "route_id",
                 "status": "status",
-                "nearby_m": _NEARBY_M,
+                "nearby_m": NEARBY_M,
             },
         ],
         "speed": [{
@@ -474,6 +487,7 @@ def _partition(region: Any, n: int, rng: np.random.Generator) -> np.ndarray:
     seeds = _sample_in(np.array([region]), np.array([n]), rng)
     cells = np.empty(0, dtype=object)
     for iteration in range(_LLOYD_ITERATIONS + 1):
+        seeds = _distinct(seeds, region)
         diagram = shapely.voronoi_polygons(
             shapely.multipoints(seeds), extend_to=region, ordered=True
         )
@@ -482,12 +496,33 @@ def _partition(region: Any, n: int, rng: np.random.Generator) -> np.ndarray:
             break
         # Lloyd step: move each seed to its cell's centroid, or onto the cell when the
         # centroid of a concave cell falls outside the region.
-        centroids = shapely.get_coordinates(shapely.centroid(cells))
+        centroids = shapely.centroid(cells)
+        centroids = np.column_stack([shapely.get_x(centroids), shapely.get_y(centroids)])
         inside = shapely.contains_xy(region, centroids[:, 0], centroids[:, 1])
         if not inside.all():
             centroids[~inside] = shapely.get_coordinates(shapely.point_on_surface(cells[~inside]))
         seeds = centroids
     return _polygonal(cells)
+
+
+def _distinct(seeds: np.ndarray, region: Any) -> np.ndarray:
+    """``seeds`` with every repeated point moved apart on a spiral of metre steps, and a seed
+    of an empty cell (NaN) put on the region: Voronoi cells need distinct points, and a sliver
+    of a township that rejection sampling keeps missing gives several seeds one point."""
+    lost = np.isnan(seeds).any(axis=1)
+    if lost.any():
+        seeds = seeds.copy()
+        seeds[lost] = shapely.get_coordinates(shapely.point_on_surface(region))
+    order = np.lexsort((seeds[:, 1], seeds[:, 0]))
+    repeated = np.zeros(len(seeds), dtype=bool)
+    repeated[order[1:]] = (np.diff(seeds[order], axis=0) == 0).all(axis=1)
+    if not repeated.any():
+        return seeds
+    k = np.arange(1, int(repeated.sum()) + 1)
+    angle = k * 2.399963  # the golden angle: no two steps of the spiral meet
+    seeds = seeds.copy()
+    seeds[repeated] += np.sqrt(k)[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
+    return seeds
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -620,11 +655,16 @@ def _build_fibre(world: _World, rng: np.random.Generator, province: Province) ->
 
 
 def _clear_of(frame: pd.DataFrame, geoms: np.ndarray, border: Any, reach: float) -> pd.DataFrame:
-    """The rows of ``frame`` whose geometry lies farther than ``reach`` from ``border``."""
-    if border is None or len(frame) == 0:
+    """The rows of ``frame`` whose geometry lies farther than ``reach`` from every polygon of
+    ``border``."""
+    if border is None or len(frame) == 0 or len(border) == 0:
         return frame
-    near = shapely.dwithin(np.asarray(geoms, dtype=object), border, reach)
-    return frame[~near].reset_index(drop=True)
+    near = shapely.STRtree(border).query(
+        np.asarray(geoms, dtype=object), predicate="dwithin", distance=reach
+    )[0]
+    keep = np.ones(len(frame), dtype=bool)
+    keep[near] = False
+    return frame[keep].reset_index(drop=True)
 
 
 def _numbered(prefix: str, n: int) -> list[str]:
@@ -851,7 +891,7 @@ def _near_operational_point(v: pd.DataFrame, ap: pd.DataFrame) -> np.ndarray:
     operational = ap["status"].isin(["operational", "in_service"]).to_numpy()
     ap_points = shapely.points(ap.loc[operational, ["x", "y"]].to_numpy())
     vtree = shapely.STRtree(v["geometry"].to_numpy()[has_geom])
-    pairs = vtree.query(ap_points, predicate="dwithin", distance=_MAX_DISTANCE_M)
+    pairs = vtree.query(ap_points, predicate="dwithin", distance=MAX_DISTANCE_M)
     by_ap = np.zeros(len(v), dtype=bool)
     by_ap[np.flatnonzero(has_geom)[pairs[1]]] = True
     return by_ap

@@ -18,8 +18,11 @@ outside their polygon, some have only planned or under-construction assets, some
 passing by but no access point, some have too few speed tests, and a handful of speed-test rows
 are bad (negative speed, missing or out-of-province coordinates).
 
-All geometry work happens in UTM 49N (EPSG:32649, metres), which covers Shanxi; files are
-written in EPSG:4326.
+The world is drawn one province at a time (:func:`province_layers`, with the settings of a
+:class:`Province`): the Shanxi demo is one province, the national world
+(:mod:`ruralcov.national`) is every province in turn, written one after the other by
+:class:`InputWriter`. Distances are measured in the province's metric CRS (UTM 49N,
+EPSG:32649, for Shanxi); files are written in EPSG:4326.
 """
 
 from __future__ import annotations
@@ -123,6 +126,11 @@ class Province:
         ``metric_crs`` (None: none): no
         access point or route comes within ``ap_clear_m`` / ``route_clear_m`` of them, so a
         province gives its neighbours no fibre evidence.
+    settle
+        Put an access point that three draws left within ``ap_clear_m`` of a village meant to
+        have no fibre on a clear spot of its village (:func:`_clear_spot`), so that no
+        distance falls near 500 m where two CRSs disagree. The Shanxi demo leaves its few
+        such points where they are (its published files stay as they were).
     """
 
     code: str
@@ -134,6 +142,7 @@ class Province:
     ap_clear_m: float = MAX_DISTANCE_M + 1.0
     route_clear_m: float = NEARBY_M + 10.0
     border: Any = None
+    settle: bool = False
 
     def stream(self, *more: int) -> np.random.Generator:
         """The province's random stream ``more`` (none: the main one)."""
@@ -638,7 +647,7 @@ def _build_fibre(world: _World, rng: np.random.Generator, province: Province) ->
     v = world.villages
     planned_fibre, counties, admin_n = _fibre_villages(v, rng)
     groups = _evidence_groups(v, planned_fibre, rng)
-    ap_xy = _place_access_points(v, groups, rng, province.ap_clear_m)
+    ap_xy = _place_access_points(v, groups, rng, province.ap_clear_m, province.settle)
     ap, planned_xy, olt_of_township = _access_points(v, groups, ap_xy, counties, rng)
     ends = _route_ends(v, groups, ap_xy, planned_xy, olt_of_township, rng)
     routes = _routes(v, groups, ends, rng, province.route_clear_m)
@@ -750,10 +759,11 @@ def _evidence_groups(
 
 
 def _place_access_points(
-    v: pd.DataFrame, groups: _Evidence, rng: np.random.Generator, clear_m: float
+    v: pd.DataFrame, groups: _Evidence, rng: np.random.Generator, clear_m: float, settle: bool
 ) -> np.ndarray:
     """One access point per fibre village (NaN rows for the others), never by accident within
-    ``clear_m`` (the fibre distance and a margin) of a village meant to have none."""
+    ``clear_m`` (the fibre distance and a margin) of a village meant to have none: drawn again
+    up to three times, then (``settle``) put on a :func:`_clear_spot`."""
     geoms = v["geometry"].to_numpy()
     fib = groups.fibre
     tree = shapely.STRtree(geoms[groups.without])
@@ -766,7 +776,25 @@ def _place_access_points(
             break
         moved = fib[hits]
         ap_xy[moved] = _deep_points(geoms[moved], rng)
+    still = fib[_hits(tree, ap_xy[fib], clear_m)] if settle else ()
+    for i in still:
+        ap_xy[i] = _clear_spot(geoms[i], geoms[groups.without], tree, clear_m)
     return ap_xy
+
+
+def _clear_spot(geom: Any, without: np.ndarray, tree: shapely.STRtree, clear_m: float) -> Any:
+    """A point of ``geom`` beyond ``clear_m`` of every village of ``without`` or, when the
+    village has none, a point off the band around the fibre distance where another metric CRS
+    could put it on either side (from ``2 * MAX_DISTANCE_M - clear_m`` to ``clear_m``)."""
+    near = without[tree.query(geom, predicate="dwithin", distance=clear_m)]
+    reach = shapely.union_all(shapely.buffer(near, clear_m, quad_segs=4))
+    band = shapely.difference(
+        reach, shapely.union_all(shapely.buffer(near, 2 * MAX_DISTANCE_M - clear_m, quad_segs=4))
+    )
+    for free in (shapely.difference(geom, reach), shapely.difference(geom, band)):
+        if not free.is_empty:
+            return shapely.get_coordinates(shapely.point_on_surface(free))[0]
+    return shapely.get_coordinates(shapely.point_on_surface(geom))[0]
 
 
 def _access_points(

@@ -13,9 +13,10 @@ What is real and what is invented:
 Each province draws from its own random streams (seeded with the seed and the province code),
 in its own metric CRS, and keeps its access points and routes out of reach of the other
 provinces' counties. A province built alone (``provinces=["64"]``) therefore writes the same
-rows as inside the nation, and its analysis gives the same villages and summaries: the
-province is the unit of work, and a national world is the provinces written one after the
-other.
+rows as inside the nation, and its analysis gives the same summaries and the same class of
+every village (only distances in metres move, by the scale of the CRS the run measures in):
+the province is the unit of work, and a national world is the provinces written one after
+the other.
 
 Outlines are matched to the register by county code (``gb`` = "156" + 6 digits). An outline
 whose code the register lacks takes the code of the register county of the same city with the
@@ -300,7 +301,7 @@ def national_province(code: str, outlines: gpd.GeoDataFrame, *, seed: int) -> Pr
     return Province(
         code=code, seed=(seed, int(code)), metric_crs=metric.to_string(), plane_scale=scale,
         prefix=f"{code}-", outside=_FAR_AWAY, ap_clear_m=MAX_DISTANCE_M * _CLEAR_FACTOR,
-        route_clear_m=NEARBY_M * _CLEAR_FACTOR, border=border,
+        route_clear_m=NEARBY_M * _CLEAR_FACTOR, border=border, settle=True,
     )
 
 

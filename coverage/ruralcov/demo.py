@@ -123,9 +123,8 @@ class Province:
         scale error between two metric CRSs, when the province is analysed in another CRS.
     border
         Other provinces' county outlines near this one, an array of polygons in
-        ``metric_crs`` (None: none): no
-        access point or route comes within ``ap_clear_m`` / ``route_clear_m`` of them, so a
-        province gives its neighbours no fibre evidence.
+        ``metric_crs`` (None: none): no access point or route comes within ``ap_clear_m`` /
+        ``route_clear_m`` of them, so a province gives its neighbours no fibre evidence.
     settle
         Put an access point that three draws left within ``ap_clear_m`` of a village meant to
         have no fibre on a clear spot of its village (:func:`_clear_spot`), so that no

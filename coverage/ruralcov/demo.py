@@ -646,7 +646,7 @@ def _build_fibre(world: _World, rng: np.random.Generator, province: Province) ->
     v = world.villages
     planned_fibre, counties, admin_n = _fibre_villages(v, rng)
     groups = _evidence_groups(v, planned_fibre, rng)
-    ap_xy = _place_access_points(v, groups, rng, province.ap_clear_m, province.settle)
+    ap_xy = _place_access_points(v, groups, rng, province)
     ap, planned_xy, olt_of_township = _access_points(v, groups, ap_xy, counties, rng)
     ends = _route_ends(v, groups, ap_xy, planned_xy, olt_of_township, rng)
     routes = _routes(v, groups, ends, rng, province.route_clear_m)
@@ -758,14 +758,19 @@ def _evidence_groups(
 
 
 def _place_access_points(
-    v: pd.DataFrame, groups: _Evidence, rng: np.random.Generator, clear_m: float, settle: bool
+    v: pd.DataFrame, groups: _Evidence, rng: np.random.Generator, province: Province
 ) -> np.ndarray:
     """One access point per fibre village (NaN rows for the others), never by accident within
-    ``clear_m`` (the fibre distance and a margin) of a village meant to have none: drawn again
-    up to three times, then (``settle``) put on a :func:`_clear_spot`."""
+    ``province.ap_clear_m`` (the fibre distance and a margin) of a village meant to have none
+    or of another province: drawn again up to three times, then (``province.settle``) put on
+    a :func:`_clear_spot`."""
     geoms = v["geometry"].to_numpy()
     fib = groups.fibre
-    tree = shapely.STRtree(geoms[groups.without])
+    clear_m, settle = province.ap_clear_m, province.settle
+    avoid = geoms[groups.without]
+    if province.border is not None:
+        avoid = np.concatenate([avoid, province.border])
+    tree = shapely.STRtree(avoid)
     ap_xy = np.full((len(v), 2), np.nan)
     ap_xy[groups.inside] = _deep_points(geoms[groups.inside], rng)
     ap_xy[groups.outside] = _points_outside(geoms[groups.outside], rng)
@@ -777,15 +782,16 @@ def _place_access_points(
         ap_xy[moved] = _deep_points(geoms[moved], rng)
     still = fib[_hits(tree, ap_xy[fib], clear_m)] if settle else ()
     for i in still:
-        ap_xy[i] = _clear_spot(geoms[i], geoms[groups.without], tree, clear_m)
+        ap_xy[i] = _clear_spot(geoms[i], avoid, tree, clear_m)
     return ap_xy
 
 
-def _clear_spot(geom: Any, without: np.ndarray, tree: shapely.STRtree, clear_m: float) -> Any:
-    """A point of ``geom`` beyond ``clear_m`` of every village of ``without`` or, when the
-    village has none, a point off the band around the fibre distance where another metric CRS
-    could put it on either side (from ``2 * MAX_DISTANCE_M - clear_m`` to ``clear_m``)."""
-    near = without[tree.query(geom, predicate="dwithin", distance=clear_m)]
+def _clear_spot(geom: Any, avoid: np.ndarray, tree: shapely.STRtree, clear_m: float) -> Any:
+    """A point of ``geom`` beyond ``clear_m`` of every polygon of ``avoid`` (villages meant to
+    have no fibre, other provinces; ``tree`` indexes them) or, when the village has none, a
+    point off the band around the fibre distance where another metric CRS could put it on
+    either side (from ``2 * MAX_DISTANCE_M - clear_m`` to ``clear_m``)."""
+    near = avoid[tree.query(geom, predicate="dwithin", distance=clear_m)]
     reach = shapely.union_all(shapely.buffer(near, clear_m, quad_segs=4))
     band = shapely.difference(
         reach, shapely.union_all(shapely.buffer(near, 2 * MAX_DISTANCE_M - clear_m, quad_segs=4))

@@ -18,7 +18,7 @@ demo: venv
 	$(BIN)/ruralcov demo --force  # replaces an earlier demo run folder, nothing else
 
 $(VENV)/.test-deps: $(BIN)/ruralcov
-	$(BIN)/python -m pip install --quiet -e '.[test,dask,docs,postgis]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dask,docs,postgis,national]'
 	# the map tests drive Debian's chromium (never a browser downloaded by Playwright)
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	# the PostGIS tests start a throwaway PostgreSQL 15 + PostGIS 3 server (tests/pgserver.py)

@@ -9,6 +9,8 @@ README.md in this folder for where those come from). The script writes next to i
 
 - the Shanxi register tables, copied byte for byte (``shanxi_*.csv``), a one-row
   ``shanxi_province.csv`` taken from ``provinces.csv``, and ``LICENSE-china-division.txt``;
+- the national register of the national demo, copied byte for byte (``china_*_all.csv*``,
+  and ``provinces.csv`` as ``china_provinces.csv``);
 - ``shanxi_counties.geojson``: the 117 county outlines, simplified as one coverage (shared
   edges stay shared) in UTM 49N, rounded to 5 decimals (about 1 m), repaired with
   ``make_valid``, with properties ``code`` (6-digit county code) and ``name``.
@@ -45,11 +47,17 @@ REGISTER_FILES = (
     "shanxi_counties.csv",
     "shanxi_cities.csv",
     "LICENSE-china-division.txt",
+    # the national demo (ruralcov.national)
+    "china_villages_all.csv.gz",
+    "china_townships_all.csv.gz",
+    "china_counties_all.csv",
+    "china_cities_all.csv",
 )
 
 
 def copy_register(shared: Path, out: Path) -> None:
-    """Copy the Shanxi register tables and write the one-row province table.
+    """Copy the register tables (Shanxi's and the nation's) and write the one-row province
+    table of Shanxi.
 
     Parameters
     ----------
@@ -61,6 +69,7 @@ def copy_register(shared: Path, out: Path) -> None:
     src = shared / "china_register"
     for name in REGISTER_FILES:
         shutil.copyfile(src / name, out / name)
+    shutil.copyfile(src / "provinces.csv", out / "china_provinces.csv")
     with open(src / "provinces.csv", encoding="utf-8", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["code"] == PROVINCE_CODE]
     if len(rows) != 1:

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("loaders", "capability", "ookla", "corrections", "stream", "distributed"),
     ("measure", "cells", "trends", "pipeline"),
     ("report", "maps", "runfolder", "outdir"),
-    ("audit", "diff", "verify", "planner", "plan", "demo"),
+    ("audit", "diff", "verify", "planner", "plan", "demo", "national"),
     ("cli",),
 )
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

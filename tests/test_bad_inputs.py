@@ -725,6 +725,12 @@ def test_e52_preset_without_devices_given_min_devices(world, tmp_path):
                  "min_devices = 3 could never be applied", "set min_devices = 0")
 
 
+def test_e53_demo_province_not_in_the_register(tmp_path):
+    out = tmp_path / "demo"
+    cli_error(["demo", "--province", "64", "--province", "99", "--out", out],
+              "--province 99: not a province code of the register", "64, 65")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
 # --- recorded issues: the run goes on --------------------------------------------------------
 
 

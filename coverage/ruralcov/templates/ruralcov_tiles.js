@@ -77,7 +77,7 @@
     var t = group.rc.tiles, map = group._map;
     if (!map) return Promise.resolve(null);
     var view = group.views.get("");
-    var z = Math.min(Math.max(Math.ceil(map.getZoom()) - 1, 0), t.archive.max_zoom);
+    var z = Math.min(Math.max(Math.ceil(map.getZoom()) - 1, 0), t.max_zoom);
     if (z < t.min_zoom) return Promise.resolve(null);
     var n = 1 << z, x = (latlng.lng + 180) / 360 * n;
     var s = Math.sin(latlng.lat * Math.PI / 180);
@@ -159,7 +159,7 @@
   R.tiled = function (d) {
     var group = protomapsL.leafletLayer({
       url: archiveOf(d.tiles),
-      maxDataZoom: d.tiles.archive.max_zoom,
+      maxDataZoom: d.tiles.max_zoom,
       paintRules: [{ dataLayer: d.tiles.source, symbolizer: symbolizer(d) }],
       attribution: "",
     });
@@ -183,7 +183,7 @@
     };
     group.showAt = function (map, j) {
       var idx = R.searchData, latlng = L.latLng(idx.xy[2 * j + 1] / idx.q, idx.xy[2 * j] / idx.q);
-      map.setView(latlng, Math.max(map.getZoom(), d.tiles.archive.max_zoom + 1), { animate: false });
+      map.setView(latlng, Math.max(map.getZoom(), d.tiles.max_zoom + 1), { animate: false });
       return openPopup(group, map, latlng, { c: idx.c[j], i: idx.i[j] });
     };
     R.layers[d.id] = group;

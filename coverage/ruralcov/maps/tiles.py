@@ -127,7 +127,13 @@ def _varints(values: NDArray[np.integer]) -> tuple[NDArray[np.uint8], NDArray[np
 
 
 def _varint(value: int) -> bytes:
-    return bytes(_varints(np.array([value]))[0])
+    """One protobuf varint (plain Python: the per-feature fields are many and short)."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -228,9 +234,10 @@ def encode_tile(layers: Sequence[tuple[str, NDArray[np.object_], Mapping[str, An
                                                          minlength=len(parts)))]).astype(int)
         features = []
         for i in kept.tolist():
-            tags = [x for j, k in enumerate(keys) for x in (j, vpos[int(props[k][i])])]
+            tags = b"".join(_varint(j) + _varint(vpos[int(props[k][i])])
+                            for j, k in enumerate(keys))
             geometry = bytes(body[cut[i]:cut[i + 1]])
-            feature = (_field(2, bytes(_varints(np.array(tags))[0]))
+            feature = (_field(2, tags)
                        + _varint(3 << 3) + _varint(3)  # type POLYGON
                        + _field(4, geometry))
             features.append(_field(2, feature))

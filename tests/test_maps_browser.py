@@ -315,7 +315,7 @@ def test_tiled_province_map(browser: Any, tiled_run: tuple[Path, CoverageResult]
                  f"{8 * 0.8123456:.1f} – {8 * 1.2345678:.1f}", "东街街道", "小店区"):
         assert text in popup.inner_text(), text
     # a neighbour gives its own evidence: 北庄村委会 has no fibre
-    page.js(f"{MAP}.closePopup()")
+    page.js(f"void {MAP}.closePopup()")
     x, y = _pixel(page, _inside(result, "140105002001"))
     page.page.mouse.click(x, y)
     expect(popup.locator("h4")).to_have_text("北庄村委会 (140105002001)")
@@ -354,6 +354,38 @@ def test_tiled_search_finds_a_village(browser: Any,
     assert "fibre route nearby\tyes" in popup.inner_text() and "R-1" in popup.inner_text()
     assert page.js("ruralcov.layers.villages._map !== undefined && "
                    f"{MAP}.hasLayer(ruralcov.layers.villages)")
+    assert page.errors == [] and page.blocked == []
+    page.close()
+
+
+@pytest.mark.slow
+def test_demo_tiled_province_map(browser: Any, demo_run: Path, tmp_path: Path) -> None:
+    """The demo's province page forced onto vector tiles: it opens, a county's villages come
+    from the tiles, a click shows the right village, the legend counts tables/villages.csv."""
+    from ruralcov.runfolder import read_run
+
+    result = read_run(demo_run)
+    write_maps(with_maps(result, vector_tiles="always"), tmp_path / "maps")
+    page = Page(browser, tmp_path / "maps" / "province.html")
+    assert page.errors == [] and page.blocked == []
+    page.theme("Villages: fibre and speed class")
+    legend = page.page.locator(".rc-legend").inner_text()
+    for label, _, n in legend_from_csv(demo_run, five_way=True):
+        assert f"{label} ({n:,})" in legend, (label, n, legend)
+    v = result.villages[result.villages["has_geometry"]]
+    county = v["county_code"].value_counts().index[0]
+    _zoom_to_county(page, county)
+    page.page.wait_for_function("ruralcov.tiledFeatures('villages') > 0")
+    mine = v[v["county_code"] == county]
+    for k in (0, len(mine) // 2, len(mine) - 1):
+        row = mine.iloc[k]
+        p = row.geometry.representative_point()
+        page.js(f"void {MAP}.setView([{p.y}, {p.x}], 14, {{animate: false}})")
+        page.frame()
+        page.page.mouse.click(*_pixel(page, (p.y, p.x)))
+        popup = page.page.locator(".leaflet-popup-content h4")
+        expect(popup).to_have_text(f"{row['village_name']} ({row['village_code']})")
+        page.js(f"void {MAP}.closePopup()")
     assert page.errors == [] and page.blocked == []
     page.close()
 

@@ -82,7 +82,11 @@
     var n = 1 << z, x = (latlng.lng + 180) / 360 * n;
     var s = Math.sin(latlng.lat * Math.PI / 180);
     var y = (0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI)) * n;
-    return view.tileCache.get({ z: z, x: Math.floor(x), y: Math.floor(y) }).then(function () {
+    var tile = { z: z, x: Math.floor(x), y: Math.floor(y) };
+    // the reader cancels the reads of another zoom when the map zooms: read again then
+    return view.tileCache.get(tile).catch(function () {
+      return view.tileCache.get(tile);
+    }).then(function () {
       var found = view.tileCache.queryFeatures(latlng.lng, latlng.lat, z, 0);
       for (var j = 0; j < found.length; j++) {
         if (found[j].layerName === t.source) return found[j].feature.props;
@@ -102,9 +106,14 @@
     });
   }
 
+  /** Open the layer's one popup on a feature; a later call wins over an earlier one whose
+   * evidence is still loading. */
   function openPopup(group, map, latlng, props) {
+    var asked = (group.asked = (group.asked || 0) + 1);
+    group.popup = group.popup || L.popup({ maxWidth: 380 });
     return rows(group, props.c).then(function (d) {
-      L.popup({ maxWidth: 380 }).setLatLng(latlng).setContent(R.popup(d, props.i)).openOn(map);
+      if (asked !== group.asked) return;
+      group.popup.setLatLng(latlng).setContent(R.popup(d, props.i)).openOn(map);
     });
   }
 
@@ -112,8 +121,9 @@
   function interact(group) {
     var tip = L.tooltip({ sticky: true }), last = 0, map = null;
     function click(e) {
+      var asked = (group.asked = (group.asked || 0) + 1);
       pick(group, e.latlng).then(function (props) {
-        if (props && map) openPopup(group, map, e.latlng, props);
+        if (props && map && asked === group.asked) openPopup(group, map, e.latlng, props);
       });
     }
     function move(e) {

@@ -7,6 +7,10 @@
   targets and the data provenance;
 - ``county_<code>.html``: one page per county with its villages, fibre access points and
   routes, speed tests as 1 km cells, and a fibre plan when one is given;
+- ``tiles/``: only for a large province page (past ``[maps] max_page_mb``, or with
+  ``vector_tiles = "always"``): its villages and townships as a PMTiles archive of vector
+  tiles, read from ``file://`` through chunk scripts, with per-county evidence and a search
+  index (:mod:`~ruralcov.maps.vector`);
 - ``index.html``: the entry page, counties sorted by their fibre gap with links;
 - ``static/*.png``: matplotlib maps embedded in ``report.html``;
 - ``assets/``: Leaflet (from the ``xstatic-leaflet`` package) and ruralcov's own script and
@@ -18,7 +22,8 @@ counted and classed (``cells``). No input file is read here, so the maps of a co
 folder (:func:`ruralcov.runfolder.read_run`) are the run's own.
 
 Parts: :mod:`~ruralcov.maps.data` (classes and the compact layer encoding, pure functions),
-:mod:`~ruralcov.maps.pages` (folium pages), :mod:`~ruralcov.maps.static` (PNGs),
+:mod:`~ruralcov.maps.pages` (folium pages), :mod:`~ruralcov.maps.vector` and
+:mod:`~ruralcov.maps.tiles` (the vector tiles), :mod:`~ruralcov.maps.static` (PNGs),
 :mod:`~ruralcov.maps.assets` (offline files). The index page is made with the report's page
 helpers (:mod:`ruralcov.report.html`).
 """

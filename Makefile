@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test docs venv test-venv clean
+.PHONY: demo test docs venv test-venv js clean
 
 $(BIN)/ruralcov: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +12,21 @@ $(BIN)/ruralcov: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-venv: $(BIN)/ruralcov
+# protomaps-leaflet and the PMTiles reader, which the province map of a large run loads
+# (maps/tiles/): npm ci installs the versions of js/package-lock.json into js/node_modules
+# (never committed); nodejs and npm come from Debian when missing.
+js/node_modules/.package-lock.json: js/package.json js/package-lock.json
+	command -v npm >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm)
+	cd js && npm ci --no-audit --no-fund
+
+js: js/node_modules/.package-lock.json
+
+venv: $(BIN)/ruralcov js
 
 demo: venv
 	$(BIN)/ruralcov demo --force  # replaces an earlier demo run folder, nothing else
 
-$(VENV)/.test-deps: $(BIN)/ruralcov
+$(VENV)/.test-deps: $(BIN)/ruralcov js
 	$(BIN)/python -m pip install --quiet -e '.[test,dask,docs,postgis,national]'
 	# the map tests drive Debian's chromium (never a browser downloaded by Playwright)
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
@@ -42,4 +51,4 @@ docs: test-venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 clean:
-	rm -rf $(VENV) out site
+	rm -rf $(VENV) out site js/node_modules

@@ -102,6 +102,28 @@ def layers(html: str) -> dict[str, dict[str, Any]]:
     return {d["id"]: d for d in (json.loads(m) for m in _LAYER.findall(html))}
 
 
+_TILED = re.compile(r"ruralcov\.tiled\((\{.*?\})\);\n", re.S)
+
+
+def tiled_layers(html: str) -> dict[str, dict[str, Any]]:
+    """Every ``ruralcov.tiled({...})`` payload of a page (themes drawn from vector tiles)."""
+    return {d["id"]: d for d in (json.loads(m) for m in _TILED.findall(html))}
+
+
+def with_maps(result: CoverageResult, **keys: Any) -> CoverageResult:
+    """``result`` with other ``[maps]`` keys (``vector_tiles``, ``max_page_mb``)."""
+    maps = dataclasses.replace(result.config.maps, **keys)
+    return dataclasses.replace(result, config=dataclasses.replace(result.config, maps=maps))
+
+
+def read_script(path: Path, call: str) -> list[Any]:
+    """The arguments of the one call ``call(a, b, ...)`` that a data script makes (plain
+    JSON values, as the evidence, search and chunk scripts hold them)."""
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(f"{call}(") and text.endswith(");\n"), path
+    return json.loads("[" + text[len(call) + 1:-3] + "]")
+
+
 def value(col: dict[str, Any], i: int) -> Any:
     v = col["v"][i]
     return col["d"][v] if "d" in col and v is not None else v

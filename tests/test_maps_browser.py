@@ -19,7 +19,15 @@ import playwright.sync_api as playwright_api
 import pytest
 from playwright.sync_api import expect
 
-from mapworld import HOSTILE, QUOTES, XSS, hostile_result, legend_from_csv, small_plan
+from mapworld import (
+    HOSTILE,
+    QUOTES,
+    XSS,
+    hostile_result,
+    legend_from_csv,
+    small_plan,
+    with_maps,
+)
 from ruralcov.maps import write_maps
 from ruralcov.maps.assets import CHROMIUM, CHROMIUM_ARGS
 from ruralcov.pipeline import CoverageResult
@@ -239,6 +247,145 @@ def test_demo_province_map(browser: Any, demo_run: Path) -> None:
         page.js("ruralcov.drawn('county_fibre_share')")
         == villages.loc[villages["has_geometry"], "county_code"].nunique()
     )
+    assert page.errors == [] and page.blocked == []
+    page.close()
+
+
+# --- the province page drawn from vector tiles ([maps] vector_tiles) -------------------------
+
+
+@pytest.fixture(scope="module")
+def tiled_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CoverageResult]:
+    """A run folder of the small world whose province page is drawn from vector tiles."""
+    from conftest import build_small_result
+    from ruralcov.report import write_run
+
+    folder = tmp_path_factory.mktemp("tiled_run")
+    result = with_maps(build_small_result(folder / "inputs"), vector_tiles="always")
+    return write_run(result, folder / "run"), result
+
+
+def _inside(result: CoverageResult, code: str) -> tuple[float, float]:
+    """(lat, lon) of a point inside a village's polygon, from the world's own geometry."""
+    v = result.villages.set_index("village_code")
+    p = v.loc[code, "geometry"].representative_point()
+    return p.y, p.x
+
+
+def _pixel(page: Page, latlng: tuple[float, float]) -> tuple[float, float]:
+    return tuple(page.js(f"""(() => {{
+      const m = {MAP}, p = m.latLngToContainerPoint({list(latlng)});
+      const r = m.getContainer().getBoundingClientRect();
+      return [p.x + r.left, p.y + r.top];
+    }})()"""))
+
+
+def _zoom_to_county(page: Page, code: str) -> None:
+    page.js(f"""(() => {{
+      const g = ruralcov.layers.county_fibre_share.ensure(), d = g.rc;
+      const codes = d.cols[d.title[1]];
+      const i = codes.v.findIndex((v, k) => ruralcov.value(codes, k) === {code!r});
+      {MAP}.fitBounds(g.getLayers()[i].getBounds(), {{animate: false}});
+    }})()""")
+    page.frame()
+
+
+def test_tiled_province_map(browser: Any, tiled_run: tuple[Path, CoverageResult]) -> None:
+    run, result = tiled_run
+    page = Page(browser, run / "maps" / "province.html")
+    assert page.errors == [] and page.blocked == []
+    assert page.js("ruralcov.drawn('county_fibre_share')") == 2  # the counties stay embedded
+    page.theme("Villages: fibre and speed class")
+    # the legend's counts are those of tables/villages.csv
+    legend = page.page.locator(".rc-legend").inner_text()
+    for label, _, n in legend_from_csv(run, five_way=False):
+        assert f"{label} ({n:,})" in legend, (label, n, legend)
+    # zoom to 小店区: its villages come from the tiles
+    _zoom_to_county(page, "140105")
+    page.page.wait_for_function("ruralcov.tiledFeatures('villages') >= 5")
+    # hover 西关村委会: its tooltip; click: its evidence, read from evidence/<county>.js
+    x, y = _pixel(page, _inside(result, "140105001002"))
+    page.page.mouse.move(x, y)
+    expect(page.page.locator(".leaflet-tooltip")).to_contain_text("西关村委会 (140105001002)")
+    assert "fibre only: speed below target" in page.page.locator(".leaflet-tooltip").inner_text()
+    page.page.mouse.click(x, y)
+    popup = page.page.locator(".leaflet-popup-content")
+    expect(popup.locator("h4")).to_have_text("西关村委会 (140105001002)")
+    for text in ("access_point_inside", "AP-2", "8.0",
+                 f"{8 * 0.8123456:.1f} – {8 * 1.2345678:.1f}", "东街街道", "小店区"):
+        assert text in popup.inner_text(), text
+    # a neighbour gives its own evidence: 北庄村委会 has no fibre
+    page.js(f"void {MAP}.closePopup()")
+    x, y = _pixel(page, _inside(result, "140105002001"))
+    page.page.mouse.click(x, y)
+    expect(popup.locator("h4")).to_have_text("北庄村委会 (140105002001)")
+    assert "no fibre (gap)" in popup.inner_text()
+    assert page.errors == [] and page.blocked == []
+    page.close()
+
+
+def test_tiled_township_popup(browser: Any, tiled_run: tuple[Path, CoverageResult]) -> None:
+    run, result = tiled_run
+    page = Page(browser, run / "maps" / "province.html")
+    page.theme("Township: fibre share")
+    _zoom_to_county(page, "140105")
+    page.page.wait_for_function("ruralcov.tiledFeatures('township_fibre_share') >= 2")
+    # 北营镇: 1 of its 2 villages on fibre (北庄村委会 has none)
+    x, y = _pixel(page, _inside(result, "140105002001"))
+    page.page.mouse.click(x, y)
+    popup = page.page.locator(".leaflet-popup-content")
+    expect(popup.locator("h4")).to_have_text("北营镇 (140105002)")
+    text = popup.inner_text()
+    assert "fibre share\t50.0%" in text and "gap (villages)\t1" in text
+    assert page.errors == [] and page.blocked == []
+    page.close()
+
+
+def test_tiled_search_finds_a_village(browser: Any,
+                                      tiled_run: tuple[Path, CoverageResult]) -> None:
+    run, _ = tiled_run
+    page = Page(browser, run / "maps" / "province.html")
+    page.page.locator(".rc-search input").fill("140106002002")
+    result = page.page.locator(".rc-results li").first
+    expect(result).to_have_text("下村村委会 (140106002002)")  # once search.js is read
+    result.click()
+    popup = page.page.locator(".leaflet-popup-content")
+    expect(popup.locator("h4")).to_have_text("下村村委会 (140106002002)")
+    assert "fibre route nearby\tyes" in popup.inner_text() and "R-1" in popup.inner_text()
+    assert page.js("ruralcov.layers.villages._map !== undefined && "
+                   f"{MAP}.hasLayer(ruralcov.layers.villages)")
+    assert page.errors == [] and page.blocked == []
+    page.close()
+
+
+@pytest.mark.slow
+def test_demo_tiled_province_map(browser: Any, demo_run: Path, tmp_path: Path) -> None:
+    """The demo's province page forced onto vector tiles: it opens, a county's villages come
+    from the tiles, a click shows the right village, the legend counts tables/villages.csv."""
+    from ruralcov.runfolder import read_run
+
+    result = read_run(demo_run)
+    write_maps(with_maps(result, vector_tiles="always"), tmp_path / "maps")
+    page = Page(browser, tmp_path / "maps" / "province.html")
+    assert page.errors == [] and page.blocked == []
+    page.theme("Villages: fibre and speed class")
+    legend = page.page.locator(".rc-legend").inner_text()
+    for label, _, n in legend_from_csv(demo_run, five_way=True):
+        assert f"{label} ({n:,})" in legend, (label, n, legend)
+    v = result.villages[result.villages["has_geometry"]]
+    county = v["county_code"].value_counts().index[0]
+    _zoom_to_county(page, county)
+    page.page.wait_for_function("ruralcov.tiledFeatures('villages') > 0")
+    mine = v[v["county_code"] == county]
+    for k in (0, len(mine) // 2, len(mine) - 1):
+        row = mine.iloc[k]
+        p = row.geometry.representative_point()
+        page.js(f"void {MAP}.setView([{p.y}, {p.x}], 14, {{animate: false}})")
+        page.frame()
+        page.page.mouse.click(*_pixel(page, (p.y, p.x)))
+        popup = page.page.locator(".leaflet-popup-content h4")
+        expect(popup).to_have_text(f"{row['village_name']} ({row['village_code']})")
+        page.js(f"void {MAP}.closePopup()")
     assert page.errors == [] and page.blocked == []
     page.close()
 

@@ -23,7 +23,8 @@ def test_every_key_has_help_and_a_line_in_the_template():
             if (section, f.name) not in INTERNAL:
                 pattern = rf"(?m)^(# )?{re.escape(f.name)} ="
                 assert re.search(pattern, text), (section, f.name)
-    assert [k for k, _, _ in reference()["maps"]] == ["enabled", "basemap"]
+    assert [k for k, _, _ in reference()["maps"]] == ["enabled", "basemap", "vector_tiles",
+                                                      "max_page_mb"]
 
 
 def test_the_template_states_the_true_defaults():

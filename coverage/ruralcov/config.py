@@ -64,6 +64,8 @@ ENGINES = ("local", "dask")
 #: Map backgrounds: ``none`` (offline, the default), or tiles fetched by the browser from
 #: OpenStreetMap (``osm``) or AMap/Gaode (``amap``, GCJ-02: the maps shift geometries to match).
 BASEMAPS = ("none", "osm", "amap")
+#: When the province page draws villages and townships from vector tiles (:mod:`ruralcov.maps`).
+VECTOR_TILES = ("auto", "always", "never")
 
 
 #: How a ``path`` names a PostgreSQL/PostGIS database instead of a file.
@@ -557,6 +559,18 @@ class MapsConfig:
             'background tiles online.'
         ),
     )
+    vector_tiles: str = key(
+        "auto",
+        help=(
+            "auto | always | never: draw the province page's villages and townships from "
+            "vector tiles (maps/tiles/) instead of embedding them; auto when the page would "
+            "pass max_page_mb."
+        ),
+    )
+    max_page_mb: float = key(
+        10.0,
+        help="Size (MB) past which vector_tiles = auto draws the province page from tiles.",
+    )
 
 
 @dataclass(frozen=True)
@@ -896,6 +910,11 @@ def config_from_dict(raw: Mapping[str, Any], *, base: Path | None = None) -> Con
         raise ConfigError(
             f"[maps] basemap {maps.basemap!r} is not known; use one of {list(BASEMAPS)}"
         )
+    if maps.vector_tiles not in VECTOR_TILES:
+        raise ConfigError(f"[maps] vector_tiles {maps.vector_tiles!r} is not known; use one of "
+                          f"{list(VECTOR_TILES)}")
+    if maps.max_page_mb < 0:
+        raise ConfigError(f"[maps] max_page_mb must be 0 or more, got {maps.max_page_mb!r}")
     corrections = _optional_section(CorrectionsConfig, "corrections", raw, base)
     output = _output_section(raw["output"], base) if "output" in raw else None
     if run.engine == "dask" and speed is not None and isinstance(speed.path, DatabaseSource):

@@ -7,6 +7,10 @@
   targets and the data provenance;
 - ``county_<code>.html``: one page per county with its villages, fibre access points and
   routes, speed tests as 1 km cells, and a fibre plan when one is given;
+- ``tiles/``: only for a large province page (past ``[maps] max_page_mb``, or with
+  ``vector_tiles = "always"``): its villages and townships as a PMTiles archive of vector
+  tiles, read from ``file://`` through chunk scripts, with per-county evidence and a search
+  index (:mod:`~ruralcov.maps.vector`);
 - ``index.html``: the entry page, counties sorted by their fibre gap with links;
 - ``static/*.png``: matplotlib maps embedded in ``report.html``;
 - ``assets/``: Leaflet (from the ``xstatic-leaflet`` package) and ruralcov's own script and
@@ -18,7 +22,8 @@ counted and classed (``cells``). No input file is read here, so the maps of a co
 folder (:func:`ruralcov.runfolder.read_run`) are the run's own.
 
 Parts: :mod:`~ruralcov.maps.data` (classes and the compact layer encoding, pure functions),
-:mod:`~ruralcov.maps.pages` (folium pages), :mod:`~ruralcov.maps.static` (PNGs),
+:mod:`~ruralcov.maps.pages` (folium pages), :mod:`~ruralcov.maps.vector` and
+:mod:`~ruralcov.maps.tiles` (the vector tiles), :mod:`~ruralcov.maps.static` (PNGs),
 :mod:`~ruralcov.maps.assets` (offline files). The index page is made with the report's page
 helpers (:mod:`ruralcov.report.html`).
 """
@@ -39,7 +44,7 @@ import shapely
 
 from ruralcov.cells import CELL_M
 from ruralcov.errors import ConfigError
-from ruralcov.maps.assets import copy_assets
+from ruralcov.maps.assets import copy_assets, copy_tile_assets
 from ruralcov.maps.data import (
     FIVE_WAY_MAP_CLASSES,
     MAP_CLASSES,
@@ -48,8 +53,9 @@ from ruralcov.maps.data import (
     simplify_polygons,
     village_classes,
 )
-from ruralcov.maps.pages import BASEMAPS, county_map, province_map
+from ruralcov.maps.pages import BASEMAPS, county_map, province_layers, province_map, shift_for
 from ruralcov.maps.static import FIGURES, write_static_maps
+from ruralcov.maps.vector import ZOOMS, tiled_layers
 from ruralcov.pipeline import CoverageResult
 from ruralcov.report.html import county_file, page
 
@@ -246,11 +252,8 @@ def write_maps(
     folder.mkdir(parents=True, exist_ok=True)
     copy_assets(folder)
     scene = _scene(result)
-    hrefs = {code: file for code, _, file in scene.counties}
-    m = province_map(result, scene.drawn, scene.simple, scene.areas, basemap=basemap,
-                     county_hrefs=hrefs)
     path = folder / "province.html"
-    m.save(str(path))
+    path.write_bytes(_province_page(result, scene, folder, basemap=basemap))
     written = [path, *_county_pages(result, scene, folder, plan=plan, basemap=basemap)]
     simple_frame = gpd.GeoDataFrame(
         scene.drawn.drop(columns="geometry"), geometry=list(scene.simple), crs="EPSG:4326"
@@ -266,6 +269,33 @@ def write_maps(
     )
     written.append(index)
     return written
+
+
+def _province_page(result: CoverageResult, scene: _Scene, folder: Path, *,
+                   basemap: str) -> bytes:
+    """The province page: its layers embedded, or, past ``[maps] max_page_mb`` (or with
+    ``vector_tiles = "always"``), its villages and townships drawn from vector tiles written
+    into ``folder/tiles`` (:mod:`ruralcov.maps.vector`)."""
+    hrefs = {code: file for code, _, file in scene.counties}
+    layers = province_layers(result, scene.drawn, scene.simple, scene.areas, basemap=basemap,
+                             county_hrefs=hrefs)
+    mode = getattr(result.config.maps, "vector_tiles", "auto")
+    limit = getattr(result.config.maps, "max_page_mb", 10.0) * 1e6
+    html = b""
+    if mode != "always":
+        m = province_map(result, layers, scene.simple, basemap=basemap)
+        html = m.get_root().render().encode("utf8")
+        if mode == "never" or len(html) <= limit:
+            return html
+    log.info("province page of %.1f MB: villages and townships drawn from vector tiles",
+             len(html) / 1e6)
+    copy_tile_assets(folder)
+    tiled = tiled_layers(layers, scene.drawn, scene.areas.get("township"), folder,
+                         shift=shift_for(basemap))
+    note = (f"Villages are drawn from zoom {ZOOMS['villages'][0] + 1}, townships from zoom "
+            f"{ZOOMS['townships'][0] + 1}: zoom in to see them.")
+    m = province_map(result, tiled, scene.simple, basemap=basemap, notes=[note])
+    return m.get_root().render().encode("utf8")
 
 
 def _county_pages(result: CoverageResult, scene: _Scene, folder: Path, *,

@@ -5,10 +5,17 @@ Leaflet release files, installed with ruralcov from PyPI; nothing third-party is
 here). ruralcov's own script and style sheet (search box, full-screen button, legend, layer
 decoding) come from ``ruralcov/templates``. Folium's default CDN references (Leaflet, jQuery,
 Bootstrap, Font Awesome) are replaced on every map by :func:`offline`.
+
+A page drawn from vector tiles (:mod:`ruralcov.maps.vector`) also loads protomaps-leaflet and
+the PMTiles reader, the release files of the npm packages ``protomaps-leaflet`` and
+``pmtiles``: ``make js`` installs them with ``npm ci`` into ``js/node_modules`` of the
+repository (the versions in ``js/package-lock.json``); ``RURALCOV_JS`` names another
+``node_modules`` folder. They are copied next to the page, never committed.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -17,7 +24,17 @@ import folium
 
 from ruralcov.errors import RuralcovError
 
-__all__ = ["ASSET_DIR", "CHROMIUM", "CHROMIUM_ARGS", "copy_assets", "leaflet_dir", "offline"]
+__all__ = [
+    "ASSET_DIR",
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "TILE_SCRIPTS",
+    "copy_assets",
+    "copy_tile_assets",
+    "leaflet_dir",
+    "node_modules",
+    "offline",
+]
 
 #: Debian's chromium, as the map tests, the map bench and the gallery open the pages.
 CHROMIUM = "/usr/bin/chromium"
@@ -37,6 +54,13 @@ CHROMIUM_ARGS: tuple[str, ...] = (
 ASSET_DIR = "assets"
 
 _OWN = ("ruralcov_map.js", "ruralcov_map.css")
+#: The scripts of a page drawn from vector tiles, in load order: (copied name, package, file in
+#: the package; None for ruralcov's own).
+TILE_SCRIPTS: tuple[tuple[str, str | None, str], ...] = (
+    ("pmtiles.js", "pmtiles", "dist/pmtiles.js"),
+    ("protomaps-leaflet.js", "protomaps-leaflet", "dist/protomaps-leaflet.js"),
+    ("ruralcov_tiles.js", None, "ruralcov_tiles.js"),
+)
 
 
 def leaflet_dir() -> Path:
@@ -88,7 +112,55 @@ def copy_assets(folder: Path) -> Path:
     return target
 
 
-def offline(m: folium.Map) -> folium.Map:
+def node_modules() -> Path:
+    """The ``node_modules`` folder holding protomaps-leaflet and pmtiles.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$RURALCOV_JS`` when set, else ``js/node_modules`` of the repository.
+
+    Raises
+    ------
+    RuralcovError
+        When the packages are not there.
+    """
+    folder = Path(os.environ.get("RURALCOV_JS") or Path(__file__).parents[3] / "js"
+                  / "node_modules")
+    missing = [f"{pkg}/{file}" for _, pkg, file in TILE_SCRIPTS
+               if pkg and not (folder / pkg / file).is_file()]
+    if missing:
+        raise RuralcovError(
+            f"the province map is drawn from vector tiles and needs {', '.join(missing)} in "
+            f"{folder}: run `make js` (npm ci in js/), or set RURALCOV_JS to a node_modules "
+            'folder holding them, or embed the map with [maps] vector_tiles = "never"'
+        )
+    return folder
+
+
+def copy_tile_assets(folder: Path) -> Path:
+    """Copy the scripts of a page drawn from vector tiles next to it (:data:`TILE_SCRIPTS`).
+
+    Parameters
+    ----------
+    folder
+        The maps folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder/assets``.
+    """
+    source = node_modules()
+    target = Path(folder) / ASSET_DIR
+    templates = resources.files("ruralcov") / "templates"
+    for name, pkg, file in TILE_SCRIPTS:
+        data = (source / pkg / file).read_bytes() if pkg else (templates / file).read_bytes()
+        (target / name).write_bytes(data)
+    return target
+
+
+def offline(m: folium.Map, *, tiles: bool = False) -> folium.Map:
     """Make a map load only the local assets (instead of folium's CDN defaults).
 
     Parameters
@@ -96,6 +168,8 @@ def offline(m: folium.Map) -> folium.Map:
     m
         A new map, whose page would otherwise load Leaflet, jQuery, Bootstrap and Font
         Awesome from their CDNs.
+    tiles
+        Load the scripts of a page drawn from vector tiles too (:data:`TILE_SCRIPTS`).
 
     Returns
     -------
@@ -105,6 +179,7 @@ def offline(m: folium.Map) -> folium.Map:
     m.default_js = [
         ("leaflet", f"{ASSET_DIR}/leaflet.js"),
         ("ruralcov_map", f"{ASSET_DIR}/ruralcov_map.js"),
+        *((name, f"{ASSET_DIR}/{name}") for name, _, _ in (TILE_SCRIPTS if tiles else ())),
     ]
     m.default_css = [
         ("leaflet_css", f"{ASSET_DIR}/leaflet.css"),

@@ -36,6 +36,7 @@ __all__ = [
     "FIVE_WAY_MAP_CLASSES",
     "MAP_CLASSES",
     "area_classes",
+    "column_texts",
     "columns",
     "dissolve",
     "dissolve_many",
@@ -45,6 +46,7 @@ __all__ = [
     "script_json",
     "share_bins",
     "simplify_polygons",
+    "take_columns",
     "village_class_index",
     "village_classes",
 ]
@@ -580,20 +582,62 @@ def columns(
         display texts (booleans yes/no, missing values None); a column of few distinct texts
         gets a dictionary ``d``, and ``v`` holds positions in it.
     """
+    return [_column(label, _texts(frame[name], fmt)) for name, label, fmt in spec
+            if name in frame.columns]
+
+
+def _column(label: str, texts: list[str | None]) -> dict[str, Any]:
+    """One column of :func:`columns` from its display texts."""
+    col: dict[str, Any] = {"label": label}
+    distinct = sorted({t for t in texts if t is not None})
+    if len(texts) > 20 and len(distinct) <= len(texts) // 3:
+        pos = {t: i for i, t in enumerate(distinct)}
+        col["d"] = distinct
+        col["v"] = [None if t is None else pos[t] for t in texts]
+    else:
+        col["v"] = texts
+    return col
+
+
+def column_texts(col: dict[str, Any]) -> list[str | None]:
+    """The display texts of a column of :func:`columns`, its dictionary resolved.
+
+    Examples
+    --------
+    >>> column_texts(columns(pd.DataFrame({"x": ["a"] * 30}), [("x", "x", None)])[0])[:2]
+    ['a', 'a']
+    """
+    d = col.get("d")
+    return [v if d is None or v is None else d[v] for v in col["v"]]
+
+
+def take_columns(cols: list[dict[str, Any]], rows: Sequence[int]) -> list[dict[str, Any]]:
+    """Some rows of the columns of :func:`columns`, encoded as :func:`columns` would encode
+    them (a map page's evidence per county comes from its layer's columns).
+
+    Parameters
+    ----------
+    cols
+        Columns from :func:`columns`.
+    rows
+        Positions of the rows kept, in order.
+
+    Returns
+    -------
+    list of dict
+        The columns of those rows; any other key of a column (``hide``) kept.
+
+    Examples
+    --------
+    >>> cols = columns(pd.DataFrame({"x": list("abc")}), [("x", "name", None)])
+    >>> take_columns(cols, [2, 0])
+    [{'label': 'name', 'v': ['c', 'a']}]
+    """
     out = []
-    for name, label, fmt in spec:
-        if name not in frame.columns:
-            continue
-        texts = _texts(frame[name], fmt)
-        col: dict[str, Any] = {"label": label}
-        distinct = sorted({t for t in texts if t is not None})
-        if len(texts) > 20 and len(distinct) <= len(texts) // 3:
-            pos = {t: i for i, t in enumerate(distinct)}
-            col["d"] = distinct
-            col["v"] = [None if t is None else pos[t] for t in texts]
-        else:
-            col["v"] = texts
-        out.append(col)
+    for col in cols:
+        texts = column_texts(col)
+        extra = {k: v for k, v in col.items() if k not in ("label", "v", "d")}
+        out.append({**_column(col["label"], [texts[r] for r in rows]), **extra})
     return out
 
 

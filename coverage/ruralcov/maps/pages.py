@@ -31,7 +31,15 @@ from ruralcov.maps.data import (
 )
 from ruralcov.schema import SPEED_CLASSES
 
-__all__ = ["BASEMAPS", "DataLayer", "cell_legend", "county_map", "province_map"]
+__all__ = [
+    "BASEMAPS",
+    "DataLayer",
+    "TiledLayer",
+    "cell_legend",
+    "county_map",
+    "province_layers",
+    "province_map",
+]
 
 #: Opt-in tile backgrounds: name -> (URL template, attribution, subdomains, GCJ-02 tiles).
 BASEMAPS: dict[str, tuple[str, str, str, bool]] = {
@@ -114,6 +122,25 @@ class DataLayer(folium.map.Layer):
         self.payload = script_json(data)
 
 
+class TiledLayer(DataLayer):
+    """A theme drawn from vector tiles by ``ruralcov.tiled(data)`` (``ruralcov_tiles.js``).
+
+    The page holds the theme's legend and names; the features and their evidence are in the
+    files ``data["tiles"]`` names (:mod:`ruralcov.maps.vector`).
+    """
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}\n"
+        "var {{ this.get_name() }} = ruralcov.tiled({{ this.payload }});\n"
+        "{% endmacro %}"
+    )
+
+    def __init__(self, data: dict[str, Any], *, overlay: bool = False, show: bool = True):
+        kept = {k: v for k, v in data.items() if k not in ("geom", "cols", "cls")}
+        super().__init__(kept, overlay=overlay, show=show)
+        self._name = "RuralcovTiledLayer"
+
+
 class _Controls(MacroElement):
     """Legend, search and full-screen button; added after every layer."""
 
@@ -137,7 +164,7 @@ class _Controls(MacroElement):
         self.search = script_json(list(search)) if search else ""
 
 
-def _base_map(bounds: Sequence[float], basemap: str) -> folium.Map:
+def _base_map(bounds: Sequence[float], basemap: str, *, tiles: bool = False) -> folium.Map:
     m = folium.Map(
         location=[(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2],
         tiles=None,
@@ -145,7 +172,7 @@ def _base_map(bounds: Sequence[float], basemap: str) -> folium.Map:
         control_scale=True,
         zoom_snap=0.25,
     )
-    offline(m)
+    offline(m, tiles=tiles)
     if basemap != "none":
         url, attr, subdomains, _ = BASEMAPS[basemap]
         folium.TileLayer(
@@ -423,7 +450,7 @@ def _legend_info(result: Any, title: str, notes: Sequence[str]) -> dict[str, Any
     }
 
 
-def province_map(
+def province_layers(
     result: Any,
     villages: pd.DataFrame,
     village_geoms: Any,
@@ -432,8 +459,8 @@ def province_map(
     basemap: str = "none",
     county_hrefs: dict[str, str] | None = None,
     q: float = 1e5,
-) -> folium.Map:
-    """The province page.
+) -> list[tuple[dict[str, Any], bool]]:
+    """The layers of the province page.
 
     Parameters
     ----------
@@ -454,16 +481,14 @@ def province_map(
 
     Returns
     -------
-    folium.Map
-        County and township choropleths (fibre and speed share) and the villages by class
-        as radio-button themes, county outlines as an overlay.
+    list of (dict, bool)
+        Layer data for ``ruralcov.layer`` and whether it is an overlay: county and township
+        choropleths (fibre and speed share) and the villages by class as themes, then the
+        county outlines as an overlay.
     """
     shift = shift_for(basemap)
-    drawn = [g for g in np.asarray(village_geoms, dtype=object) if g is not None]
-    bounds = _bounds(drawn)
-    m = _base_map(bounds, basemap)
     target = result.config.targets.fibre_share
-    first = True
+    layers = []
     for level in ("county", "township"):
         if level not in areas or level not in result.summaries:
             continue
@@ -478,20 +503,59 @@ def province_map(
                 shift=shift,
                 hrefs=county_hrefs if level == "county" else None,
             )
-            DataLayer(data, overlay=False, show=first).add_to(m)
-            first = False
-    DataLayer(
-        village_layer(villages, village_geoms, q=q, shift=shift), overlay=False, show=first
-    ).add_to(m)
+            layers.append((data, False))
+    layers.append((village_layer(villages, village_geoms, q=q, shift=shift), False))
     if "county" in areas:
-        DataLayer(
-            outline_layer(areas["county"], q=q, shift=shift, name="County boundaries")
-        ).add_to(m)
+        layers.append((outline_layer(areas["county"], q=q, shift=shift,
+                                     name="County boundaries"), True))
+    return layers
+
+
+def province_map(
+    result: Any,
+    layers: Sequence[tuple[dict[str, Any], bool]],
+    village_geoms: Any,
+    *,
+    basemap: str = "none",
+    notes: Sequence[str] = (),
+) -> folium.Map:
+    """The province page.
+
+    Parameters
+    ----------
+    result
+        The result drawn.
+    layers
+        :func:`province_layers`; a theme whose data has ``tiles`` is drawn from vector tiles
+        (:class:`TiledLayer`).
+    village_geoms
+        The villages' polygons (the page opens on their bounds).
+    basemap
+        ``none`` or a key of :data:`BASEMAPS`.
+    notes
+        Lines for the legend after the count of villages drawn.
+
+    Returns
+    -------
+    folium.Map
+        The themes as radio buttons (the first shown), the overlays as check boxes.
+    """
+    drawn = [g for g in np.asarray(village_geoms, dtype=object) if g is not None]
+    bounds = _bounds(drawn)
+    m = _base_map(bounds, basemap, tiles=any("tiles" in data for data, _ in layers))
+    first = True
+    for data, overlay in layers:
+        if overlay:
+            DataLayer(data).add_to(m)
+            continue
+        (TiledLayer if "tiles" in data else DataLayer)(data, overlay=False, show=first).add_to(m)
+        first = False
     n_drawn = len(drawn)
     missing = len(result.villages) - n_drawn
     notes = [
         f"{n_drawn:,} villages drawn; {missing:,} register entries without geometry are not "
         "drawn but stay in every count.",
+        *notes,
         "Speed share: villages meeting the speed target / administrative villages.",
         "Click an area or a village for its evidence; counties link to their own map.",
     ]

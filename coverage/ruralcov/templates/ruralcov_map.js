@@ -54,6 +54,7 @@
     });
     return box;
   }
+  R.tooltip = tooltip;
 
   function popup(data, i) {
     var box = el("div", "rc-popup");
@@ -86,6 +87,7 @@
     }
     return box;
   }
+  R.popup = popup;
 
   function styleOf(c) {
     return {
@@ -174,6 +176,7 @@
       }
       map.addLayer(g);
     }
+    if (g.showAt) return g.showAt(map, i); // a layer drawn from tiles (ruralcov_tiles.js)
     var f = g.ensure().getLayers()[i];
     var b = f.getBounds ? f.getBounds() : L.latLngBounds([f.getLatLng()]);
     map.fitBounds(b, { maxZoom: 13 });
@@ -249,19 +252,26 @@
         list.textContent = "";
         if (!text) return;
         var found = 0;
+        function add(label, id, i) {
+          var li = el("li", null, label);
+          li.tabIndex = 0;
+          li.dataset.layer = id;
+          li.dataset.i = String(i);
+          list.appendChild(li);
+          found++;
+        }
         ids.forEach(function (id) {
           var g = R.layers[id];
           if (!g) return;
+          if (g.find) { // a layer drawn from tiles searches its own index
+            g.find(text, 12 - found, run).forEach(function (hit) { add(hit[0], id, hit[1]); });
+            return;
+          }
           var d = g.rc, names = d.cols[d.title[0]], codes = d.cols[d.title[1]];
           for (var i = 0; i < d.geom.length && found < 12; i++) {
             var name = String(value(names, i) || ""), code = String(value(codes, i) || "");
             if (code.toLowerCase().indexOf(text) === 0 || name.toLowerCase().indexOf(text) >= 0) {
-              var li = el("li", null, name + " (" + code + ")");
-              li.tabIndex = 0;
-              li.dataset.layer = id;
-              li.dataset.i = String(i);
-              list.appendChild(li);
-              found++;
+              add(name + " (" + code + ")", id, i);
             }
           }
         });

@@ -20,6 +20,7 @@ the run at once rather than after its villages and fibre are read.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -301,9 +302,17 @@ def cluster_client(config: Config) -> Iterator[Any]:
             yield client
         return
     workers = run.dask_workers or os.cpu_count() or 1
-    with local_cluster(n_workers=workers, threads_per_worker=1, processes=True,
-                       dashboard_address=None) as cluster, client_class(cluster) as client:
-        yield client
+    # The scheduler of a LocalCluster logs in this process: its shuffle plugin announces
+    # every shuffle as a WARNING (two lines each, four shuffles a run), which is routine here.
+    shuffle_log = logging.getLogger("distributed.shuffle")
+    level = shuffle_log.level
+    shuffle_log.setLevel(logging.ERROR)
+    try:
+        with local_cluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None) as cluster, client_class(cluster) as client:
+            yield client
+    finally:
+        shuffle_log.setLevel(level)
 
 
 def dask_speed_tests(

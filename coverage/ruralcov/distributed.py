@@ -303,7 +303,7 @@ def cluster_client(config: Config) -> Iterator[Any]:
         return
     workers = run.dask_workers or os.cpu_count() or 1
     # The scheduler of a LocalCluster logs in this process: its shuffle plugin announces
-    # every shuffle as a WARNING (two lines each, four shuffles a run), which is routine here.
+    # every shuffle as a WARNING (two lines each, several shuffles a run): routine here.
     shuffle_log = logging.getLogger("distributed.shuffle")
     level = shuffle_log.level
     shuffle_log.setLevel(logging.ERROR)

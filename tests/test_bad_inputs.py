@@ -731,6 +731,25 @@ def test_e53_demo_province_not_in_the_register(tmp_path):
               "--province 99: not a province code of the register", "64, 65")
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
+def test_e54_dask_scheduler_unreachable_or_without_workers(world, tmp_path):
+    """A wrong [run] dask_scheduler stops the run before it reads any input (the register is
+    gone here, and the message is still about the scheduler)."""
+    pytest.importorskip("dask.distributed")
+    from daskprocs import dask_cluster, free_port
+
+    (world.parent / "register.csv").unlink()
+    closed = f"tcp://127.0.0.1:{free_port()}"
+    edit(world, {"run.engine": "dask", "run.dask_scheduler": closed})
+    assert_error(world, tmp_path, f"[run] dask_scheduler = '{closed}'",
+                 "no Dask scheduler answered within 5 s", "`dask scheduler`")
+    edit(world, {"run.dask_scheduler": "tcp://127.0.0.1"})  # the port forgotten
+    assert_error(world, tmp_path, "is not a scheduler address (missing port number",
+                 "tcp://host:8786")
+    with dask_cluster(tmp_path / "logs", workers=0) as address:  # a scheduler, no worker
+        edit(world, {"run.dask_scheduler": address})
+        assert_error(world, tmp_path, "the scheduler has no workers after 5 s",
+                     f"`dask worker {address} --nthreads 1`")
+
 # --- recorded issues: the run goes on --------------------------------------------------------
 
 

@@ -152,3 +152,56 @@ def test_cli_builds_provinces_with_a_line_each_and_keeps_units_without_outline(t
     assert provinces.set_index("code")["fibre_villages"].to_dict() == expected.to_dict()
     assert np.isin(["report.html", "report.xlsx", "manifest.json"],
                    [p.name for p in out.iterdir()]).all()
+
+
+def _run_folder_tables(run: Path) -> dict[str, bytes]:
+    """Every table of a run folder, as bytes: the CSV tables, villages.parquet, assets.parquet."""
+    files = sorted([*run.glob("*.parquet"), *run.glob("tables/*.csv")])
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in files}
+
+
+def _manifest_facts(run: Path) -> dict:
+    """The manifest without what may differ between two runs of one world: when it was made,
+    the [run] section (engine, scheduler) and the hashes of config.toml and the report."""
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    for key in ("created", "config_sha256"):
+        manifest.pop(key)
+    manifest["parameters"].pop("run")
+    manifest["outputs"] = {k: v for k, v in manifest["outputs"].items()
+                           if k.endswith((".csv", ".parquet"))}
+    return manifest
+
+
+def test_dask_cluster_writes_the_run_folder_of_the_local_engine(worlds, tmp_path):
+    """The three provinces on a cluster of `dask scheduler` and `dask worker` processes, as the
+    engineer's guide starts one on several machines: every table of the run folder byte for
+    byte the local engine's, and the manifest's inputs, counts and headline the same."""
+    pytest.importorskip("dask.distributed")
+    pytest.importorskip("dask_geopandas")
+    import tomli_w
+    from daskprocs import dask_cluster
+
+    from ruralcov.config import config_to_dict
+
+    raw = config_to_dict(worlds[PROVINCES][1].config)
+    local_toml, dask_toml = tmp_path / "local.toml", tmp_path / "dask.toml"
+    local_toml.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    runs = {}
+    with dask_cluster(tmp_path / "logs", workers=2) as address:
+        raw["run"].update(engine="dask", dask_scheduler=address, dask_partition_rows=5_000)
+        dask_toml.write_text(tomli_w.dumps(raw), encoding="utf-8")
+        for name, toml in (("local", local_toml), ("dask", dask_toml)):
+            runs[name] = tmp_path / name
+            result = CliRunner().invoke(cli, ["-q", "run", str(toml), "--out", str(runs[name]),
+                                              "--no-maps"], catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+    local, on_dask = (_run_folder_tables(runs[k]) for k in ("local", "dask"))
+    assert "villages.parquet" in local and "tables/villages.csv" in local
+    assert sorted(on_dask) == sorted(local)
+    assert [name for name in local if on_dask[name] != local[name]] == []
+    assert _manifest_facts(runs["dask"]) == _manifest_facts(runs["local"])
+    from ruralcov import distributed, stream
+
+    parts = distributed.pieces(stream.speed_plan(worlds[PROVINCES][1].config.speed),
+                               rows_per_piece=5_000)
+    assert len(parts) >= 3  # a partition per province at least: both workers had some

@@ -12,13 +12,19 @@ record are identical to the local engine's.
 
 ``dask_scheduler = "tcp://host:8786"`` uses an existing cluster (every worker needs ruralcov
 installed and read access to the tests at the same path); without it a ``LocalCluster`` with
-``dask_workers`` processes is started for the run and closed afterwards.
+``dask_workers`` processes is started for the run and closed afterwards. :func:`check_cluster`
+asks that scheduler for workers before the run reads anything, so that a wrong address stops
+the run at once rather than after its villages and fibre are read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +42,12 @@ from ruralcov.join import PolygonIndex
 from ruralcov.loaders import InputRecord
 from ruralcov.validate import dropped_counts
 
-__all__ = ["cluster_client", "dask_speed_tests", "pieces", "read_piece", "read_piece_meta"]
+__all__ = ["check_cluster", "cluster_client", "dask_speed_tests", "pieces", "read_piece",
+           "read_piece_meta"]
+
+#: Seconds to reach ``dask_scheduler`` and to find a worker there before the run stops: a
+#: scheduler answers in milliseconds; distributed's own default (30 s) retries a closed port.
+CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,73 @@ def _village_stats(part: pd.DataFrame, target: np.ndarray, fields: tuple[str, ..
     return stats, acc.sampled
 
 
+def _client_classes() -> tuple[Any, Any]:
+    """dask.distributed's Client and LocalCluster, or the install hint when dask is missing."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ConfigError('engine = "dask" needs the dask extra: pip install "ruralcov[dask]"'
+                          ) from exc
+    return Client, LocalCluster
+
+
+def check_cluster(config: Config) -> None:
+    """Stop before the analysis when the Dask engine cannot run: dask is not installed, or
+    ``[run] dask_scheduler`` is not an address, does not answer or has no worker (each within
+    :data:`CONNECT_TIMEOUT_S`).
+
+    The scheduler is asked through a bare connection, not a Client: a Client that failed to
+    connect lingers and prints a traceback when the interpreter exits.
+
+    Parameters
+    ----------
+    config
+        A configuration with ``engine = "dask"``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the address and what to start there.
+    """
+    _client_classes()
+    address = config.run.dask_scheduler
+    if not address:  # a LocalCluster is started for the run
+        return
+    where = f"[run] dask_scheduler = {address!r}"
+    with ThreadPoolExecutor(1) as pool:  # its own event loop, also under a notebook's
+        try:
+            workers = pool.submit(asyncio.run, _workers_at(address)).result()
+        except ValueError as exc:
+            raise ConfigError(f"{where} is not a scheduler address ({exc}): write it as "
+                              "tcp://host:8786") from None
+        except (OSError, TimeoutError) as exc:
+            reason = " ".join(str(exc).split())
+            raise ConfigError(
+                f"{where}: no Dask scheduler answered within {CONNECT_TIMEOUT_S:g} s"
+                f"{f' ({reason})' if reason else ''}. Start one there with `dask scheduler` (it "
+                "prints its address, tcp://host:8786), or leave dask_scheduler empty to run on "
+                "a LocalCluster") from None
+    if not workers:
+        raise ConfigError(
+            f"{where}: the scheduler has no workers after {CONNECT_TIMEOUT_S:g} s. Start them "
+            f"with `dask worker {address} --nthreads 1` on each machine (with this ruralcov "
+            "installed and the inputs at the same paths)")
+
+
+async def _workers_at(address: str) -> int:
+    """The number of workers of the scheduler at ``address``, waiting up to
+    :data:`CONNECT_TIMEOUT_S` for a first one."""
+    from distributed.core import rpc
+
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    async with rpc(address, timeout=CONNECT_TIMEOUT_S) as scheduler:
+        while True:
+            info = await asyncio.wait_for(scheduler.identity(), 2 * CONNECT_TIMEOUT_S)
+            if info["workers"] or time.monotonic() > deadline:
+                return len(info["workers"])
+            await asyncio.sleep(0.2)
+
+
 @contextmanager
 def cluster_client(config: Config) -> Iterator[Any]:
     """A dask.distributed Client: to ``dask_scheduler``, or to a LocalCluster for the run.
@@ -217,20 +295,24 @@ def cluster_client(config: Config) -> Iterator[Any]:
     ConfigError
         When dask is not installed.
     """
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ConfigError('engine = "dask" needs the dask extra: pip install "ruralcov[dask]"'
-                          ) from exc
+    client_class, local_cluster = _client_classes()
     run = config.run
     if run.dask_scheduler:
-        with Client(run.dask_scheduler) as client:
+        with client_class(run.dask_scheduler) as client:
             yield client
         return
     workers = run.dask_workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
+    # The scheduler of a LocalCluster logs in this process: its shuffle plugin announces
+    # every shuffle as a WARNING (two lines each, several shuffles a run): routine here.
+    shuffle_log = logging.getLogger("distributed.shuffle")
+    level = shuffle_log.level
+    shuffle_log.setLevel(logging.ERROR)
+    try:
+        with local_cluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None) as cluster, client_class(cluster) as client:
+            yield client
+    finally:
+        shuffle_log.setLevel(level)
 
 
 def dask_speed_tests(

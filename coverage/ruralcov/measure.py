@@ -25,7 +25,7 @@ from ruralcov.config import Config
 from ruralcov.loaders import InputRecord, Loaded, load_speed_tests
 from ruralcov.validate import concat_issues, no_issues
 
-__all__ = ["Measurement", "speed_statistics"]
+__all__ = ["Measurement", "check_engine", "speed_statistics"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,26 @@ class Measurement:
     records: tuple[InputRecord, ...]
     #: The 1 km cells of the tests (:mod:`ruralcov.cells`), when asked for and available.
     cells: pd.DataFrame | None = None
+
+
+def check_engine(config: Config) -> None:
+    """Stop before any input is read when the configured engine cannot run (the Dask
+    engine's scheduler: :func:`ruralcov.distributed.check_cluster`).
+
+    Parameters
+    ----------
+    config
+        The run's configuration (``[run] engine``).
+
+    Raises
+    ------
+    ConfigError
+        Naming what to fix.
+    """
+    if config.run.engine == "dask":
+        from ruralcov.distributed import check_cluster
+
+        check_cluster(config)
 
 
 def speed_statistics(

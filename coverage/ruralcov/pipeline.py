@@ -198,6 +198,7 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None,
         For anything the user must fix; row-level problems become issues instead.
     """
     tell = progress or (lambda step: None)
+    measure.check_engine(config)  # a cluster that cannot run stops the run before any reading
     if config.speed is not None and config.speed.period:  # periods from a column of the file
         from ruralcov.trends import with_period_column
 

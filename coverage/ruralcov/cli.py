@@ -41,8 +41,12 @@ def _user_errors() -> Iterator[None]:
 @contextmanager
 def _progress(quiet: bool, steps: tuple[str, ...] = STEPS) -> Iterator[Callable[[str], None]]:
     """A progress bar over ``steps`` (hidden with -q or when stderr is not a tty); every step
-    is also logged (``-v``)."""
+    is also logged (``-v``). Memory the process freed is given back at each step
+    (:func:`ruralcov.memory.release`): the steps allocate from other threads' heaps and from
+    other allocators than those that freed it."""
     from tqdm import tqdm
+
+    from ruralcov.memory import release
 
     bar = tqdm(
         total=len(steps),
@@ -58,6 +62,7 @@ def _progress(quiet: bool, steps: tuple[str, ...] = STEPS) -> Iterator[Callable[
             bar.update(1)
         done["n"] += 1
         bar.set_description_str(step)
+        release()  # what the last step freed goes back before the next one allocates
         log.info("step: %s", step)
         _log_usage(f"the start of {step}")
 
@@ -72,9 +77,10 @@ def _progress(quiet: bool, steps: tuple[str, ...] = STEPS) -> Iterator[Callable[
 def _log_usage(when: str) -> None:
     """With -v, the time since the command started and the memory it holds and has held
     (``bench/national.py`` reads these lines for its per-phase table)."""
+    from ruralcov.memory import usage
+
     if not log.isEnabledFor(logging.INFO):
         return
-    from ruralcov.memory import usage
 
     rss, peak = usage()
     now = "?" if rss is None else f"{rss / 1e9:.2f}"

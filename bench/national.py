@@ -28,6 +28,8 @@ per-phase times and memory are read from the child's ``-v`` log: each ``step:`` 
 the time since the start and the process's RSS and peak RSS (VmRSS, VmHWM) at that moment.
 The last line printed is JSON.
 
+``table LOG`` prints the Markdown tables of a saved output of ``run``.
+
 ``index`` times building :class:`ruralcov.join.PolygonIndex` over every village polygon in a
 child process (reading the polygons is not timed).
 """
@@ -273,6 +275,16 @@ def phases(log: str) -> list[dict]:
             for (name, t0, rss0, _), (_, t1, _, peak1) in zip(marks, marks[1:], strict=False)]
 
 
+def with_outside(steps: list[dict], log: Path, seconds: float) -> list[dict]:
+    """``steps`` after a first phase, "start and exit": the wall clock outside the log's
+    first and last marks (the interpreter, the imports and reading the config before the
+    first step; the exit after the last)."""
+    marks = [float(m["t"]) for m in USAGE.finditer(log.read_text(encoding="utf-8"))]
+    outside = seconds - (marks[-1] - marks[0])
+    return [{"step": "start and exit", "seconds": round(outside, 2), "rss_at_start_gb": None,
+             "peak_gb": None}, *steps]
+
+
 def run_one(data: Path, n: int, exe: Path) -> dict:
     config = subset(data, n)
     sizes = counts(config)
@@ -285,7 +297,7 @@ def run_one(data: Path, n: int, exe: Path) -> dict:
     cmd = [str(exe), "-v", "run", str(config), "--out", str(out), "--no-maps", "--force"]
     # `exec` replaces the shell by the command: timed() measures the command's own process.
     result = timed(["sh", "-c", f'exec "$0" "$@" 2>{shlex.quote(str(log))}', *cmd])
-    steps = phases(log.read_text(encoding="utf-8"))
+    steps = with_outside(phases(log.read_text(encoding="utf-8")), log, result["seconds"])
     row = {"provinces": n, **sizes, "seconds": round(result["seconds"], 1),
            "cpu_seconds": round(result["cpu"], 1), "peak_rss_gb": round(result["rss"] / 1e9, 2),
            "load": round(result["load"], 2), "steps": steps}
@@ -293,9 +305,31 @@ def run_one(data: Path, n: int, exe: Path) -> dict:
           f"{row['seconds']:.1f} s wall, {row['cpu_seconds']:.1f} CPU-s, peak RSS "
           f"{row['peak_rss_gb']:.2f} GB (load before {row['load']:.2f})", flush=True)
     for s in steps:
-        print(f"    {s['step']:<16} {s['seconds']:7.1f} s   rss at start "
-              f"{s['rss_at_start_gb']} GB, peak by its end {s['peak_gb']:.2f} GB")
+        memory = ("" if s["peak_gb"] is None else f"   rss at start {s['rss_at_start_gb']} GB, "
+                  f"peak by its end {s['peak_gb']:.2f} GB")
+        print(f"    {s['step']:<16} {s['seconds']:7.1f} s{memory}")
     return row
+
+
+def markdown(rows: list[dict]) -> str:
+    """The runs as two Markdown tables: the whole process per subset, then each phase's
+    seconds and the peak RSS (GB) by its end."""
+    head = "| provinces | units | tests | wall s | CPU s | peak RSS GB | load before |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['provinces']} | {r['units']:,} | {r['tests']:,} | {r['seconds']:.1f} | "
+              f"{r['cpu_seconds']:.1f} | {r['peak_rss_gb']:.2f} | {r['load']:.2f} |"
+              for r in rows]
+    names = [s["step"] for s in rows[-1]["steps"]]
+    lines += ["", "| phase | " + " | ".join(f"{r['provinces']}: s (peak GB)" for r in rows)
+              + " |", "|---|" + "---|" * len(rows)]
+    for name in names:
+        cells = []
+        for r in rows:
+            s = next((s for s in r["steps"] if s["step"] == name), None)
+            peak = "" if s is None or s["peak_gb"] is None else f" ({s['peak_gb']:.2f})"
+            cells.append("" if s is None else f"{s['seconds']:.1f}{peak}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # --- index ---------------------------------------------------------------------------------------
@@ -316,7 +350,8 @@ def index_child(world: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["prepare", "index", "run"])
+    ap.add_argument("what", choices=["prepare", "index", "run", "table"])
+    ap.add_argument("log", nargs="?", type=Path, help="table: a saved output of run")
     ap.add_argument("--provinces", type=int, nargs="+", default=[1, 4, 8, 16, 31],
                     help="run: numbers of provinces (the first N by code)")
     ap.add_argument("--data", type=Path, default=HERE / "data" / "national")
@@ -333,8 +368,18 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "index", "--data", str(args.data)],
                        check=True, env=env)
         return
+    if args.what == "table":  # the Markdown of a saved run's last line
+        last = args.log.read_text(encoding="utf-8").strip().splitlines()[-1]
+        rows = json.loads(last)["runs"]
+        for r in rows:
+            if r["steps"][0]["step"] != "start and exit":
+                log = args.data / "out" / f"p{r['provinces']:02d}.log"
+                r["steps"] = with_outside(r["steps"], log, r["seconds"])
+        print(markdown(rows))
+        return
     exe = Path(sys.executable).with_name("ruralcov")
     rows = [run_one(args.data, n, exe) for n in args.provinces]
+    print(markdown(rows))
     print(json.dumps({"cpus": os.cpu_count(), "runs": rows}))
 
 

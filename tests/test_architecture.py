@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "coverage" / "ruralcov"
 
 #: Layers, bottom to top. A subpackage is one entry (its modules share the layer).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "schema", "presets", "config", "template", "units", "_kernels", "xlsxrows"),
+    ("errors", "schema", "presets", "config", "template", "units", "_kernels", "xlsxrows",
+     "memory"),
     ("io", "postgis", "crs", "sampling", "periods", "checks", "validate", "join", "classify",
      "aggregate"),
     ("loaders", "capability", "ookla", "corrections", "stream", "distributed"),

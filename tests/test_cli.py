@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 
 import pytest
@@ -104,3 +105,14 @@ def test_demo_reports_every_step_in_order(tmp_path):
                           capture_output=True, text=True, check=True)
     seen = [line.split("step: ", 1)[1] for line in done.stderr.splitlines() if "step: " in line]
     assert seen == ["demo inputs", *STEPS, *WRITE_STEPS], done.stderr
+    # each step, and the end, with the time since the start and the memory (bench/national.py)
+    usage = re.compile(r"usage at (?:the start of (.+?)|(the end)): t=([\d.]+) s, rss ([\d.]+) "
+                       r"GB, peak ([\d.]+) GB")
+    marks = [m.groups() for m in usage.finditer(done.stderr)]
+    assert [m[0] or m[1] for m in marks] == [*seen, "the end"]
+    times = [float(m[2]) for m in marks]
+    assert times == sorted(times) and times[-1] > times[0]
+    peaks = [float(m[4]) for m in marks]
+    assert all(b >= a - 0.01 for a, b in zip(peaks, peaks[1:], strict=False))  # high-water
+    assert 0.1 < peaks[-1] < 8
+    assert all(float(m[3]) <= float(m[4]) + 0.01 for m in marks)

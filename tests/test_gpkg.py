@@ -95,3 +95,46 @@ def test_the_run_folder_lists_it_and_writes_it_the_same_again(small_result, tmp_
     write_gpkg(small_result, again, created=manifest["created"])
     digest = hashlib.sha256(again.read_bytes()).hexdigest()
     assert digest == manifest["outputs"][GPKG_FILE]  # a function of the result and the time
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_made_after_the_workbook_or_beside_it_every_file_is_the_same(small_result, tmp_path,
+                                                                      monkeypatch):
+    """Large runs make the layers only once report.xlsx is written (their memory and the
+    workbook's are not held at once); the order changes no byte of any file."""
+    from ruralcov.report import gpkg, writer
+
+    calls: list[str] = []
+    for module, name in ((writer, "gpkg_layers"), (gpkg, "gpkg_layers"), (writer, "write_xlsx")):
+        real = getattr(module, name)
+
+        def traced(*args, _real=real, _name=name, **kwargs):
+            calls.append(f"{_name} start")
+            out = _real(*args, **kwargs)
+            calls.append(f"{_name} end")
+            return out
+
+        monkeypatch.setattr(module, name, traced)
+    written = {}
+    for first in (1, 10**9):  # every run sequential; none
+        monkeypatch.setattr(writer, "SEQUENTIAL_FROM", first)
+        calls.clear()
+        folder = tmp_path / f"from_{first}"
+        folder.mkdir()
+        writer.write_contents(small_result, folder, out=tmp_path / "run", maps=False,
+                              created=CREATED)
+        written[first] = _files(folder)
+        if first == 1:  # made by write_gpkg after the workbook
+            assert calls == ["write_xlsx start", "write_xlsx end", "gpkg_layers start",
+                             "gpkg_layers end"]
+        else:  # made in a thread, started before the workbook
+            assert calls.index("gpkg_layers start") < calls.index("write_xlsx start")
+    assert len(small_result.villages) < writer.SEQUENTIAL_FROM  # small runs: beside it
+    assert written[1].keys() == written[10**9].keys()
+    assert GPKG_FILE in written[1] and "report.xlsx" in written[1]
+    differ = [name for name in written[1] if written[1][name] != written[10**9][name]]
+    assert differ == []

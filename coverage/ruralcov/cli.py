@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -22,6 +23,8 @@ from ruralcov.errors import RuralcovError
 from ruralcov.pipeline import STEPS, CoverageResult, analyse
 
 log = logging.getLogger("ruralcov")
+#: When the command started (its imports done): the origin of the -v log's times.
+_STARTED = time.perf_counter()
 
 
 @contextmanager
@@ -38,8 +41,12 @@ def _user_errors() -> Iterator[None]:
 @contextmanager
 def _progress(quiet: bool, steps: tuple[str, ...] = STEPS) -> Iterator[Callable[[str], None]]:
     """A progress bar over ``steps`` (hidden with -q or when stderr is not a tty); every step
-    is also logged (``-v``)."""
+    is also logged (``-v``). Memory the process freed is given back at each step
+    (:func:`ruralcov.memory.release`): the steps allocate from other threads' heaps and from
+    other allocators than those that freed it."""
     from tqdm import tqdm
+
+    from ruralcov.memory import release
 
     bar = tqdm(
         total=len(steps),
@@ -55,13 +62,30 @@ def _progress(quiet: bool, steps: tuple[str, ...] = STEPS) -> Iterator[Callable[
             bar.update(1)
         done["n"] += 1
         bar.set_description_str(step)
+        release()  # what the last step freed goes back before the next one allocates
         log.info("step: %s", step)
+        _log_usage(f"the start of {step}")
 
     try:
         yield tell
         bar.update(len(steps) - bar.n)
+        _log_usage("the end")
     finally:
         bar.close()
+
+
+def _log_usage(when: str) -> None:
+    """With -v, the time since the command started and the memory it holds and has held
+    (``bench/national.py`` reads these lines for its per-phase table)."""
+    from ruralcov.memory import usage
+
+    if not log.isEnabledFor(logging.INFO):
+        return
+
+    rss, peak = usage()
+    now = "?" if rss is None else f"{rss / 1e9:.2f}"
+    log.info("usage at %s: t=%.1f s, rss %s GB, peak %.2f GB", when,
+             time.perf_counter() - _STARTED, now, peak / 1e9)
 
 
 def _refuse_existing(out: Path, force: bool) -> None:

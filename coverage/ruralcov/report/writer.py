@@ -30,6 +30,7 @@ from ruralcov import outdir
 from ruralcov.config import dump_config, relative_inside
 from ruralcov.errors import ConfigError, OutputExistsError
 from ruralcov.io import sha256_file
+from ruralcov.memory import release
 from ruralcov.pipeline import CoverageResult
 from ruralcov.report.gpkg import GPKG_FILE, gpkg_layers, write_gpkg
 from ruralcov.report.html import Figures, page, render_report_html
@@ -50,6 +51,12 @@ __all__ = [
 
 #: The steps ``write_run`` reports to its ``progress`` callback, in order.
 WRITE_STEPS: tuple[str, ...] = ("tables", "maps", "report")
+#: From this many register units on, the layers of results.gpkg are made only once
+#: report.xlsx is written and its memory freed, rather than beside the tables and the
+#: workbook: at national scale (620,573 units) each holds about half a gigabyte to a
+#: gigabyte, and stacked they raised the peak RSS of a run by 1.5 GB
+#: (``bench/national.py``). Every file is the same either way.
+SEQUENTIAL_FROM = 100_000
 #: The fibre assets of a run: points and routes in one GeoParquet, told apart by ``role``.
 ASSETS_FILE = "assets.parquet"
 #: The speed tests of a run per 1 km cell (``CoverageResult.cells``).
@@ -189,16 +196,21 @@ def assets_frame(result: CoverageResult) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
 
 
-def _write_data(result: CoverageResult, tmp: Path, created: str) -> list[tuple[str, str]]:
+def _write_data(result: CoverageResult, tmp: Path, created: str, *,
+                sequential: bool | None = None) -> list[tuple[str, str]]:
     """The Parquet files, the tables and the workbook; returns the files for the report's
-    list beyond the fixed ones."""
-    # villages.parquet is written and the layers of results.gpkg are made (their areas are
-    # unions of villages) by threads (pyarrow and GEOS work without the GIL) while the tables
+    list beyond the fixed ones. ``sequential`` (None: from :data:`SEQUENTIAL_FROM` register
+    units on) makes results.gpkg's layers only once the workbook is written."""
+    # villages.parquet is written by a thread (pyarrow works without the GIL) while the tables
     # and the workbook are formatted (Python work); the parquet gets a frame of its own. The
     # GeoPackage is written after the tables: on a full disk, the first file refused stops the
     # run before GDAL starts (which would print its own errors).
+    if sequential is None:
+        sequential = len(result.villages) >= SEQUENTIAL_FROM
     with ThreadPoolExecutor(max_workers=2) as pool:
-        layers = pool.submit(gpkg_layers, result)
+        # Small runs make the layers of results.gpkg (their areas are unions of villages:
+        # GEOS, without the GIL) in a thread beside the tables and the workbook too.
+        layers = None if sequential else pool.submit(gpkg_layers, result)
         parquet = pool.submit(result.villages.copy(deep=False).to_parquet,
                               tmp / "villages.parquet", index=False)
         assets_frame(result).to_parquet(tmp / ASSETS_FILE, index=False)
@@ -209,9 +221,11 @@ def _write_data(result: CoverageResult, tmp: Path, created: str) -> list[tuple[s
             files.append((CELLS_FILE, "speed tests per 1 km cell, as the county maps draw them"))
         write_tables(result, tmp / "tables")
         write_xlsx(result, tmp / "report.xlsx", created=created)
-        files.append(write_gpkg(result, tmp / GPKG_FILE, created=created,
-                                layers=layers.result()))
         parquet.result()
+    if sequential:  # what the workbook and the tables held goes back before the layers
+        release()
+    files.append(write_gpkg(result, tmp / GPKG_FILE, created=created,
+                            layers=None if layers is None else layers.result()))
     return files
 
 

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "coverage" / "ruralcov"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "schema", "presets", "config", "template", "units", "_kernels", "xlsxrows"),
     ("io", "postgis", "crs", "sampling", "periods", "checks", "validate", "join", "classify",
-     "aggregate"),
+     "aggregate", "areas"),
     ("loaders", "capability", "ookla", "corrections", "stream", "distributed"),
     ("measure", "cells", "trends", "pipeline"),
     ("report", "maps", "runfolder", "outdir"),

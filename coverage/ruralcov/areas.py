@@ -257,5 +257,6 @@ def level_unions(pending: AreaUnions | None,
     taken = {level: pending.take(level, *pair) if pending is not None else None
              for level, pair in work.items()}
     rest = [level for level, got in taken.items() if got is None]
-    taken.update(zip(rest, dissolve_many([work[level] for level in rest]), strict=True))
+    if rest:
+        taken.update(zip(rest, dissolve_many([work[level] for level in rest]), strict=True))
     return {level: taken[level] for level in work}

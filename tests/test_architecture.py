@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "schema", "presets", "config", "template", "units", "_kernels", "xlsxrows",
      "memory"),
     ("io", "postgis", "crs", "sampling", "periods", "checks", "validate", "join", "classify",
-     "aggregate"),
+     "aggregate", "areas"),
     ("loaders", "capability", "ookla", "corrections", "stream", "distributed"),
     ("measure", "cells", "trends", "pipeline"),
     ("report", "maps", "runfolder", "outdir"),

@@ -180,7 +180,7 @@ def _run(
             config = work()
         if maps is False:  # --no-maps: recorded in the run's config.toml; no cells counted
             config = replace(config, maps=dataclasses.replace(config.maps, enabled=False))
-        result = analyse(config, progress=tell)
+        result = analyse(config, progress=tell, area_unions=True)
         if publish is not None:  # the database rows first, committed once the folder is written
             publish.begin(result)
         write_run(result, out, maps=maps, extra_inputs=extra_inputs, force=force, stage=stage,

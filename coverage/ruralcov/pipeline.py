@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ruralcov import aggregate, classify, crs, join, measure, stream, units
+from ruralcov.areas import LEVELS, AreaUnions
 from ruralcov.config import Config, replace
 from ruralcov.io import sha256_file
 from ruralcov.loaders import InputRecord, load_fibre, load_villages, preset_columns
@@ -59,6 +60,10 @@ class CoverageResult:
     #: The speed tests per county in 1 km cells of ``metric_crs`` (cells.CELL_COLUMNS), for
     #: the county maps; None when not computed (no maps, no per-test source, no counties).
     cells: pd.DataFrame | None = None
+    #: The unions of the townships' and counties' village polygons, started in threads when
+    #: the villages were read (``analyse(..., area_unions=True)``); taken by ``results.gpkg``
+    #: and the maps (:func:`ruralcov.areas.level_unions`), which make them otherwise.
+    area_unions: AreaUnions | None = field(default=None, compare=False, repr=False)
 
 
 def empty_assets() -> gpd.GeoDataFrame:
@@ -174,7 +179,7 @@ def _corrections(config: Config, villages: gpd.GeoDataFrame, found: _Found
 
 
 def analyse(config: Config, *, progress: Callable[[str], None] | None = None,
-            cells: bool | None = None) -> CoverageResult:
+            cells: bool | None = None, area_unions: bool = False) -> CoverageResult:
     """Read every input of ``config`` and compute the coverage of each village.
 
     Parameters
@@ -186,6 +191,11 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None,
     cells
         Count the speed tests in the 1 km cells the county maps draw
         (:attr:`CoverageResult.cells`); None: when ``config.maps.enabled``.
+    area_unions
+        Start the unions of the townships' and counties' village polygons (the areas of
+        ``results.gpkg`` and the maps) in threads as soon as the villages are read, beside
+        the speed tests (:attr:`CoverageResult.area_unions`); the writers make them
+        otherwise. ``ruralcov run`` and ``demo`` ask for them.
 
     Returns
     -------
@@ -208,6 +218,27 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None,
     found = _Found()
     tell("villages")
     villages = _villages(config, found)
+    unions = _area_unions(villages) if area_unions else None
+    try:
+        return _analyse_villages(config, villages, found, tell, cells=cells, unions=unions)
+    except BaseException:
+        if unions is not None:  # the run stops: no union not yet started is made
+            unions.cancel()
+        raise
+
+
+def _area_unions(villages: gpd.GeoDataFrame) -> AreaUnions | None:
+    """The unions of the areas of every level of :data:`ruralcov.areas.LEVELS` the register
+    has, started; None when it has none."""
+    levels = {level: villages[f"{level}_code"] for level in LEVELS
+              if f"{level}_code" in villages.columns and villages[f"{level}_code"].notna().any()}
+    return AreaUnions(villages.geometry.to_numpy(), levels) if levels else None
+
+
+def _analyse_villages(config: Config, villages: gpd.GeoDataFrame, found: _Found,
+                      tell: Callable[[str], None], *, cells: bool | None,
+                      unions: AreaUnions | None) -> CoverageResult:
+    """:func:`analyse` once the villages are read."""
     bounds = villages.geometry[villages["has_geometry"]].total_bounds if (
         villages["has_geometry"].any()) else None
     metric = crs.metric_crs(tuple(bounds) if bounds is not None else (-1, -1, 1, 1))
@@ -244,6 +275,7 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None,
         corrections=corrections,
         trends=trends,
         cells=measured.cells,
+        area_unions=unions,
     )
 
 

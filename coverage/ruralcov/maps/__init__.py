@@ -42,13 +42,13 @@ import pandas as pd
 import pyproj
 import shapely
 
+from ruralcov.areas import level_unions
 from ruralcov.cells import CELL_M
 from ruralcov.errors import ConfigError
 from ruralcov.maps.assets import copy_assets, copy_tile_assets
 from ruralcov.maps.data import (
     FIVE_WAY_MAP_CLASSES,
     MAP_CLASSES,
-    dissolve_many,
     map_class,
     simplify_polygons,
     village_classes,
@@ -191,10 +191,10 @@ def _scene(result: CoverageResult) -> _Scene:
     # separately simplified villages would show hairline gaps wherever neighbours differ
     levels = [level for level in ("county", "township")
               if level in result.summaries and f"{level}_code" in drawn.columns]
-    dissolved = dissolve_many([(drawn.geometry.to_numpy(), drawn[f"{level}_code"])
-                               for level in levels])
+    dissolved = level_unions(result.area_unions, {
+        level: (drawn.geometry.to_numpy(), drawn[f"{level}_code"]) for level in levels})
     areas = {}
-    for level, merged in zip(levels, dissolved, strict=True):
+    for level, merged in dissolved.items():
         areas[level] = pd.Series(
             simplify_polygons(
                 merged.to_numpy(),

@@ -17,9 +17,7 @@ The page script ``templates/ruralcov_map.js`` decodes this format.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,6 +26,7 @@ import pyproj
 import shapely
 from numpy.typing import NDArray
 
+from ruralcov.areas import dissolve, dissolve_many
 from ruralcov.capability import FIVE_WAY_TEXT, is_five_way
 
 __all__ = [
@@ -371,84 +370,6 @@ def simplify_polygons(
     simple = np.where(lost, metric, simple)
     out[ok] = shapely.transform(simple, back, interleaved=False)
     return out
-
-
-def dissolve(geoms: NDArray[np.object_], keys: pd.Series) -> pd.Series:
-    """Union of the geometries of each key (e.g. villages into their township).
-
-    Parameters
-    ----------
-    geoms
-        Polygons.
-    keys
-        The key of each polygon; missing keys and geometries are left out.
-
-    Returns
-    -------
-    pandas.Series
-        One (multi)polygon per key, by key, without the slivers left where neighbours do
-        not quite meet.
-    """
-    return dissolve_many([(geoms, keys)])[0]
-
-
-def dissolve_many(work: Sequence[tuple[NDArray[np.object_], pd.Series]]) -> list[pd.Series]:
-    """:func:`dissolve` of each ``(geoms, keys)`` of ``work``, the unions all at once.
-
-    Every key's union is a task of one pool of threads, the largest first: GEOS works
-    without the GIL, and a province's unions (its townships and its counties, each of
-    thousands of polygons) are most of the time of its ``results.gpkg``. Each union is
-    computed as :func:`dissolve` alone computes it.
-
-    Parameters
-    ----------
-    work
-        Pairs of polygons and their keys, as :func:`dissolve` takes them.
-
-    Returns
-    -------
-    list of pandas.Series
-        :func:`dissolve` of each pair, in order.
-    """
-    groups = []
-    for n, (geoms, keys) in enumerate(work):
-        geoms = np.asarray(geoms, dtype=object)
-        keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) & keys.notna().to_numpy()
-        frame = pd.DataFrame({"key": keys.to_numpy()[keep], "i": np.flatnonzero(keep)})
-        groups += [(n, key, geoms[idx.to_numpy()])
-                   for key, idx in frame.groupby("key", sort=True)["i"]]
-    largest_first = sorted(range(len(groups)), key=lambda k: -len(groups[k][2]))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        merged = dict(zip(largest_first,
-                          pool.map(lambda k: _union(groups[k][2]), largest_first), strict=True))
-    out: list[dict[Any, Any]] = [{} for _ in work]
-    for k, (n, key, _) in enumerate(groups):
-        out[n][key] = merged[k]
-    return [pd.Series(found, dtype=object) for found in out]
-
-
-def _union(parts: NDArray[np.object_]) -> Any:
-    """The union of ``parts`` without slivers: the coverage union where they form a coverage
-    (much faster), else the general union."""
-    try:
-        merged = shapely.coverage_union_all(parts)
-    except shapely.errors.GEOSException:  # not a coverage: the general union
-        merged = shapely.union_all(parts)
-    return _without_slivers(merged)
-
-
-def _without_slivers(geom: Any, rel: float = 1e-6) -> Any:
-    """``geom`` without holes smaller than ``rel`` times its part's area: the slits left
-    where neighbouring villages do not quite meet, which would show as lines inside an area."""
-    parts = []
-    for part in getattr(geom, "geoms", [geom]):
-        if part.geom_type != "Polygon":
-            continue
-        holes = [r for r in part.interiors if shapely.Polygon(r).area >= rel * part.area]
-        parts.append(shapely.Polygon(part.exterior, holes))
-    if not parts:
-        return geom
-    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
 def encode_geometry(

@@ -25,10 +25,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ruralcov.areas import level_unions
 from ruralcov.maps.data import (
     ASSET_CLASSES,
     area_classes,
-    dissolve_many,
     fibre_met,
     map_class,
     village_classes,
@@ -227,9 +227,9 @@ def gpkg_layers(result: CoverageResult) -> list[tuple[str, gpd.GeoDataFrame, str
     levels = [level for level in _AREA_LEVELS
               if level in result.summaries and f"{level}_code" in villages.columns]
     drawn = villages[villages.geometry.notna()]
-    merged = dissolve_many([(drawn.geometry.to_numpy(), drawn[f"{level}_code"])
-                            for level in levels])
-    for level, areas in zip(levels, merged, strict=True):
+    merged = level_unions(result.area_unions, {
+        level: (drawn.geometry.to_numpy(), drawn[f"{level}_code"]) for level in levels})
+    for level, areas in merged.items():
         layers.append((_AREA_LEVELS[level], *_area_layer(result, level, areas)))
     by_code = pd.Series(villages.geometry.to_numpy(), index=villages["village_code"])
     for name, gap in result.gaps.items():

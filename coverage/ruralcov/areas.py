@@ -1,0 +1,262 @@
+"""The areas of a register: the union of the village polygons of each township and county.
+
+``results.gpkg`` and the maps draw every area as the union of its villages' polygons. On a
+province these unions are the dearest part of writing a run (seconds of GEOS for a county of
+thousands of villages), and they need nothing but the villages' polygons and codes. So they
+are here, below the pipeline: :func:`ruralcov.analyse` can start them (:class:`AreaUnions`) as
+soon as the villages are read, in threads beside the speed tests (GEOS works without the GIL),
+and the writers take them when they need them (:func:`level_unions`), or make them then.
+Either way every union is computed by :func:`dissolve_many`, so the files are the same.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+from numpy.typing import NDArray
+
+__all__ = ["LEVELS", "AreaUnions", "dissolve", "dissolve_many", "level_unions"]
+
+#: The levels whose areas are drawn and written, smallest first.
+LEVELS: tuple[str, ...] = ("township", "county")
+
+
+def dissolve(geoms: NDArray[np.object_], keys: pd.Series) -> pd.Series:
+    """Union of the geometries of each key (e.g. villages into their township).
+
+    Parameters
+    ----------
+    geoms
+        Polygons.
+    keys
+        The key of each polygon; missing keys and geometries are left out.
+
+    Returns
+    -------
+    pandas.Series
+        One (multi)polygon per key, by key, without the slivers left where neighbours do
+        not quite meet.
+    """
+    return dissolve_many([(geoms, keys)])[0]
+
+
+def _groups(work: Sequence[tuple[NDArray[np.object_], pd.Series]]
+            ) -> list[tuple[int, Any, NDArray[np.object_]]]:
+    """``(pair, key, polygons)`` of every key of every pair of ``work``, keys in order."""
+    groups = []
+    for n, (geoms, keys) in enumerate(work):
+        geoms = np.asarray(geoms, dtype=object)
+        keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) & keys.notna().to_numpy()
+        frame = pd.DataFrame({"key": keys.to_numpy()[keep], "i": np.flatnonzero(keep)})
+        groups += [(n, key, geoms[idx.to_numpy()])
+                   for key, idx in frame.groupby("key", sort=True)["i"]]
+    return groups
+
+
+def _subsets(groups: list[tuple[int, Any, NDArray[np.object_]]]) -> list[list[int]]:
+    """For each group, the groups of other pairs whose polygons (the same objects) all lie
+    in it, smallest first: a township in its county."""
+    owner: dict[int, dict[int, int]] = {}  # pair -> id of a polygon -> its group
+    for g, (n, _, parts) in enumerate(groups):
+        owner.setdefault(n, {}).update(dict.fromkeys(map(id, parts), g))
+    inside: list[list[int]] = [[] for _ in groups]
+    for g, (n, _, parts) in enumerate(groups):
+        for m, of in owner.items():
+            if m == n:
+                continue
+            hosts = {of.get(id(p), -1) for p in parts}
+            if len(hosts) == 1 and (host := hosts.pop()) >= 0 and len(groups[host][2]) > len(parts):
+                inside[host].append(g)
+    return [sorted(s, key=lambda g: len(groups[g][2])) for s in inside]
+
+
+class _Attempts:
+    """The coverage union of each group, tried once (whichever thread asks first)."""
+
+    def __init__(self, groups: list[tuple[int, Any, NDArray[np.object_]]]) -> None:
+        self.groups = groups
+        self.locks = [threading.Lock() for _ in groups]
+        self.done: dict[int, Any] = {}
+
+    def __call__(self, g: int) -> Any:
+        """The coverage union of group ``g``, or None where GEOS refused it (not a coverage)."""
+        with self.locks[g]:
+            if g not in self.done:
+                self.done[g] = _coverage_union(self.groups[g][2])
+            return self.done[g]
+
+
+def _coverage_union(parts: NDArray[np.object_]) -> Any:
+    """The coverage union of ``parts`` (fast), or None where they are not a coverage."""
+    try:
+        return shapely.coverage_union_all(parts)
+    except shapely.errors.GEOSException:
+        return None
+
+
+def _union(g: int, attempt: _Attempts, subsets: list[int],
+           stop: threading.Event | None) -> Any:
+    """The union of group ``g`` without slivers: the coverage union where its polygons form a
+    coverage, else the general union. A group holding a group whose coverage union failed is
+    no coverage either (overlaps and unmatched edges stay in any larger set), so it goes
+    straight to the general union; on a province of misnoded villages, that saves the county's
+    failing attempt (seconds) for a township's (a few milliseconds)."""
+    if stop is not None and stop.is_set():
+        raise CancelledError
+    parts = attempt.groups[g][2]
+    if any(attempt(s) is None for s in subsets):
+        merged = None
+    else:
+        merged = attempt(g)
+    if merged is None:
+        merged = shapely.union_all(parts)
+    return _without_slivers(merged)
+
+
+def dissolve_many(work: Sequence[tuple[NDArray[np.object_], pd.Series]], *,
+                  workers: int | None = None,
+                  stop: threading.Event | None = None) -> list[pd.Series]:
+    """:func:`dissolve` of each ``(geoms, keys)`` of ``work``, the unions all at once.
+
+    Every key's union is a task of one pool of threads, the largest first: GEOS works
+    without the GIL, and a province's unions (its townships and its counties, each of
+    thousands of polygons) are most of the time of its ``results.gpkg``. Each union is
+    computed as :func:`dissolve` alone computes it (a larger area whose sub-area is no
+    coverage skips its own coverage union, which could not hold either).
+
+    Parameters
+    ----------
+    work
+        Pairs of polygons and their keys, as :func:`dissolve` takes them.
+    workers
+        Threads; None: one per core.
+    stop
+        When set, the unions not yet started are given up (:class:`AreaUnions.cancel`).
+
+    Returns
+    -------
+    list of pandas.Series
+        :func:`dissolve` of each pair, in order.
+    """
+    groups = _groups(work)
+    subsets = _subsets(groups)
+    attempt = _Attempts(groups)
+    largest_first = sorted(range(len(groups)), key=lambda k: -len(groups[k][2]))
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        merged = dict(zip(largest_first,
+                          pool.map(lambda k: _union(k, attempt, subsets[k], stop),
+                                   largest_first), strict=True))
+    out: list[dict[Any, Any]] = [{} for _ in work]
+    for k, (n, key, _) in enumerate(groups):
+        out[n][key] = merged[k]
+    return [pd.Series(found, dtype=object) for found in out]
+
+
+def _without_slivers(geom: Any, rel: float = 1e-6) -> Any:
+    """``geom`` without holes smaller than ``rel`` times its part's area: the slits left
+    where neighbouring villages do not quite meet, which would show as lines inside an area.
+    Only polygons are kept (a union's stray lines or points are dropped)."""
+    parts = shapely.get_parts(geom)
+    parts = parts[(shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)]
+    if not len(parts):
+        return geom
+    rings, part = shapely.get_rings(parts, return_index=True)
+    shell = np.r_[True, part[1:] != part[:-1]]  # each part's rings: its shell, then its holes
+    area = shapely.area(shapely.polygons(rings))
+    keep = shell | (area >= rel * shapely.area(parts)[part])
+    polygons = shapely.polygons(rings[keep], indices=part[keep])
+    return polygons[0] if len(polygons) == 1 else shapely.multipolygons(polygons)
+
+
+def _members(geoms: NDArray[np.object_], keys: pd.Series) -> tuple[NDArray[Any], NDArray[Any]]:
+    """The polygons that count and their keys, as :func:`dissolve_many` keeps them."""
+    geoms = np.asarray(geoms, dtype=object)
+    keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) & keys.notna().to_numpy()
+    return geoms[keep], keys.to_numpy()[keep]
+
+
+class AreaUnions:
+    """The unions of some levels' areas, being made in threads of their own.
+
+    :func:`ruralcov.analyse` starts them when the villages are read (``area_unions=True``);
+    :func:`level_unions` takes them for ``results.gpkg`` and the maps. The first to take them
+    waits for them, and gets any error of a union raised there.
+
+    Parameters
+    ----------
+    geoms
+        The villages' polygons.
+    levels
+        level -> the villages' keys (codes) at that level.
+    workers
+        Threads of the unions; None: one per core.
+    """
+
+    def __init__(self, geoms: NDArray[np.object_], levels: Mapping[str, pd.Series], *,
+                 workers: int | None = None) -> None:
+        # copies: the caller goes on adding to the frame these came from, in its own thread
+        geoms = np.array(geoms, dtype=object)
+        work = [(geoms, pd.Series(keys.to_numpy(copy=True))) for keys in levels.values()]
+        self._members = {level: _members(*pair) for level, pair in zip(levels, work, strict=True)}
+        self._levels = list(levels)
+        self._stop = threading.Event()
+        runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ruralcov-areas")
+        self._future: Future[list[pd.Series]] = runner.submit(
+            dissolve_many, work, workers=workers, stop=self._stop)
+        runner.shutdown(wait=False)  # its thread ends with the unions
+
+    def cancel(self) -> None:
+        """Give up the unions not yet started (the run failed before it needed them)."""
+        self._stop.set()
+
+    def take(self, level: str, geoms: NDArray[np.object_], keys: pd.Series) -> pd.Series | None:
+        """:func:`dissolve` of ``(geoms, keys)`` when it is one of these unions, else None.
+
+        It is when ``level`` is one of them and ``geoms`` and ``keys`` hold the same polygons
+        (the same objects) with the same keys as they were made of; then this waits for them,
+        and raises the error of a union that failed.
+        """
+        if level not in self._members:
+            return None
+        was_geoms, was_keys = self._members[level]
+        now_geoms, now_keys = _members(geoms, keys)
+        same = (len(was_geoms) == len(now_geoms)
+                and all(map(operator.is_, was_geoms, now_geoms))
+                and bool(np.all(was_keys == now_keys)))
+        if not same:
+            return None
+        return self._future.result()[self._levels.index(level)]
+
+
+def level_unions(pending: AreaUnions | None,
+                 work: Mapping[str, tuple[NDArray[np.object_], pd.Series]]
+                 ) -> dict[str, pd.Series]:
+    """:func:`dissolve` of each level's ``(geoms, keys)``: taken from ``pending`` where it
+    made them already, the others all at once (:func:`dissolve_many`).
+
+    Parameters
+    ----------
+    pending
+        ``CoverageResult.area_unions``, or None.
+    work
+        level -> the polygons and their keys at that level.
+
+    Returns
+    -------
+    dict
+        level -> one (multi)polygon per key, in the order of ``work``.
+    """
+    taken = {level: pending.take(level, *pair) if pending is not None else None
+             for level, pair in work.items()}
+    rest = [level for level, got in taken.items() if got is None]
+    if rest:
+        taken.update(zip(rest, dissolve_many([work[level] for level in rest]), strict=True))
+    return {level: taken[level] for level in work}

@@ -1,0 +1,161 @@
+"""The areas' unions (:mod:`ruralcov.areas`): equal to plain shapely unions on hand-made
+worlds, the same files whether ``analyse`` starts them early or the writers make them, and
+an error in a union raised by the run."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from click.testing import CliRunner
+
+from ruralcov import analyse, areas
+from ruralcov.cli import cli
+from ruralcov.config import load_config
+from ruralcov.report.gpkg import GPKG_FILE
+from ruralcov.report.writer import write_contents
+
+from worlds import write_north_world
+
+CREATED = "2026-03-04T05:06:07+00:00"
+
+
+def _grid(misnoded: bool) -> tuple[np.ndarray, pd.Series, pd.Series]:
+    """A 4 x 2 grid of unit squares: townships W (x < 2) and E, one county. With
+    ``misnoded``, the square at (0, 0) has an extra vertex on the edge it shares with (1, 0):
+    W is no coverage then, and so neither is the county."""
+    squares = [shapely.box(x, y, x + 1, y + 1) for x in range(4) for y in range(2)]
+    if misnoded:
+        squares[0] = shapely.Polygon([(0, 0), (1, 0), (1, 0.5), (1, 1), (0, 1)])
+    township = pd.Series(["W" if g.bounds[0] < 2 else "E" for g in squares])
+    return np.array(squares, dtype=object), township, pd.Series(["K"] * len(squares))
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the groups whose coverage union is tried (the real function is called)."""
+    tried: list[int] = []
+    real = areas._coverage_union
+
+    def counting(parts):
+        tried.append(len(parts))
+        return real(parts)
+
+    monkeypatch.setattr(areas, "_coverage_union", counting)
+    return tried
+
+
+@pytest.mark.parametrize("misnoded", [False, True])
+def test_unions_equal_shapely_unions_of_each_key(misnoded, monkeypatch):
+    geoms, township, county = _grid(misnoded)
+    tried = _spy(monkeypatch)
+    got = areas.dissolve_many([(geoms, township), (geoms, county)])
+    for merged, keys in zip(got, (township, county), strict=True):
+        assert list(merged.index) == sorted(set(keys))
+        for key, area in merged.items():
+            brute = shapely.union_all(geoms[(keys == key).to_numpy()])
+            assert shapely.equals(area, brute) and area.geom_type == "Polygon"
+    # each group's coverage union is tried once; a county holding a misnoded township skips
+    # its own (it could not hold), one that holds only coverages tries it
+    assert sorted(tried) == ([4, 4] if misnoded else [4, 4, 8])
+
+
+def test_the_unions_alone_and_together_are_the_same_bytes():
+    geoms, township, county = _grid(misnoded=True)
+    together = areas.dissolve_many([(geoms, township), (geoms, county)])
+    for merged, keys in zip(together, (township, county), strict=True):
+        alone = areas.dissolve(geoms, keys)  # no township beside the county: it tries its own
+        assert [shapely.to_wkb(g) for g in alone] == [shapely.to_wkb(g) for g in merged]
+
+
+def _slivers_one_by_one(geom, rel=1e-6):
+    """The sliver removal as written before it was vectorised: part by part, hole by hole."""
+    parts = []
+    for part in getattr(geom, "geoms", [geom]):
+        if part.geom_type != "Polygon":
+            continue
+        holes = [r for r in part.interiors if shapely.Polygon(r).area >= rel * part.area]
+        parts.append(shapely.Polygon(part.exterior, holes))
+    if not parts:
+        return geom
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+
+
+def test_slivers_go_and_holes_stay_as_part_by_part():
+    outer = shapely.box(0, 0, 100, 100)
+    hole = shapely.box(10, 10, 20, 20)  # 1 % of the part: a lake, kept
+    slit = shapely.box(50, 50, 50.001, 50.05)  # 5e-9 of the part: a sliver, dropped
+    first = outer.difference(hole).difference(slit)
+    second = shapely.box(200, 0, 201, 1).difference(shapely.box(200.5, 0.5, 200.5 + 1e-7, 0.6))
+    cases = [first, shapely.MultiPolygon([first, second]), shapely.box(0, 0, 1, 1),
+             shapely.GeometryCollection([first, shapely.LineString([(0, 0), (300, 300)])]),
+             shapely.GeometryCollection(), shapely.Polygon()]
+    for geom in cases:
+        want = _slivers_one_by_one(geom)
+        assert shapely.to_wkb(areas._without_slivers(geom)) == shapely.to_wkb(want)
+    kept = areas._without_slivers(first)
+    assert len(kept.interiors) == 1 and shapely.equals(shapely.Polygon(kept.interiors[0]), hole)
+    assert len(areas._without_slivers(second).interiors) == 0
+
+
+def _misnode(world: Path) -> None:
+    """Give village V1 of the north world an extra vertex on the edge it shares with V2, so
+    that township T1 and county K1 are no coverage (their general unions)."""
+    path = world.parent / "polygons.gpkg"
+    frame = gpd.read_file(path, layer="villages")
+    v1 = frame.index[frame["vcode"] == "V1"][0]
+    x0, y0, x1, y1 = frame.geometry[v1].bounds
+    frame.loc[v1, "geometry"] = shapely.Polygon(
+        [(x0, y0), (x1, y0), (x1, (y0 + y1) / 2), (x1, y1), (x0, y1)])
+    frame.to_file(path, layer="villages")
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    names = [GPKG_FILE, "villages.parquet", "report.xlsx",
+             *(p.relative_to(folder).as_posix() for p in sorted((folder / "tables").iterdir()))]
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names}
+
+
+@pytest.mark.parametrize("misnoded", [False, True])
+def test_early_unions_write_the_same_run_as_late_ones(tmp_path, misnoded):
+    world = write_north_world(tmp_path / "in")
+    if misnoded:
+        _misnode(world)
+    config = load_config(world)
+    early, late = analyse(config, area_unions=True), analyse(config)
+    assert late.area_unions is None and early.area_unions is not None
+    villages = early.villages
+    for level in ("township", "county"):  # the writers take the early ones
+        keys = villages[f"{level}_code"]
+        assert early.area_unions.take(level, villages.geometry.to_numpy(), keys) is not None
+        other = keys.copy()
+        other.iloc[0] = "elsewhere"  # another key: not these unions
+        assert early.area_unions.take(level, villages.geometry.to_numpy(), other) is None
+    digests = []
+    for name, result in (("early", early), ("late", late)):
+        folder = tmp_path / name
+        folder.mkdir()
+        write_contents(result, folder, out=tmp_path / "run", maps=False, created=CREATED)
+        digests.append(_digests(folder))
+    assert digests[0] == digests[1]
+    counties = gpd.read_file(tmp_path / "early" / GPKG_FILE, layer="counties")
+    drawn = early.villages.geometry.dropna().to_numpy()
+    assert shapely.equals(counties.geometry[0], shapely.union_all(drawn))
+
+
+def test_an_error_in_a_union_is_raised_by_the_run(tmp_path, monkeypatch):
+    world = write_north_world(tmp_path / "in")
+
+    def broken(geom, rel=1e-6):
+        raise RuntimeError("a union failed")
+
+    monkeypatch.setattr(areas, "_without_slivers", broken)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="a union failed"):
+        CliRunner().invoke(cli, ["-q", "run", str(world), "--out", str(out), "--no-maps"],
+                           catch_exceptions=False)
+    assert not (out / "manifest.json").exists()

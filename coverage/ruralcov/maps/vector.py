@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ruralcov.maps.data import column_texts, script_json, take_columns
+from ruralcov.maps.data import column_texts, script_json, split_columns
 from ruralcov.maps.tiles import TileLayer, tile_pyramid, write_archive
 
 __all__ = ["TILE_DIR", "TILED", "ZOOMS", "tiled_layers"]
@@ -86,15 +86,15 @@ def _tile_layers(parts: dict[str, Any]) -> list[TileLayer]:
 def _write_evidence(parts: dict[str, Any], n_counties: int, folder: Path) -> None:
     """``evidence/<n>.js`` per county: each tiled theme's columns and classes of its rows."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, Any] = {}
+    rows: dict[str, list[np.ndarray]] = {}
     for layer_id, (_, c, _, _, _) in parts.items():
         order = np.argsort(c, kind="stable")
         rows[layer_id] = np.split(order, np.searchsorted(c[order], np.arange(1, n_counties + 1)))
+    cols = {layer_id: split_columns(data["cols"], rows[layer_id])
+            for layer_id, (data, _, _, _, _) in parts.items()}
     for n in range(n_counties + 1):
-        ev = {}
-        for layer_id, (data, _, _, cls, _) in parts.items():
-            mine = rows[layer_id][n].tolist()
-            ev[layer_id] = {"cols": take_columns(data["cols"], mine), "cls": cls[mine].tolist()}
+        ev = {layer_id: {"cols": next(cols[layer_id]), "cls": cls[rows[layer_id][n]].tolist()}
+              for layer_id, (_, _, _, cls, _) in parts.items()}
         (folder / f"{n}.js").write_text(f"ruralcov.evidence({n},{script_json(ev)});\n",
                                         encoding="utf-8", newline="\n")
 

@@ -41,6 +41,7 @@ __all__ = [
     "dissolve",
     "dissolve_many",
     "encode_geometry",
+    "encoded_floor",
     "fibre_met",
     "map_class",
     "script_json",
@@ -501,6 +502,28 @@ def encode_geometry(
             for i, value in zip(idx, _encode_ragged(geoms[idx], q, closed), strict=True):
                 out[i] = value
     return out
+
+
+def encoded_floor(geoms: Sequence[Any] | NDArray[np.object_]) -> int:
+    """Characters that the JSON of :func:`encode_geometry` of polygons takes at least.
+
+    Every coordinate of a ring but its closing vertex is an integer, and every integer is at
+    least a digit followed by a comma or a bracket: two characters. Counted from the vertex
+    counts alone, so that a page that would be too large is known before it is built.
+
+    Examples
+    --------
+    >>> from shapely import box
+    >>> encoded_floor([box(0, 0, 1, 2), None]), len(script_json(encode_geometry(
+    ...     [box(0, 0, 1, 2), None], q=10)))
+    (16, 32)
+    """
+    g = np.asarray(list(geoms) if not isinstance(geoms, np.ndarray) else geoms, dtype=object)
+    g = g[~(shapely.is_missing(g) | shapely.is_empty(g))]
+    parts = shapely.get_parts(g)
+    parts = parts[~shapely.is_empty(parts)]
+    rings = len(parts) + int(shapely.get_num_interior_rings(parts).sum())
+    return 4 * (int(shapely.get_num_coordinates(parts).sum()) - rings)
 
 
 def _encode_ragged(geoms: NDArray[np.object_], q: float, closed: bool) -> list[Any]:

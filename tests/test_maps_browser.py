@@ -24,6 +24,7 @@ from mapworld import (
     QUOTES,
     XSS,
     hostile_result,
+    layers,
     legend_from_csv,
     small_plan,
     with_maps,
@@ -290,11 +291,18 @@ def _zoom_to_county(page: Page, code: str) -> None:
     page.frame()
 
 
-def test_tiled_province_map(browser: Any, tiled_run: tuple[Path, CoverageResult]) -> None:
+def test_tiled_province_map(browser: Any, tiled_run: tuple[Path, CoverageResult],
+                            small_maps: Path) -> None:
     run, result = tiled_run
     page = Page(browser, run / "maps" / "province.html")
     assert page.errors == [] and page.blocked == []
     assert page.js("ruralcov.drawn('county_fibre_share')") == 2  # the counties stay embedded
+    assert page.js("ruralcov.drawn('outlines')") == 2
+    # one copy of the counties on the page: the other county theme and the outlines take
+    # theirs from it, and get what the embedded page of the same world carries
+    embedded = layers((small_maps / "maps" / "province.html").read_text(encoding="utf-8"))
+    for layer_id in ("county_speed_share", "outlines"):
+        assert page.js(f"ruralcov.layers[{layer_id!r}].rc.geom") == embedded[layer_id]["geom"]
     page.theme("Villages: fibre and speed class")
     # the legend's counts are those of tables/villages.csv
     legend = page.page.locator(".rc-legend").inner_text()

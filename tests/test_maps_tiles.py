@@ -72,6 +72,11 @@ def test_a_large_page_is_drawn_from_tiles_and_a_small_one_stays_as_it_was(
     assert set(tiled_layers(over)) == {"villages", "township_fibre_share",
                                        "township_speed_share"}
     assert set(layers(over)) == {"county_fibre_share", "county_speed_share", "outlines"}
+    # one copy of the county polygons (shared_geometry; the browser test checks what it gives)
+    assert "geom" in layers(over)["county_fibre_share"]
+    for layer_id in ("county_speed_share", "outlines"):
+        assert "geom" not in layers(over)[layer_id]
+        assert layers(over)[layer_id]["geom_of"] == "county_fibre_share"
     assert (tmp_path / "over" / "tiles" / "province.pmtiles").is_file()
     for script in ("pmtiles.js", "protomaps-leaflet.js", "ruralcov_tiles.js"):
         assert f'src="assets/{script}"' in over

@@ -67,6 +67,7 @@ def test_a_large_page_is_drawn_from_tiles_and_a_small_one_stays_as_it_was(
     assert default == (tmp_path / "never" / "province.html").read_bytes()
     assert not (tmp_path / "default" / "tiles").exists()
     assert "villages" in layers(default.decode("utf-8"))
+    assert default.index(b".fitBounds(") > default.index(b"ruralcov.layer(")
     # auto past max_page_mb: the villages and townships come from tiles, the counties stay
     over = (tmp_path / "over" / "province.html").read_text(encoding="utf-8")
     assert set(tiled_layers(over)) == {"villages", "township_fibre_share",
@@ -78,6 +79,8 @@ def test_a_large_page_is_drawn_from_tiles_and_a_small_one_stays_as_it_was(
         assert "geom" not in layers(over)[layer_id]
         assert layers(over)[layer_id]["geom_of"] == "county_fibre_share"
     assert (tmp_path / "over" / "tiles" / "province.pmtiles").is_file()
+    # the view is set before the first layer is added (projected once, at the zoom shown)
+    assert over.index(".fitBounds(") < over.index("ruralcov.layer(")
     for script in ("pmtiles.js", "protomaps-leaflet.js", "ruralcov_tiles.js"):
         assert f'src="assets/{script}"' in over
         assert (tmp_path / "over" / "assets" / script).is_file()

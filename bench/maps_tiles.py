@@ -2,9 +2,11 @@
 county (not a test: the tests check what is drawn, never how fast).
 
 The run folder's maps are redrawn with ``[maps] vector_tiles = "always"`` into a temporary
-folder (the run folder is not changed), and the page is opened from ``file://`` in headless
-Debian Chromium, network off (every request that is not ``file:`` is aborted). Reported,
-median of ``--repeat`` fresh pages:
+folder (the run folder is not changed; ``--keep DIR`` keeps them in DIR instead), or, with
+``--as-is``, the run folder's own ``maps/province.html`` is measured as it is (it must be drawn
+from tiles: a national run past ``[maps] max_page_mb``). The page is opened from ``file://`` in
+headless Debian Chromium, network off (every request that is not ``file:`` is aborted).
+Reported, median of ``--repeat`` fresh pages:
 
 - ``open_ms``: ``performance.now()`` at the second animation frame after ``load`` (the
   county theme drawn); the issue's goal for the national page is 3,000 ms;
@@ -14,9 +16,14 @@ median of ``--repeat`` fresh pages:
 - ``frame_ms``: the longest of 20 animation frames while panning that county (responsive:
   under 100 ms).
 
+Also reported: ``write_maps_s`` (not with ``--as-is``), the page's bytes, the bytes of
+``tiles/`` and of the whole maps folder.
+
 Usage::
 
     python bench/maps_tiles.py out/demo
+    python bench/maps_tiles.py out/demo --keep /tmp/demo-tiled-maps
+    python bench/maps_tiles.py out/china-demo --as-is     # the national run's own page
 """
 
 from __future__ import annotations
@@ -92,28 +99,51 @@ def measure(page_path: Path, county: str, point: tuple[float, float], repeat: in
     return {k: round(statistics.median(v), 1) for k, v in runs.items()}
 
 
+def _sizes(folder: Path) -> dict[str, int]:
+    def total(d: Path) -> int:
+        return sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+
+    return {"page_bytes": (folder / "province.html").stat().st_size,
+            "tiles_bytes": total(folder / "tiles"), "maps_bytes": total(folder)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run folder (ruralcov demo --out ...)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--as-is", action="store_true",
+                        help="measure RUN/maps as they are, without drawing them again")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="draw the maps into DIR and keep them (default: a temporary folder)")
     args = parser.parse_args(argv)
-    result = read_run(args.run)
-    maps = dataclasses.replace(result.config.maps, vector_tiles="always")
-    result = dataclasses.replace(result, config=dataclasses.replace(result.config, maps=maps))
-    v = result.villages[result.villages["has_geometry"]]
+    if args.as_is and args.keep:
+        parser.error("--as-is measures RUN/maps; --keep is for maps drawn again")
+    if args.as_is:
+        import geopandas as gpd
+
+        folder = args.run / "maps"
+        if not (folder / "tiles" / "province.pmtiles").is_file():
+            parser.error(f"{folder}/province.html is not drawn from vector tiles")
+        villages = gpd.read_parquet(args.run / "villages.parquet",
+                                    columns=["county_code", "has_geometry", "geometry"])
+    else:
+        result = read_run(args.run)
+        maps = dataclasses.replace(result.config.maps, vector_tiles="always")
+        result = dataclasses.replace(result, config=dataclasses.replace(result.config, maps=maps))
+        villages = result.villages
+    v = villages[villages["has_geometry"]]
     county = v["county_code"].value_counts().index[0]
     inside = v[v["county_code"] == county].geometry.iloc[0].representative_point()
+    report: dict = {"villages_drawn": len(v), "county": county}
     with tempfile.TemporaryDirectory(prefix="rc-tiles-") as tmp:
-        t0 = time.perf_counter()
-        write_maps(result, Path(tmp) / "maps")
-        written = time.perf_counter() - t0
-        folder = Path(tmp) / "maps"
-        sizes = {"page_bytes": (folder / "province.html").stat().st_size,
-                 "tiles_bytes": sum(f.stat().st_size for f in (folder / "tiles").rglob("*")
-                                    if f.is_file())}
-        report = {"villages_drawn": len(v), "county": county, "write_maps_s": round(written, 1),
-                  **sizes, **measure(folder / "province.html", county,
-                                     (inside.y, inside.x), args.repeat)}
+        if not args.as_is:
+            folder = args.keep or Path(tmp) / "maps"
+            t0 = time.perf_counter()
+            write_maps(result, folder)
+            report["write_maps_s"] = round(time.perf_counter() - t0, 1)
+        report.update(_sizes(folder))
+        report.update(measure(folder / "province.html", county, (inside.y, inside.x),
+                              args.repeat))
     json.dump(report, sys.stdout, indent=2)
     print()
     return 0

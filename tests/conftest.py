@@ -425,3 +425,32 @@ def pg_server():
         yield server
     finally:
         pgserver.stop(server)
+
+
+#: The provinces of the small national worlds: Tibet 54 and Qinghai 63 (which share a border)
+#: and Ningxia 64.
+NATIONAL_PROVINCES = ("54", "63", "64")
+
+
+def _build_national(folder: Path, provinces: tuple[str, ...]) -> CoverageResult:
+    import dataclasses
+
+    from ruralcov import analyse
+    from ruralcov.config import config_from_dict, replace
+    from ruralcov.national import build_national_inputs
+
+    raw = build_national_inputs(folder, provinces=provinces, tests_per_village=2.0)
+    config = replace(config_from_dict(raw, base=folder), base=folder)
+    return analyse(replace(config, maps=dataclasses.replace(config.maps, enabled=False)))
+
+
+@pytest.fixture(scope="session")
+def national_worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], tuple]:
+    """(provinces) -> (inputs folder, result) of the national demo world (slow tests only):
+    :data:`NATIONAL_PROVINCES` together and each alone, built once per session, maps off.
+    Read them, never change them."""
+    out = {}
+    for codes in (NATIONAL_PROVINCES, *((p,) for p in NATIONAL_PROVINCES)):
+        folder = tmp_path_factory.mktemp("national-" + "-".join(codes))
+        out[codes] = (folder, _build_national(folder, codes))
+    return out

@@ -19,7 +19,6 @@ from ruralcov.cli import cli
 from ruralcov.config import load_config
 from ruralcov.report.gpkg import GPKG_FILE
 from ruralcov.report.writer import write_contents
-
 from worlds import write_north_world
 
 CREATED = "2026-03-04T05:06:07+00:00"

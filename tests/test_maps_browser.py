@@ -24,6 +24,7 @@ from mapworld import (
     QUOTES,
     XSS,
     hostile_result,
+    layers,
     legend_from_csv,
     small_plan,
     with_maps,
@@ -290,11 +291,18 @@ def _zoom_to_county(page: Page, code: str) -> None:
     page.frame()
 
 
-def test_tiled_province_map(browser: Any, tiled_run: tuple[Path, CoverageResult]) -> None:
+def test_tiled_province_map(browser: Any, tiled_run: tuple[Path, CoverageResult],
+                            small_maps: Path) -> None:
     run, result = tiled_run
     page = Page(browser, run / "maps" / "province.html")
     assert page.errors == [] and page.blocked == []
     assert page.js("ruralcov.drawn('county_fibre_share')") == 2  # the counties stay embedded
+    assert page.js("ruralcov.drawn('outlines')") == 2
+    # one copy of the counties on the page: the other county theme and the outlines take
+    # theirs from it, and get what the embedded page of the same world carries
+    embedded = layers((small_maps / "maps" / "province.html").read_text(encoding="utf-8"))
+    for layer_id in ("county_speed_share", "outlines"):
+        assert page.js(f"ruralcov.layers[{layer_id!r}].rc.geom") == embedded[layer_id]["geom"]
     page.theme("Villages: fibre and speed class")
     # the legend's counts are those of tables/villages.csv
     legend = page.page.locator(".rc-legend").inner_text()
@@ -386,6 +394,124 @@ def test_demo_tiled_province_map(browser: Any, demo_run: Path, tmp_path: Path) -
         popup = page.page.locator(".leaflet-popup-content h4")
         expect(popup).to_have_text(f"{row['village_name']} ({row['village_code']})")
         page.js(f"void {MAP}.closePopup()")
+    assert page.errors == [] and page.blocked == []
+    page.close()
+
+
+# --- the national world's page, drawn from vector tiles ---------------------------------------
+
+#: What a village popup shows, label by label, from the row of ``tables/villages.csv`` (texts
+#: as the CSV holds them): the column and how the page writes it (README: the map pages).
+POPUP_FIELDS: dict[str, tuple[str, str | None]] = {
+    "name": ("village_name", None), "code": ("village_code", None), "kind": ("kind", None),
+    "township": ("township_name", None), "county": ("county_name", None),
+    "fibre": ("fibre", "yes/no"), "fibre basis": ("fibre_basis", None),
+    "fibre access point": ("fibre_asset_id", None),
+    "distance to it (m)": ("fibre_distance_m", ",.0f"),
+    "fibre route nearby": ("fibre_nearby", "yes/no"), "nearby route": ("fibre_route_id", None),
+    "nearest access point": ("nearest_asset_id", None),
+    "distance to nearest (m)": ("nearest_asset_m", ",.0f"),
+    "speed tests": ("tests", ",d"), "devices": ("devices", ",d"),
+    "median download (Mbps)": ("download_median_mbps", ".1f"),
+    "95 % interval (Mbps)": ("download_ci_low_mbps", "interval"),
+    "median upload (Mbps)": ("upload_median_mbps", ".1f"),
+    "median latency (ms)": ("latency_median_ms", ".0f"),
+    "tests at target": ("share_tests_at_target", ".0%"),
+    "target (Mbps)": ("download_target_mbps", "g"), "speed class": ("speed_class", None),
+    "speed class by period": ("speed_trend", None),
+}
+
+
+def _popup_rows(row: Any) -> dict[str, str]:
+    """The popup table a village's row of villages.csv must give (``–`` for no value)."""
+    out = {}
+    for label, (col, how) in POPUP_FIELDS.items():
+        if col not in row.index:
+            continue
+        text = row[col]
+        if text == "":
+            out[label] = "–"
+        elif how == "yes/no":
+            out[label] = {"true": "yes", "false": "no"}[text.lower()]
+        elif how == "interval":
+            low, high = row["download_ci_low_mbps"], row["download_ci_high_mbps"]
+            out[label] = "–" if high == "" else f"{float(low):.1f} – {float(high):.1f}"
+        elif how == ",d":
+            out[label] = f"{int(float(text)):,d}"
+        elif how is not None:
+            out[label] = format(float(text), how)
+        else:
+            out[label] = text
+    return out
+
+
+def _popup_shown(page: Page) -> dict[str, str]:
+    return dict(page.js("[...document.querySelectorAll('.leaflet-popup-content tr')]"
+                        ".map(tr => [tr.cells[0].textContent, tr.cells[1].textContent])"))
+
+
+@pytest.fixture(scope="module")
+def national_tiled_run(national_worlds: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run folder of the three-province national world, its page drawn from tiles."""
+    from conftest import NATIONAL_PROVINCES
+    from ruralcov.report import write_run
+
+    result = national_worlds[NATIONAL_PROVINCES][1]
+    result = with_maps(result, enabled=True, vector_tiles="always")
+    return write_run(result, tmp_path_factory.mktemp("national_map") / "run")
+
+
+@pytest.mark.slow
+def test_national_map_from_tiles(browser: Any, national_tiled_run: Path,
+                                 national_worlds: dict) -> None:
+    """Tibet, Qinghai and Ningxia on one page from file://, network off: it opens, the legend
+    counts tables/villages.csv, search zooms to a village of a county and shows its row,
+    the county's villages come from the tiles and a click shows the village under it."""
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    from conftest import NATIONAL_PROVINCES
+
+    run = national_tiled_run
+    assert (run / "maps" / "tiles" / "province.pmtiles").is_file()
+    table = pd.read_csv(run / "tables" / "villages.csv", dtype=str, keep_default_na=False,
+                        encoding="utf-8-sig").set_index("village_code", drop=False)
+    polygons = gpd.read_file(national_worlds[NATIONAL_PROVINCES][0] / "village_polygons.gpkg",
+                             layer="villages").to_crs("EPSG:4326").set_index("code")
+    assert set(table["province_code"]) == set(NATIONAL_PROVINCES)
+    page = Page(browser, run / "maps" / "province.html")
+    assert page.errors == [] and page.blocked == []
+    page.theme("Villages: fibre and speed class")
+    legend = page.page.locator(".rc-legend").inner_text()
+    for label, _, n in legend_from_csv(run, five_way=True):
+        assert f"{label} ({n:,})" in legend, (label, n, legend)
+
+    # the county with the most villages drawn; search finds one of them, zooms, shows its row
+    drawn = table[table["has_geometry"].str.lower() == "true"]
+    county = drawn["county_code"].value_counts().index[0]
+    mine = drawn[drawn["county_code"] == county]
+    first = mine.iloc[len(mine) // 2]
+    page.page.locator(".rc-search input").fill(first["village_code"])
+    hit = page.page.locator(".rc-results li").first
+    expect(hit).to_have_text(f"{first['village_name']} ({first['village_code']})")
+    hit.click()
+    popup = page.page.locator(".leaflet-popup-content")
+    expect(popup.locator("h4")).to_have_text(f"{first['village_name']} ({first['village_code']})")
+    assert _popup_shown(page) == _popup_rows(first)
+    page.js(f"void {MAP}.closePopup()")
+
+    # the whole county in view: its villages from the tiles; a click at the middle of the
+    # largest village's inscribed circle (its polygon from the inputs) shows its row
+    _zoom_to_county(page, county)
+    page.page.wait_for_function("ruralcov.tiledFeatures('villages') > 0")
+    theirs = polygons.loc[mine.index[mine["kind"] == "village"]].geometry
+    largest = theirs.index[shapely.area(theirs.to_numpy()).argmax()]  # in square degrees
+    x, y = shapely.maximum_inscribed_circle(polygons.loc[largest].geometry).coords[0]
+    page.page.mouse.click(*_pixel(page, (y, x)))
+    row = table.loc[largest]
+    expect(popup.locator("h4")).to_have_text(f"{row['village_name']} ({row['village_code']})")
+    assert _popup_shown(page) == _popup_rows(row)
     assert page.errors == [] and page.blocked == []
     page.close()
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import logging
 import math
 from pathlib import Path
 
 import mapbox_vector_tile
+import numpy as np
 import pytest
 import shapely
 from pmtiles.reader import MemorySource, Reader
@@ -21,7 +23,7 @@ from mapworld import column, layers, read_script, tiled_layers, with_maps
 from ruralcov.config import config_from_dict
 from ruralcov.errors import ConfigError, RuralcovError
 from ruralcov.maps import write_maps
-from ruralcov.maps.data import MAP_CLASSES
+from ruralcov.maps.data import MAP_CLASSES, encode_geometry, encoded_floor, script_json
 from ruralcov.pipeline import CoverageResult
 
 #: the small world's drawn villages and their classes, by the README's definitions
@@ -65,15 +67,53 @@ def test_a_large_page_is_drawn_from_tiles_and_a_small_one_stays_as_it_was(
     assert default == (tmp_path / "never" / "province.html").read_bytes()
     assert not (tmp_path / "default" / "tiles").exists()
     assert "villages" in layers(default.decode("utf-8"))
+    assert default.index(b".fitBounds(") > default.index(b"ruralcov.layer(")
     # auto past max_page_mb: the villages and townships come from tiles, the counties stay
     over = (tmp_path / "over" / "province.html").read_text(encoding="utf-8")
     assert set(tiled_layers(over)) == {"villages", "township_fibre_share",
                                        "township_speed_share"}
     assert set(layers(over)) == {"county_fibre_share", "county_speed_share", "outlines"}
+    # one copy of the county polygons (shared_geometry; the browser test checks what it gives)
+    assert "geom" in layers(over)["county_fibre_share"]
+    for layer_id in ("county_speed_share", "outlines"):
+        assert "geom" not in layers(over)[layer_id]
+        assert layers(over)[layer_id]["geom_of"] == "county_fibre_share"
     assert (tmp_path / "over" / "tiles" / "province.pmtiles").is_file()
+    # the view is set before the first layer is added (projected once, at the zoom shown)
+    assert over.index(".fitBounds(") < over.index("ruralcov.layer(")
     for script in ("pmtiles.js", "protomaps-leaflet.js", "ruralcov_tiles.js"):
         assert f'src="assets/{script}"' in over
         assert (tmp_path / "over" / "assets" / script).is_file()
+
+
+def test_the_floor_of_the_page_is_below_its_json() -> None:
+    """encoded_floor never passes the JSON it bounds: squares, holes, several parts, empties,
+    and coordinates whose differences take many digits."""
+    rng = np.random.default_rng(7)
+    holed = shapely.Polygon([(0, 0), (1, 0), (1, 1), (0, 1)], [[(.2, .2), (.4, .2), (.4, .4)]])
+    many = shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 3)])
+    blobs = shapely.buffer(shapely.points(rng.uniform(70, 130, (200, 2))), 0.01)
+    for geoms in ([shapely.box(0, 0, 1e-5, 1e-5)], [holed, many, None, shapely.Polygon()],
+                  list(blobs)):
+        floor = encoded_floor(geoms)
+        assert 0 < floor <= len(script_json(encode_geometry(geoms, q=1e5)))
+
+
+def test_a_page_known_too_large_is_not_built_to_be_measured(
+        small_result: CoverageResult, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Past the floor the embedded page is not built; between the floor and the page's size it
+    is built, measured and dropped: the two write the same files."""
+    floor = encoded_floor(small_result.villages.geometry.to_numpy())  # squares: not simplified
+    with caplog.at_level(logging.INFO, logger="ruralcov.maps"):
+        write_maps(with_maps(small_result, max_page_mb=floor / 2e6), tmp_path / "below")
+        assert "province page of at least 0.0 MB" in caplog.text
+        caplog.clear()
+        write_maps(with_maps(small_result, max_page_mb=floor / 1e6), tmp_path / "above")
+        assert "province page of at least" not in caplog.text
+        assert "drawn from vector tiles" in caplog.text
+    for name in ("province.html", "tiles/province.pmtiles", "tiles/search.js",
+                 "tiles/evidence/0.js", "tiles/evidence/1.js"):
+        assert (tmp_path / "below" / name).read_bytes() == (tmp_path / "above" / name).read_bytes()
 
 
 def test_every_village_is_in_its_tile_with_its_evidence_and_class(

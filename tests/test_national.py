@@ -1,7 +1,8 @@
 """The national demo world: a province built alone is the same province inside the nation.
 
 Three small provinces (Tibet 54 and Qinghai 63, which share a border, and Ningxia 64) are
-built and analysed together and each alone. Together they span more than 6 degrees of
+built and analysed together and each alone (``national_worlds`` in ``conftest.py``, once per
+session). Together they span more than 6 degrees of
 longitude, so the run measures in a Lambert azimuthal equal-area CRS over all three, while
 each alone is measured in its own CRS: the equality holds across that change, and across the
 border.
@@ -12,7 +13,6 @@ shapely), not with ruralcov's matching code.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import json
 from pathlib import Path
@@ -24,14 +24,13 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from ruralcov import analyse
+from conftest import NATIONAL_PROVINCES
 from ruralcov.cli import cli
-from ruralcov.config import config_from_dict, replace
-from ruralcov.national import build_national_inputs, national_outlines, read_register
+from ruralcov.national import national_outlines, read_register
 
 pytestmark = pytest.mark.slow
 
-PROVINCES = ("54", "63", "64")
+PROVINCES = NATIONAL_PROVINCES
 #: The village columns that a province's neighbours or the CRS of the run must not change
 #: (distances in metres and the nearest asset of a village far from any do change with them).
 CLASSES = [
@@ -41,30 +40,14 @@ CLASSES = [
 ]
 
 
-def _build(folder: Path, provinces: tuple[str, ...]):
-    raw = build_national_inputs(folder, provinces=provinces, tests_per_village=2.0)
-    config = replace(config_from_dict(raw, base=folder), base=folder)
-    return analyse(replace(config, maps=dataclasses.replace(config.maps, enabled=False)))
-
-
-@pytest.fixture(scope="module")
-def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], tuple]:
-    """(provinces) -> (inputs folder, result): the three together and each alone."""
-    out = {}
-    for codes in (PROVINCES, *((p,) for p in PROVINCES)):
-        folder = tmp_path_factory.mktemp("national-" + "-".join(codes))
-        out[codes] = (folder, _build(folder, codes))
-    return out
-
-
 def _of(frame: pd.DataFrame, column: str, province: str) -> pd.DataFrame:
     return frame[frame[column].astype(str).str.startswith(province)].reset_index(drop=True)
 
 
 @pytest.mark.parametrize("province", PROVINCES)
-def test_province_alone_has_the_summaries_it_has_in_the_nation(worlds, province):
-    together = worlds[PROVINCES][1]
-    alone = worlds[(province,)][1]
+def test_province_alone_has_the_summaries_it_has_in_the_nation(national_worlds, province):
+    together = national_worlds[PROVINCES][1]
+    alone = national_worlds[(province,)][1]
     assert alone.metric_crs != together.metric_crs  # measured in another CRS
     for level, table in together.summaries.items():
         pd.testing.assert_frame_equal(_of(table, "code", province),
@@ -74,17 +57,17 @@ def test_province_alone_has_the_summaries_it_has_in_the_nation(worlds, province)
 
 
 @pytest.mark.parametrize("province", PROVINCES)
-def test_province_alone_has_the_village_classes_it_has_in_the_nation(worlds, province):
-    together = worlds[PROVINCES][1].villages
-    alone = worlds[(province,)][1].villages
+def test_province_alone_has_the_village_classes_it_has_in_the_nation(national_worlds, province):
+    together = national_worlds[PROVINCES][1].villages
+    alone = national_worlds[(province,)][1].villages
     pd.testing.assert_frame_equal(_of(together, "village_code", province)[CLASSES],
                                   alone[CLASSES].reset_index(drop=True))
 
 
 @pytest.mark.parametrize("province", PROVINCES)
-def test_province_alone_writes_the_rows_it_writes_in_the_nation(worlds, province):
+def test_province_alone_writes_the_rows_it_writes_in_the_nation(national_worlds, province):
     """The generator's own rows: polygons, assets and tests, byte for byte per row."""
-    together, alone = worlds[PROVINCES][0], worlds[(province,)][0]
+    together, alone = national_worlds[PROVINCES][0], national_worlds[(province,)][0]
     for name, layer, column, prefix in (
         ("village_polygons.gpkg", "villages", "code", province),
         ("fibre_access_points.gpkg", "access_points", "asset_id", f"AP-{province}-"),
@@ -172,18 +155,18 @@ def _manifest_facts(run: Path) -> dict:
     return manifest
 
 
-def test_dask_cluster_writes_the_run_folder_of_the_local_engine(worlds, tmp_path):
+def test_dask_cluster_writes_the_run_folder_of_the_local_engine(national_worlds, tmp_path):
     """The three provinces on a cluster of `dask scheduler` and `dask worker` processes, as the
     engineer's guide starts one on several machines: every table of the run folder byte for
     byte the local engine's, and the manifest's inputs, counts and headline the same."""
     pytest.importorskip("dask.distributed")
     pytest.importorskip("dask_geopandas")
     import tomli_w
-    from daskprocs import dask_cluster
 
+    from daskprocs import dask_cluster
     from ruralcov.config import config_to_dict
 
-    raw = config_to_dict(worlds[PROVINCES][1].config)
+    raw = config_to_dict(national_worlds[PROVINCES][1].config)
     local_toml, dask_toml = tmp_path / "local.toml", tmp_path / "dask.toml"
     local_toml.write_text(tomli_w.dumps(raw), encoding="utf-8")
     runs = {}
@@ -202,6 +185,6 @@ def test_dask_cluster_writes_the_run_folder_of_the_local_engine(worlds, tmp_path
     assert _manifest_facts(runs["dask"]) == _manifest_facts(runs["local"])
     from ruralcov import distributed, stream
 
-    parts = distributed.pieces(stream.speed_plan(worlds[PROVINCES][1].config.speed),
+    parts = distributed.pieces(stream.speed_plan(national_worlds[PROVINCES][1].config.speed),
                                rows_per_piece=5_000)
     assert len(parts) >= 3  # a partition per province at least: both workers had some

@@ -49,6 +49,7 @@ from ruralcov.maps.assets import copy_assets, copy_tile_assets
 from ruralcov.maps.data import (
     FIVE_WAY_MAP_CLASSES,
     MAP_CLASSES,
+    encoded_floor,
     map_class,
     simplify_polygons,
     village_classes,
@@ -281,14 +282,18 @@ def _province_page(result: CoverageResult, scene: _Scene, folder: Path, *,
                              county_hrefs=hrefs)
     mode = getattr(result.config.maps, "vector_tiles", "auto")
     limit = getattr(result.config.maps, "max_page_mb", 10.0) * 1e6
-    html = b""
-    if mode != "always":
+    size = 0
+    # a page whose village coordinates alone pass the limit is not built to be measured:
+    # nationally that page would take minutes and gigabytes
+    floor = encoded_floor(scene.simple) if mode == "auto" else 0
+    if mode == "never" or (mode == "auto" and floor <= limit):
         m = province_map(result, layers, scene.simple, basemap=basemap)
         html = m.get_root().render().encode("utf8")
         if mode == "never" or len(html) <= limit:
             return html
-    log.info("province page of %.1f MB: villages and townships drawn from vector tiles",
-             len(html) / 1e6)
+        size = len(html)
+    log.info("province page of %s MB: villages and townships drawn from vector tiles",
+             f"{size / 1e6:.1f}" if size else f"at least {floor / 1e6:.1f}")
     copy_tile_assets(folder)
     tiled = tiled_layers(layers, scene.drawn, scene.areas.get("township"), folder,
                          shift=shift_for(basemap))

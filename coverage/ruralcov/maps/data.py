@@ -17,7 +17,7 @@ The page script ``templates/ruralcov_map.js`` decodes this format.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,12 +40,13 @@ __all__ = [
     "dissolve",
     "dissolve_many",
     "encode_geometry",
+    "encoded_floor",
     "fibre_met",
     "map_class",
     "script_json",
     "share_bins",
     "simplify_polygons",
-    "take_columns",
+    "split_columns",
     "village_class_index",
     "village_classes",
 ]
@@ -424,6 +425,28 @@ def encode_geometry(
     return out
 
 
+def encoded_floor(geoms: Sequence[Any] | NDArray[np.object_]) -> int:
+    """Characters that the JSON of :func:`encode_geometry` of polygons takes at least.
+
+    Every coordinate of a ring but its closing vertex is an integer, and every integer is at
+    least a digit followed by a comma or a bracket: two characters. Counted from the vertex
+    counts alone, so that a page that would be too large is known before it is built.
+
+    Examples
+    --------
+    >>> from shapely import box
+    >>> encoded_floor([box(0, 0, 1, 2), None]), len(script_json(encode_geometry(
+    ...     [box(0, 0, 1, 2), None], q=10)))
+    (16, 32)
+    """
+    g = np.asarray(list(geoms) if not isinstance(geoms, np.ndarray) else geoms, dtype=object)
+    g = g[~(shapely.is_missing(g) | shapely.is_empty(g))]
+    parts = shapely.get_parts(g)
+    parts = parts[~shapely.is_empty(parts)]
+    rings = len(parts) + int(shapely.get_num_interior_rings(parts).sum())
+    return 4 * (int(shapely.get_num_coordinates(parts).sum()) - rings)
+
+
 def _encode_ragged(geoms: NDArray[np.object_], q: float, closed: bool) -> list[Any]:
     """Polygons (``closed``) or lines, vectorised through ``shapely.to_ragged_array``."""
     parts, owner = shapely.get_parts(geoms, return_index=True)
@@ -532,34 +555,43 @@ def column_texts(col: dict[str, Any]) -> list[str | None]:
     return [v if d is None or v is None else d[v] for v in col["v"]]
 
 
-def take_columns(cols: list[dict[str, Any]], rows: Sequence[int]) -> list[dict[str, Any]]:
-    """Some rows of the columns of :func:`columns`, encoded as :func:`columns` would encode
-    them (a map page's evidence per county comes from its layer's columns).
+def split_columns(cols: list[dict[str, Any]],
+                  groups: Iterable[Sequence[int]]) -> Iterator[list[dict[str, Any]]]:
+    """Groups of rows of the columns of :func:`columns`, each encoded as :func:`columns`
+    would encode it (a map page's evidence per county comes from its layer's columns).
+
+    Each column's texts are resolved once for all groups: resolving them per group cost a
+    national page tens of CPU-minutes.
 
     Parameters
     ----------
     cols
         Columns from :func:`columns`.
-    rows
-        Positions of the rows kept, in order.
+    groups
+        Per group, the positions of its rows, in order.
 
-    Returns
-    -------
+    Yields
+    ------
     list of dict
-        The columns of those rows; any other key of a column (``hide``) kept.
+        The columns of a group's rows; any other key of a column (``hide``) kept.
 
     Examples
     --------
     >>> cols = columns(pd.DataFrame({"x": list("abc")}), [("x", "name", None)])
-    >>> take_columns(cols, [2, 0])
-    [{'label': 'name', 'v': ['c', 'a']}]
+    >>> list(split_columns(cols, [[2, 0], [1]]))
+    [[{'label': 'name', 'v': ['c', 'a']}], [{'label': 'name', 'v': ['b']}]]
     """
-    out = []
+    texts = []
     for col in cols:
-        texts = column_texts(col)
-        extra = {k: v for k, v in col.items() if k not in ("label", "v", "d")}
-        out.append({**_column(col["label"], [texts[r] for r in rows]), **extra})
-    return out
+        t = column_texts(col)
+        resolved = np.empty(len(t), dtype=object)
+        resolved[:] = t
+        texts.append(resolved)
+    extras = [{k: v for k, v in col.items() if k not in ("label", "v", "d")} for col in cols]
+    for rows in groups:
+        at = np.asarray(rows, dtype=np.intp)
+        yield [{**_column(col["label"], t[at].tolist()), **extra}
+               for col, t, extra in zip(cols, texts, extras, strict=True)]
 
 
 def script_json(obj: Any) -> str:

@@ -14,7 +14,8 @@ When the embedded page would pass ``[maps] max_page_mb`` (or ``vector_tiles = "a
 The themes keep the legend of the embedded page: classes and counts come from the result's
 tables (:func:`~ruralcov.maps.pages.village_layer`, :func:`~ruralcov.maps.pages.area_layer`),
 never from the tiles. The counties stay embedded (a province has a few dozen, China about
-2,900), and so do the county pages.
+2,900), one copy of their polygons shared by the county themes and outlines
+(:func:`shared_geometry`), and so do the county pages.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ruralcov.maps.data import column_texts, script_json, take_columns
+from ruralcov.maps.data import column_texts, script_json, split_columns
 from ruralcov.maps.tiles import TileLayer, tile_pyramid, write_archive
 
-__all__ = ["TILE_DIR", "TILED", "ZOOMS", "tiled_layers"]
+__all__ = ["TILE_DIR", "TILED", "ZOOMS", "shared_geometry", "tiled_layers"]
 
 #: Folder of the tiles, the evidence and the search index, relative to the page.
 TILE_DIR = "tiles"
@@ -86,15 +87,15 @@ def _tile_layers(parts: dict[str, Any]) -> list[TileLayer]:
 def _write_evidence(parts: dict[str, Any], n_counties: int, folder: Path) -> None:
     """``evidence/<n>.js`` per county: each tiled theme's columns and classes of its rows."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, Any] = {}
+    rows: dict[str, list[np.ndarray]] = {}
     for layer_id, (_, c, _, _, _) in parts.items():
         order = np.argsort(c, kind="stable")
         rows[layer_id] = np.split(order, np.searchsorted(c[order], np.arange(1, n_counties + 1)))
+    cols = {layer_id: split_columns(data["cols"], rows[layer_id])
+            for layer_id, (data, _, _, _, _) in parts.items()}
     for n in range(n_counties + 1):
-        ev = {}
-        for layer_id, (data, _, _, cls, _) in parts.items():
-            mine = rows[layer_id][n].tolist()
-            ev[layer_id] = {"cols": take_columns(data["cols"], mine), "cls": cls[mine].tolist()}
+        ev = {layer_id: {"cols": next(cols[layer_id]), "cls": cls[rows[layer_id][n]].tolist()}
+              for layer_id, (_, _, _, cls, _) in parts.items()}
         (folder / f"{n}.js").write_text(f"ruralcov.evidence({n},{script_json(ev)});\n",
                                         encoding="utf-8", newline="\n")
 
@@ -110,6 +111,39 @@ def _write_search(part: Any, folder: Path, q: float) -> None:
     index = {"q": q, "name": names, "code": codes, "c": c.tolist(), "i": i.tolist(), "xy": xy}
     (folder / "search.js").write_text(f"ruralcov.searchIndex({script_json(index)});\n",
                                       encoding="utf-8", newline="\n")
+
+
+def _closed_rings(polygons: list[Any]) -> list[Any]:
+    """The rings of one geometry of polygons as encoded lines: every ring of every part,
+    its closing vertex back (the encoding of the polygons' boundaries)."""
+    return [[*ring, -sum(ring[2::2]), -sum(ring[3::2])] for part in polygons for ring in part]
+
+
+def shared_geometry(layers: list[tuple[dict[str, Any], bool]]) -> list[tuple[dict[str, Any], bool]]:
+    """The embedded layers with each copy of an earlier layer's geometry replaced by
+    ``geom_of`` (that layer's id), which ``ruralcov_tiles.js`` resolves: on a tiled page the
+    county themes and the county outlines carry one copy of the counties, not three (a
+    layer of lines shares the rings of polygons, closed again). Only exact copies are
+    shared."""
+    seen: dict[str, Any] = {}
+    out = []
+    for data, overlay in layers:
+        geom = data.get("geom")
+        if "tiles" in data or geom is None:
+            out.append((data, overlay))
+            continue
+        for layer_id, polygons in seen.items():
+            same = (geom == polygons if data["kind"] == "polygons" else
+                    data["kind"] == "lines" and geom == [_closed_rings(g) for g in polygons])
+            if same:
+                data = {("geom_of" if k == "geom" else k): (layer_id if k == "geom" else v)
+                        for k, v in data.items()}
+                break
+        else:
+            if data["kind"] == "polygons":
+                seen[data["id"]] = geom
+        out.append((data, overlay))
+    return out
 
 
 def tiled_layers(
@@ -181,4 +215,4 @@ def tiled_layers(
                      "min_zoom": ZOOMS[name][0], "max_zoom": ZOOMS[name][1]}
             data = {**data, "tiles": tiles}
         out.append((data, overlay))
-    return out
+    return shared_geometry(out)

@@ -33,6 +33,28 @@
   }
   var dir = "tiles/";
 
+  /** A layer whose data name another layer's geometry (geom_of, ruralcov.maps.vector's
+   * shared_geometry) takes that geometry: polygons as they are, lines as their rings closed. */
+  function closedRings(polygons) {
+    var out = [];
+    polygons.forEach(function (part) {
+      part.forEach(function (r) {
+        var sx = 0, sy = 0;
+        for (var j = 2; j < r.length; j += 2) { sx += r[j]; sy += r[j + 1]; }
+        out.push(r.concat([-sx, -sy]));
+      });
+    });
+    return out;
+  }
+  var layer = R.layer;
+  R.layer = function (d) {
+    if (d.geom_of === undefined) return layer(d);
+    var src = R.layers[d.geom_of].rc.geom, own = {};
+    Object.keys(d).forEach(function (k) { if (k !== "geom_of") own[k] = d[k]; });
+    own.geom = d.kind === "lines" ? src.map(closedRings) : src;
+    return layer(own);
+  };
+
   /** Called by tiles/<archive>.<k>.js: one chunk of the archive, in base64. */
   R.chunk = function (name, k, b64) {
     var bin = atob(b64), bytes = new Uint8Array(bin.length);

@@ -367,6 +367,18 @@ def test_tiled_search_finds_a_village(browser: Any,
 
 
 @pytest.mark.slow
+def _villages_theme(browser: Any, html: Path, run: Path) -> Page:
+    """A tiled page opened offline without errors, its villages theme on and its legend
+    counting the run's tables/villages.csv."""
+    page = Page(browser, html)
+    assert page.errors == [] and page.blocked == []
+    page.theme("Villages: fibre and speed class")
+    legend = page.page.locator(".rc-legend").inner_text()
+    for label, _, n in legend_from_csv(run, five_way=True):
+        assert f"{label} ({n:,})" in legend, (label, n, legend)
+    return page
+
+
 def test_demo_tiled_province_map(browser: Any, demo_run: Path, tmp_path: Path) -> None:
     """The demo's province page forced onto vector tiles: it opens, a county's villages come
     from the tiles, a click shows the right village, the legend counts tables/villages.csv."""
@@ -374,12 +386,7 @@ def test_demo_tiled_province_map(browser: Any, demo_run: Path, tmp_path: Path) -
 
     result = read_run(demo_run)
     write_maps(with_maps(result, vector_tiles="always"), tmp_path / "maps")
-    page = Page(browser, tmp_path / "maps" / "province.html")
-    assert page.errors == [] and page.blocked == []
-    page.theme("Villages: fibre and speed class")
-    legend = page.page.locator(".rc-legend").inner_text()
-    for label, _, n in legend_from_csv(demo_run, five_way=True):
-        assert f"{label} ({n:,})" in legend, (label, n, legend)
+    page = _villages_theme(browser, tmp_path / "maps" / "province.html", demo_run)
     v = result.villages[result.villages["has_geometry"]]
     county = v["county_code"].value_counts().index[0]
     _zoom_to_county(page, county)
@@ -480,12 +487,7 @@ def test_national_map_from_tiles(browser: Any, national_tiled_run: Path,
     polygons = gpd.read_file(national_worlds[NATIONAL_PROVINCES][0] / "village_polygons.gpkg",
                              layer="villages").to_crs("EPSG:4326").set_index("code")
     assert set(table["province_code"]) == set(NATIONAL_PROVINCES)
-    page = Page(browser, run / "maps" / "province.html")
-    assert page.errors == [] and page.blocked == []
-    page.theme("Villages: fibre and speed class")
-    legend = page.page.locator(".rc-legend").inner_text()
-    for label, _, n in legend_from_csv(run, five_way=True):
-        assert f"{label} ({n:,})" in legend, (label, n, legend)
+    page = _villages_theme(browser, run / "maps" / "province.html", run)
 
     # the county with the most villages drawn; search finds one of them, zooms, shows its row
     drawn = table[table["has_geometry"].str.lower() == "true"]

@@ -81,7 +81,6 @@ def _log_usage(when: str) -> None:
 
     if not log.isEnabledFor(logging.INFO):
         return
-
     rss, peak = usage()
     now = "?" if rss is None else f"{rss / 1e9:.2f}"
     log.info("usage at %s: t=%.1f s, rss %s GB, peak %.2f GB", when,

@@ -303,7 +303,9 @@ def write_gpkg(result: CoverageResult, path: Path | str, *, created: str,
     try:
         with pinned_gpkg_date(created):
             for name, frame, _ in layers:
-                pyogrio.write_dataframe(frame, path, layer=name, driver="GPKG",
+                # through Arrow, GDAL writes without holding the GIL: a run folder's workbook
+                # is formatted beside it (``report.writer``)
+                pyogrio.write_dataframe(frame, path, layer=name, driver="GPKG", use_arrow=True,
                                         GEOMETRY_NAME=GEOMETRY, SPATIAL_INDEX="YES")
             pyogrio.write_dataframe(_styles(layers, created), path, layer="layer_styles",
                                     driver="GPKG", FID="id")

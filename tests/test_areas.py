@@ -63,6 +63,42 @@ def test_unions_equal_shapely_unions_of_each_key(misnoded, monkeypatch):
     assert sorted(tried) == ([4, 4] if misnoded else [4, 4, 8])
 
 
+@pytest.mark.parametrize("pair", [
+    # a vertex the neighbour lacks on their only shared edge, overlapping squares, an island
+    [shapely.Polygon([(0, 0), (1, 0), (1, 0.5), (1, 1), (0, 1)]), shapely.box(1, 0, 2, 1)],
+    [shapely.box(0, 0, 1, 1), shapely.box(0.5, 0, 1.5, 1)],
+    [shapely.box(0, 0, 1, 1), shapely.box(0.2, 0.2, 0.8, 0.8)],
+])
+def test_what_geos_coverage_union_gets_wrong_is_no_coverage(pair):
+    """GEOS's coverage union returns these unmerged (an invalid multipolygon) rather than
+    refusing them; the area is their general union all the same."""
+    geoms = np.array(pair, dtype=object)
+    assert not shapely.is_valid(shapely.coverage_union_all(geoms))  # what GEOS does
+    assert areas._coverage_union(geoms) is None
+    (merged,) = areas.dissolve_many([(geoms, pd.Series(["A", "A"]))])
+    assert shapely.equals(merged["A"], shapely.union_all(geoms))
+    assert merged["A"].geom_type == "Polygon" and shapely.is_valid(merged["A"])
+
+
+def test_scattered_misnoded_townships_are_their_shapely_unions():
+    """Townships numbered out of place: three keys scattered over a 4 x 4 grid of squares,
+    each in several pieces (some squares touch one of their own, some only at a corner, some
+    none), the square at (0, 0) misnoded so that the general union runs, subset by subset.
+    Each union equals plain shapely's, part for part."""
+    rows = ["AABC", "BCAB", "CBCA", "ACBA"]  # y = 0 .. 3, x = 0 .. 3
+    squares = [shapely.box(x, y, x + 1, y + 1) for x in range(4) for y in range(4)]
+    squares[0] = shapely.Polygon([(0, 0), (1, 0), (1, 0.5), (1, 1), (0, 1)])  # a T-junction
+    township = pd.Series([rows[y][x] for x in range(4) for y in range(4)])
+    geoms = np.array(squares, dtype=object)
+    (merged,) = areas.dissolve_many([(geoms, township)])
+    assert list(merged.index) == ["A", "B", "C"]
+    for key, area in merged.items():
+        brute = shapely.union_all(geoms[(township == key).to_numpy()])
+        assert shapely.equals(area, brute)
+        assert len(shapely.get_parts(area)) == len(shapely.get_parts(brute)) > 1
+    assert len(shapely.get_parts(merged["A"])) == 4  # (0,0)+(1,0), (2,1), (3,2)+(3,3), (0,3)
+
+
 def test_the_unions_alone_and_together_are_the_same_bytes():
     geoms, township, county = _grid(misnoded=True)
     together = areas.dissolve_many([(geoms, township), (geoms, county)])

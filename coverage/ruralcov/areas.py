@@ -95,20 +95,33 @@ class _Attempts:
 
 
 def _coverage_union(parts: NDArray[np.object_]) -> Any:
-    """The coverage union of ``parts`` (fast), or None where they are not a coverage."""
+    """The coverage union of ``parts`` (fast), or None where they are not a coverage.
+
+    GEOS refuses some inputs that are not a coverage, not all: two villages of which one has
+    a vertex on the other's edge that the other lacks come back unmerged, as parts sharing an
+    edge (an invalid multipolygon), and overlapping villages would be counted twice. So the
+    result is kept only when it is valid and its area is that of its parts."""
     try:
-        return shapely.coverage_union_all(parts)
+        merged = shapely.coverage_union_all(parts)
     except shapely.errors.GEOSException:
         return None
+    total = float(np.sum(shapely.area(parts)))
+    if not shapely.is_valid(merged) or abs(shapely.area(merged) - total) > 1e-9 * total:
+        return None
+    return merged
 
 
 def _union(g: int, attempt: _Attempts, subsets: list[int],
            stop: threading.Event | None) -> Any:
     """The union of group ``g`` without slivers: the coverage union where its polygons form a
-    coverage, else the general union. A group holding a group whose coverage union failed is
-    no coverage either (overlaps and unmatched edges stay in any larger set), so it goes
-    straight to the general union; on a province of misnoded villages, that saves the county's
-    failing attempt (seconds) for a township's (a few milliseconds)."""
+    coverage, else the general union of each subset of them that touch each other (GEOS's
+    disjoint-subset union: a township's scattered hamlets and exclaves, or the townships of
+    a register numbered out of place, are unioned piece by piece, not overlaid as one).
+
+    A group holding a group whose coverage union failed is no coverage either (overlaps and
+    unmatched edges stay in any larger set), so it goes straight to the general union; on a
+    province of misnoded villages, that saves the county's failing attempt (seconds) for a
+    township's (a few milliseconds)."""
     if stop is not None and stop.is_set():
         raise CancelledError
     parts = attempt.groups[g][2]
@@ -117,7 +130,7 @@ def _union(g: int, attempt: _Attempts, subsets: list[int],
     else:
         merged = attempt(g)
     if merged is None:
-        merged = shapely.union_all(parts)
+        merged = shapely.disjoint_subset_union_all(parts)
     return _without_slivers(merged)
 
 

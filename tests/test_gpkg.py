@@ -109,18 +109,26 @@ def _files(folder) -> dict[str, bytes]:
 def test_made_after_the_workbook_or_beside_it_every_file_is_the_same(small_result, tmp_path,
                                                                       monkeypatch):
     """Large runs make the layers only once report.xlsx is written (their memory and the
-    workbook's are not held at once); small ones make them beside the tables and, with room
-    to spare on the disk, write the GeoPackage beside the workbook. The order changes no byte
-    of any file."""
+    workbook's are not held at once); small ones make them in a thread beside the tables and
+    the workbook and, with room to spare on the disk, write the GeoPackage there too. The
+    order changes no byte of any file."""
+    import threading
+
     from ruralcov.report import gpkg, writer
 
     calls: list[str] = []
+    gpkg_started = threading.Event()
+    overlapped: dict[str, bool] = {}
     for module, name in ((writer, "gpkg_layers"), (gpkg, "gpkg_layers"), (writer, "write_xlsx"),
                          (writer, "write_gpkg")):
         real = getattr(module, name)
 
         def traced(*args, _real=real, _name=name, **kwargs):
             calls.append(f"{_name} start")
+            if _name == "write_gpkg":
+                gpkg_started.set()
+            if _name == "write_xlsx" and mode == "beside":  # the workbook waits for it
+                overlapped[mode] = gpkg_started.wait(timeout=60)
             out = _real(*args, **kwargs)
             calls.append(f"{_name} end")
             return out
@@ -134,6 +142,7 @@ def test_made_after_the_workbook_or_beside_it_every_file_is_the_same(small_resul
         monkeypatch.setattr(writer, "SEQUENTIAL_FROM", first)
         monkeypatch.setattr(writer, "GPKG_ROOM", room)
         calls.clear()
+        gpkg_started.clear()
         folder = tmp_path / mode.replace(" ", "_")
         folder.mkdir()
         writer.write_contents(small_result, folder, out=tmp_path / "run", maps=False,
@@ -142,12 +151,12 @@ def test_made_after_the_workbook_or_beside_it_every_file_is_the_same(small_resul
         if mode == "sequential":  # made by write_gpkg after the workbook
             assert calls == ["write_xlsx start", "write_xlsx end", "write_gpkg start",
                              "gpkg_layers start", "gpkg_layers end", "write_gpkg end"]
-        else:  # made in a thread, started before the workbook
-            assert calls.index("gpkg_layers start") < calls.index("write_xlsx start")
-        if mode == "beside":  # written while the workbook is
+        elif mode == "beside":  # made and written by a thread while the workbook is written
+            assert overlapped == {"beside": True}
             assert calls.index("write_gpkg start") < calls.index("write_xlsx end")
-        if mode == "no room":  # written after it
+        else:  # made by a thread started before the workbook, written after it
             assert calls.index("write_xlsx end") < calls.index("write_gpkg start")
+            assert calls.count("gpkg_layers start") == 1
     assert len(small_result.villages) < writer.SEQUENTIAL_FROM  # small runs: beside it
     for mode in ("beside", "no room"):
         assert written[mode].keys() == written["sequential"].keys()

@@ -206,20 +206,20 @@ def _write_data(result: CoverageResult, tmp: Path, created: str, *,
     the report's list beyond the fixed ones. ``sequential`` (None: from
     :data:`SEQUENTIAL_FROM` register units on) makes results.gpkg only once the workbook is
     written."""
-    # villages.parquet is written by a thread (pyarrow works without the GIL) while the tables
-    # and the workbook are formatted (Python work); the parquet gets a frame of its own.
     if sequential is None:
         sequential = len(result.villages) >= SEQUENTIAL_FROM
+    # Threads do what works without the GIL while the tables and the workbook are formatted
+    # (Python work): villages.parquet (pyarrow; from a frame of its own) and, for all but
+    # the largest runs, results.gpkg's layers (their areas are unions of villages: GEOS). With
+    # room to spare on the disk, that thread writes the GeoPackage too (GDAL); else it is
+    # written after the workbook: on a full disk the first file refused then stops the run
+    # before GDAL starts (which would print its own errors).
     gpkg_path = tmp / GPKG_FILE
-    # The GeoPackage is written beside the workbook only with room to spare; else after it: on
-    # a full disk the first file refused then stops the run before GDAL starts (which would
-    # print its own errors).
     beside = not sequential and outdir.ample_room(tmp, GPKG_ROOM_PER_UNIT * len(result.villages)
                                                   + GPKG_ROOM)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # Small runs make the layers of results.gpkg (their areas are unions of villages:
-        # GEOS, without the GIL) in a thread beside the tables.
-        layers = None if sequential else pool.submit(gpkg_layers, result)
+        gpkg = pool.submit(write_gpkg, result, gpkg_path, created=created) if beside else None
+        layers = pool.submit(gpkg_layers, result) if not (sequential or beside) else None
         parquet = pool.submit(result.villages.copy(deep=False).to_parquet,
                               tmp / "villages.parquet", index=False)
         assets_frame(result).to_parquet(tmp / ASSETS_FILE, index=False)
@@ -229,8 +229,6 @@ def _write_data(result: CoverageResult, tmp: Path, created: str, *,
             result.cells.to_parquet(tmp / CELLS_FILE, index=False)
             files.append((CELLS_FILE, "speed tests per 1 km cell, as the county maps draw them"))
         write_tables(result, tmp / "tables")
-        gpkg = pool.submit(lambda: write_gpkg(result, gpkg_path, created=created,
-                                              layers=layers.result())) if beside else None
         write_xlsx(result, tmp / "report.xlsx", created=created)
         parquet.result()
     if gpkg is not None:

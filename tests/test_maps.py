@@ -530,12 +530,10 @@ def test_a_run_without_maps_loads_no_drawing_library(tmp_path: Path) -> None:
     config = write_north_world(tmp_path / "world")
     code = """
 import sys
-from ruralcov.cli import main
-sys.argv = ["ruralcov", "-q", "run", sys.argv[1], "--out", sys.argv[2], "--force", *sys.argv[3:]]
-try:
-    main()
-finally:
-    print(sorted(m for m in ("folium", "matplotlib", "branca") if m in sys.modules))
+from ruralcov.cli import cli
+cli(["-q", "run", sys.argv[1], "--out", sys.argv[2], "--force", *sys.argv[3:]],
+    standalone_mode=False)
+print(sorted(m for m in ("folium", "matplotlib", "branca") if m in sys.modules))
 """
     loaded = {}
     for name, extra in (("without", ["--no-maps"]), ("with", [])):

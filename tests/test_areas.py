@@ -80,8 +80,8 @@ def test_straightening_drops_only_vertices_on_the_line_through_their_neighbours(
     square = shapely.Polygon(shell, [hole])
     triangle = shapely.Polygon([(2, 0), (3, 0), (2.5, 1)])
     sliver = shapely.Polygon([(4, 0), (5, 0), (4.5, 1e-12)])  # all within tolerance: kept whole
-    got = areas._straightened(np.array([square, shapely.MultiPolygon([triangle, sliver])]))
-    assert len(got) == 3
+    got, of = areas._straightened(np.array([square, shapely.MultiPolygon([triangle, sliver])]))
+    assert len(got) == 3 and of.tolist() == [0, 1, 1]
     assert shapely.equals_exact(got[0], shapely.Polygon(
         [(0, 0), (1, 0), (1, 1), (0, 1)], [[(0.2, 0.2), (0.2, 0.4), (0.4, 0.4), (0.4, 0.2)]]),
         tolerance=0)

@@ -48,27 +48,30 @@ def dissolve(geoms: NDArray[np.object_], keys: pd.Series) -> pd.Series:
     return dissolve_many([(geoms, keys)])[0]
 
 
-def _groups(work: Sequence[tuple[NDArray[np.object_], pd.Series]]
-            ) -> list[tuple[int, Any, NDArray[np.object_]]]:
-    """``(pair, key, polygons)`` of every key of every pair of ``work``, keys in order."""
+_Group = tuple[int, Any, NDArray[np.object_], NDArray[np.intp]]
+
+
+def _groups(work: Sequence[tuple[NDArray[np.object_], pd.Series]]) -> list[_Group]:
+    """``(pair, key, polygons, their rows)`` of every key of every pair of ``work``, keys in
+    order."""
     groups = []
     for n, (geoms, keys) in enumerate(work):
         geoms = np.asarray(geoms, dtype=object)
         keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) & keys.notna().to_numpy()
         frame = pd.DataFrame({"key": keys.to_numpy()[keep], "i": np.flatnonzero(keep)})
-        groups += [(n, key, geoms[idx.to_numpy()])
+        groups += [(n, key, geoms[idx.to_numpy()], idx.to_numpy())
                    for key, idx in frame.groupby("key", sort=True)["i"]]
     return groups
 
 
-def _subsets(groups: list[tuple[int, Any, NDArray[np.object_]]]) -> list[list[int]]:
+def _subsets(groups: list[_Group]) -> list[list[int]]:
     """For each group, the groups of other pairs whose polygons (the same objects) all lie
     in it, smallest first: a township in its county."""
     owner: dict[int, dict[int, int]] = {}  # pair -> id of a polygon -> its group
-    for g, (n, _, parts) in enumerate(groups):
+    for g, (n, _, parts, _) in enumerate(groups):
         owner.setdefault(n, {}).update(dict.fromkeys(map(id, parts), g))
     inside: list[list[int]] = [[] for _ in groups]
-    for g, (n, _, parts) in enumerate(groups):
+    for g, (n, _, parts, _) in enumerate(groups):
         for m, of in owner.items():
             if m == n:
                 continue
@@ -90,33 +93,46 @@ class _Attempts:
     straightened (:func:`_straightened`); 2, they do not, and union is None. A group starts
     at the stage its sub-groups reached: a township that is no coverage as it is makes its
     county none either (overlaps and unmatched edges stay in any larger set), so the county
-    skips the attempts that could not hold (seconds) for the township's (milliseconds).
+    skips the attempts that could not hold (seconds) for the township's (milliseconds). The
+    polygons of a pair are straightened once, for all its groups and for the other pairs of
+    the same polygons (a township's and its county's).
     """
 
-    def __init__(self, groups: list[tuple[int, Any, NDArray[np.object_]]],
-                 subsets: list[list[int]]) -> None:
+    def __init__(self, work: Sequence[tuple[NDArray[np.object_], pd.Series]],
+                 groups: list[_Group], subsets: list[list[int]]) -> None:
+        self.work = work
         self.groups = groups
         self.subsets = subsets
         self.locks = [threading.Lock() for _ in groups]
         self.done: dict[int, tuple[int, Any]] = {}
+        self.straight_lock = threading.Lock()
+        self.straight: dict[int, tuple[NDArray[np.object_], NDArray[np.intp]]] = {}
 
     def __call__(self, g: int) -> tuple[int, Any]:
         """The stage and coverage union of group ``g``."""
         with self.locks[g]:
             if g not in self.done:
                 start = max((self(s)[0] for s in self.subsets[g]), default=0)
-                self.done[g] = _coverage_attempts(self.groups[g][2], start)
+                self.done[g] = self._attempts(g, start)
             return self.done[g]
 
+    def _attempts(self, g: int, start: int) -> tuple[int, Any]:
+        """The first coverage union of group ``g`` that holds from stage ``start`` on."""
+        if start <= 0 and (merged := _coverage_union(self.groups[g][2])) is not None:
+            return 0, merged
+        if start <= 1 and (merged := _coverage_union(self._straightened(g))) is not None:
+            return 1, merged
+        return 2, None
 
-def _coverage_attempts(parts: NDArray[np.object_], start: int) -> tuple[int, Any]:
-    """The first coverage union of ``parts`` that holds from stage ``start`` on (see
-    :class:`_Attempts`)."""
-    if start <= 0 and (merged := _coverage_union(parts)) is not None:
-        return 0, merged
-    if start <= 1 and (merged := _coverage_union(_straightened(parts))) is not None:
-        return 1, merged
-    return 2, None
+    def _straightened(self, g: int) -> NDArray[np.object_]:
+        """The polygons of group ``g``, straightened with its pair's polygons."""
+        n, _, _, rows = self.groups[g]
+        geoms = np.asarray(self.work[n][0], dtype=object)
+        with self.straight_lock:
+            if id(geoms) not in self.straight:
+                self.straight[id(geoms)] = _straightened(geoms)
+            polygons, of = self.straight[id(geoms)]
+        return polygons[np.isin(of, rows)]  # a group's villages, straightened
 
 
 def _coverage_union(parts: NDArray[np.object_]) -> Any:
@@ -136,9 +152,11 @@ def _coverage_union(parts: NDArray[np.object_]) -> Any:
     return merged
 
 
-def _straightened(parts: NDArray[np.object_], rel: float = STRAIGHT) -> NDArray[np.object_]:
-    """The polygons of ``parts`` without the vertices that lie within ``rel`` times their
-    extent of the line through their two neighbours.
+def _straightened(parts: NDArray[np.object_], rel: float = STRAIGHT
+                  ) -> tuple[NDArray[np.object_], NDArray[np.intp]]:
+    """The polygons of ``parts`` without the vertices that lie within ``rel`` times the
+    extent of ``parts`` of the line through their two neighbours, and the index in ``parts``
+    of each.
 
     Those are the vertices one village has on an edge it shares with another that lacks
     them (an edge densified or segmentized on one side only): they keep two villages that
@@ -149,7 +167,9 @@ def _straightened(parts: NDArray[np.object_], rel: float = STRAIGHT) -> NDArray[
     """
     x0, y0, x1, y1 = shapely.total_bounds(parts)
     tol = rel * max(x1 - x0, y1 - y0)
-    polygons = shapely.get_parts(parts)
+    polygons, owner = shapely.get_parts(parts, return_index=True)
+    solid = (shapely.get_type_id(polygons) == 3) & ~shapely.is_empty(polygons)
+    polygons, owner = polygons[solid], owner[solid]
     rings, polygon = shapely.get_rings(polygons, return_index=True)
     xy, ring = shapely.get_coordinates(rings, return_index=True)
     closing = np.r_[ring[1:] != ring[:-1], True]  # each ring's last vertex repeats its first
@@ -164,7 +184,8 @@ def _straightened(parts: NDArray[np.object_], rel: float = STRAIGHT) -> NDArray[
     length = np.hypot(dx, dy)
     keep = (length == 0) | (np.abs(cross) > tol * length)
     keep |= np.repeat(np.add.reduceat(keep, first) < 3, size)
-    return shapely.polygons(shapely.linearrings(xy[keep], indices=ring[keep]), indices=polygon)
+    rings = shapely.linearrings(xy[keep], indices=ring[keep])
+    return shapely.polygons(rings, indices=polygon), owner
 
 
 def _union(g: int, attempt: _Attempts, stop: threading.Event | None) -> Any:
@@ -207,14 +228,14 @@ def dissolve_many(work: Sequence[tuple[NDArray[np.object_], pd.Series]], *,
         :func:`dissolve` of each pair, in order.
     """
     groups = _groups(work)
-    attempt = _Attempts(groups, _subsets(groups))
+    attempt = _Attempts(work, groups, _subsets(groups))
     largest_first = sorted(range(len(groups)), key=lambda k: -len(groups[k][2]))
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         merged = dict(zip(largest_first,
                           pool.map(lambda k: _union(k, attempt, stop), largest_first),
                           strict=True))
     out: list[dict[Any, Any]] = [{} for _ in work]
-    for k, (n, key, _) in enumerate(groups):
+    for k, (n, key, _, _) in enumerate(groups):
         out[n][key] = merged[k]
     return [pd.Series(found, dtype=object) for found in out]
 

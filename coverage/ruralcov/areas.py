@@ -106,7 +106,8 @@ class _Attempts:
         self.locks = [threading.Lock() for _ in groups]
         self.done: dict[int, tuple[int, Any]] = {}
         self.straight_lock = threading.Lock()
-        self.straight: dict[int, tuple[NDArray[np.object_], NDArray[np.intp]]] = {}
+        self.straight: dict[int, tuple[NDArray[np.object_], NDArray[np.intp],
+                                       NDArray[np.bool_]]] = {}
 
     def __call__(self, g: int) -> tuple[int, Any]:
         """The stage and coverage union of group ``g``."""
@@ -120,18 +121,22 @@ class _Attempts:
         """The first coverage union of group ``g`` that holds from stage ``start`` on."""
         if start <= 0 and (merged := _coverage_union(self.groups[g][2])) is not None:
             return 0, merged
-        if start <= 1 and (merged := _coverage_union(self._straightened(g))) is not None:
+        if start <= 1 and (straight := self._straightened(g)) is not None and (
+                merged := _coverage_union(straight)) is not None:
             return 1, merged
         return 2, None
 
-    def _straightened(self, g: int) -> NDArray[np.object_]:
-        """The polygons of group ``g``, straightened with its pair's polygons."""
+    def _straightened(self, g: int) -> NDArray[np.object_] | None:
+        """The polygons of group ``g``, straightened with its pair's polygons; None when
+        straightening changed none of them (the attempt as they are has failed already)."""
         n, _, _, rows = self.groups[g]
         geoms = np.asarray(self.work[n][0], dtype=object)
         with self.straight_lock:
             if id(geoms) not in self.straight:
                 self.straight[id(geoms)] = _straightened(geoms)
-            polygons, of = self.straight[id(geoms)]
+            polygons, of, changed = self.straight[id(geoms)]
+        if not changed[rows].any():
+            return None
         return polygons[np.isin(of, rows)]  # a group's villages, straightened
 
 
@@ -152,26 +157,41 @@ def _coverage_union(parts: NDArray[np.object_]) -> Any:
     return merged
 
 
-def _straightened(parts: NDArray[np.object_], rel: float = STRAIGHT
-                  ) -> tuple[NDArray[np.object_], NDArray[np.intp]]:
+def _straightened(parts: NDArray[np.object_], rel: float = STRAIGHT, *, chunk: int = 50_000
+                  ) -> tuple[NDArray[np.object_], NDArray[np.intp], NDArray[np.bool_]]:
     """The polygons of ``parts`` without the vertices that lie within ``rel`` times the
-    extent of ``parts`` of the line through their two neighbours, and the index in ``parts``
-    of each.
+    extent of ``parts`` of the line through their two neighbours, the index in ``parts`` of
+    each, and whether each of ``parts`` lost a vertex (the others are left as they are).
 
     Those are the vertices one village has on an edge it shares with another that lacks
     them (an edge densified or segmentized on one side only): they keep two villages that
     meet edge to edge from matching vertex for vertex, so GEOS's coverage union refuses
     them, and the general union of a province of such villages takes seconds. Without them
     the villages match again; no edge moves by more than that distance, and a ring is left
-    whole rather than cut below three vertices.
+    whole rather than cut below three vertices. ``chunk`` villages at a time, so that a
+    nation's coordinates are never all held at once.
     """
     x0, y0, x1, y1 = shapely.total_bounds(parts)
     tol = rel * max(x1 - x0, y1 - y0)
+    done = [_straightened_chunk(parts[i:i + chunk], tol) for i in range(0, len(parts), chunk)]
+    polygons = np.concatenate([d[0] for d in done]) if done else np.empty(0, dtype=object)
+    owner = np.concatenate([d[1] + i * chunk for i, d in enumerate(done)]) if done else \
+        np.empty(0, dtype=np.intp)
+    changed = np.concatenate([d[2] for d in done]) if done else np.empty(0, dtype=bool)
+    return polygons, owner, changed
+
+
+def _straightened_chunk(parts: NDArray[np.object_], tol: float
+                        ) -> tuple[NDArray[np.object_], NDArray[np.intp], NDArray[np.bool_]]:
+    """:func:`_straightened` of ``parts``, vertices within ``tol``."""
     polygons, owner = shapely.get_parts(parts, return_index=True)
     solid = (shapely.get_type_id(polygons) == 3) & ~shapely.is_empty(polygons)
     polygons, owner = polygons[solid], owner[solid]
+    changed = np.zeros(len(parts), dtype=bool)
     rings, polygon = shapely.get_rings(polygons, return_index=True)
     xy, ring = shapely.get_coordinates(rings, return_index=True)
+    if not len(ring):
+        return polygons, owner, changed
     closing = np.r_[ring[1:] != ring[:-1], True]  # each ring's last vertex repeats its first
     xy, ring = xy[~closing], ring[~closing]
     first = np.r_[0, np.flatnonzero(ring[1:] != ring[:-1]) + 1]
@@ -184,8 +204,17 @@ def _straightened(parts: NDArray[np.object_], rel: float = STRAIGHT
     length = np.hypot(dx, dy)
     keep = (length == 0) | (np.abs(cross) > tol * length)
     keep |= np.repeat(np.add.reduceat(keep, first) < 3, size)
-    rings = shapely.linearrings(xy[keep], indices=ring[keep])
-    return shapely.polygons(rings, indices=polygon), owner
+    redo = np.zeros(len(polygons), dtype=bool)
+    redo[polygon[ring[~keep]]] = True  # polygons that lost a vertex: made again
+    if redo.any():
+        again = redo[polygon]  # their rings
+        picked = again[ring] & keep
+        rings = shapely.linearrings(xy[picked], indices=np.unique(ring[picked],
+                                                                  return_inverse=True)[1])
+        polygons[redo] = shapely.polygons(rings, indices=np.unique(polygon[again],
+                                                                   return_inverse=True)[1])
+    changed[owner[redo]] = True
+    return polygons, owner, changed
 
 
 def _union(g: int, attempt: _Attempts, stop: threading.Event | None) -> Any:

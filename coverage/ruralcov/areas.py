@@ -130,11 +130,11 @@ class _Attempts:
         """The polygons of group ``g``, straightened with its pair's polygons; None when
         straightening changed none of them (the attempt as they are has failed already)."""
         n, _, _, rows = self.groups[g]
-        geoms = np.asarray(self.work[n][0], dtype=object)
+        given = self.work[n][0]  # the same object for the pairs of one set of villages
         with self.straight_lock:
-            if id(geoms) not in self.straight:
-                self.straight[id(geoms)] = _straightened(geoms)
-            polygons, of, changed = self.straight[id(geoms)]
+            if id(given) not in self.straight:
+                self.straight[id(given)] = _straightened(np.asarray(given, dtype=object))
+            polygons, of, changed = self.straight[id(given)]
         if not changed[rows].any():
             return None
         return polygons[np.isin(of, rows)]  # a group's villages, straightened

@@ -565,6 +565,11 @@ def ample_room(folder: Path | str, need_bytes: int) -> bool:
         An existing folder.
     need_bytes
         Bytes.
+
+    Returns
+    -------
+    bool
+        False too when the free space cannot be read.
     """
     try:
         free = shutil.disk_usage(folder).free

@@ -27,7 +27,6 @@ from ruralcov.report import (
     write_run,
     write_tables,
     writer,
-    xlsx,
 )
 from ruralcov.report import tables as report_tables
 from ruralcov.report.tables import write_csv_keeping
@@ -383,33 +382,56 @@ def _gap_variant(result: CoverageResult, kind: str) -> CoverageResult:
 def test_gap_tables_reuse_village_rows_byte_for_byte(
     small_result: CoverageResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    import zipfile
-
     result = _gap_variant(small_result, kind)
     reused = report.village_rows(report.result_tables(result))
     expected = {"gaps_no_fibre", "gaps_below_speed"} - ({"gaps_below_speed"} if kind == "edited"
                                                          else set())
     assert set(reused) == expected
     write_tables(result, tmp_path / "reused")
-    report.write_xlsx(result, tmp_path / "reused.xlsx")
-    for module in (report_tables, xlsx):  # every table on its own
-        monkeypatch.setattr(module, "village_rows", lambda tables: {})
+    monkeypatch.setattr(report_tables, "village_rows", lambda tables: {})  # each on its own
     write_tables(result, tmp_path / "alone")
-    report.write_xlsx(result, tmp_path / "alone.xlsx")
     for path in sorted((tmp_path / "alone").iterdir()):
         assert (tmp_path / "reused" / path.name).read_bytes() == path.read_bytes(), path.name
-    with zipfile.ZipFile(tmp_path / "alone.xlsx") as a, zipfile.ZipFile(
-        tmp_path / "reused.xlsx"
-    ) as b:
-        assert a.namelist() == b.namelist()
-        for name in a.namelist():
-            if name != "docProps/core.xml":  # holds the creation time
-                assert a.read(name) == b.read(name), name
     gaps = _read_csv(tmp_path / "reused" / "gaps_no_fibre.csv")
     assert gaps["note"].tolist() == ["TRUE", "FALSE", "TRUE", "FALSE"]  # as booleans
-    sheet = openpyxl.load_workbook(tmp_path / "reused.xlsx")["gaps_below_speed"]
+    report.write_xlsx(result, tmp_path / "book.xlsx")
+    sheet = openpyxl.load_workbook(tmp_path / "book.xlsx")["gaps_below_speed"]
     names = result.gaps["below_speed"]["village_name"].tolist()
     assert [c.value for c in sheet["B"][1:]] == [report.neutralise(n) for n in names]
+
+
+@pytest.mark.parametrize("kind", ["plain", "line_break"])
+def test_workbook_made_in_chunks_of_rows_is_byte_identical(
+    small_result: CoverageResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """report.xlsx with its cells made 2 rows at a time (every table of the small world split
+    into several chunks, the last one short) is the file made in one chunk, byte for byte."""
+    import zipfile
+
+    from ruralcov import xlsxrows
+
+    result = _gap_variant(small_result, kind)
+    tables = report.result_tables(result)
+    assert len(tables["villages"]) > 4 and len(tables["villages"]) % 2 == 1
+    created = "2024-05-01T08:00:00+00:00"
+    monkeypatch.setattr(xlsxrows, "CHUNK", 10**9)
+    report.write_xlsx(result, tmp_path / "whole.xlsx", created=created)
+    asked: list[int] = []
+    rows_xml = xlsxrows.rows_xml
+
+    def counted(rows, styles, **kw):  # the real rows_xml, with the sizes of the chunks asked
+        values = rows.values
+        rows = dataclasses.replace(rows, values=lambda a, b: asked.append(b - a) or values(a, b))
+        return rows_xml(rows, styles, **kw)
+
+    monkeypatch.setattr(xlsxrows, "CHUNK", 2)
+    monkeypatch.setattr(xlsxrows, "rows_xml", counted)
+    report.write_xlsx(result, tmp_path / "chunks.xlsx", created=created)
+    assert max(asked) == 2 and asked.count(1) >= 1 and len(asked) > len(tables)
+    assert (tmp_path / "whole.xlsx").read_bytes() == (tmp_path / "chunks.xlsx").read_bytes()
+    with zipfile.ZipFile(tmp_path / "chunks.xlsx") as book:
+        villages = book.read("xl/worksheets/sheet2.xml").decode()
+    assert villages.count("<row ") == len(tables["villages"]) + 1
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 50_000])

@@ -44,6 +44,9 @@ GEOMETRY = "geom"
 #: The area levels written as layers, in order.
 _AREA_LEVELS = {"township": "townships", "county": "counties"}
 _FIELD = "map_class"
+#: Rows written to a layer at a time: pyogrio makes a Python object of every text cell it
+#: writes, about 1 GB at once for the national villages layer (620,573 rows) in one piece.
+LAYER_ROWS = 50_000
 
 
 @contextmanager
@@ -273,6 +276,42 @@ def _refused_by_disk(path: Path, exc: Exception) -> None:
         probe.unlink(missing_ok=True)
 
 
+def _geometry_kind(geometry: gpd.GeoSeries) -> tuple[str, bool | None]:
+    """The layer geometry type and multi promotion pyogrio infers from a whole layer
+    (``write_dataframe``'s rule: one type, or a type and its multi promoted to the multi; a
+    Z suffix when any geometry has one), so that every chunk is written as the whole
+    layer would be."""
+    kinds = set(geometry.geom_type.dropna().unique())
+    name, promote = "Unknown", None
+    if len(kinds) == 1:
+        name = kinds.pop()
+    elif len(kinds) == 2:
+        multi = next((f"Multi{k}" for k in ("Polygon", "LineString", "Point")
+                      if kinds == {k, f"Multi{k}"}), None)
+        if multi is not None:
+            name, promote = multi, True
+    drawn = geometry[geometry.notna() & ~geometry.is_empty]
+    if name != "Unknown" and drawn.has_z.any():
+        name += " Z"
+    return name, promote
+
+
+def _write_layer(frame: gpd.GeoDataFrame, path: Path, name: str) -> None:
+    """Write ``frame`` as the layer ``name`` of ``path``, :data:`LAYER_ROWS` rows at a time
+    (the first chunk makes the layer, the others are appended to it): what is read back is
+    the layer written in one piece (same fields, types, values, geometries and ids)."""
+    import pyogrio
+
+    kind: dict[str, Any] = {}
+    if len(frame) > LAYER_ROWS:
+        kind = dict(zip(("geometry_type", "promote_to_multi"), _geometry_kind(frame.geometry),
+                        strict=True))
+    for a in range(0, max(len(frame), 1), LAYER_ROWS):
+        pyogrio.write_dataframe(frame.iloc[a:a + LAYER_ROWS], path, layer=name, driver="GPKG",
+                                GEOMETRY_NAME=GEOMETRY, SPATIAL_INDEX="YES", append=a > 0,
+                                **kind)
+
+
 def write_gpkg(result: CoverageResult, path: Path | str, *, created: str,
                layers: list[tuple[str, gpd.GeoDataFrame, str]] | None = None
                ) -> tuple[str, str]:
@@ -303,8 +342,7 @@ def write_gpkg(result: CoverageResult, path: Path | str, *, created: str,
     try:
         with pinned_gpkg_date(created):
             for name, frame, _ in layers:
-                pyogrio.write_dataframe(frame, path, layer=name, driver="GPKG",
-                                        GEOMETRY_NAME=GEOMETRY, SPATIAL_INDEX="YES")
+                _write_layer(frame, path, name)
             pyogrio.write_dataframe(_styles(layers, created), path, layer="layer_styles",
                                     driver="GPKG", FID="id")
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:

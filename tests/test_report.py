@@ -438,18 +438,22 @@ def test_workbook_made_in_chunks_of_rows_is_byte_identical(
 def test_csv_written_in_chunks_keeps_the_lines_asked_for(tmp_path: Path, chunk: int) -> None:
     frame = pd.DataFrame({"code": [f"14{i}" for i in range(7)],
                           "name": ["a", 'b, "c"', "d", "", "e", "f", "g"],
-                          "x": [0.1, 1 / 3, None, 2.0, -1e-300, 5.0, 1e20]})
+                          "x": [0.1, 1 / 3, None, 2.0, -1e-300, 5.0, 1e20],
+                          # a column of booleans and text, with chunks of only booleans
+                          "flag": pd.Series([True, False, "x", None, True, True, False],
+                                            dtype=object),
+                          "ok": pd.Series([True, None, False, None, True, True, False],
+                                          dtype=object)})
     write_csv(frame, tmp_path / "whole.csv")
     whole = (tmp_path / "whole.csv").read_bytes()
     lines = whole.decode("utf-8-sig").split("\r\n")
-    kept = write_csv_keeping(for_csv(frame), tmp_path / "chunks.csv", np.array([5, 0, 5, 6]),
-                             chunk=chunk)
+    assert lines[1].endswith(",TRUE,TRUE") and lines[3].endswith(",x,FALSE")
+    kept = write_csv_keeping(frame, tmp_path / "chunks.csv", np.array([5, 0, 5, 6]), chunk=chunk)
     assert (tmp_path / "chunks.csv").read_bytes() == whole
     assert kept == {-1: lines[0], 0: lines[1], 5: lines[6], 6: lines[7]}
     frame.loc[3, "name"] = "two\r\nlines"  # lines are no longer rows: nothing is kept
     write_csv(frame, tmp_path / "whole.csv")
-    kept = write_csv_keeping(for_csv(frame), tmp_path / "chunks.csv", np.array([5]),
-                             chunk=chunk)
+    kept = write_csv_keeping(frame, tmp_path / "chunks.csv", np.array([5]), chunk=chunk)
     assert kept is None
     assert (tmp_path / "chunks.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
 

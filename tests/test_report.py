@@ -21,7 +21,6 @@ from ruralcov.errors import ConfigError, OutputError
 from ruralcov.pipeline import CoverageResult, InputRecord
 from ruralcov.report import (
     build_manifest,
-    for_csv,
     render_report_html,
     write_csv,
     write_run,

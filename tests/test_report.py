@@ -450,6 +450,9 @@ def test_csv_written_in_chunks_keeps_the_lines_asked_for(tmp_path: Path, chunk: 
     kept = write_csv_keeping(frame, tmp_path / "chunks.csv", np.array([5, 0, 5, 6]), chunk=chunk)
     assert (tmp_path / "chunks.csv").read_bytes() == whole
     assert kept == {-1: lines[0], 0: lines[1], 5: lines[6], 6: lines[7]}
+    report_tables._write_lines(tmp_path / "picked.csv", kept, np.array([6, 0, 6]), chunk=chunk)
+    picked = "\r\n".join([lines[0], lines[7], lines[1], lines[7], ""])
+    assert (tmp_path / "picked.csv").read_bytes() == picked.encode("utf-8-sig")
     frame.loc[3, "name"] = "two\r\nlines"  # lines are no longer rows: nothing is kept
     write_csv(frame, tmp_path / "whole.csv")
     kept = write_csv_keeping(frame, tmp_path / "chunks.csv", np.array([5]), chunk=chunk)

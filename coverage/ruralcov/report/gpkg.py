@@ -229,9 +229,10 @@ def gpkg_layers(result: CoverageResult) -> list[tuple[str, gpd.GeoDataFrame, str
     layers = [("villages", *_village_layer(table, villages.geometry.to_numpy()))]
     levels = [level for level in _AREA_LEVELS
               if level in result.summaries and f"{level}_code" in villages.columns]
-    drawn = villages[villages.geometry.notna()]
+    drawn = villages.geometry.notna().to_numpy()  # a mask: the drawn rows, not a copy of them
+    geoms = villages.geometry.to_numpy()[drawn]
     merged = level_unions(result.area_unions, {
-        level: (drawn.geometry.to_numpy(), drawn[f"{level}_code"]) for level in levels})
+        level: (geoms, villages[f"{level}_code"][drawn]) for level in levels})
     for level, areas in merged.items():
         layers.append((_AREA_LEVELS[level], *_area_layer(result, level, areas)))
     by_code = pd.Series(villages.geometry.to_numpy(), index=villages["village_code"])

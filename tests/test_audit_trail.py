@@ -181,6 +181,18 @@ def test_no_written_cell_can_start_a_formula(text):
         assert not formula_like(cell), cell
 
 
+def test_no_text_starting_with_a_letter_or_digit_starts_like_a_formula():
+    """formula_like answers at once for a text whose first character is a letter or digit
+    (most names and codes), because no such character of any script is a formula sign under
+    NFKC: checked here for every code point, with the rule as it reads for all other texts."""
+    import sys
+    import unicodedata
+
+    signs = [c for c in map(chr, range(sys.maxunicode + 1))
+             if c.isalnum() and unicodedata.normalize("NFKC", c)[:1] in "=+-@"]
+    assert signs == []
+
+
 # --- determinism ---------------------------------------------------------------------------
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
 from xml.etree import ElementTree as ET
 
 import pyogrio
 import shapely
 
+from ruralcov import outdir
 from ruralcov.maps.data import ASSET_CLASSES, MAP_CLASSES, map_class, share_bins
 from ruralcov.report import write_run
 from ruralcov.report.gpkg import GPKG_FILE, write_gpkg
@@ -105,39 +109,75 @@ def _files(folder) -> dict[str, bytes]:
 def test_made_after_the_workbook_or_beside_it_every_file_is_the_same(small_result, tmp_path,
                                                                       monkeypatch):
     """Large runs make the layers only once report.xlsx is written (their memory and the
-    workbook's are not held at once); the order changes no byte of any file."""
+    workbook's are not held at once); small ones make them in a thread beside the tables and
+    the workbook and, with room to spare on the disk, write the GeoPackage there too. The
+    order changes no byte of any file."""
+    import threading
+
     from ruralcov.report import gpkg, writer
 
     calls: list[str] = []
-    for module, name in ((writer, "gpkg_layers"), (gpkg, "gpkg_layers"), (writer, "write_xlsx")):
+    gpkg_started = threading.Event()
+    overlapped: dict[str, bool] = {}
+    for module, name in ((writer, "gpkg_layers"), (gpkg, "gpkg_layers"), (writer, "write_xlsx"),
+                         (writer, "write_gpkg")):
         real = getattr(module, name)
 
         def traced(*args, _real=real, _name=name, **kwargs):
             calls.append(f"{_name} start")
+            if _name == "write_gpkg":
+                gpkg_started.set()
+            if _name == "write_xlsx" and mode == "beside":  # the workbook waits for it
+                overlapped[mode] = gpkg_started.wait(timeout=60)
             out = _real(*args, **kwargs)
             calls.append(f"{_name} end")
             return out
 
         monkeypatch.setattr(module, name, traced)
     written = {}
-    for first in (1, 10**9):  # every run sequential; none
+    free = shutil.disk_usage(tmp_path).free
+    # (register units from which a run is sequential, the room the GeoPackage needs beside)
+    modes = {"sequential": (1, 0), "beside": (10**9, 0), "no room": (10**9, 2 * free)}
+    for mode, (first, room) in modes.items():
         monkeypatch.setattr(writer, "SEQUENTIAL_FROM", first)
+        monkeypatch.setattr(writer, "GPKG_ROOM", room)
         calls.clear()
-        folder = tmp_path / f"from_{first}"
+        gpkg_started.clear()
+        folder = tmp_path / mode.replace(" ", "_")
         folder.mkdir()
         writer.write_contents(small_result, folder, out=tmp_path / "run", maps=False,
                               created=CREATED)
-        written[first] = _files(folder)
-        if first == 1:  # made by write_gpkg after the workbook
-            assert calls == ["write_xlsx start", "write_xlsx end", "gpkg_layers start",
-                             "gpkg_layers end"]
-        else:  # made in a thread, started before the workbook
-            assert calls.index("gpkg_layers start") < calls.index("write_xlsx start")
+        written[mode] = _files(folder)
+        if mode == "sequential":  # made by write_gpkg after the workbook
+            assert calls == ["write_xlsx start", "write_xlsx end", "write_gpkg start",
+                             "gpkg_layers start", "gpkg_layers end", "write_gpkg end"]
+        elif mode == "beside":  # made and written by a thread while the workbook is written
+            assert overlapped == {"beside": True}
+            assert calls.index("write_gpkg start") < calls.index("write_xlsx end")
+        else:  # made by a thread started before the workbook, written after it
+            assert calls.index("write_xlsx end") < calls.index("write_gpkg start")
+            assert calls.count("gpkg_layers start") == 1
     assert len(small_result.villages) < writer.SEQUENTIAL_FROM  # small runs: beside it
-    assert written[1].keys() == written[10**9].keys()
-    assert GPKG_FILE in written[1] and "report.xlsx" in written[1]
-    differ = [name for name in written[1] if written[1][name] != written[10**9][name]]
-    assert differ == []
+    for mode in ("beside", "no room"):
+        assert written[mode].keys() == written["sequential"].keys()
+        assert GPKG_FILE in written[mode] and "report.xlsx" in written[mode]
+        differ = [name for name in written[mode]
+                  if written[mode][name] != written["sequential"][name]]
+        assert differ == []
+
+
+def test_ample_room_is_free_space_and_the_file_size_limit(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    assert outdir.ample_room(tmp_path, free // 2)
+    assert not outdir.ample_room(tmp_path, 2 * free)
+    assert not outdir.ample_room(tmp_path / "missing", 1)
+    # a process whose files may not grow beyond 1 MB (ulimit -f 1024)
+    code = ("import resource, sys; from ruralcov import outdir; "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, resource.RLIM_INFINITY)); "
+            "print(outdir.ample_room(sys.argv[1], 2**20), outdir.ample_room(sys.argv[1], 2**21))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["True", "False"]
 
 
 def test_layers_written_in_chunks_of_rows_read_back_as_written_whole(small_result, tmp_path,

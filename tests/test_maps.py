@@ -518,3 +518,27 @@ def test_dissolve_many_unions_each_key_of_each_level_as_dissolve_does() -> None:
         assert all(shapely.equals(areas[key], want[key]) for key in want)
         alone = dissolve(geoms, keys)  # one at a time: the same geometries, bit for bit
         assert [shapely.to_wkb(g) for g in alone] == [shapely.to_wkb(g) for g in areas]
+
+
+def test_a_run_without_maps_loads_no_drawing_library(tmp_path: Path) -> None:
+    """`ruralcov run --no-maps` writes results.gpkg with the maps' classes and colours
+    (:mod:`ruralcov.maps.data`) but never imports folium or matplotlib (a third of a second of
+    every run); a run with maps does. In fresh interpreters: this one has them imported."""
+    import subprocess
+    import sys
+
+    config = write_north_world(tmp_path / "world")
+    code = """
+import sys
+from ruralcov.cli import cli
+cli(["-q", "run", sys.argv[1], "--out", sys.argv[2], "--force", *sys.argv[3:]],
+    standalone_mode=False)
+print(sorted(m for m in ("folium", "matplotlib", "branca") if m in sys.modules))
+"""
+    loaded = {}
+    for name, extra in (("without", ["--no-maps"]), ("with", [])):
+        out = subprocess.run([sys.executable, "-c", code, str(config), str(tmp_path / name),
+                              *extra], capture_output=True, text=True, check=True, cwd=tmp_path)
+        loaded[name] = out.stdout.splitlines()[-1]
+        assert (tmp_path / name / "results.gpkg").is_file()
+    assert loaded == {"without": "[]", "with": "['branca', 'folium', 'matplotlib']"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -677,8 +678,35 @@ def map_(ctx: click.Context, run_dir: Path, basemap: str | None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="ruralcov")
+    """Console-script entry point.
+
+    The process leaves without tearing the interpreter down (as mypy does): a run ends by
+    committing its folder, and freeing what it still holds object by object, module by
+    module, took a third of a second of every run. Every file is closed by then; the
+    standard streams and the log handlers are flushed first. A bug keeps its traceback.
+    """
+    try:
+        cli(prog_name="ruralcov")
+        code = 0
+    except SystemExit as done:
+        code = _exit_status(done.code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`ruralcov ... | head`) or stream
+            pass
+    logging.shutdown()
+    os._exit(code)
+
+
+def _exit_status(code: object) -> int:
+    """The exit status ``sys.exit(code)`` would give (a message is printed, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -551,6 +551,35 @@ def preflight(out: Path | str, *, need_bytes: int = 0) -> None:
         )
 
 
+def ample_room(folder: Path | str, need_bytes: int) -> bool:
+    """Whether files of ``need_bytes`` can surely be written into ``folder``: as much free on
+    its disk, and no smaller limit on a file's size (``ulimit -f``).
+
+    The run folder's writer writes results.gpkg beside the workbook only then: GDAL prints
+    its own errors when a write is refused, and with room to spare the first file refused is
+    one of ruralcov's (one line), before GDAL starts.
+
+    Parameters
+    ----------
+    folder
+        An existing folder.
+    need_bytes
+        Bytes.
+    """
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return False
+    if free < need_bytes:
+        return False
+    if sys.platform == "win32":
+        return True
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return limit == resource.RLIM_INFINITY or limit >= need_bytes
+
+
 def _size(n: int) -> str:
     """``n`` bytes for people: ``16 kB``, ``1.5 MB``, ``3.2 GB``."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6)):

@@ -25,7 +25,9 @@ Parts: :mod:`~ruralcov.maps.data` (classes and the compact layer encoding, pure 
 :mod:`~ruralcov.maps.pages` (folium pages), :mod:`~ruralcov.maps.vector` and
 :mod:`~ruralcov.maps.tiles` (the vector tiles), :mod:`~ruralcov.maps.static` (PNGs),
 :mod:`~ruralcov.maps.assets` (offline files). The index page is made with the report's page
-helpers (:mod:`ruralcov.report.html`).
+helpers (:mod:`ruralcov.report.html`). The drawing parts (folium, matplotlib) are imported by
+the functions that draw: results.gpkg takes its classes and colours from
+:mod:`~ruralcov.maps.data`, and a run without maps loads no drawing library.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ import shapely
 from ruralcov.areas import level_unions
 from ruralcov.cells import CELL_M
 from ruralcov.errors import ConfigError
-from ruralcov.maps.assets import copy_assets, copy_tile_assets
 from ruralcov.maps.data import (
     FIVE_WAY_MAP_CLASSES,
     MAP_CLASSES,
@@ -54,9 +55,6 @@ from ruralcov.maps.data import (
     simplify_polygons,
     village_classes,
 )
-from ruralcov.maps.pages import BASEMAPS, county_map, province_layers, province_map, shift_for
-from ruralcov.maps.static import FIGURES, write_static_maps
-from ruralcov.maps.vector import ZOOMS, tiled_layers
 from ruralcov.pipeline import CoverageResult
 from ruralcov.report.html import county_file, page
 
@@ -246,6 +244,10 @@ def write_maps(
     >>> write_maps(result, "out/run/maps")  # doctest: +SKIP
     [PosixPath('out/run/maps/province.html'), ...]
     """
+    from ruralcov.maps.assets import copy_assets
+    from ruralcov.maps.pages import BASEMAPS
+    from ruralcov.maps.static import write_static_maps
+
     folder = Path(folder)
     basemap = basemap or getattr(result.config.maps, "basemap", "none")
     if basemap != "none" and basemap not in BASEMAPS:
@@ -277,6 +279,10 @@ def _province_page(result: CoverageResult, scene: _Scene, folder: Path, *,
     """The province page: its layers embedded, or, past ``[maps] max_page_mb`` (or with
     ``vector_tiles = "always"``), its villages and townships drawn from vector tiles written
     into ``folder/tiles`` (:mod:`ruralcov.maps.vector`)."""
+    from ruralcov.maps.assets import copy_tile_assets
+    from ruralcov.maps.pages import province_layers, province_map, shift_for
+    from ruralcov.maps.vector import ZOOMS, tiled_layers
+
     hrefs = {code: file for code, _, file in scene.counties}
     layers = province_layers(result, scene.drawn, scene.simple, scene.areas, basemap=basemap,
                              county_hrefs=hrefs)
@@ -307,6 +313,8 @@ def _county_pages(result: CoverageResult, scene: _Scene, folder: Path, *,
                   plan: pd.DataFrame | None, basemap: str) -> list[Path]:
     """One page per county: its villages, the assets around them, its speed-test cells and
     its part of the plan."""
+    from ruralcov.maps.pages import county_map
+
     cells, cell_note = _speed_cells(result) if scene.counties else (None, None)
     plan_lines, plan_labels = _plan_parts(plan, scene.villages)
     points, routes = result.fibre_points, result.fibre_routes
@@ -366,6 +374,8 @@ def report_figures(folder: Path | str) -> list[tuple[str, str]]:
         ``(path relative to the run folder, caption)`` in report order; empty when the maps
         were skipped.
     """
+    from ruralcov.maps.static import FIGURES
+
     folder = Path(folder)
     return [
         (f"{folder.name}/static/{name}", caption)

@@ -347,6 +347,8 @@ def formula_like(text: str) -> bool:
     >>> formula_like("=1+1"), formula_like("-3.5"), formula_like(" @x"), formula_like("\\tA")
     (True, False, True, True)
     """
+    if text[:1].isalnum():  # most names and codes: no letter or digit is a sign under NFKC
+        return False
     if text.startswith(_CONTROL_START):
         return True
     lead = text.lstrip()
@@ -409,7 +411,7 @@ def _neutralised(series: pd.Series) -> pd.Series:
         return series
     if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
         return series.map(_csv_cell)  # mixed values: each as it is written
-    if not any(formula_like(v) for v in series.unique() if isinstance(v, str)):
+    if not any(map(formula_like, [v for v in series.unique() if isinstance(v, str)])):
         return series  # nothing looks like a formula
     return series.map(neutralise, na_action="ignore")
 

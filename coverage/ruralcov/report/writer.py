@@ -57,6 +57,10 @@ WRITE_STEPS: tuple[str, ...] = ("tables", "maps", "report")
 #: gigabyte, and stacked they raised the peak RSS of a run by 1.5 GB
 #: (``bench/national.py``). Every file is the same either way.
 SEQUENTIAL_FROM = 100_000
+#: Free bytes (a floor, and more per register unit) with which results.gpkg is written beside
+#: the workbook rather than after it: about ten times what a province's GeoPackage takes.
+GPKG_ROOM = 256 * 2**20
+GPKG_ROOM_PER_UNIT = 32 * 2**10
 #: The fibre assets of a run: points and routes in one GeoParquet, told apart by ``role``.
 ASSETS_FILE = "assets.parquet"
 #: The speed tests of a run per 1 km cell (``CoverageResult.cells``).
@@ -198,19 +202,24 @@ def assets_frame(result: CoverageResult) -> gpd.GeoDataFrame:
 
 def _write_data(result: CoverageResult, tmp: Path, created: str, *,
                 sequential: bool | None = None) -> list[tuple[str, str]]:
-    """The Parquet files, the tables and the workbook; returns the files for the report's
-    list beyond the fixed ones. ``sequential`` (None: from :data:`SEQUENTIAL_FROM` register
-    units on) makes results.gpkg's layers only once the workbook is written."""
-    # villages.parquet is written by a thread (pyarrow works without the GIL) while the tables
-    # and the workbook are formatted (Python work); the parquet gets a frame of its own. The
-    # GeoPackage is written after the tables: on a full disk, the first file refused stops the
-    # run before GDAL starts (which would print its own errors).
+    """The Parquet files, the tables, the workbook and results.gpkg; returns the files for
+    the report's list beyond the fixed ones. ``sequential`` (None: from
+    :data:`SEQUENTIAL_FROM` register units on) makes results.gpkg only once the workbook is
+    written."""
     if sequential is None:
         sequential = len(result.villages) >= SEQUENTIAL_FROM
+    # Threads do what works without the GIL while the tables and the workbook are formatted
+    # (Python work): villages.parquet (pyarrow; from a frame of its own) and, for all but
+    # the largest runs, results.gpkg's layers (their areas are unions of villages: GEOS). With
+    # room to spare on the disk, that thread writes the GeoPackage too (GDAL); else it is
+    # written after the workbook: on a full disk the first file refused then stops the run
+    # before GDAL starts (which would print its own errors).
+    gpkg_path = tmp / GPKG_FILE
+    beside = not sequential and outdir.ample_room(tmp, GPKG_ROOM_PER_UNIT * len(result.villages)
+                                                  + GPKG_ROOM)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # Small runs make the layers of results.gpkg (their areas are unions of villages:
-        # GEOS, without the GIL) in a thread beside the tables and the workbook too.
-        layers = None if sequential else pool.submit(gpkg_layers, result)
+        gpkg = pool.submit(write_gpkg, result, gpkg_path, created=created) if beside else None
+        layers = pool.submit(gpkg_layers, result) if not (sequential or beside) else None
         parquet = pool.submit(result.villages.copy(deep=False).to_parquet,
                               tmp / "villages.parquet", index=False)
         assets_frame(result).to_parquet(tmp / ASSETS_FILE, index=False)
@@ -222,9 +231,12 @@ def _write_data(result: CoverageResult, tmp: Path, created: str, *,
         write_tables(result, tmp / "tables")
         write_xlsx(result, tmp / "report.xlsx", created=created)
         parquet.result()
+    if gpkg is not None:
+        files.append(gpkg.result())
+        return files
     if sequential:  # what the workbook and the tables held goes back before the layers
         release()
-    files.append(write_gpkg(result, tmp / GPKG_FILE, created=created,
+    files.append(write_gpkg(result, gpkg_path, created=created,
                             layers=None if layers is None else layers.result()))
     return files
 

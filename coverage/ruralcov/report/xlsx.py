@@ -100,7 +100,8 @@ def cell_values(series: pd.Series) -> list[Any]:
 def _neutralised_list(values: list[Any], other: Callable[[Any], Any] = neutralise) -> list[Any]:
     """:func:`neutralise` of each text (once per distinct text), ``other`` of anything else."""
     texts = {v: neutralise(v) for v in {v for v in values if type(v) is str}}
-    return [texts[v] if type(v) is str else other(v) for v in values]
+    texts[None] = other(None)  # empty cells are many (evidence a village has not): once
+    return [texts[v] if v is None or type(v) is str else other(v) for v in values]
 
 
 def _cell_value(v: Any) -> Any:

@@ -202,7 +202,9 @@ def test_layers_written_in_chunks_of_rows_read_back_as_written_whole(small_resul
     write_gpkg(result, tmp_path / "whole.gpkg", created=CREATED)
     monkeypatch.setattr(gpkg, "LAYER_ROWS", 2)
     write_gpkg(result, tmp_path / "chunks.gpkg", created=CREATED)
+    write_gpkg(result, tmp_path / "again.gpkg", created=CREATED)
     whole, chunks = tmp_path / "whole.gpkg", tmp_path / "chunks.gpkg"
+    assert chunks.read_bytes() == (tmp_path / "again.gpkg").read_bytes()  # `ruralcov verify`
     assert pyogrio.list_layers(whole).tolist() == pyogrio.list_layers(chunks).tolist()
     for name, _ in pyogrio.list_layers(whole):
         a, b = pyogrio.read_info(whole, layer=name), pyogrio.read_info(chunks, layer=name)

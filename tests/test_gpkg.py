@@ -178,3 +178,47 @@ def test_ample_room_is_free_space_and_the_file_size_limit(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["True", "False"]
+
+
+def test_layers_written_in_chunks_of_rows_read_back_as_written_whole(small_result, tmp_path,
+                                                                     monkeypatch):
+    """Layers written 2 rows at a time (appended to the layer) read back as the layers written
+    in one piece: the same layers, fields and types, geometry type, ids, values, geometries
+    (WKB) and spatial index. One village is a MultiPolygon among Polygons, so a chunk of
+    Polygons alone (or of villages without polygons) would make another layer type."""
+    import dataclasses
+
+    import pandas as pd
+
+    from ruralcov.report import gpkg
+
+    villages = small_result.villages.copy()
+    drawn = villages.index[villages.geometry.notna()]
+    villages.loc[drawn[-1], "geometry"] = shapely.MultiPolygon(
+        [villages.geometry[drawn[-1]], shapely.box(120, 30, 120.01, 30.01)])
+    result = dataclasses.replace(small_result, villages=villages)
+    assert len(villages) > 4 and set(villages.geom_type.dropna()) == {"Polygon", "MultiPolygon"}
+    monkeypatch.setattr(gpkg, "LAYER_ROWS", 10**9)
+    write_gpkg(result, tmp_path / "whole.gpkg", created=CREATED)
+    monkeypatch.setattr(gpkg, "LAYER_ROWS", 2)
+    write_gpkg(result, tmp_path / "chunks.gpkg", created=CREATED)
+    write_gpkg(result, tmp_path / "again.gpkg", created=CREATED)
+    whole, chunks = tmp_path / "whole.gpkg", tmp_path / "chunks.gpkg"
+    assert chunks.read_bytes() == (tmp_path / "again.gpkg").read_bytes()  # `ruralcov verify`
+    assert pyogrio.list_layers(whole).tolist() == pyogrio.list_layers(chunks).tolist()
+    for name, _ in pyogrio.list_layers(whole):
+        a, b = pyogrio.read_info(whole, layer=name), pyogrio.read_info(chunks, layer=name)
+        assert a["features"] == b["features"] and a["geometry_type"] == b["geometry_type"]
+        assert a["fields"].tolist() == b["fields"].tolist(), name
+        assert a["dtypes"].tolist() == b["dtypes"].tolist(), name
+        x = pyogrio.read_dataframe(whole, layer=name, fid_as_index=True)
+        y = pyogrio.read_dataframe(chunks, layer=name, fid_as_index=True)
+        pd.testing.assert_frame_equal(pd.DataFrame(x.drop(columns="geometry", errors="ignore")),
+                                      pd.DataFrame(y.drop(columns="geometry", errors="ignore")))
+        if "geometry" in x:
+            assert x.geometry.to_wkb().tolist() == y.geometry.to_wkb().tolist(), name
+    assert pyogrio.read_info(chunks, layer="villages")["geometry_type"] == "MultiPolygon"
+    box = (112.5, 37.8, 112.6, 37.9)  # the spatial index answers as the one of the whole layer
+    a = pyogrio.read_dataframe(whole, layer="villages", bbox=box, fid_as_index=True)
+    b = pyogrio.read_dataframe(chunks, layer="villages", bbox=box, fid_as_index=True)
+    assert a.index.tolist() == b.index.tolist() and len(a)

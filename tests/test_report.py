@@ -21,13 +21,11 @@ from ruralcov.errors import ConfigError, OutputError
 from ruralcov.pipeline import CoverageResult, InputRecord
 from ruralcov.report import (
     build_manifest,
-    for_csv,
     render_report_html,
     write_csv,
     write_run,
     write_tables,
     writer,
-    xlsx,
 )
 from ruralcov.report import tables as report_tables
 from ruralcov.report.tables import write_csv_keeping
@@ -383,51 +381,81 @@ def _gap_variant(result: CoverageResult, kind: str) -> CoverageResult:
 def test_gap_tables_reuse_village_rows_byte_for_byte(
     small_result: CoverageResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    import zipfile
-
     result = _gap_variant(small_result, kind)
     reused = report.village_rows(report.result_tables(result))
     expected = {"gaps_no_fibre", "gaps_below_speed"} - ({"gaps_below_speed"} if kind == "edited"
                                                          else set())
     assert set(reused) == expected
     write_tables(result, tmp_path / "reused")
-    report.write_xlsx(result, tmp_path / "reused.xlsx")
-    for module in (report_tables, xlsx):  # every table on its own
-        monkeypatch.setattr(module, "village_rows", lambda tables: {})
+    monkeypatch.setattr(report_tables, "village_rows", lambda tables: {})  # each on its own
     write_tables(result, tmp_path / "alone")
-    report.write_xlsx(result, tmp_path / "alone.xlsx")
     for path in sorted((tmp_path / "alone").iterdir()):
         assert (tmp_path / "reused" / path.name).read_bytes() == path.read_bytes(), path.name
-    with zipfile.ZipFile(tmp_path / "alone.xlsx") as a, zipfile.ZipFile(
-        tmp_path / "reused.xlsx"
-    ) as b:
-        assert a.namelist() == b.namelist()
-        for name in a.namelist():
-            if name != "docProps/core.xml":  # holds the creation time
-                assert a.read(name) == b.read(name), name
     gaps = _read_csv(tmp_path / "reused" / "gaps_no_fibre.csv")
     assert gaps["note"].tolist() == ["TRUE", "FALSE", "TRUE", "FALSE"]  # as booleans
-    sheet = openpyxl.load_workbook(tmp_path / "reused.xlsx")["gaps_below_speed"]
+    report.write_xlsx(result, tmp_path / "book.xlsx")
+    sheet = openpyxl.load_workbook(tmp_path / "book.xlsx")["gaps_below_speed"]
     names = result.gaps["below_speed"]["village_name"].tolist()
     assert [c.value for c in sheet["B"][1:]] == [report.neutralise(n) for n in names]
+
+
+@pytest.mark.parametrize("kind", ["plain", "line_break"])
+def test_workbook_made_in_chunks_of_rows_is_byte_identical(
+    small_result: CoverageResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """report.xlsx with its cells made 2 rows at a time (every table of the small world split
+    into several chunks, the last one short) is the file made in one chunk, byte for byte."""
+    import zipfile
+
+    from ruralcov import xlsxrows
+
+    result = _gap_variant(small_result, kind)
+    tables = report.result_tables(result)
+    assert len(tables["villages"]) > 4 and len(tables["villages"]) % 2 == 1
+    created = "2024-05-01T08:00:00+00:00"
+    monkeypatch.setattr(xlsxrows, "CHUNK", 10**9)
+    report.write_xlsx(result, tmp_path / "whole.xlsx", created=created)
+    asked: list[int] = []
+    rows_xml = xlsxrows.rows_xml
+
+    def counted(rows, styles, **kw):  # the real rows_xml, with the sizes of the chunks asked
+        values = rows.values
+        rows = dataclasses.replace(rows, values=lambda a, b: asked.append(b - a) or values(a, b))
+        return rows_xml(rows, styles, **kw)
+
+    monkeypatch.setattr(xlsxrows, "CHUNK", 2)
+    monkeypatch.setattr(xlsxrows, "rows_xml", counted)
+    report.write_xlsx(result, tmp_path / "chunks.xlsx", created=created)
+    assert max(asked) == 2 and asked.count(1) >= 1 and len(asked) > len(tables)
+    assert (tmp_path / "whole.xlsx").read_bytes() == (tmp_path / "chunks.xlsx").read_bytes()
+    with zipfile.ZipFile(tmp_path / "chunks.xlsx") as book:
+        villages = book.read("xl/worksheets/sheet2.xml").decode()
+    assert villages.count("<row ") == len(tables["villages"]) + 1
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 50_000])
 def test_csv_written_in_chunks_keeps_the_lines_asked_for(tmp_path: Path, chunk: int) -> None:
     frame = pd.DataFrame({"code": [f"14{i}" for i in range(7)],
                           "name": ["a", 'b, "c"', "d", "", "e", "f", "g"],
-                          "x": [0.1, 1 / 3, None, 2.0, -1e-300, 5.0, 1e20]})
+                          "x": [0.1, 1 / 3, None, 2.0, -1e-300, 5.0, 1e20],
+                          # a column of booleans and text, with chunks of only booleans
+                          "flag": pd.Series([True, False, "x", None, True, True, False],
+                                            dtype=object),
+                          "ok": pd.Series([True, None, False, None, True, True, False],
+                                          dtype=object)})
     write_csv(frame, tmp_path / "whole.csv")
     whole = (tmp_path / "whole.csv").read_bytes()
     lines = whole.decode("utf-8-sig").split("\r\n")
-    kept = write_csv_keeping(for_csv(frame), tmp_path / "chunks.csv", np.array([5, 0, 5, 6]),
-                             chunk=chunk)
+    assert lines[1].endswith(",TRUE,TRUE") and lines[3].endswith(",x,FALSE")
+    kept = write_csv_keeping(frame, tmp_path / "chunks.csv", np.array([5, 0, 5, 6]), chunk=chunk)
     assert (tmp_path / "chunks.csv").read_bytes() == whole
     assert kept == {-1: lines[0], 0: lines[1], 5: lines[6], 6: lines[7]}
+    report_tables._write_lines(tmp_path / "picked.csv", kept, np.array([6, 0, 6]), chunk=chunk)
+    picked = "\r\n".join([lines[0], lines[7], lines[1], lines[7], ""])
+    assert (tmp_path / "picked.csv").read_bytes() == picked.encode("utf-8-sig")
     frame.loc[3, "name"] = "two\r\nlines"  # lines are no longer rows: nothing is kept
     write_csv(frame, tmp_path / "whole.csv")
-    kept = write_csv_keeping(for_csv(frame), tmp_path / "chunks.csv", np.array([5]),
-                             chunk=chunk)
+    kept = write_csv_keeping(frame, tmp_path / "chunks.csv", np.array([5]), chunk=chunk)
     assert kept is None
     assert (tmp_path / "chunks.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import openpyxl
 import pytest
 import xlsxwriter
 
+from ruralcov import xlsxrows
 from ruralcov.xlsxrows import column_name, splice_rows
 
 OPTIONS = {
@@ -31,7 +33,7 @@ COLUMNS = [
 ]
 
 
-def _book(path: Path, *, cell_by_cell: bool) -> dict[int, list]:
+def _book(path: Path, *, cell_by_cell: bool, columns: list = COLUMNS) -> dict[int, list]:
     wb = xlsxwriter.Workbook(str(path), OPTIONS)
     header = wb.add_format({"bold": True})
     formats = [
@@ -47,16 +49,16 @@ def _book(path: Path, *, cell_by_cell: bool) -> dict[int, list]:
     ws = wb.add_worksheet("villages")
     for j, fmt in enumerate(formats):
         ws.set_column(j, j, 12, fmt)
-    ws.write_row(0, 0, [f"c{j}" for j in range(len(COLUMNS))], header)
+    ws.write_row(0, 0, [f"c{j}" for j in range(len(columns))], header)
     if cell_by_cell:  # the reference: xlsxwriter's own writer, as report.py once did
-        for i in range(len(COLUMNS[0])):
-            for j, col in enumerate(COLUMNS):
+        for i in range(len(columns[0])):
+            for j, col in enumerate(columns):
                 if col[i] is not None:
                     ws.write(i + 1, j, col[i], formats[j])
     ws.freeze_panes(1, 0)
-    ws.autofilter(0, 0, len(COLUMNS[0]), len(COLUMNS) - 1)
+    ws.autofilter(0, 0, len(columns[0]), len(columns) - 1)
     wb.close()
-    return {ws.index: COLUMNS}
+    return {ws.index: columns}
 
 
 def test_spliced_sheet_is_byte_identical_to_xlsxwriter(tmp_path: Path) -> None:
@@ -88,44 +90,30 @@ def test_column_names() -> None:
     ]
 
 
-def test_rows_placed_again_in_a_later_sheet(tmp_path: Path) -> None:
-    """A sheet of rows of an earlier sheet (a gap list of villages) reuses their XML: the same
-    bytes as xlsxwriter writing those rows cell by cell; a sheet with other column formats,
-    with rows its source lacks, or whose source comes after it, is refused."""
-    pos = [7, 0, 2, 2]
-    picked = [[col[p] for p in pos] for col in COLUMNS]
+def test_rows_made_a_chunk_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows made 3 at a time (cell values included) give the bytes xlsxwriter writes cell by
+    cell, and never more than a chunk of rows is asked for; the last row with a value (the
+    sheet's dimension) is found across chunks when the table ends in empty rows."""
+    monkeypatch.setattr(xlsxrows, "CHUNK", 3)
+    ending_empty = [[*col, None, None, None, None] for col in COLUMNS]  # 12 rows, 8 with values
+    for columns in (COLUMNS, ending_empty):
+        asked: list[tuple[int, int]] = []
 
-    def book(path: Path, *, cell_by_cell: bool, text_format: bool = True) -> int:
-        wb = xlsxwriter.Workbook(str(path), OPTIONS)
-        formats = [wb.add_format({"num_format": "@"}), wb.add_format({"num_format": "0.00"})]
-        for name, cols in (("villages", COLUMNS), ("gaps", picked)):
-            ws = wb.add_worksheet(name)
-            for j, fmt in enumerate(formats):
-                ws.set_column(j, j, 12, fmt if text_format or name == "villages" else None)
-            ws.write_row(0, 0, [f"c{j}" for j in range(len(cols))])
-            if cell_by_cell:
-                for i in range(len(cols[0])):
-                    for j, col in enumerate(cols):
-                        if col[i] is not None:
-                            ws.write(i + 1, j, col[i], formats[j] if j < 2 else None)
-        wb.close()
-        return ws.index
+        def values(a: int, b: int, columns: list = columns, asked: list = asked) -> list:
+            asked.append((a, b))
+            return [c[a:b] for c in columns]
 
-    book(tmp_path / "reference.xlsx", cell_by_cell=True)
-    gaps = book(tmp_path / "placed.xlsx", cell_by_cell=False)
-    splice_rows(tmp_path / "placed.xlsx", {0: COLUMNS}, subsets={gaps: (0, pos)})
-    with zipfile.ZipFile(tmp_path / "reference.xlsx") as a, zipfile.ZipFile(
-        tmp_path / "placed.xlsx"
-    ) as b:
-        for name in ("xl/worksheets/sheet1.xml", "xl/worksheets/sheet2.xml"):
-            assert a.read(name) == b.read(name), name
-    book(tmp_path / "other.xlsx", cell_by_cell=False, text_format=False)
-    with pytest.raises(ValueError, match="formats differ"):
-        splice_rows(tmp_path / "other.xlsx", {0: COLUMNS}, subsets={gaps: (0, pos)})
-    book(tmp_path / "outside.xlsx", cell_by_cell=False)
-    with pytest.raises(ValueError, match="rows outside"):
-        splice_rows(tmp_path / "outside.xlsx", {0: COLUMNS},
-                    subsets={gaps: (0, [0, len(COLUMNS[0])])})
-    book(tmp_path / "order.xlsx", cell_by_cell=False)
-    with pytest.raises(ValueError, match="not a plain sheet before it"):
-        splice_rows(tmp_path / "order.xlsx", {gaps: picked}, subsets={0: (gaps, [0])})
+        reference, spliced = tmp_path / "reference.xlsx", tmp_path / "spliced.xlsx"
+        _book(reference, cell_by_cell=True, columns=columns)
+        index = next(iter(_book(spliced, cell_by_cell=False, columns=columns)))
+        splice_rows(spliced, {index: xlsxrows.Rows(len(columns[0]), len(columns), values)})
+        with zipfile.ZipFile(reference) as a, zipfile.ZipFile(spliced) as b:
+            for name in a.namelist():
+                if name != "docProps/core.xml":  # holds the creation time
+                    assert a.read(name) == b.read(name), name
+        assert max(b - a for a, b in asked) == 3
+        n = len(columns[0])
+        assert {(a, min(a + 3, n)) for a in range(0, n, 3)} <= set(asked)
+    dimension = re.search(rb'<dimension ref="([^"]*)"', zipfile.ZipFile(spliced).read(
+        "xl/worksheets/sheet2.xml")).group(1)
+    assert dimension == b"A1:F9"  # 8 data rows after the header, the 4 empty ones left out

@@ -1,13 +1,14 @@
 """The data rows of report.xlsx's table sheets, written as sheet XML directly.
 
 xlsxwriter writes every cell through several Python calls, and a 20,000-village province is
-over a million cells, so the data rows are formatted here, a column at a time. The workbook is
-still made by xlsxwriter (styles, header rows, column widths and formats, frozen panes,
-autofilters, the ``about`` sheet); only the data rows of the table sheets are left out of it
-and spliced into each sheet's ``<sheetData>`` afterwards, with xlsxwriter's own encoding of
-inline strings, numbers and booleans and the style index of each column's format
-(``<col style=...>``), so that the file is byte for byte the sheet xlsxwriter would write
-(checked by the tests).
+over a million cells, so the data rows are formatted here, a column at a time within a chunk
+of rows (:class:`Rows`: the cell values are made per chunk too, so that a national table
+never exists as Python objects all at once). The workbook is still made by xlsxwriter
+(styles, header rows, column widths and formats, frozen panes, autofilters, the ``about``
+sheet); only the data rows of the table sheets are left out of it and spliced into each
+sheet's ``<sheetData>`` afterwards, with xlsxwriter's own encoding of inline strings, numbers
+and booleans and the style index of each column's format (``<col style=...>``), so that the
+file is byte for byte the sheet xlsxwriter would write (checked by the tests).
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import queue
 import re
 import threading
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 _NEEDS_WORK = re.compile("[&<>_\x00-\x08\x0b-\x1f\ufffe\uffff]")
 _ESCAPED = re.compile("(_x[0-9a-fA-F]{4}_)")
@@ -33,7 +33,8 @@ _STRMAX = 32767  # Excel's cell limit, in UTF-16 units
 #: Stands for the row number in a row's XML until the row is placed; never part of a cell (texts
 #: write control characters as ``_xHHHH_``).
 _ROW = "\x00"
-_CHUNK = 10_000  # rows formatted at a time
+#: Rows formatted at a time (their cell values and XML exist together).
+CHUNK = 10_000
 #: ZipInfo's compression level (public from Python 3.13 on).
 _LEVEL = "compress_level" if hasattr(zipfile.ZipInfo(), "compress_level") else "_compresslevel"
 
@@ -109,12 +110,10 @@ def _cells(values: Sequence[Any], letter: str, style: int | None) -> list[str]:
     return out
 
 
-def _row_templates(columns: Sequence[Sequence[Any]], styles: Sequence[int | None], a: int,
-                   b: int) -> list[str]:
-    """The ``<row>`` elements of data rows ``a`` to ``b`` with the row number left as
-    :data:`_ROW` ("" for a row without values): a row's XML is made once and numbered where it
-    is placed (a village's row is placed again in each gap sheet that lists it)."""
-    cols = [_cells(c[a:b], column_name(j), styles[j]) for j, c in enumerate(columns)]
+def _row_templates(columns: Sequence[Sequence[Any]], styles: Sequence[int | None]) -> list[str]:
+    """The ``<row>`` elements of some data rows (given column by column) with the row number
+    left as :data:`_ROW` ("" for a row without values), numbered once placed."""
+    cols = [_cells(c, column_name(j), styles[j]) for j, c in enumerate(columns)]
     return [f'<row r="{_ROW}">{body}</row>' if (body := "".join(cells)) else ""
             for cells in zip(*cols, strict=True)]
 
@@ -124,43 +123,68 @@ def _numbered(templates: Sequence[str], first: int) -> str:
     return "".join([t.replace(_ROW, str(i)) for i, t in enumerate(templates, first)])
 
 
+@dataclass(frozen=True)
+class Rows:
+    """A table's data rows, made a chunk of rows at a time: the cell values of a national
+    table (620,573 villages) as Python objects would take gigabytes at once.
+
+    Attributes
+    ----------
+    n
+        Number of data rows.
+    width
+        Number of columns.
+    values
+        ``values(a, b)``: rows ``a`` to ``b`` (0-based, ``b`` excluded), column by column
+        (None: an empty cell). The same rows give the same values whatever the chunk.
+    """
+
+    n: int
+    width: int
+    values: Callable[[int, int], Sequence[Sequence[Any]]]
+
+    @classmethod
+    def of(cls, columns: Sequence[Sequence[Any]]) -> Rows:
+        """The rows of columns already made.
+
+        Examples
+        --------
+        >>> Rows.of([[1, 2, 3], ["a", None, "c"]]).values(1, 3)
+        [[2, 3], [None, 'c']]
+        """
+        return cls(len(columns[0]) if columns else 0, len(columns),
+                   lambda a, b: [c[a:b] for c in columns])
+
+
 def rows_xml(
-    columns: Sequence[Sequence[Any]],
+    rows: Rows,
     styles: Sequence[int | None],
     *,
     first: int = 2,
-    chunk: int = _CHUNK,
-    keep: dict[int, str] | None = None,
+    chunk: int | None = None,
 ) -> Iterator[str]:
     """The ``<row>`` elements of a table's data rows, in pieces (memory stays bounded).
 
     Parameters
     ----------
-    columns
-        The column values (None: an empty cell).
+    rows
+        The table's rows.
     styles
         The style index of each column's format (:func:`column_styles`).
     first
         The Excel row of the first data row.
     chunk
-        Rows per piece.
-    keep
-        0-based data rows whose templates (row number not yet placed) are wanted for reuse
-        in another sheet: they are put into this dict, under their row.
+        Rows per piece (default :data:`CHUNK`); the XML is the same whatever the chunk.
 
     Yields
     ------
     str
         The XML of ``chunk`` rows at a time.
     """
-    n = len(columns[0]) if columns else 0
-    wanted = np.array(sorted(keep), dtype=np.int64) if keep else np.empty(0, np.int64)
-    for a in range(0, n, chunk):
-        b = min(a + chunk, n)
-        templates = _row_templates(columns, styles, a, b)
-        for p in wanted[np.searchsorted(wanted, a):np.searchsorted(wanted, b)].tolist():
-            keep[p] = templates[p - a]  # type: ignore[index]
-        yield _numbered(templates, first + a)
+    chunk = chunk or CHUNK
+    for a in range(0, rows.n, chunk):
+        b = min(a + chunk, rows.n)
+        yield _numbered(_row_templates(rows.values(a, b), styles), first + a)
 
 
 def column_styles(sheet_xml: str, n_columns: int) -> list[int | None]:
@@ -188,12 +212,7 @@ def column_styles(sheet_xml: str, n_columns: int) -> list[int | None]:
     return styles
 
 
-def splice_rows(
-    path: Path | str,
-    sheets: Mapping[int, Sequence[Sequence[Any]]],
-    *,
-    subsets: Mapping[int, tuple[int, Sequence[int] | np.ndarray]] | None = None,
-) -> None:
+def splice_rows(path: Path | str, sheets: Mapping[int, Rows | Sequence[Sequence[Any]]]) -> None:
     """Put the data rows into the sheets of the xlsxwriter workbook at ``path``.
 
     Every other part of the file is copied as it is, with its original zip entry (dates
@@ -204,63 +223,33 @@ def splice_rows(
     path
         The workbook, written by xlsxwriter with header rows only; replaced.
     sheets
-        A worksheet's 0-based index (``Worksheet.index``) -> its column values (rows 2 ... on;
-        row 1, the header, was written by xlsxwriter).
-    subsets
-        A worksheet whose rows are rows of an earlier one (same columns and formats: a gap
-        list of villages) -> that sheet's index and the 0-based positions of its rows there;
-        their XML is reused.
-
-    Raises
-    ------
-    ValueError
-        When a subset's rows lie outside its sheet, its sheet is not a plain sheet before it,
-        or the column formats differ.
+        A worksheet's 0-based index (``Worksheet.index``) -> its data rows (Excel rows 2 ...
+        on; row 1, the header, was written by xlsxwriter): :class:`Rows`, or the column
+        values.
     """
     path = Path(path)
-    subsets = subsets or {}
     tmp = path.with_name(path.name + ".rows")
-    kept: dict[int, dict[int, str]] = {}  # source sheet -> data row -> template
-    done: dict[int, list[int | None]] = {}  # sheets written so far -> their column styles
-    for k, (source, positions) in subsets.items():
-        n = len(sheets[source][0]) if sheets.get(source) else 0
-        if len(positions) and not 0 <= min(positions) <= max(positions) < n:
-            raise ValueError(f"sheet {k}: rows outside the {n} rows of sheet {source}")
-        kept.setdefault(source, {}).update(dict.fromkeys(positions, ""))
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
         for info in src.infolist():
             data = src.read(info)
             m = _SHEET.fullmatch(info.filename)
             k = int(m.group(1)) - 1 if m else -1
-            if k not in sheets and k not in subsets:
+            if k not in sheets:
                 dst.writestr(info, data)
                 continue
-            source = subsets[k][0] if k in subsets else k
-            if k in subsets and (source in subsets or source not in done):
-                raise ValueError(f"sheet {k}: its rows come from sheet {source}, which is not a "
-                                 "plain sheet before it")
-            columns = sheets[source]
+            rows = sheets[k]
+            rows = rows if isinstance(rows, Rows) else Rows.of(rows)
             head, tail = data.decode("utf-8").split("</sheetData>", 1)
-            styles = column_styles(head, len(columns))
-            if k in subsets:
-                if styles != done[source]:
-                    raise ValueError(f"sheet {k}: column formats differ from sheet {source}")
-                templates = [kept[source][p] for p in subsets[k][1]]
-                last = max((i + 1 for i, t in enumerate(templates) if t), default=0)
-                rows: Iterator[str] = (_numbered(templates[a:a + _CHUNK], 2 + a)
-                                       for a in range(0, len(templates), _CHUNK))
-            else:
-                last = _last_row(columns)
-                rows = rows_xml(columns, styles, keep=kept.get(k))
-            done[k] = styles
+            last = _last_row(rows)
             if last:
-                ref = f"A1:{column_name(len(columns) - 1)}{last + 1}"
+                ref = f"A1:{column_name(rows.width - 1)}{last + 1}"
                 head = _DIMENSION.sub(f'<dimension ref="{ref}"/>', head, count=1)
             # Deflate level 1: a province's sheets are tens of MB of repetitive XML, which
             # higher levels pack only a little smaller for much more time.
             setattr(info, _LEVEL, 1)
             with dst.open(info, "w") as fh:
-                _write_behind(fh, _pieces(head, rows, tail))
+                _write_behind(fh, _pieces(head, rows_xml(rows, column_styles(head, rows.width)),
+                                          tail))
     tmp.replace(path)
 
 
@@ -300,10 +289,13 @@ def _write_behind(fh: Any, pieces: Iterator[str]) -> None:
         raise failed[0]
 
 
-def _last_row(columns: Sequence[Sequence[Any]]) -> int:
-    """0-based data row of the last row with a value (0 when none)."""
-    n = len(columns[0]) if columns else 0
-    for i in range(n - 1, -1, -1):
-        if any(c[i] is not None for c in columns):
-            return i + 1
+def _last_row(rows: Rows) -> int:
+    """0-based data row of the last row with a value, plus one (0 when none); made from the
+    end a chunk at a time (a table's last row nearly always has values)."""
+    for b in range(rows.n, 0, -CHUNK):
+        a = max(b - CHUNK, 0)
+        columns = rows.values(a, b)
+        for i in range(b - a - 1, -1, -1):
+            if any(c[i] is not None for c in columns):
+                return a + i + 1
     return 0

@@ -541,25 +541,35 @@ def write_tables(result: CoverageResult, folder: Path | str) -> list[Path]:
         path = folder / f"{name}.csv"
         pos = reuse.get(name)
         if pos is not None and lines is not None and _same_csv_kinds(frame, tables["villages"]):
-            text = "\r\n".join([lines[-1], *(lines[p] for p in pos.tolist()), ""])
-            path.write_text(text, encoding="utf-8-sig", newline="")
+            _write_lines(path, lines, pos)
         elif name == "villages" and reuse:
-            lines = write_csv_keeping(for_csv(frame), path, np.concatenate(list(reuse.values())))
+            lines = write_csv_keeping(frame, path, np.concatenate(list(reuse.values())))
         else:
             write_csv(frame, path)
         written.append(path)
     return written
 
 
+def _write_lines(path: Path, lines: Mapping[int, str], rows: np.ndarray, *,
+                 chunk: int = 50_000) -> None:
+    """A CSV file of the header (``lines[-1]``) and the lines of ``rows``, a chunk of lines at
+    a time (a national gap list is tens of MB of text)."""
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        fh.write(lines[-1] + "\r\n")
+        for a in range(0, len(rows), chunk):
+            fh.write("".join([lines[p] + "\r\n" for p in rows[a:a + chunk].tolist()]))
+
+
 def write_csv_keeping(frame: pd.DataFrame, path: Path, keep: np.ndarray, *,
                       chunk: int = 50_000) -> dict[int, str] | None:
-    """Write ``frame`` (already :func:`for_csv`) as :func:`write_csv` does, a chunk of rows
-    at a time, and return some of its lines.
+    """Write ``frame`` as :func:`write_csv` does, a chunk of rows at a time (made
+    :func:`for_csv` a chunk at a time too: the national villages table as Python texts would
+    take a gigabyte at once), and return some of its lines.
 
     Parameters
     ----------
     frame
-        The table as :func:`for_csv` returned it.
+        The table.
     path
         The file to write.
     keep
@@ -577,7 +587,7 @@ def write_csv_keeping(frame: pd.DataFrame, path: Path, keep: np.ndarray, *,
     kept: dict[int, str] | None = {}
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         for a in range(0, max(len(frame), 1), chunk):
-            part = frame.iloc[a:a + chunk]
+            part = for_csv(frame.iloc[a:a + chunk])  # cell by cell: a chunk as in the whole
             text = part.to_csv(index=False, header=a == 0, lineterminator="\r\n")
             fh.write(text)
             if kept is not None:

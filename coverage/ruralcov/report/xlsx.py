@@ -30,9 +30,8 @@ from ruralcov.report.tables import (
     is_code,
     neutralise,
     result_tables,
-    village_rows,
 )
-from ruralcov.xlsxrows import splice_rows
+from ruralcov.xlsxrows import Rows, splice_rows
 
 __all__ = ["XLSX_MAX_ROWS", "cell_values", "write_xlsx"]
 
@@ -184,7 +183,7 @@ def write_xlsx(result: CoverageResult, path: Path | str, *, created: str | None 
         used: set[str] = set()
         about = workbook.add_worksheet(_sheet_name("about", used))
         sheets = [(workbook.add_worksheet(_sheet_name(n, used)), n, f) for n, f in tables.items()]
-        rows, subsets, cut = _table_sheets(sheets, village_rows(tables), styles)
+        rows, cut = _table_sheets(sheets, styles)
         notes = [*_about_rows(result), *(("note", c) for c in cut)]
         about.set_column(0, 0, 28)
         about.set_column(1, 1, 100)
@@ -193,20 +192,17 @@ def write_xlsx(result: CoverageResult, path: Path | str, *, created: str | None 
             about.write(i, 1, neutralise(value), styles.header if i == 0 else None)
     finally:
         workbook.close()
-    splice_rows(path, rows, subsets=subsets)
+    splice_rows(path, rows)
     return path
 
 
-def _table_sheets(
-    sheets: list[tuple[Any, str, pd.DataFrame]], reuse: dict[str, np.ndarray], styles: _Styles
-) -> tuple[dict[int, list[list[Any]]], dict[int, tuple[int, np.ndarray]], list[str]]:
-    """Lay out every table sheet (widths, header, filter); return the cells of the data rows
-    by sheet (spliced in after closing, :mod:`ruralcov.xlsxrows`), the sheets made of rows of
-    the villages sheet (sheet -> villages sheet, rows) and a note per table cut short."""
-    rows: dict[int, list[list[Any]]] = {}
-    subsets: dict[int, tuple[int, np.ndarray]] = {}
+def _table_sheets(sheets: list[tuple[Any, str, pd.DataFrame]], styles: _Styles
+                  ) -> tuple[dict[int, Rows], list[str]]:
+    """Lay out every table sheet (widths, header, filter); return the data rows by sheet
+    (spliced in after closing, their cells made a chunk of rows at a time:
+    :mod:`ruralcov.xlsxrows`) and a note per table cut short."""
+    rows: dict[int, Rows] = {}
     cut: list[str] = []
-    home = next((ws.index for ws, n, _ in sheets if n == "villages"), -1)
     for ws, name, frame in sheets:
         n_rows = min(len(frame), XLSX_MAX_ROWS - 1)
         if n_rows < len(frame):
@@ -214,17 +210,18 @@ def _table_sheets(
                 f"{name}: only the first {n_rows:,} of {len(frame):,} rows fit in "
                 f"Excel; the full table is tables/{name}.csv"
             )
-        pos = reuse.get(name, np.empty(0, np.int64))[:n_rows]
-        if len(pos) and home in rows and pos.max() < len(rows[home][0]):
-            subsets[ws.index] = (home, pos)
-            sample = pos[:_WIDTH_SAMPLE].tolist()
-            values = [[col[p] for p in sample] for col in rows[home]]
-        else:
-            values = [cell_values(frame[c].iloc[:n_rows]) for c in frame.columns]
-            if values:
-                rows[ws.index] = values
-        _lay_out(ws, frame, values, n_rows, styles)
-    return rows, subsets, cut
+        if len(frame.columns):
+            rows[ws.index] = _frame_rows(frame, n_rows)
+        sample = [cell_values(frame[c].iloc[:min(n_rows, _WIDTH_SAMPLE)]) for c in frame.columns]
+        _lay_out(ws, frame, sample, n_rows, styles)
+    return rows, cut
+
+
+def _frame_rows(frame: pd.DataFrame, n_rows: int) -> Rows:
+    """The first ``n_rows`` rows of ``frame`` as cells (:func:`cell_values`), per chunk."""
+    columns = list(frame.columns)
+    return Rows(n_rows, len(columns),
+                lambda a, b: [cell_values(frame[c].iloc[a:b]) for c in columns])
 
 
 def _lay_out(ws: Any, frame: pd.DataFrame, values: list[list[Any]], n_rows: int,

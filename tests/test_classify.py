@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom
+import shapely
 from shapely import box, points
 
 from ruralcov import classify
@@ -174,3 +175,26 @@ def test_fibre_evidence_order_and_evidence():
     assert ev.loc[1, "nearest_asset_id"] == "AP-0"
     assert ev.loc[3, "nearest_asset_id"] == "AP-2"
     assert ev.loc[3, "nearest_asset_m"] == pytest.approx(500.0)
+
+
+def test_equally_near_routes_and_access_points_of_two_sources_go_to_the_lowest_id():
+    # One 1 km village; two sources with different distances: their assets are equally near
+    # (300 m), and each is within its own source's distance, so the lowest id wins both times.
+    village = [box(0, 0, 1000, 1000)]
+    ev = fibre_evidence(
+        village,
+        register_fibre=[False],
+        points=points([1300, -300, 500], [500, 500, 2500]),
+        point_ids=np.array(["B-ap", "A-ap", "C-far"], dtype=object),
+        point_max_distance=[500.0, 300.0, 2000.0],
+        routes=[shapely.LineString([(-300, 0), (-300, 1000)]),
+                shapely.LineString([(1300, 0), (1300, 1000)]),
+                shapely.LineString([(0, 1100), (1000, 1100)])],
+        route_ids=np.array(["R-b", "R-a", "R-c"], dtype=object),
+        route_nearby=[400.0, 1000.0, 50.0],
+    )
+    assert ev.loc[0, "fibre_asset_id"] == "A-ap"
+    assert ev.loc[0, "fibre_distance_m"] == pytest.approx(300.0)
+    # R-c is nearest (100 m) but beyond its own 50 m; R-a and R-b tie at 300 m.
+    assert ev.loc[0, "fibre_route_id"] == "R-a"
+    assert ev.loc[0, "fibre_route_distance_m"] == pytest.approx(300.0)

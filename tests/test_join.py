@@ -93,7 +93,7 @@ def test_assign_equals_brute_force_shapely(world):
         min_size=1,
         max_size=30,
     ),
-    st.sampled_from([0.0, 0.5, 1.0, 3.0, 20.0]),
+    st.sampled_from([None, 0.0, 0.5, 1.0, 3.0, 20.0]),
 )
 def test_nearest_equals_brute_force(xy, limit):
     polys = [Polygon([(0, 0), (4, 0), (4, 3)]), box(10, 10, 14, 12), box(-20, -5, -18, 5)]
@@ -102,10 +102,70 @@ def test_nearest_equals_brute_force(xy, limit):
     for k, poly in enumerate(polys):
         d = [poly.distance(shapely.Point(x, y)) for x, y in xy]
         best = min(range(len(d)), key=lambda i: (d[i], i))
-        if d[best] <= limit:
-            assert pos[k] == best and np.isclose(dist[k], d[best])
+        if limit is None or d[best] <= limit:
+            assert pos[k] == best and dist[k] == d[best]
         else:
-            assert pos[k] == -1
+            assert pos[k] == -1 and np.isnan(dist[k])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-100, 100).map(lambda v: v / 4),
+            st.integers(-100, 100).map(lambda v: v / 4),
+            st.sampled_from([0.0, 0.5, 2.0, 7.25]),
+            st.integers(0, 3),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_nearest_with_a_limit_per_target_equals_brute_force(targets):
+    # Each target counts within its own limit (a fibre source's distance); ties by priority.
+    polys = [Polygon([(0, 0), (4, 0), (4, 3)]), box(10, 10, 14, 12), box(-20, -5, -18, 5), None]
+    xy = [(x, y) for x, y, _, _ in targets]
+    limit = [lim for _, _, lim, _ in targets]
+    prio = [p for _, _, _, p in targets]
+    arr = np.array(xy)
+    pos, dist = nearest(polys, points(arr[:, 0], arr[:, 1]), max_distance=limit, priority=prio)
+    assert pos[3] == -1
+    for k, poly in enumerate(polys[:3]):
+        d = [poly.distance(shapely.Point(x, y)) for x, y in xy]
+        ok = [i for i in range(len(d)) if d[i] <= limit[i]]
+        if ok:
+            best = min(ok, key=lambda i: (d[i], prio[i], i))
+            assert pos[k] == best and dist[k] == d[best]
+        else:
+            assert pos[k] == -1 and np.isnan(dist[k])
+
+
+def test_nearest_holds_few_pairs_at_a_time_and_refuses_a_bad_limit(monkeypatch):
+    # 3,000 villages on a line, one long route along them all and points scattered: with at
+    # most 500 candidate pairs at once the search goes in many batches, same answers.
+    import ruralcov.join as join
+
+    villages = [box(i * 10, 0, i * 10 + 8, 8) for i in range(3000)]
+    rng = np.random.default_rng(7)
+    targets = np.concatenate([
+        points(rng.uniform(-50, 30_050, 400), rng.uniform(-60, 70, 400)),
+        [shapely.LineString([(0, 28), (30_000, 28)])],  # 20 m from every village
+    ])
+    limits = np.r_[rng.choice([0.0, 5.0, 25.0], 400), 21.0]
+    whole = nearest(villages, targets, max_distance=limits)
+    monkeypatch.setattr(join, "_PAIRS_AT_ONCE", 500)
+    batched = nearest(villages, targets, max_distance=limits)
+    assert np.array_equal(whole[0], batched[0])
+    assert np.array_equal(whole[1], batched[1], equal_nan=True)
+    assert (whole[0] >= 0).all() and (whole[0] == 400).sum() > 1000
+    for k in rng.choice(3000, 50, replace=False):
+        d = shapely.distance(villages[k], targets)
+        ok = np.flatnonzero(d <= limits)
+        best = ok[np.lexsort((ok, d[ok]))[0]]
+        assert whole[0][k] == best and whole[1][k] == d[best]
+    for bad in (-1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="max_distance"):
+            nearest(villages[:2], targets[:2], max_distance=bad)
 
 
 # --- the grid index (PolygonIndex): same answers as brute-force shapely ------------------------

@@ -413,7 +413,7 @@ def fibre_evidence(
         nearest_asset_m``. The nearest access point is reported whatever its distance
         (planners' evidence); the ``fibre_*`` asset columns are filled only when it counted.
     """
-    from ruralcov.join import nearest
+    from ruralcov.join import code_priority, nearest
 
     polys = np.asarray(villages, dtype=object)
     register = np.asarray(register_fibre, dtype=bool)
@@ -421,10 +421,12 @@ def fibre_evidence(
     pids = np.asarray(point_ids, dtype=object)
     pmax = np.asarray(point_max_distance, dtype=float)
     # Ties between equally near assets go to the lowest id, independent of file order.
-    id_rank = pd.Series(pids).rank(method="dense").to_numpy() if len(pids) else np.array([])
+    id_rank = code_priority(pids)
     near_pos, near_d = nearest(polys, pts, priority=id_rank)
     nearest_id = nearest_or_none(pids, near_pos)
-    count_pos, count_d = _counting_assets(polys, pts, pmax, id_rank)
+    # Each access point counts within its own source's distance; each route is nearby within
+    # its own nearby_m. Equally near candidates go to the lowest id, whatever their source.
+    count_pos, count_d = nearest(polys, pts, max_distance=pmax, priority=id_rank)
     has_ap = count_pos >= 0
     basis = np.where(
         register,
@@ -438,7 +440,9 @@ def fibre_evidence(
     fibre = register | has_ap
     from_ap = ~register & has_ap
     r_ids = np.asarray(route_ids, dtype=object)
-    route_pos, route_d = _nearby_routes(polys, routes, r_ids, route_nearby)
+    route_pos, route_d = nearest(
+        polys, routes, max_distance=route_nearby, priority=code_priority(r_ids)
+    )
     has_route = route_pos >= 0
     return pd.DataFrame(
         {
@@ -457,57 +461,6 @@ def fibre_evidence(
             "nearest_asset_m": near_d,
         }
     )
-
-
-def _counting_assets(
-    polys: NDArray[np.object_], pts: NDArray[np.object_], pmax: NDArray[np.float64],
-    id_rank: NDArray[np.float64],
-) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-    """Per village, the nearest access point within its own source's distance (-1: none)
-    and that distance.
-
-    Distances differ by source, so the search runs once per distinct limit and keeps the
-    nearest qualifying asset; equally near assets of different sources go to the lowest id,
-    as within one source.
-    """
-    from ruralcov.join import nearest
-
-    count_pos = np.full(len(polys), -1, dtype=np.intp)
-    count_d = np.full(len(polys), np.inf)
-    for limit in np.unique(pmax):
-        sel = np.flatnonzero(pmax == limit)
-        pos, d = nearest(polys, pts[sel], max_distance=limit, priority=id_rank[sel])
-        found = pos >= 0
-        cand = np.where(found, sel[np.maximum(pos, 0)], -1)
-        tie = found & (d == count_d) & (count_pos >= 0)
-        tie[tie] = id_rank[cand[tie]] < id_rank[count_pos[tie]]
-        better = (found & (d < count_d)) | tie
-        count_pos[better] = cand[better]
-        count_d[better] = d[better]
-    return count_pos, count_d
-
-
-def _nearby_routes(
-    polys: NDArray[np.object_], routes: ArrayLike, r_ids: NDArray[np.object_],
-    route_nearby: ArrayLike,
-) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-    """Per village, the nearest route within its own ``nearby_m`` (-1: none) and its
-    distance; ties between equally near routes go to the lowest id."""
-    from ruralcov.join import nearest
-
-    r_near = np.asarray(route_nearby, dtype=float)
-    r_rank = pd.Series(r_ids).rank(method="dense").to_numpy() if len(r_ids) else np.array([])
-    route_pos = np.full(len(polys), -1, dtype=np.intp)
-    route_d = np.full(len(polys), np.inf)
-    for limit in np.unique(r_near):
-        sel = np.flatnonzero(r_near == limit)
-        pos, d = nearest(
-            polys, np.asarray(routes, dtype=object)[sel], max_distance=limit, priority=r_rank[sel]
-        )
-        better = (pos >= 0) & (d < route_d)
-        route_pos[better] = sel[pos[better]]
-        route_d[better] = d[better]
-    return route_pos, route_d
 
 
 def nearest_or_none(ids: NDArray[np.object_], pos: NDArray[np.intp]) -> NDArray[np.object_]:

@@ -121,7 +121,7 @@ def nearest(
     geoms: ArrayLike,
     targets: ArrayLike,
     *,
-    max_distance: float | None = None,
+    max_distance: float | ArrayLike | None = None,
     priority: ArrayLike | None = None,
 ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
     """For each geometry, the nearest target and its distance (0 when they intersect).
@@ -131,50 +131,123 @@ def nearest(
     geoms, targets
         Geometries in one metric CRS (distances are in its units).
     max_distance
-        Targets further away do not count (None: no limit).
+        Targets further away do not count: one number, or one per target (for instance each
+        fibre source's own distance), finite and at least 0. None: no limit.
     priority
         One number per target: equally near targets (for instance several access points
-        inside one village, all at distance 0) go to the lowest, so the answer does not depend
-        on file order. Defaults to the target's position.
+        inside one village, all at distance 0) go to the lowest (equal priorities: the lowest
+        position), so the answer does not depend on file order. Defaults to the position.
 
     Returns
     -------
     target_position, distance
-        -1 and NaN where there is no target within ``max_distance``.
+        -1 and NaN where no target is within its ``max_distance``.
+
+    Raises
+    ------
+    ValueError
+        When a ``max_distance`` is negative, NaN or infinite (None is the way to say "no
+        limit").
 
     Examples
     --------
     >>> from shapely import box, points
     >>> nearest([box(0, 0, 1, 1), box(10, 0, 11, 1)], points([1.5, 0.5], [0.5, 0.5]))
     (array([1, 0]), array([0. , 8.5]))
+    >>> nearest([box(0, 0, 1, 1)], points([3, 2], [0.5, 0.5]), max_distance=[1.0, 0.5])
+    (array([-1]), array([nan]))
     """
     geo = np.asarray(geoms, dtype=object)
     tgt = np.asarray(targets, dtype=object)
     prio = np.arange(len(tgt)) if priority is None else np.asarray(priority)
+    limit = None
+    if max_distance is not None:
+        limit = np.broadcast_to(np.asarray(max_distance, dtype=float), (len(tgt),))
+        if not (np.isfinite(limit) & (limit >= 0)).all():
+            raise ValueError(
+                "`max_distance` must be finite and at least 0 for every target (None: no "
+                f"limit); got {np.unique(limit[~(np.isfinite(limit) & (limit >= 0))])[:5]}"
+            )
     pos = np.full(len(geo), -1, dtype=np.intp)
     dist = np.full(len(geo), np.nan)
     if len(geo) == 0 or len(tgt) == 0:
         return pos, dist
     tree, keep = _tree(tgt)
-    valid = ~(shapely.is_missing(geo) | shapely.is_empty(geo))
-    if max_distance is not None and max_distance <= 0:
-        # Only touching targets count: an exact predicate query, no distance search.
-        g_idx, t_idx = tree.query(geo[valid], predicate="intersects")
-        d = np.zeros(len(g_idx))
-    else:
-        (g_idx, t_idx), d = tree.query_nearest(
-            geo[valid], max_distance=max_distance, return_distance=True, all_matches=True
-        )
-    if len(g_idx) == 0:
+    rows = np.flatnonzero(~(shapely.is_missing(geo) | shapely.is_empty(geo)))
+    if len(rows) == 0 or len(keep) == 0:
         return pos, dist
-    t_idx = keep[t_idx]
-    order = np.lexsort((prio[t_idx], d, g_idx))
-    g_idx, t_idx, d = g_idx[order], t_idx[order], d[order]
-    first = np.r_[True, g_idx[1:] != g_idx[:-1]]
-    rows = np.flatnonzero(valid)[g_idx[first]]
-    pos[rows] = t_idx[first]
-    dist[rows] = d[first]
+    if limit is None:
+        g_idx, t_idx, d = _nearest_unbounded(tree, geo[rows], prio[keep])
+    else:
+        g_idx, t_idx, d = _within(tree, geo[rows], limit[keep], prio[keep])
+    pos[rows[g_idx]] = keep[t_idx]
+    dist[rows[g_idx]] = d
     return pos, dist
+
+
+#: How many (geometry, target) candidate pairs a bounded search holds at a time: the distances
+#: of a batch are computed at once, and a few very long routes near many villages must not
+#: blow up memory.
+_PAIRS_AT_ONCE = 2_000_000
+
+
+def _first_per_geom(
+    g_idx: NDArray[np.intp], t_idx: NDArray[np.intp], d: NDArray[np.float64],
+    prio: NDArray,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """Of candidate pairs, the one per geometry with the smallest distance, then priority,
+    then target position."""
+    order = np.lexsort((t_idx, prio[t_idx], d, g_idx))
+    g_idx, t_idx, d = g_idx[order], t_idx[order], d[order]
+    first = np.r_[True, g_idx[1:] != g_idx[:-1]] if len(g_idx) else np.zeros(0, dtype=bool)
+    return g_idx[first], t_idx[first], d[first]
+
+
+def _within(
+    tree: shapely.STRtree, geoms: NDArray[np.object_], limit: NDArray[np.float64],
+    prio: NDArray,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """Per geometry, the best tree item within that item's own ``limit``.
+
+    Candidates are the items whose envelope meets the geometry's envelope grown by the
+    largest limit; their exact distances are then filtered by each item's limit. The
+    geometries go in batches sized so that about ``_PAIRS_AT_ONCE`` pairs exist at a time.
+    """
+    xmin, ymin, xmax, ymax = shapely.bounds(geoms).T
+    grow = float(limit.max())
+    items = tree.geometries
+    found: list[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]] = []
+    start, size = 0, 1024
+    while start < len(geoms):
+        stop = min(start + size, len(geoms))
+        boxes = shapely.box(xmin[start:stop] - grow, ymin[start:stop] - grow,
+                            xmax[start:stop] + grow, ymax[start:stop] + grow)
+        g_idx, t_idx = tree.query(boxes)
+        d = shapely.distance(geoms[start + g_idx], items[t_idx])
+        ok = d <= limit[t_idx]
+        found.append(_first_per_geom(start + g_idx[ok], t_idx[ok], d[ok], prio))
+        per_geom = max(len(g_idx), 1) / (stop - start)
+        start, size = stop, int(np.clip(_PAIRS_AT_ONCE / per_geom, 256, 131_072))
+    g_idx, t_idx, d = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    return g_idx, t_idx, d
+
+
+def _nearest_unbounded(
+    tree: shapely.STRtree, geoms: NDArray[np.object_], prio: NDArray
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """Per geometry, the best tree item at any distance.
+
+    A bounded search at the median size of the geometries' envelopes answers most of them
+    (a target that near is found exactly, nearer ones too); GEOS's nearest-neighbour search,
+    slower per geometry, answers only the rest.
+    """
+    xmin, ymin, xmax, ymax = shapely.bounds(geoms).T
+    radius = float(np.median(np.maximum(xmax - xmin, ymax - ymin)))
+    near = _within(tree, geoms, np.full(len(tree.geometries), radius), prio)
+    rest = np.setdiff1d(np.arange(len(geoms)), near[0])
+    (g_idx, t_idx), d = tree.query_nearest(geoms[rest], return_distance=True, all_matches=True)
+    far = _first_per_geom(rest[g_idx], t_idx, d, prio)
+    return tuple(np.concatenate(p) for p in zip(near, far, strict=True))  # type: ignore[return-value]
 
 
 # --- the grid index: a fast, exact point-in-polygon engine -------------------------------------

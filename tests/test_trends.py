@@ -102,6 +102,27 @@ def test_trend_tables_match_construction(two) -> None:
     assert summary.loc["T1", "speed_share_trend"] == "2020Q1 0.0 % → 2020Q2 33.3 %"
 
 
+def test_earlier_period_equals_that_period_run_alone(tmp_path: Path, monkeypatch) -> None:
+    # The earlier period is measured on the headline's villages and fibre, read once; its
+    # trend rows and classes must be those of a whole run of that period's file alone.
+    from ruralcov import pipeline
+
+    config = load_config(_two_periods(tmp_path))
+    alone = analyse(period_config(config, "2020Q1"))
+    reads = []
+    real = pipeline.load_fibre
+    monkeypatch.setattr(pipeline, "load_fibre", lambda *a, **k: reads.append(1) or real(*a, **k))
+    both = analyse(config)
+    assert len(reads) == len(config.fibre)  # the fibre inputs read once for both periods
+    for level, trend in both.trends.items():
+        q1 = trend[trend["period"] == "2020Q1"].set_index("code")
+        own = alone.summaries[level].set_index("code")
+        for col in ("villages", "fibre_villages", "speed_meets", "speed_below", "speed_share"):
+            assert q1[col].to_dict() == own.loc[q1.index, col].to_dict(), (level, col)
+    first = both.villages.set_index("village_code")["speed_trend"].str.split(" ").str[1]
+    assert first.to_dict() == alone.villages.set_index("village_code")["speed_class"].to_dict()
+
+
 def test_earlier_period_is_recorded(two) -> None:
     layers = [r.layer for r in two.inputs]
     assert layers.count("speed") == 1 and layers.count("speed[2020Q1]") == 1

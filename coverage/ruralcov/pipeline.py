@@ -209,12 +209,7 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None,
     """
     tell = progress or (lambda step: None)
     measure.check_engine(config)  # a cluster that cannot run stops the run before any reading
-    if config.speed is not None and config.speed.period:  # periods from a column of the file
-        from ruralcov.trends import with_period_column
-
-        config = with_period_column(config)
-    if config.speed is not None:  # a preset's columns as the file spells them
-        config = replace(config, speed=preset_columns(config.speed, name="speed"))
+    config = _prepared(config)
     found = _Found()
     tell("villages")
     villages = _villages(config, found)
@@ -225,6 +220,18 @@ def analyse(config: Config, *, progress: Callable[[str], None] | None = None,
         if unions is not None:  # the run stops: no union not yet started is made
             unions.cancel()
         raise
+
+
+def _prepared(config: Config) -> Config:
+    """``config`` with the periods of a period column made explicit and a preset's columns
+    spelt as the measurement file spells them."""
+    if config.speed is not None and config.speed.period:  # periods from a column of the file
+        from ruralcov.trends import with_period_column
+
+        config = with_period_column(config)
+    if config.speed is not None:
+        config = replace(config, speed=preset_columns(config.speed, name="speed"))
+    return config
 
 
 def _area_unions(villages: gpd.GeoDataFrame) -> AreaUnions | None:
@@ -248,19 +255,15 @@ def _analyse_villages(config: Config, villages: gpd.GeoDataFrame, found: _Found,
     tell("speed tests")
     target = np.where(villages["kind"] == "community", config.targets.community_download_mbps,
                       config.targets.village_download_mbps).astype(float)
-    if config.speed is not None and config.speed.kind == "tests":
-        found.issues.append(_check_positions(config, villages, None))
-        _check_units_early(config)
-    measured = measure.speed_statistics(
-        config, villages, code_rank=code_rank, target=target, metric=metric,
-        cells=config.maps.enabled if cells is None else cells)
-    found.issues.append(measured.issues)
-    found.records.extend(measured.records)
-    tell("classify")
-    villages, corrections = _classify(config, villages, evidence, measured.stats, target, found)
+    # The speed of one period on these villages and this fibre: the headline's, and each
+    # earlier period's for the trends (villages and fibre have no period: read and joined once).
+    speed_of = functools.partial(_speed_period, villages=villages, evidence=evidence,
+                                 code_rank=code_rank, target=target, metric=metric)
+    villages, corrections, cell_counts = speed_of(
+        config, found, cells=config.maps.enabled if cells is None else cells, tell=tell)
     tell("aggregate")
     summaries, level_names = _summaries(villages, config)
-    trends = _trends(config, villages, summaries, level_names, found)
+    trends = _trends(config, villages, summaries, level_names, found, speed_of=speed_of)
     return CoverageResult(
         config=config,
         villages=villages,
@@ -274,9 +277,29 @@ def _analyse_villages(config: Config, villages: gpd.GeoDataFrame, found: _Found,
         metric_crs=metric.to_string(),
         corrections=corrections,
         trends=trends,
-        cells=measured.cells,
+        cells=cell_counts,
         area_unions=unions,
     )
+
+
+def _speed_period(config: Config, found: _Found, *, villages: gpd.GeoDataFrame,
+                  evidence: pd.DataFrame, code_rank: np.ndarray, target: np.ndarray,
+                  metric: Any, cells: bool, tell: Callable[[str], None] = lambda step: None,
+                  ) -> tuple[gpd.GeoDataFrame, pd.DataFrame | None, Any]:
+    """One period's measurement joined to the villages and classified with the fibre
+    ``evidence``: the classified villages (a new frame; ``villages`` is left as it is), the
+    corrections applied and the tests per map cell (None without ``cells``)."""
+    if config.speed is not None and config.speed.kind == "tests":
+        found.issues.append(_check_positions(config, villages, None))
+        _check_units_early(config)
+    measured = measure.speed_statistics(
+        config, villages, code_rank=code_rank, target=target, metric=metric, cells=cells)
+    found.issues.append(measured.issues)
+    found.records.extend(measured.records)
+    tell("classify")
+    classified, corrections = _classify(config, villages.copy(deep=False), evidence,
+                                        measured.stats, target, found)
+    return classified, corrections, measured.cells
 
 
 def _villages(config: Config, found: _Found) -> gpd.GeoDataFrame:
@@ -396,15 +419,23 @@ def _summaries(villages: gpd.GeoDataFrame, config: Config
 
 
 def _trends(config: Config, villages: gpd.GeoDataFrame, summaries: dict[str, pd.DataFrame],
-            level_names: dict[str, pd.Series], found: _Found) -> dict[str, pd.DataFrame] | None:
-    """With periods (quarters, :mod:`ruralcov.trends`): the earlier periods analysed, each
-    village's and area's trend; None without, or with periods pooled as one source."""
+            level_names: dict[str, pd.Series], found: _Found, *,
+            speed_of: Callable[..., tuple[gpd.GeoDataFrame, Any, Any]],
+            ) -> dict[str, pd.DataFrame] | None:
+    """With periods (quarters, :mod:`ruralcov.trends`): the earlier periods measured and
+    classified by ``speed_of`` (:func:`_speed_period` on the headline's villages and fibre),
+    each village's and area's trend; None without, or with periods pooled as one source."""
     if config.speed is None or not config.speed.periods or config.speed.pool:
         return None
     from ruralcov import trends as trends_mod
 
-    # The earlier periods feed the trends only: nothing of theirs is drawn on a map.
-    runs = trends_mod.run_periods(config, villages, analyse=functools.partial(analyse, cells=False))
+    def period(period_config: Config) -> tuple[pd.DataFrame, list[InputRecord], pd.DataFrame]:
+        # The earlier periods feed the trends only: nothing of theirs is drawn on a map.
+        own = _Found()
+        classified, _, _ = speed_of(_prepared(period_config), own, cells=False)
+        return classified, own.records, concat_issues(own.issues)
+
+    runs = trends_mod.run_periods(config, villages, analyse=period)
     found.records += runs.records
     found.issues.append(runs.issues)
     villages["speed_period"] = max(config.speed.periods)

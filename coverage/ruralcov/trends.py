@@ -3,10 +3,11 @@
 A measurement source with ``periods = {"2020Q1" = "q1.parquet", "2020Q2" = "q2.parquet"}``
 is analysed once per period. The latest period (labels sort as text in time order) is the
 run's headline: every table, map and number of the run folder is that period's. The other
-periods are full re-runs of :func:`ruralcov.analyse` with only the measurement file swapped,
-so each is classified exactly as the headline is (same targets, capability records, basis and
-corrections). Fibre comes from the fibre inputs, which have no period: a village's fibre is
-the same in every period, and only the speed figures move.
+periods are measured on the headline's villages and fibre evidence with only the measurement
+file swapped, and classified exactly as the headline is (same targets, capability records,
+basis and corrections). Fibre comes from the fibre inputs, which have no period: a village's
+fibre is the same in every period (the villages are read and the fibre joined once), and only
+the speed figures move.
 
 What this module adds to a run: ``tables/trend_<level>.csv`` (one row per area and period),
 ``speed_trend`` per village and ``speed_share_trend`` per area (texts for the map popups),
@@ -129,8 +130,8 @@ def run_periods(config: Config, latest: pd.DataFrame, *, analyse: Callable[..., 
     """Analyse every period but the latest, which the headline run has done.
 
     The earlier periods' measurement inputs are recorded as layer ``speed[<label>]`` and their
-    speed findings are kept under that layer; the rest of each re-run (villages, fibre,
-    capability) repeats the headline's and is not recorded twice.
+    speed findings are kept under that layer; the rest of each period's findings (capability,
+    corrections) repeats the headline's and is not recorded twice.
 
     Parameters
     ----------
@@ -139,8 +140,10 @@ def run_periods(config: Config, latest: pd.DataFrame, *, analyse: Callable[..., 
     latest
         The headline's (latest period's) village frame.
     analyse
-        The analysis of one configuration (:func:`ruralcov.analyse`), passed in so that this
-        module does not import the pipeline that calls it.
+        One period's analysis: given that period's configuration, its classified village
+        frame, input records and issues (the pipeline measures the period on the headline's
+        villages and fibre evidence); passed in so that this module does not import the
+        pipeline that calls it.
 
     Returns
     -------
@@ -155,11 +158,11 @@ def run_periods(config: Config, latest: pd.DataFrame, *, analyse: Callable[..., 
     records: list[InputRecord] = []
     issues: list[pd.DataFrame] = []
     for label in labels[:-1]:
-        res = analyse(period_config(config, label))
-        frames[label] = pd.DataFrame(res.villages.drop(columns="geometry"))
+        villages, inputs, found_all = analyse(period_config(config, label))
+        frames[label] = pd.DataFrame(villages.drop(columns="geometry", errors="ignore"))
         layer = f"speed[{label}]"
-        records += [dataclasses.replace(r, layer=layer) for r in res.inputs if r.layer == "speed"]
-        found = res.issues[res.issues["layer"] == "speed"].copy()
+        records += [dataclasses.replace(r, layer=layer) for r in inputs if r.layer == "speed"]
+        found = found_all[found_all["layer"] == "speed"].copy()
         found["layer"] = layer
         issues.append(found)
     frames[labels[-1]] = pd.DataFrame(latest.drop(columns="geometry", errors="ignore"))

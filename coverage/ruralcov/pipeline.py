@@ -429,10 +429,10 @@ def _trends(config: Config, villages: gpd.GeoDataFrame, summaries: dict[str, pd.
         return None
     from ruralcov import trends as trends_mod
 
-    def period(period_config: Config) -> tuple[pd.DataFrame, list[InputRecord], pd.DataFrame]:
+    def period(one: Config) -> tuple[pd.DataFrame, list[InputRecord], pd.DataFrame]:
         # The earlier periods feed the trends only: nothing of theirs is drawn on a map.
         own = _Found()
-        classified, _, _ = speed_of(_prepared(period_config), own, cells=False)
+        classified, _, _ = speed_of(_prepared(one), own, cells=False)
         return classified, own.records, concat_issues(own.issues)
 
     runs = trends_mod.run_periods(config, villages, analyse=period)

@@ -17,7 +17,7 @@ and one PNG chart per county for the report.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,11 @@ def with_period_column(config: Config) -> Config:
     return dataclasses.replace(config, speed=one)
 
 
-def run_periods(config: Config, latest: pd.DataFrame, *, analyse: Callable[..., Any]) -> PeriodRuns:
+#: One period's analysis for :func:`run_periods`: its classified villages, input records, issues.
+PeriodAnalysis = Callable[[Config], tuple[pd.DataFrame, Sequence[InputRecord], pd.DataFrame]]
+
+
+def run_periods(config: Config, latest: pd.DataFrame, *, analyse: PeriodAnalysis) -> PeriodRuns:
     """Analyse every period but the latest, which the headline run has done.
 
     The earlier periods' measurement inputs are recorded as layer ``speed[<label>]`` and their
